@@ -1,0 +1,40 @@
+// ImageSource: where a pull reads an image from (a registry, an OCI layout
+// directory, a docker-save archive). The puller drives it; implementations
+// must allow open_blob() from several threads at once (one stream each).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "oci/image.hpp"
+#include "util/byte_source.hpp"
+
+namespace layer::oci {
+
+struct FetchedDocument {
+  std::string bytes;         // at most kMaxDocumentBytes
+  std::string content_type;  // as the source reports it, may be empty
+  Digest digest;             // digest of `bytes`, computed by the source
+};
+
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  // For messages: "oci:/path:tag", "docker://host/repo:tag".
+  virtual std::string describe() const = 0;
+  // The top-level manifest or index for the source's reference, or the
+  // document with this digest (a child of an index). The caller verifies a
+  // requested digest against FetchedDocument::digest.
+  virtual FetchedDocument get_manifest(const std::optional<Digest>& digest) = 0;
+  // A small blob (the config): whole, at most kMaxDocumentBytes. Unverified.
+  virtual std::string get_blob(const Descriptor& d) = 0;
+  // A layer blob as a stream of its compressed bytes. Unverified: the
+  // unpacker checks digest and size while streaming.
+  virtual std::unique_ptr<ByteSource> open_blob(const Descriptor& d) = 0;
+};
+
+// Opens "oci:DIR[:TAG]" or "docker-archive:FILE[:REF]"; throws Error.
+std::unique_ptr<ImageSource> open_local_source(const std::string& ref);
+
+}  // namespace layer::oci

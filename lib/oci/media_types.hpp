@@ -1,0 +1,28 @@
+// OCI image-spec and Docker v2 media types, and what each layer type means.
+#pragma once
+
+#include <string_view>
+
+namespace layer::oci {
+
+inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
+inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
+inline constexpr std::string_view kOciConfig = "application/vnd.oci.image.config.v1+json";
+inline constexpr std::string_view kOciLayer = "application/vnd.oci.image.layer.v1.tar";
+inline constexpr std::string_view kOciLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+inline constexpr std::string_view kOciLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+inline constexpr std::string_view kDockerManifest =
+    "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr std::string_view kDockerManifestList =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr std::string_view kDockerConfig = "application/vnd.docker.container.image.v1+json";
+inline constexpr std::string_view kDockerLayerGzip =
+    "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+enum class Compression { None, Gzip, Zstd };
+
+// The compression a layer media type declares; nullopt-like Unknown refused.
+enum class LayerKind { Tar, TarGzip, TarZstd, Unsupported };
+LayerKind layer_kind(std::string_view media_type);
+
+}  // namespace layer::oci

@@ -1,0 +1,50 @@
+// pull(): brings one image from an ImageSource into a Store: resolve the
+// manifest (selecting the platform from an index), verify and store the
+// config and manifest, skip layers already present by diff_id, ingest the
+// rest in parallel (opt.jobs streams at once, each straight through the
+// unpacker), publish each layer as it completes and the image record last.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "oci/image.hpp"
+#include "oci/image_source.hpp"
+#include "store/store.hpp"
+#include "unpack/unpacker.hpp"
+
+namespace layer::pull {
+
+enum class LayerState { Exists, Waiting, Downloading, Unpacking, Done, Failed };
+
+struct LayerEvent {
+  size_t index;  // position in the manifest
+  Digest digest;
+  Digest diff_id;
+  int64_t size;  // compressed, from the descriptor
+  LayerState state;
+  uint64_t bytes = 0;  // compressed bytes read so far
+};
+
+struct Options {
+  oci::Platform platform = oci::Platform::host();
+  int jobs = 4;
+  unpack::Options unpack;
+  std::function<void(const LayerEvent&)> on_layer;  // called from worker threads, serialized
+};
+
+struct Result {
+  store::ImageRecord image;
+  size_t layers_total = 0;
+  size_t layers_reused = 0;  // present before the pull (or unpacked meanwhile by another)
+  uint64_t bytes_fetched = 0;
+};
+
+// `name`: the ref to record the image under. Throws Error on failure; layers
+// already published stay (they are valid), the image record is not written.
+Result pull(store::Store& store, oci::ImageSource& source, const std::string& name,
+            const Options& opt);
+
+}  // namespace layer::pull

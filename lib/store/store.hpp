@@ -1,0 +1,121 @@
+// Store: the content-addressable layer store (DESIGN.md, format version 1).
+// A Store object owns the root dirfd and holds the store lock (shared for
+// readers and pullers, exclusive for rmi/gc) for its lifetime. Methods are
+// thread-safe: pulls ingest several layers at once from one Store.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/byte_source.hpp"
+#include "util/digest.hpp"
+#include "util/unique_fd.hpp"
+
+namespace layer::unpack {
+struct LayerSpec;
+struct Options;
+struct Stats;
+using ProgressFn = std::function<void(uint64_t compressed_bytes_read)>;
+}  // namespace layer::unpack
+
+namespace layer::store {
+
+struct LayerInfo {
+  Digest diff_id;
+  std::vector<Digest> compressed;  // compressed digests this layer was seen as
+  uint64_t size = 0;               // bytes of file data in diff/
+  uint64_t entries = 0;
+  std::string unpacked_at;         // RFC 3339
+};
+
+struct ImageRecord {
+  std::string ref;       // normalized name: "docker.io/library/debian:bookworm", "oci:/x:tag"
+  Digest manifest;       // digest of the image manifest (not the index)
+  Digest config;
+  std::vector<Digest> diff_ids;  // bottom layer first
+  std::string platform;  // "linux/amd64"
+  std::string created;   // from the config
+  std::string pulled_at;
+  uint64_t size = 0;     // sum of the layers' unpacked sizes
+};
+
+struct ContainerRecord {
+  std::string id;          // 64 hex
+  std::string name;
+  std::string image;       // ref of the image
+  std::vector<Digest> diff_ids;
+  std::string mountpoint;  // absolute
+  int pid = 0;             // layerfs daemon pid, 0 when not mounted
+  bool read_only = false;
+  std::string created;
+};
+
+enum class LockMode { Shared, Exclusive };
+enum class Ingest { Unpacked, AlreadyPresent };
+
+class Store {
+ public:
+  // Opens (creating if absent) the store at `root`, refuses a newer format
+  // version, takes the store lock and sweeps tmp/ of entries no live process
+  // holds. Throws Error naming the root.
+  static Store open(const std::string& root, LockMode mode = LockMode::Shared);
+  Store(Store&&) noexcept;
+  ~Store();
+
+  const std::string& root() const { return root_; }
+  int root_fd() const { return root_fd_.get(); }
+
+  // Blobs (manifests, configs; layer blobs only with --keep-blobs).
+  bool has_blob(const Digest& d) const;
+  void put_blob(const Digest& d, std::string_view data);  // verifies d, publishes atomically
+  std::optional<std::string> read_blob(const Digest& d, size_t max) const;
+
+  // Layers.
+  bool has_layer(const Digest& diff_id) const;
+  std::optional<LayerInfo> layer_info(const Digest& diff_id) const;
+  std::vector<LayerInfo> layers() const;
+  // Streams `src` through unpack::unpack_layer into a private staging dir and
+  // publishes it as layers/<diff_id> (fsync, rename, fsync). Holds a
+  // per-layer lock, so concurrent processes unpack a layer once: a caller
+  // that finds it present after waiting gets AlreadyPresent without reading
+  // `src`. On any error nothing appears under layers/.
+  Ingest ingest_layer(const unpack::LayerSpec& spec, ByteSource& src, const unpack::Options& opt,
+                      const unpack::ProgressFn& progress = {});
+
+  // Images. put_image REQUIRES every diff_id present; it is published last.
+  void put_image(const ImageRecord& rec);
+  std::vector<ImageRecord> images() const;
+  // By ref (exact or normalized), by full or short (>= 12 hex) config digest.
+  std::optional<ImageRecord> find_image(const std::string& name) const;
+  // Removes the image record, then every layer and blob no image or
+  // container references. REQUIRES LockMode::Exclusive. Returns the layers
+  // removed. Throws Error if a container uses the image.
+  std::vector<Digest> remove_image(const std::string& name);
+
+  // Containers (written by layerctl mount; read by rmi/gc).
+  std::vector<ContainerRecord> containers() const;
+  std::optional<ContainerRecord> find_container(const std::string& id_or_name) const;
+  void put_container(const ContainerRecord& rec);   // container.json, atomically
+  void remove_container(const std::string& id);     // its dir, upper included
+
+  // A fresh private directory under tmp/ (flock'ed while the fd is open, so a
+  // concurrent open() never sweeps it). Caller removes it or leaves it to the sweep.
+  struct Staging {
+    std::string name;  // relative to tmp/
+    UniqueFd fd;       // the directory, flock'ed
+  };
+  Staging make_staging(const std::string& prefix) const;
+  int tmp_fd() const { return tmp_fd_.get(); }
+
+ private:
+  Store() = default;
+  std::string root_;
+  UniqueFd root_fd_;
+  UniqueFd lock_fd_;
+  UniqueFd tmp_fd_;
+};
+
+}  // namespace layer::store

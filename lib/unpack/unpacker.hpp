@@ -1,0 +1,55 @@
+// unpack_layer: streams one layer blob through the compressed digest check,
+// decompression (gzip/zstd by media type, checked against magic bytes), the
+// diff_id check (trailing bytes after the tar end included) and libarchive's
+// tar reader into a staging directory, converting OCI whiteouts to the
+// overlay format and refusing hostile entries. Decompression runs on its own
+// thread, overlapped with writing. Thread-safe: concurrent calls share nothing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "util/byte_source.hpp"
+#include "util/digest.hpp"
+
+namespace layer::unpack {
+
+struct LayerSpec {
+  std::string media_type;  // decides the decompressor
+  Digest digest;           // compressed digest (descriptor)
+  int64_t size = -1;       // descriptor size; -1 if unknown
+  Digest diff_id;          // from the image config
+  std::string image;       // for error messages only
+};
+
+struct Limits {
+  uint64_t max_bytes = 64ull << 30;   // uncompressed tar bytes
+  uint64_t max_entries = 4'000'000;
+  uint64_t max_name = 4096;           // bytes per path
+  uint64_t max_xattr = 64 << 10;      // bytes per xattr value
+};
+
+struct Options {
+  Limits limits;
+  // Rootless: whiteouts as zero-size files with user.overlay.whiteout, opaque
+  // as user.overlay.opaque, no chown, devices skipped. Default: geteuid() != 0.
+  bool rootless = false;
+};
+
+struct Stats {
+  uint64_t compressed_bytes = 0;
+  uint64_t tar_bytes = 0;
+  uint64_t entries = 0;
+  uint64_t file_bytes = 0;
+};
+
+using ProgressFn = std::function<void(uint64_t compressed_bytes_read)>;
+
+// REQUIRES: staging_dir is an empty directory. Throws layer::Error whose
+// message names spec.image, the layer digest and (for entry errors) the entry.
+// On error the staging dir holds garbage for the caller to remove.
+Stats unpack_layer(int staging_dir, const LayerSpec& spec, ByteSource& src, const Options& opt,
+                   const ProgressFn& progress = {});
+
+}  // namespace layer::unpack
