@@ -1,0 +1,32 @@
+// open_registry_source: an oci::ImageSource over the OCI distribution API
+// (ping, manifests, blobs; Bearer/Basic auth; TLS; resumable blob streams).
+// The returned source is safe to use from several threads (one stream each).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "oci/image_source.hpp"
+
+namespace layer::registry {
+
+struct RegistryOptions {
+  bool tls_verify = true;            // --tls-verify=false turns it off
+  std::string cert_dir;              // --cert-dir: *.crt (CAs), *.cert + *.key (client)
+  std::vector<std::string> insecure; // registries allowed over plain HTTP (loopback always is)
+  std::string auth_file;             // --authfile; else $REGISTRY_AUTH_FILE, XDG, docker config
+  std::string creds;                 // --creds USER:PASS, overrides the auth files
+};
+
+// `ref`: "debian", "debian:bookworm", "docker.io/library/debian@sha256:…",
+// "127.0.0.1:5000/team/app:v1", optionally prefixed "docker://".
+// Throws Error naming the reference if it is malformed.
+std::unique_ptr<oci::ImageSource> open_registry_source(const std::string& ref,
+                                                       const RegistryOptions& opt);
+
+// The normalized name a pulled image is recorded under
+// ("docker.io/library/debian:bookworm"); throws Error if malformed.
+std::string normalize_reference(const std::string& ref);
+
+}  // namespace layer::registry
