@@ -39,7 +39,11 @@ grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
 grep -qw overlay /proc/filesystems || { echo "SKIP: no overlayfs in this kernel"; exit 77; }
 
 case $engine in
-  layerfs) engine_bin=${LAYERFS:?} ;;
+  layerfs)
+    engine_bin=${LAYERFS:?}
+    if { "$engine_bin" --version 2>&1 || true; } | grep -q 'not built yet'; then
+      echo "SKIP: layerfs is still the placeholder binary"; exit 77
+    fi ;;
   fuse-overlayfs) engine_bin=$(command -v fuse-overlayfs) ;;
   *) echo "unknown engine $engine" >&2; exit 2 ;;
 esac
@@ -113,7 +117,7 @@ mount_engine() {  # NAME [ro LOWERS]
 }
 
 umount_engine() {  # MNT: unmount and wait until the daemon has let go
-  fusermount3 -u "$1"
+  fusermount3 -u "$1" || umount -l "$1"
   local i
   for i in $(seq 1 100); do
     mountpoint -q "$1" || return 0
@@ -121,6 +125,26 @@ umount_engine() {  # MNT: unmount and wait until the daemon has let go
   done
   echo "engine mount $1 did not go away" >&2
   return 1
+}
+
+abort_fuse() {  # MNT: a hung FUSE mount: abort its connection so the test can end
+  local dev
+  dev=$(findmnt -n -o MAJ:MIN --mountpoint "$1" 2>/dev/null | cut -d: -f2) || return 0
+  [ -n "$dev" ] && [ -e "/sys/fs/fuse/connections/$dev/abort" ] &&
+    echo 1 > "/sys/fs/fuse/connections/$dev/abort"
+  return 0
+}
+
+fsops_on() {  # OUT MNT ARGS...: fsops with a time limit; a hang is a failure
+  local out=$1 mnt=$2 rc=0
+  shift 2
+  timeout -k 5 "${FSOPS_TIMEOUT:-120}" "$FSOPS" --root "$mnt" "$@" > "$out" 2> "$out.err" || rc=$?
+  if [ $rc = 124 ] || [ $rc = 137 ]; then
+    echo "fsops timed out on $mnt" >> "$out.err"
+    abort_fuse "$mnt"
+  fi
+  [ -s "$out.err" ] && cat "$out.err" >&2
+  return $rc
 }
 
 tree_of() { sed -n '/^== tree$/,$p' "$1"; }
@@ -135,10 +159,10 @@ setup_side engine
 kernel_opts=$(join_opts $kopts $better)
 mount_kernel kernel "$kernel_opts"
 mount_engine engine
-"$FSOPS" --role kernel --root "$T/kernel/mnt" --script "$script" > "$T/kernel.out" 2> "$T/kernel.err" || {
-  cat "$T/kernel.err"; failure "fsops failed on the kernel"; }
-"$FSOPS" --role engine --root "$T/engine/mnt" --script "$script" > "$T/engine.out" 2> "$T/engine.err" || {
-  cat "$T/engine.err"; failure "fsops failed on $engine"; }
+fsops_on "$T/kernel.out" "$T/kernel/mnt" --role kernel --script "$script" ||
+  failure "fsops failed on the kernel"
+fsops_on "$T/engine.out" "$T/engine/mnt" --role engine --script "$script" ||
+  failure "fsops failed on $engine"
 umount_engine "$T/engine/mnt"
 umount "$T/kernel/mnt"
 
@@ -152,7 +176,7 @@ if [ -n "$better" ]; then
   # The kernel's default must give the weaker behaviour the issue improves on.
   setup_side kdefault
   mount_kernel kdefault "$(join_opts $kopts)"
-  "$FSOPS" --role kernel --root "$T/kdefault/mnt" --script "$script" > "$T/kdefault.out" 2>&1 || true
+  fsops_on "$T/kdefault.out" "$T/kdefault/mnt" --role kernel --script "$script" || true
   umount "$T/kdefault/mnt"
   if cmp -s "$T/kdefault.out" "$T/kernel.out"; then
     failure "scenario marked 'better: $better' but the kernel's default behaves the same"
@@ -177,7 +201,7 @@ mkdir -p "$T/xk/mnt"
 follow=redirect_dir=follow
 mount -t overlay overlay -o "lowerdir=$T/engine/upper:$(lowers "$T/engine"),$follow" "$T/xk/mnt"
 mounts+=("$T/xk/mnt")
-"$FSOPS" --role kernel --root "$T/xk/mnt" > "$T/xk.out" 2>&1 || true
+fsops_on "$T/xk.out" "$T/xk/mnt" --role kernel || failure "fsops failed on the kernel over $engine's upper"
 umount "$T/xk/mnt"
 if ! diff -u --label "$engine" --label "kernel over $engine's upper" <(tree_of "$T/engine.out") \
      "$T/xk.out" > "$T/xk.diff"; then
@@ -185,15 +209,20 @@ if ! diff -u --label "$engine" --label "kernel over $engine's upper" <(tree_of "
   failure "the kernel's overlayfs shows $engine's upper differently"
 fi
 
-# --- and the other way round: the engine shows the kernel's upper (read-only mount)
+# --- and the other way round: the engine shows the kernel's upper (read-only
+# mount). Not with index=on: the kernel's upper then relies on its index dir.
+if [[ "$better$kopts" == *index=on* ]]; then
+  note "skipped: $engine over the kernel's upper (the kernel used index=on)"
+else
 mkdir -p "$T/xe/mnt"
 mount_engine xe ro "$T/kernel/upper:$(lowers "$T/kernel")"
-"$FSOPS" --role engine --root "$T/xe/mnt" > "$T/xe.out" 2>&1 || true
+fsops_on "$T/xe.out" "$T/xe/mnt" --role engine || failure "fsops failed on $engine over the kernel's upper"
 umount_engine "$T/xe/mnt"
 if ! diff -u --label "kernel" --label "$engine over the kernel's upper" <(tree_of "$T/kernel.out") \
      "$T/xe.out" > "$T/xe.diff"; then
   head -40 "$T/xe.diff"
   failure "$engine shows the kernel's upper differently"
+fi
 fi
 
 if [ $fail = 0 ]; then
