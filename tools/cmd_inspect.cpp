@@ -99,7 +99,8 @@ int run_inspect(Globals& g, std::vector<std::string>& args) {
   if (config_json.contains("config") && config_json["config"].is_object()) {
     const json& c = config_json["config"];
     for (const char* k : {"Entrypoint", "Cmd", "WorkingDir", "User", "Env"})
-      if (c.contains(k) && !c[k].is_null() && !(c[k].is_string() && c[k].get<std::string>().empty()))
+      if (c.contains(k) && !c[k].is_null() &&
+          !(c[k].is_string() && c[k].get<std::string>().empty()))
         std::printf("%-11s %s\n", (std::string(k) + ":").c_str(), c[k].dump().c_str());
   }
   std::printf("Layers:     %zu\n", img->diff_ids.size());
@@ -110,11 +111,9 @@ int run_inspect(Globals& g, std::vector<std::string>& args) {
     auto sz = [&](const char* k) {
       return l.contains(k) ? human_bytes(l[k].get<uint64_t>()) : std::string("-");
     };
-    rows.push_back({"  " + std::to_string(i),
-                    l["diff_id"].get<std::string>().substr(0, 19),
+    rows.push_back({"  " + std::to_string(i), l["diff_id"].get<std::string>().substr(0, 19),
                     l.contains("digest") ? l["digest"].get<std::string>().substr(0, 19) : "-",
-                    sz("compressed_size"),
-                    l["present"].get<bool>() ? sz("size") : "missing",
+                    sz("compressed_size"), l["present"].get<bool>() ? sz("size") : "missing",
                     l.contains("entries") ? std::to_string(l["entries"].get<uint64_t>()) : "-",
                     std::to_string(l["shared_by"].get<size_t>()) + " image" +
                         (l["shared_by"].get<size_t>() == 1 ? "" : "s")});

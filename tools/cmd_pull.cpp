@@ -24,12 +24,18 @@ using Clock = std::chrono::steady_clock;
 
 const char* state_name(pull::LayerState s) {
   switch (s) {
-    case pull::LayerState::Exists: return "exists";
-    case pull::LayerState::Waiting: return "waiting";
-    case pull::LayerState::Downloading: return "downloading";
-    case pull::LayerState::Unpacking: return "unpacking";
-    case pull::LayerState::Done: return "done";
-    case pull::LayerState::Failed: return "failed";
+    case pull::LayerState::Exists:
+      return "exists";
+    case pull::LayerState::Waiting:
+      return "waiting";
+    case pull::LayerState::Downloading:
+      return "downloading";
+    case pull::LayerState::Unpacking:
+      return "unpacking";
+    case pull::LayerState::Done:
+      return "done";
+    case pull::LayerState::Failed:
+      return "failed";
   }
   return "?";
 }
@@ -123,11 +129,16 @@ uint64_t parse_count(const std::string& opt, const std::string& v) {
   uint64_t mult = 1;
   if (end && *end) {
     std::string suf = end;
-    if (suf == "K" || suf == "k") mult = 1ull << 10;
-    else if (suf == "M") mult = 1ull << 20;
-    else if (suf == "G") mult = 1ull << 30;
-    else if (suf == "T") mult = 1ull << 40;
-    else throw UsageError("option '--" + opt + "': bad number '" + v + "'");
+    if (suf == "K" || suf == "k")
+      mult = 1ull << 10;
+    else if (suf == "M")
+      mult = 1ull << 20;
+    else if (suf == "G")
+      mult = 1ull << 30;
+    else if (suf == "T")
+      mult = 1ull << 40;
+    else
+      throw UsageError("option '--" + opt + "': bad number '" + v + "'");
   }
   if (v.empty() || v[0] == '-' || errno || n == 0)
     throw UsageError("option '--" + opt + "': bad number '" + v + "'");
@@ -166,7 +177,13 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   const std::string ref = args[0];
 
   pull::Options opt;
-  if (o.count("platform")) opt.platform = oci::Platform::parse(o["platform"]);
+  if (o.count("platform")) {
+    try {
+      opt.platform = oci::Platform::parse(o["platform"]);
+    } catch (const Error& e) {
+      throw UsageError(e.line());
+    }
+  }
   if (o.count("jobs")) {
     uint64_t j = parse_count("jobs", o["jobs"]);
     if (j > 64) throw UsageError("option '--jobs': at most 64");
@@ -243,11 +260,12 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
     std::printf("%s: all layers present, nothing to unpack (id %s)\n", r.image.ref.c_str(),
                 short_id(r.image.config.hex).c_str());
   } else {
-    std::printf("%s: pulled %zu layer%s (%zu unpacked, %zu already present), %s in %s, %s (id %s)\n",
-                r.image.ref.c_str(), r.layers_total, r.layers_total == 1 ? "" : "s", unpacked,
-                r.layers_reused, human_bytes(r.bytes_fetched).c_str(), human_seconds(secs).c_str(),
-                human_rate(secs > 0 ? static_cast<double>(r.bytes_fetched) / secs : 0).c_str(),
-                short_id(r.image.config.hex).c_str());
+    std::printf(
+        "%s: pulled %zu layer%s (%zu unpacked, %zu already present), %s in %s, %s (id %s)\n",
+        r.image.ref.c_str(), r.layers_total, r.layers_total == 1 ? "" : "s", unpacked,
+        r.layers_reused, human_bytes(r.bytes_fetched).c_str(), human_seconds(secs).c_str(),
+        human_rate(secs > 0 ? static_cast<double>(r.bytes_fetched) / secs : 0).c_str(),
+        short_id(r.image.config.hex).c_str());
   }
   return 0;
 }

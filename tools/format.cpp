@@ -15,7 +15,11 @@ std::string human_bytes(uint64_t n) {
     ++u;
   }
   char buf[32];
-  std::snprintf(buf, sizeof buf, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, kUnits[u]);
+  std::snprintf(buf, sizeof buf,
+                v < 10    ? "%.2f %s"
+                : v < 100 ? "%.1f %s"
+                          : "%.0f %s",
+                v, kUnits[u]);
   return buf;
 }
 
@@ -34,7 +38,9 @@ std::string human_seconds(double s) {
   return buf;
 }
 
-std::string short_id(const std::string& hex) { return hex.substr(0, 12); }
+std::string short_id(const std::string& hex) {
+  return hex.substr(0, 12);
+}
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;

@@ -156,10 +156,10 @@ class Ingestor {
   const oci::Manifest& m_;
   const oci::ImageConfig& cfg_;
 
-  std::mutex mu_;                 // guards next_, error_
-  std::vector<size_t> todo_;      // set before the workers start
-  size_t next_ = 0;               // guarded by mu_
-  std::exception_ptr error_;      // guarded by mu_
+  std::mutex mu_;             // guards next_, error_
+  std::vector<size_t> todo_;  // set before the workers start
+  size_t next_ = 0;           // guarded by mu_
+  std::exception_ptr error_;  // guarded by mu_
   std::atomic<bool> cancel_{false};
   std::atomic<size_t> reused_{0};
   std::atomic<uint64_t> fetched_{0};
