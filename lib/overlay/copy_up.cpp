@@ -108,6 +108,15 @@ uint32_t Overlay::lower_names(uint64_t ino, const struct stat& upper_st) {
   return v;
 }
 
+void Overlay::mark_impure(int dirfd) {
+  // The kernel's marker for "holds copied-up entries": it then takes d_ino
+  // from the entries' origins in readdir, as it does for st_ino.
+  XattrPath p(dirfd, nullptr);
+  char v;
+  if (p.get(impure_xattr_.c_str(), &v, 1) == 1) return;
+  p.set(impure_xattr_.c_str(), "y", 1, 0);
+}
+
 Result<void> Overlay::copy_data(int src, int dst, off_t size) {
   if (size == 0) return {};
   if (::ioctl(dst, FICLONE, src) == 0) return {};
@@ -313,6 +322,7 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
   }
 
   if (::renameat2(wfd, tn, ufd, nm, RENAME_NOREPLACE) != 0) return fail(errno);
+  mark_impure(ufd);
   // The parent's times are not changed by a copy-up.
   struct timespec pts[2] = {pst.st_atim, pst.st_mtim};
   ::futimens(ufd, pts);

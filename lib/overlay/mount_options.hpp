@@ -26,7 +26,9 @@ struct MountOptions {
   int xattr_permissions = 0;
   bool userxattr = false;  // private xattrs under user.overlay. instead of trusted.overlay.
   double timeout = 86400;  // entry/attr timeout, seconds
-  bool writeback = true;
+  // Off by default: the kernel does not flush its cache before SEEK_DATA/
+  // SEEK_HOLE, and FUSE passthrough excludes it.
+  bool writeback = false;
   bool read_only = false;
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).

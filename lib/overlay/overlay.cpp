@@ -107,6 +107,7 @@ Overlay::Overlay(const MountOptions& opts) : opts_(opts) {
   origin_xattr_ = xattr_prefix_ + "layerfs.origin";
   opaque_xattr_ = xattr_prefix_ + "opaque";
   names_xattr_ = xattr_prefix_ + "layerfs.lowernames";
+  impure_xattr_ = xattr_prefix_ + "impure";
 }
 
 std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
@@ -179,6 +180,7 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
 
 Overlay::~Overlay() {
   // Whatever the kernel still referenced at unmount: free the whole tree.
+  if (!root_) return;  // open() failed half-way
   std::vector<Node*> all;
   std::vector<Node*> todo{root_};
   for (Node* d : detached_) todo.push_back(d);

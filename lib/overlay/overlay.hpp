@@ -176,6 +176,7 @@ class Overlay {
   uint32_t lower_names(uint64_t ino, const struct stat& upper_st);
   Result<void> copy_up_tree(Node* dir);
   Result<void> remove_whiteouts(int dirfd);
+  void mark_impure(int dirfd);
   Result<void> copy_up_dir_chain(Node* dir);
   Result<int> upper_dirfd(Node* dir, std::shared_ptr<const DirStack>* keep);
   Result<void> copy_xattrs(int sfd, const char* sname, int dfd, const char* dname);
@@ -214,7 +215,8 @@ class Overlay {
   std::string xattr_prefix_;  // "trusted.overlay." or "user.overlay."
   std::string origin_xattr_;
   std::string opaque_xattr_;
-  std::string names_xattr_;  // on an index entry: its names still only below
+  std::string names_xattr_;
+  std::string impure_xattr_;  // on an index entry: its names still only below
   std::atomic<uint64_t> temp_counter_{0};
 
   mutable std::mutex tree_mu_;  // guards every Node's parent, name, refs, unlinked, children

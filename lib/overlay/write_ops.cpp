@@ -464,6 +464,9 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
     if (!moved_out.empty()) (void)remove_in_work(moved_out.c_str());
   }
 
+  mark_impure(u2);
+  if (exchange) mark_impure(u1);
+
   // The tree: move the nodes to their new names.
   std::vector<Node*> drop;  // parents that lost a child, unreferenced after the lock
   {
