@@ -1,6 +1,8 @@
 #include "registry/http_client.hpp"
 
 #include <cassert>
+#include <cerrno>
+#include <cstring>
 
 #include "registry/http_transfer.hpp"
 
@@ -56,19 +58,22 @@ TransportError::Kind TransportError::classify(CURLcode c) {
 std::string transport_message(const TransportError& e, const std::string& host) {
   switch (e.kind()) {
     case TransportError::Kind::Resolve:
-      return "unknown host '" + host + "' (name lookup failed: " + e.what() + ")";
+      return "unknown host '" + host + "' (name lookup failed)";
     case TransportError::Kind::Connect:
-      return "cannot connect to " + host + " (" + e.what() + ")";
+      if (e.os_errno() == ECONNREFUSED) return "connection refused by " + host;
+      if (e.os_errno() != 0)
+        return "cannot connect to " + host + ": " + std::strerror(e.os_errno());
+      return "cannot connect to " + host + " (" + e.line() + ")";
     case TransportError::Kind::Tls:
-      return "TLS failure talking to " + host + ": " + e.what() +
+      return "TLS failure talking to " + host + ": " + e.line() +
              " (trust a private CA with --cert-dir DIR holding its .crt, or skip "
              "verification with --tls-verify=false)";
     case TransportError::Kind::Transient:
-      return "connection to " + host + " failed: " + e.what();
+      return "connection to " + host + " failed: " + e.line();
     case TransportError::Kind::Other:
       break;
   }
-  return "talking to " + host + ": " + e.what();
+  return "talking to " + host + ": " + e.line();
 }
 
 CurlHandles::~CurlHandles() {

@@ -35,15 +35,17 @@ struct HttpRequest {
 class TransportError : public Error {
  public:
   enum class Kind { Resolve, Connect, Tls, Transient, Other };
-  TransportError(Kind kind, int curl_code, const std::string& message)
-      : Error(message), kind_(kind), curl_code_(curl_code) {}
+  TransportError(Kind kind, int curl_code, const std::string& message, int os_errno = 0)
+      : Error(message), kind_(kind), curl_code_(curl_code), os_errno_(os_errno) {}
   Kind kind() const { return kind_; }
   int curl_code() const { return curl_code_; }
+  int os_errno() const { return os_errno_; }  // the socket error, when curl knows it
   static Kind classify(CURLcode c);
 
  private:
   Kind kind_;
   int curl_code_;
+  int os_errno_;
 };
 
 // A user-facing message for `e` while talking to `host` ("unknown host",

@@ -170,7 +170,10 @@ void HttpTransfer::drive() {
 
 void HttpTransfer::throw_failure() const {
   std::string msg = errbuf_[0] ? std::string(errbuf_) : curl_easy_strerror(result_);
-  throw TransportError(TransportError::classify(result_), static_cast<int>(result_), msg);
+  long os_errno = 0;
+  curl_easy_getinfo(h_->easy, CURLINFO_OS_ERRNO, &os_errno);
+  throw TransportError(TransportError::classify(result_), static_cast<int>(result_), msg,
+                       static_cast<int>(os_errno));
 }
 
 void HttpTransfer::wait_headers() {

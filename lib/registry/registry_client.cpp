@@ -290,8 +290,9 @@ void RegistryClient::fail(HttpTransfer& t, const std::string& what) {
     case 404:
       if (code == "NAME_UNKNOWN")
         throw Error(reg + ": repository '" + ref_.name() + "' not found (" + what + ")");
-      if (code == "BLOB_UNKNOWN") throw Error(reg + ": " + what + " not found (blob unknown)");
-      throw Error(reg + ": " + what + " not found (manifest unknown)" + says);
+      if (code == "BLOB_UNKNOWN") throw Error(reg + ": blob unknown: " + what + " not found");
+      throw Error(reg + ": manifest unknown: " + what + " not found" +
+                  (code == "MANIFEST_UNKNOWN" ? "" : says));
     case 429:
       throw Error(reg + ": too many requests (HTTP 429) for " + what + "; gave up retrying");
     default:
