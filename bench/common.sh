@@ -1,0 +1,60 @@
+# Shared by the bench/ scripts (sourced, not run): paths, dependency install,
+# cache dropping and small timing helpers. Needs bash >= 5 (EPOCHREALTIME).
+
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(cd "$bench_dir/.." && pwd)
+cache_dir=${BENCH_CACHE:-$bench_dir/cache}
+out_dir=${BENCH_OUT:-$bench_dir/out}
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "run as root"; }
+
+# Installs the Debian packages the benchmarks use (only those missing).
+bench_install_deps() {
+  local pkgs=(debootstrap fio fuse-overlayfs fuse3 umoci zstd gzip tar python3 gcc libc6-dev
+              gnuplot-nox util-linux procps psmisc attr)
+  local missing=() p
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  modprobe fuse 2>/dev/null || true
+  modprobe overlay 2>/dev/null || true
+}
+
+# Builds layerctl and the layerfs daemon (release build) under bench/out/build
+# unless BUILD points at an existing build. Sets BUILD. Returns 1 when the
+# project does not build (the benchmarks then run without layerfs/layerctl).
+bench_build() {
+  if [ -n "${BUILD:-}" ]; then return 0; fi
+  BUILD=$out_dir/build
+  bash "$repo_dir/.ci/install-deps" >&2 || return 1
+  if [ ! -f "$BUILD/build.ninja" ]; then
+    meson setup "$BUILD" "$repo_dir" --buildtype=release -Db_ndebug=true -Dtests=false \
+      >"$out_dir/meson-setup.log" 2>&1 || { log "meson setup failed (see $out_dir/meson-setup.log)"; return 1; }
+  fi
+  ninja -C "$BUILD" -j2 >"$out_dir/ninja.log" 2>&1 || { log "build failed (see $out_dir/ninja.log)"; return 1; }
+}
+
+drop_caches() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+}
+
+# now_us: microseconds since the epoch (bash 5 builtin, no fork).
+now_us() {
+  local t=${EPOCHREALTIME/./}
+  echo "$t"
+}
+
+# Median of the numbers on stdin.
+median() {
+  python3 -c 'import sys,statistics; v=[float(x) for x in sys.stdin.read().split()]; print(statistics.median(v) if v else "nan")'
+}
