@@ -36,9 +36,9 @@ std::string dir_of(const std::string& path) {
 
 std::string base64_encode(std::string_view s) {
   std::string out(4 * ((s.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(s.data()),
-                          static_cast<int>(s.size()));
+  int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -46,9 +46,9 @@ std::string base64_encode(std::string_view s) {
 std::optional<std::string> base64_decode(std::string_view s) {
   if (s.size() % 4 != 0) return std::nullopt;
   std::string out(3 * s.size() / 4 + 1, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(s.data()),
-                          static_cast<int>(s.size()));
+  int n =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
   if (n < 0) return std::nullopt;
   size_t len = static_cast<size_t>(n);
   // EVP_DecodeBlock counts the '=' padding as zero bytes.
@@ -226,9 +226,8 @@ CredentialSearch find_credentials(std::string_view registry, std::string_view re
       return s;
     }
     std::string helper = f.helper_for(registry);
-    s.tried.push_back(helper.empty() ? path
-                                     : path + " (credential helper '" + helper +
-                                           "' is not supported)");
+    s.tried.push_back(
+        helper.empty() ? path : path + " (credential helper '" + helper + "' is not supported)");
   }
   return s;
 }

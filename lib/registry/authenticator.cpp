@@ -70,7 +70,8 @@ void Authenticator::set_challenges(const std::vector<std::string>& www_authentic
 
 std::string Authenticator::scope_for() const {
   std::string scope = challenge_.param("scope");
-  return scope.empty() ? "repository:" + repo_ + ":pull" : scope;
+  if (!scope.empty() || repo_.empty()) return scope;  // no repository: a login check
+  return "repository:" + repo_ + ":pull";
 }
 
 std::string Authenticator::header() {
@@ -94,8 +95,10 @@ bool Authenticator::refresh(const std::vector<std::string>& www_authenticate,
   if (challenge_.scheme == "basic") return sent.empty() && creds_.found.has_value();
   if (challenge_.scheme != "bearer") return false;
   for (auto it = tokens_.begin(); it != tokens_.end();) {
-    if ("Bearer " + it->second.value == sent) it = tokens_.erase(it);
-    else ++it;
+    if ("Bearer " + it->second.value == sent)
+      it = tokens_.erase(it);
+    else
+      ++it;
   }
   return true;
 }
@@ -112,14 +115,14 @@ Authenticator::Token Authenticator::fetch_token(const std::string& scope) {
   std::string port = url_part(u.get(), CURLUPART_PORT);
   std::string realm_host = port.empty() ? host : host + ":" + port;
   if (scheme != "https" && !(scheme == "http" && (allow_http_realm_ || loopback_host(host))))
-    throw Error("registry " + registry_ + " names a token realm that is not HTTPS (" +
-                realm_host + "); refusing to use it");
+    throw Error("registry " + registry_ + " names a token realm that is not HTTPS (" + realm_host +
+                "); refusing to use it");
   auto add_query = [&](const std::string& kv) {
     curl_url_set(u.get(), CURLUPART_QUERY, kv.c_str(), CURLU_APPENDQUERY | CURLU_URLENCODE);
   };
   if (std::string service = challenge_.param("service"); !service.empty())
     add_query("service=" + service);
-  add_query("scope=" + scope);
+  if (!scope.empty()) add_query("scope=" + scope);
   if (creds_.found) add_query("account=" + creds_.found->username);
 
   HttpRequest req;
@@ -149,8 +152,9 @@ Authenticator::Token Authenticator::fetch_token(const std::string& scope) {
     }
     if (st == 401 || st == 403)
       throw Error("registry " + registry_ + ": the token service at " + realm_host + " refused " +
-                  (creds_.found ? "the credentials from " + creds_.found->source
-                                : "anonymous access (no credentials found in: " + creds_.tried_str() + ")") +
+                  (creds_.found
+                       ? "the credentials from " + creds_.found->source
+                       : "anonymous access (no credentials found in: " + creds_.tried_str() + ")") +
                   " (HTTP " + std::to_string(st) + ")");
     if (st != 200)
       throw Error("registry " + registry_ + ": the token service at " + realm_host +

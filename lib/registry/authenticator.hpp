@@ -46,8 +46,8 @@ class Authenticator {
     std::chrono::steady_clock::time_point expires;
   };
   void take_challenges(const std::vector<std::string>& values);  // REQUIRES: mu_ held
-  Token fetch_token(const std::string& scope);                     // REQUIRES: mu_ held
-  std::string scope_for() const;                                   // REQUIRES: mu_ held
+  Token fetch_token(const std::string& scope);                   // REQUIRES: mu_ held
+  std::string scope_for() const;                                 // REQUIRES: mu_ held
 
   HttpClient& http_;
   const std::string registry_;
@@ -56,7 +56,7 @@ class Authenticator {
   const bool allow_http_realm_;
 
   mutable std::mutex mu_;
-  Challenge challenge_;                 // guarded by mu_; scheme "" until a 401 is seen
+  Challenge challenge_;                  // guarded by mu_; scheme "" until a 401 is seen
   std::map<std::string, Token> tokens_;  // guarded by mu_; by scope
 };
 

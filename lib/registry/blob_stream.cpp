@@ -10,8 +10,8 @@ namespace layer::registry {
 
 namespace {
 
-constexpr int kMaxResumes = 50;          // cuts per blob in total
-constexpr int kMaxStalledResumes = 6;    // cuts in a row without a byte of progress
+constexpr int kMaxResumes = 50;        // cuts per blob in total
+constexpr int kMaxStalledResumes = 6;  // cuts in a row without a byte of progress
 
 // "bytes A-B/TOTAL": start A and total (-1 for "*"); nullopt if malformed.
 std::optional<std::pair<uint64_t, int64_t>> parse_content_range(const std::string& v) {
@@ -62,7 +62,8 @@ void BlobStream::open() {
 
 size_t BlobStream::read(void* buf, size_t n) {
   if (desc_.size >= 0) {
-    uint64_t left = static_cast<uint64_t>(desc_.size) - std::min<uint64_t>(offset_, static_cast<uint64_t>(desc_.size));
+    uint64_t left = static_cast<uint64_t>(desc_.size) -
+                    std::min<uint64_t>(offset_, static_cast<uint64_t>(desc_.size));
     // Ask one byte beyond the end so that an oversized blob is noticed.
     n = std::min<uint64_t>(n, left + 1);
   }
@@ -81,9 +82,8 @@ size_t BlobStream::read(void* buf, size_t n) {
                              "connection closed after " + std::to_string(offset_) + " bytes");
       offset_ += k;
       if (desc_.size >= 0 && offset_ > static_cast<uint64_t>(desc_.size))
-        throw Error("registry " + client_.ref().domain + ": " + what_ +
-                    " is larger than the " + std::to_string(desc_.size) +
-                    " bytes its descriptor declares");
+        throw Error("registry " + client_.ref().domain + ": " + what_ + " is larger than the " +
+                    std::to_string(desc_.size) + " bytes its descriptor declares");
       if (k > 0) stalls_ = 0;
       return k;
     } catch (const TransportError& e) {
@@ -91,12 +91,11 @@ size_t BlobStream::read(void* buf, size_t n) {
         t_.reset();  // every byte is in; the connection broke after them
         return 0;
       }
-      bool again = e.kind() == TransportError::Kind::Transient ||
-                   e.kind() == TransportError::Kind::Connect;
+      bool again =
+          e.kind() == TransportError::Kind::Transient || e.kind() == TransportError::Kind::Connect;
       if (!again || ++resumes_ > kMaxResumes || ++stalls_ > kMaxStalledResumes)
         throw Error(client_.transport_failure(e) + " (downloading " + what_ + " at byte " +
-                    std::to_string(offset_) + ", after " + std::to_string(resumes_) +
-                    " resumes)");
+                    std::to_string(offset_) + ", after " + std::to_string(resumes_) + " resumes)");
       t_.reset();
       std::this_thread::sleep_for(std::chrono::milliseconds(100 << std::min(stalls_ - 1, 5)));
     }

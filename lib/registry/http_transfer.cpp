@@ -7,10 +7,10 @@ namespace layer::registry {
 
 namespace {
 
-constexpr long kBufferSize = 256 << 10;     // curl's receive buffer
-constexpr size_t kHighWater = 4 << 20;      // pause the transfer above this many unread bytes
+constexpr long kBufferSize = 256 << 10;  // curl's receive buffer
+constexpr size_t kHighWater = 4 << 20;   // pause the transfer above this many unread bytes
 constexpr long kConnectTimeoutSec = 30;
-constexpr long kStallSeconds = 60;          // < 1 byte/s for this long: the transfer fails
+constexpr long kStallSeconds = 60;  // < 1 byte/s for this long: the transfer fails
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -115,7 +115,8 @@ size_t HttpTransfer::on_header(char* data, size_t size, size_t n, void* self) {
     t->headers_.clear();
     t->headers_done_ = false;
     auto sp = line.find(' ');
-    t->status_ = sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
+    t->status_ =
+        sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
   } else if (line == "\r\n" || line == "\n") {
     if (t->status_ >= 200) t->headers_done_ = true;
   } else if (auto colon = line.find(':'); colon != std::string_view::npos) {

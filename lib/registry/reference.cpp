@@ -11,8 +11,12 @@ namespace {
 constexpr size_t kMaxNameLength = 255;
 constexpr size_t kMaxTagLength = 128;
 
-bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool is_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+bool is_lower_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool is_alnum(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0;
+}
 
 // path-component := [a-z0-9]+ ( ( [._] | "__" | "-"+ ) [a-z0-9]+ )*
 bool valid_path_component(std::string_view s) {
@@ -127,8 +131,7 @@ Reference Reference::parse(std::string_view input) {
     std::string_view first = s.substr(0, slash);
     bool has_upper = false;
     for (char c : first) has_upper |= (c >= 'A' && c <= 'Z');
-    if (first.find_first_of(".:[") != std::string_view::npos || first == "localhost" ||
-        has_upper) {
+    if (first.find_first_of(".:[") != std::string_view::npos || first == "localhost" || has_upper) {
       if (!valid_domain(first)) return fail("bad registry host '" + printable(first) + "'");
       ref.domain = std::string(first);
       path = s.substr(slash + 1);
@@ -181,8 +184,10 @@ bool Reference::is_loopback() const {
   if (h.rfind("127.", 0) != 0) return false;
   int dots = 0;
   for (char c : h) {
-    if (c == '.') ++dots;
-    else if (c < '0' || c > '9') return false;
+    if (c == '.')
+      ++dots;
+    else if (c < '0' || c > '9')
+      return false;
   }
   return dots == 3;
 }

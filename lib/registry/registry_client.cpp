@@ -37,7 +37,8 @@ std::string printable(std::string_view s, size_t max = 300) {
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::chrono::milliseconds backoff(int failures) {
@@ -77,7 +78,8 @@ std::optional<Origin> origin_of(const std::string& url) {
     curl_free(s);
     return out;
   };
-  Origin o{get(CURLUPART_SCHEME, 0), get(CURLUPART_HOST, 0), get(CURLUPART_PORT, CURLU_DEFAULT_PORT)};
+  Origin o{get(CURLUPART_SCHEME, 0), get(CURLUPART_HOST, 0),
+           get(CURLUPART_PORT, CURLU_DEFAULT_PORT)};
   for (char& c : o.host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return o;
 }
@@ -137,10 +139,10 @@ TlsConfig load_tls_config(const std::string& endpoint, const RegistryOptions& op
 RegistryClient::RegistryClient(Reference ref, const RegistryOptions& opt)
     : ref_(std::move(ref)),
       endpoint_(ref_.endpoint()),
-      allow_http_(ref_.is_loopback() ||
-                  std::find_if(opt.insecure.begin(), opt.insecure.end(), [&](const auto& r) {
-                    return r == ref_.domain || r == endpoint_;
-                  }) != opt.insecure.end()),
+      allow_http_(ref_.is_loopback() || std::find_if(opt.insecure.begin(), opt.insecure.end(),
+                                                     [&](const auto& r) {
+                                                       return r == ref_.domain || r == endpoint_;
+                                                     }) != opt.insecure.end()),
       http_(load_tls_config(endpoint_, opt)),
       auth_(http_, ref_.domain, ref_.path,
             find_credentials(ref_.domain, ref_.path, opt.creds, opt.auth_file), allow_http_) {}
@@ -195,11 +197,12 @@ void RegistryClient::ping() {
       if (t->status() != 200 && t->status() != 401) throw Error(transport_failure(e));
     }
     long st = t->status();
-    if (st == 401) auth_.set_challenges(t->headers().all("www-authenticate"));
+    if (st == 401)
+      auth_.set_challenges(t->headers().all("www-authenticate"));
     else if (st != 200)
       throw Error("registry " + ref_.domain + ": " + endpoint_ +
-                  " does not answer as an OCI registry (GET /v2/ gave HTTP " +
-                  std::to_string(st) + ")");
+                  " does not answer as an OCI registry (GET /v2/ gave HTTP " + std::to_string(st) +
+                  ")");
     base_ = scheme + "://" + endpoint_;
   });
 }
@@ -226,8 +229,8 @@ std::unique_ptr<HttpTransfer> RegistryClient::follow(std::string url, HttpReques
     if (!to || (to->scheme != "https" && to->scheme != "http"))
       throw Error("registry " + ref_.domain + " redirected to an unusable URL");
     if (url.rfind("https:", 0) == 0 && to->scheme == "http" && !allow_http_)
-      throw Error("registry " + ref_.domain + " redirected from HTTPS to plain HTTP (" +
-                  to->host + "); refusing");
+      throw Error("registry " + ref_.domain + " redirected from HTTPS to plain HTTP (" + to->host +
+                  "); refusing");
     url = next;
   }
   throw Error("registry " + ref_.domain + ": too many redirects");
@@ -242,8 +245,8 @@ std::unique_ptr<HttpTransfer> RegistryClient::send(const std::string& path, Http
     try {
       t = follow(base_ + path, req, authorization);
     } catch (const TransportError& e) {
-      bool again = e.kind() == TransportError::Kind::Transient ||
-                   e.kind() == TransportError::Kind::Connect;
+      bool again =
+          e.kind() == TransportError::Kind::Transient || e.kind() == TransportError::Kind::Connect;
       if (again && ++failures < kMaxAttempts) {
         std::this_thread::sleep_for(backoff(failures));
         continue;
@@ -262,6 +265,16 @@ std::unique_ptr<HttpTransfer> RegistryClient::send(const std::string& path, Http
     }
     return t;
   }
+}
+
+void RegistryClient::check_login() {
+  ping();
+  if (!auth_.has_credentials()) throw Error("registry " + ref_.domain + ": no credentials given");
+  auto t = send("/v2/", HttpRequest{});
+  if (t->status() == 401 || t->status() == 403)
+    throw Error("registry " + ref_.domain + " refused the " + auth_.attempt() + " (HTTP " +
+                std::to_string(t->status()) + ")");
+  if (t->status() != 200) fail(*t, "/v2/");
 }
 
 void RegistryClient::fail(HttpTransfer& t, const std::string& what) {

@@ -21,6 +21,7 @@ namespace layer::registry {
 class RegistryClient {
  public:
   // Reads credentials and certificates; talks to nobody yet. Throws Error.
+  // An empty ref.path makes a client for registry-wide calls (login).
   RegistryClient(Reference ref, const RegistryOptions& opt);
 
   const Reference& ref() const { return ref_; }
@@ -36,6 +37,10 @@ class RegistryClient {
   // Throws the Error a user sees for a non-2xx answer to a request for
   // `what` ("manifest 'ref'", "blob sha256:..."). Reads the error body.
   [[noreturn]] void fail(HttpTransfer& t, const std::string& what);
+
+  // Authenticates against /v2/ as a pull would, with the credentials found;
+  // throws Error naming the registry and the credential source if refused.
+  void check_login();
 
   // The message for a transport failure, naming the registry.
   std::string transport_failure(const TransportError& e) const;

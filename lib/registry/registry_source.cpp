@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "oci/media_types.hpp"
+#include "registry/auth_file.hpp"
 #include "registry/blob_stream.hpp"
 #include "registry/registry_client.hpp"
 #include "util/error.hpp"
@@ -67,8 +68,8 @@ class RegistrySource : public oci::ImageSource {
 
     doc.digest = Hasher::of(doc.bytes, want ? want->algorithm : "sha256");
     if (want && doc.digest != *want)
-      throw Error(reg() + ": digest mismatch for " + what + ": expected " + want->str() +
-                  ", got " + doc.digest.str());
+      throw Error(reg() + ": digest mismatch for " + what + ": expected " + want->str() + ", got " +
+                  doc.digest.str());
     if (auto header = t->headers().get("docker-content-digest");
         header && !want && Digest::valid(*header)) {
       Digest claimed = Digest::parse(*header);
@@ -123,13 +124,14 @@ class RegistrySource : public oci::ImageSource {
     }
     if (!j.is_object()) throw Error(reg() + ": " + what + " is not a JSON object");
     if (!j.contains("mediaType")) return;
-    if (!j["mediaType"].is_string()) throw Error(reg() + ": " + what + ": mediaType is not a string");
+    if (!j["mediaType"].is_string())
+      throw Error(reg() + ": " + what + ": mediaType is not a string");
     std::string mt = j["mediaType"].get<std::string>();
     if (!is_manifest_type(mt))
       throw Error(reg() + ": " + what + " has unsupported media type '" + printable(mt) + "'");
     if (is_manifest_type(ct) && mt != ct)
-      throw Error(reg() + ": " + what + " was served as '" + ct + "' but its mediaType is '" +
-                  mt + "'");
+      throw Error(reg() + ": " + what + " was served as '" + ct + "' but its mediaType is '" + mt +
+                  "'");
   }
 
   RegistryClient client_;
@@ -142,6 +144,30 @@ std::unique_ptr<oci::ImageSource> open_registry_source(const std::string& ref,
   return std::make_unique<RegistrySource>(Reference::parse(ref), opt);
 }
 
-std::string normalize_reference(const std::string& ref) { return Reference::parse(ref).str(); }
+std::string normalize_reference(const std::string& ref) {
+  return Reference::parse(ref).str();
+}
+
+std::string registry_key(const std::string& arg) {
+  std::string key = normalize_auth_key(arg);
+  std::string host = key.substr(0, key.find('/'));
+  // Validate the host with the reference grammar ("HOST/x" must parse with HOST as domain).
+  Reference probe;
+  try {
+    probe = Reference::parse(host + "/x");
+  } catch (const Error&) {
+    throw Error("'" + arg + "' is not a registry host[:port]");
+  }
+  if (probe.domain != host && !(probe.domain == kDockerHubDomain && host == "docker.io"))
+    throw Error("'" + arg + "' is not a registry host[:port] (did you mean a reference?)");
+  return key;
+}
+
+void check_login(const std::string& registry, const RegistryOptions& opt) {
+  std::string key = registry_key(registry);
+  Reference ref = Reference::parse(key.substr(0, key.find('/')) + "/x");
+  ref.path.clear();
+  RegistryClient(std::move(ref), opt).check_login();
+}
 
 }  // namespace layer::registry

@@ -41,15 +41,24 @@ int run(int argc, char** argv) {
       if (i + 1 >= argc) throw Error(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--creds") opt.creds = val();
-    else if (a == "--authfile") opt.auth_file = val();
-    else if (a == "--cert-dir") opt.cert_dir = val();
-    else if (a == "--tls-verify=false") opt.tls_verify = false;
-    else if (a == "--insecure") opt.insecure.push_back(val());
-    else if (a == "--platform") platform = val();
-    else if (a == "--out") out_dir = val();
-    else if (a == "--jobs") jobs = std::stoi(val());
-    else ref = a;
+    if (a == "--creds")
+      opt.creds = val();
+    else if (a == "--authfile")
+      opt.auth_file = val();
+    else if (a == "--cert-dir")
+      opt.cert_dir = val();
+    else if (a == "--tls-verify=false")
+      opt.tls_verify = false;
+    else if (a == "--insecure")
+      opt.insecure.push_back(val());
+    else if (a == "--platform")
+      platform = val();
+    else if (a == "--out")
+      out_dir = val();
+    else if (a == "--jobs")
+      jobs = std::stoi(val());
+    else
+      ref = a;
   }
   if (ref.empty()) throw Error("usage: regfetch [options] REF");
   auto src = registry::open_registry_source(ref, opt);
@@ -65,8 +74,7 @@ int run(int argc, char** argv) {
     for (const auto& m : doc["manifests"]) {
       std::string p = m["platform"]["os"].get<std::string>() + "/" +
                       m["platform"]["architecture"].get<std::string>();
-      if (m["platform"].contains("variant"))
-        p += "/" + m["platform"]["variant"].get<std::string>();
+      if (m["platform"].contains("variant")) p += "/" + m["platform"]["variant"].get<std::string>();
       report["platforms"].push_back(p);
       if (p == platform && !pick) pick = Digest::parse(m["digest"].get<std::string>());
     }

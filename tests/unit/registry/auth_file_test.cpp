@@ -21,8 +21,8 @@ class TempEnv {
   TempEnv() {
     char tmpl[] = "/tmp/layerfs-authtest-XXXXXX";
     root_ = ::mkdtemp(tmpl);
-    for (const char* v : {"HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "REGISTRY_AUTH_FILE",
-                          "DOCKER_CONFIG"}) {
+    for (const char* v :
+         {"HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG"}) {
       const char* old = ::getenv(v);
       saved_.emplace_back(v, old ? std::optional<std::string>(old) : std::nullopt);
       ::unsetenv(v);
@@ -32,8 +32,10 @@ class TempEnv {
   }
   ~TempEnv() {
     for (const auto& [k, v] : saved_) {
-      if (v) ::setenv(k.c_str(), v->c_str(), 1);
-      else ::unsetenv(k.c_str());
+      if (v)
+        ::setenv(k.c_str(), v->c_str(), 1);
+      else
+        ::unsetenv(k.c_str());
     }
     fs::remove_all(root_);
   }
@@ -79,10 +81,14 @@ TEST_CASE("normalize_auth_key: URL-style and Docker Hub keys") {
 TEST_CASE("AuthFile::find picks the most specific key") {
   TempEnv env;
   env.write("a.json", R"({"auths": {
-      "quay.io": )" + auth_entry("host", "p1") + R"(,
-      "quay.io/team": )" + auth_entry("team", "p2") + R"(,
-      "quay.io/team/app": )" + auth_entry("app", "p3") + R"(,
-      "https://index.docker.io/v1/": )" + auth_entry("hub", "p4") + R"(,
+      "quay.io": )" + auth_entry("host", "p1") +
+                          R"(,
+      "quay.io/team": )" + auth_entry("team", "p2") +
+                          R"(,
+      "quay.io/team/app": )" +
+                          auth_entry("app", "p3") + R"(,
+      "https://index.docker.io/v1/": )" +
+                          auth_entry("hub", "p4") + R"(,
       "127.0.0.1:5000": {"username": "u", "password": "p:w"}
   }})");
   AuthFile f = AuthFile::load(env.path("a.json"));
@@ -166,9 +172,9 @@ TEST_CASE("find_credentials reports an unsupported credential helper") {
 
 TEST_CASE("AuthFile::save writes the same format, mode 0600, keeping other fields") {
   TempEnv env;
-  env.write("run/containers/auth.json",
-            R"({"auths": {"https://index.docker.io/v1/": )" + auth_entry("old", "o") +
-                R"(}, "credHelpers": {"gcr.io": "gcloud"}})");
+  env.write("run/containers/auth.json", R"({"auths": {"https://index.docker.io/v1/": )" +
+                                            auth_entry("old", "o") +
+                                            R"(}, "credHelpers": {"gcr.io": "gcloud"}})");
   std::string path = primary_auth_file("");
   AuthFile f = AuthFile::load(path);
   f.set("docker.io", "new", "n");

@@ -28,8 +28,8 @@ TEST_CASE("Reference::parse normalizes references as people write them") {
        "docker.io/library/debian:latest", "registry-1.docker.io"},
       {"index.docker.io/library/debian", "docker.io", "library/debian", "latest", "",
        "docker.io/library/debian:latest", "registry-1.docker.io"},
-      {"bitnami/redis:7.2", "docker.io", "bitnami/redis", "7.2", "",
-       "docker.io/bitnami/redis:7.2", "registry-1.docker.io"},
+      {"bitnami/redis:7.2", "docker.io", "bitnami/redis", "7.2", "", "docker.io/bitnami/redis:7.2",
+       "registry-1.docker.io"},
       {"docker.io/library/debian@" + kDigest, "docker.io", "library/debian", "", kDigest,
        "docker.io/library/debian@" + kDigest, "registry-1.docker.io"},
       {"debian:12@" + kDigest, "docker.io", "library/debian", "12", kDigest,
@@ -39,15 +39,15 @@ TEST_CASE("Reference::parse normalizes references as people write them") {
       {"localhost/app", "localhost", "app", "latest", "", "localhost/app:latest", "localhost"},
       {"localhost:5000/a/b/c", "localhost:5000", "a/b/c", "latest", "",
        "localhost:5000/a/b/c:latest", "localhost:5000"},
-      {"quay.io/podman/stable:v4", "quay.io", "podman/stable", "v4", "",
-       "quay.io/podman/stable:v4", "quay.io"},
+      {"quay.io/podman/stable:v4", "quay.io", "podman/stable", "v4", "", "quay.io/podman/stable:v4",
+       "quay.io"},
       {"Registry.Example/x", "Registry.Example", "x", "latest", "", "Registry.Example/x:latest",
        "Registry.Example"},
       {"[::1]:5000/x:y", "[::1]:5000", "x", "y", "", "[::1]:5000/x:y", "[::1]:5000"},
       {"ghcr.io/a-b/c_d.e__f---g:T_1.0-rc", "ghcr.io", "a-b/c_d.e__f---g", "T_1.0-rc", "",
        "ghcr.io/a-b/c_d.e__f---g:T_1.0-rc", "ghcr.io"},
-      {"debian:" + std::string(128, 'x'), "docker.io", "library/debian", std::string(128, 'x'),
-       "", "docker.io/library/debian:" + std::string(128, 'x'), "registry-1.docker.io"},
+      {"debian:" + std::string(128, 'x'), "docker.io", "library/debian", std::string(128, 'x'), "",
+       "docker.io/library/debian:" + std::string(128, 'x'), "registry-1.docker.io"},
   };
   for (const auto& r : rows) {
     INFO(r.in);
@@ -67,12 +67,12 @@ TEST_CASE("Reference::parse refuses malformed references") {
   const std::string bad[] = {
       "",
       "docker://",
-      "Debian",                       // uppercase repository
-      "docker.io/Library/debian",     // uppercase path component
-      "debian:",                      // empty tag
-      ":tag",                         // no name
-      "debian@",                      // empty digest
-      "debian@sha256:abc",            // short digest
+      "Debian",                    // uppercase repository
+      "docker.io/Library/debian",  // uppercase path component
+      "debian:",                   // empty tag
+      ":tag",                      // no name
+      "debian@",                   // empty digest
+      "debian@sha256:abc",         // short digest
       "debian@md5:d41d8cd98f00b204e9800998ecf8427e",
       "debian@sha256:" + std::string(64, 'A'),
       "a//b",
@@ -83,18 +83,18 @@ TEST_CASE("Reference::parse refuses malformed references") {
       "deb..ian",
       "deb_-ian",
       "deb___ian",
-      "debian:-tag",                  // tag starts with '-'
+      "debian:-tag",  // tag starts with '-'
       "debian:.tag",
       "debian:ta g",
       "debian:tag/x",
       "debian:" + std::string(129, 'x'),
-      "localhost:abc/x",              // port is not a number
+      "localhost:abc/x",  // port is not a number
       "localhost:/x",
-      "host-.example/x",              // domain component ends with '-'
+      "host-.example/x",  // domain component ends with '-'
       "host..example/x",
       "[::1/x",
       "127.0.0.1:5000/",
-      "a/" + std::string(260, 'b'),   // name over 255 characters
+      "a/" + std::string(260, 'b'),  // name over 255 characters
       std::string("deb\0ian", 7),
       "debian\n",
       "http://registry.example/x",
