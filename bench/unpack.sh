@@ -45,8 +45,8 @@ if bench_build && [ -x "$BUILD/tools/layerctl" ]; then
   fi
   rm -rf "$work/probe"
 fi
-umoci_version=$(umoci --version 2>/dev/null | head -n1 || true)
-tar_version=$(tar --version | head -n1)
+umoci_version=$(umoci --version 2>/dev/null | sed -n 1p || true)
+tar_version=$(tar --version | sed -n 1p)
 
 raw=$out_dir/unpack-raw.tsv
 printf 'image\tlayer\ttool\trun\tseconds\n' >"$raw"
@@ -56,7 +56,7 @@ blob_of() {  # IMAGE LAYER -> blob path
 import json, sys
 for l in json.load(open(sys.argv[1]))["layers"]:
     if l["name"] == sys.argv[2]:
-        print(l["blob"])
+        print(sys.argv[1][:-len(".json")] + "/blobs/sha256/" + l["digest"][len("sha256:"):])
 EOF
 }
 
@@ -119,7 +119,7 @@ for img in "${img_list[@]}"; do
 done
 rm -rf "$work/out"
 
-notes="GNU ${tar_version#tar (GNU tar) }; ${umoci_version:-umoci missing}; $(nproc) cores, kernel $(uname -r)"
+notes="GNU tar ${tar_version#tar (GNU tar) }; ${umoci_version:-umoci missing}; $(nproc) cores, kernel $(uname -r)"
 args=(unpack "$raw" --cache "$cache_dir" --runs "$runs" --notes "$notes")
 [ -n "$layerctl" ] && args+=(--commit "$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null || echo '?')")
 if [ $write_results -eq 1 ]; then args+=(--results "$bench_dir/RESULTS.md"); fi

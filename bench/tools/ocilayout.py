@@ -91,7 +91,7 @@ def main():
         digest, size = lay.add_file(blob)
         diff_id = digest if blob == tar else sha256_file(tar)
         layers[name] = {"name": name, "diff_id": diff_id, "tar_size": os.path.getsize(tar),
-                        "digest": digest, "size": size, "blob": os.path.join(lay.blobs, digest[7:])}
+                        "digest": digest, "size": size, "blob": "blobs/sha256/" + digest[7:]}
 
     manifests = []
     for spec in a.tag:

@@ -15,21 +15,23 @@ struct Layout {
   static std::string store_json() { return "store.json"; }
   static std::string lock() { return "lock"; }
   static std::string tmp() { return "tmp"; }
-  static std::string blobs_dir(const std::string& algorithm);        // blobs/sha256
-  static std::string blob(const Digest& d);                          // blobs/sha256/<hex>
-  static std::string layers_dir(const std::string& algorithm);       // layers/sha256
-  static std::string layer_dir(const Digest& diff_id);               // layers/sha256/<hex>
-  static std::string layer_diff(const Digest& diff_id);              // .../diff
-  static std::string layer_json(const Digest& diff_id);              // .../layer.json
+  static std::string blobs_dir(const std::string& algorithm);   // blobs/sha256
+  static std::string blob(const Digest& d);                     // blobs/sha256/<hex>
+  static std::string layers_dir(const std::string& algorithm);  // layers/sha256
+  static std::string layer_dir(const Digest& diff_id);          // layers/sha256/<hex>
+  static std::string layer_diff(const Digest& diff_id);         // .../diff
+  static std::string layer_json(const Digest& diff_id);         // .../layer.json
+  // tmp/<alg>-<hex>.lock: flock'ed while the layer is being unpacked.
+  static std::string layer_lock(const Digest& diff_id);
   static std::string images_dir() { return "images"; }
-  static std::string image_json(const std::string& ref);            // images/<escaped>.json
-  static std::string escape_ref(const std::string& ref);             // reversible, no '/'
+  static std::string image_json(const std::string& ref);  // images/<escaped>.json
+  static std::string escape_ref(const std::string& ref);  // reversible, no '/'
   static std::string unescape_ref(const std::string& escaped);
   static std::string containers_dir() { return "containers"; }
-  static std::string container_dir(const std::string& id);          // containers/<id>
-  static std::string container_upper(const std::string& id);        // .../upper
-  static std::string container_work(const std::string& id);         // .../work
-  static std::string container_json(const std::string& id);         // .../container.json
+  static std::string container_dir(const std::string& id);    // containers/<id>
+  static std::string container_upper(const std::string& id);  // .../upper
+  static std::string container_work(const std::string& id);   // .../work
+  static std::string container_json(const std::string& id);   // .../container.json
 };
 
 }  // namespace layer::store

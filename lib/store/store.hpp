@@ -28,24 +28,24 @@ struct LayerInfo {
   std::vector<Digest> compressed;  // compressed digests this layer was seen as
   uint64_t size = 0;               // bytes of file data in diff/
   uint64_t entries = 0;
-  std::string unpacked_at;         // RFC 3339
+  std::string unpacked_at;  // RFC 3339
 };
 
 struct ImageRecord {
-  std::string ref;       // normalized name: "docker.io/library/debian:bookworm", "oci:/x:tag"
-  Digest manifest;       // digest of the image manifest (not the index)
+  std::string ref;  // normalized name: "docker.io/library/debian:bookworm", "oci:/x:tag"
+  Digest manifest;  // digest of the image manifest (not the index)
   Digest config;
   std::vector<Digest> diff_ids;  // bottom layer first
-  std::string platform;  // "linux/amd64"
-  std::string created;   // from the config
+  std::string platform;          // "linux/amd64"
+  std::string created;           // from the config
   std::string pulled_at;
-  uint64_t size = 0;     // sum of the layers' unpacked sizes
+  uint64_t size = 0;  // sum of the layers' unpacked sizes
 };
 
 struct ContainerRecord {
-  std::string id;          // 64 hex
+  std::string id;  // 64 hex
   std::string name;
-  std::string image;       // ref of the image
+  std::string image;  // ref of the image
   std::vector<Digest> diff_ids;
   std::string mountpoint;  // absolute
   int pid = 0;             // layerfs daemon pid, 0 when not mounted
@@ -98,8 +98,8 @@ class Store {
   // Containers (written by layerctl mount; read by rmi/gc).
   std::vector<ContainerRecord> containers() const;
   std::optional<ContainerRecord> find_container(const std::string& id_or_name) const;
-  void put_container(const ContainerRecord& rec);   // container.json, atomically
-  void remove_container(const std::string& id);     // its dir, upper included
+  void put_container(const ContainerRecord& rec);  // container.json, atomically
+  void remove_container(const std::string& id);    // its dir, upper included
 
   // A fresh private directory under tmp/ (flock'ed while the fd is open, so a
   // concurrent open() never sweeps it). Caller removes it or leaves it to the sweep.
@@ -112,6 +112,12 @@ class Store {
 
  private:
   Store() = default;
+  void sweep_tmp() const;
+  void record_compressed(const Digest& diff_id, const Digest& compressed);
+  void write_record(const std::string& path, const std::string& text);
+  std::vector<Digest> collect_garbage();
+
+  LockMode mode_ = LockMode::Shared;
   std::string root_;
   UniqueFd root_fd_;
   UniqueFd lock_fd_;

@@ -24,10 +24,10 @@ struct LayerSpec {
 };
 
 struct Limits {
-  uint64_t max_bytes = 64ull << 30;   // uncompressed tar bytes
+  uint64_t max_bytes = 64ull << 30;  // uncompressed tar bytes
   uint64_t max_entries = 4'000'000;
-  uint64_t max_name = 4096;           // bytes per path
-  uint64_t max_xattr = 64 << 10;      // bytes per xattr value
+  uint64_t max_name = 4096;       // bytes per path
+  uint64_t max_xattr = 64 << 10;  // bytes per xattr value
 };
 
 struct Options {

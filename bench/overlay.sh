@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# Overlay benchmark (issue 5): layerfs, fuse-overlayfs, the kernel's overlayfs
+# and the plain directory, each over the same five lower layers of the Debian
+# image (bench/images.sh; the layers come from a layerctl store when
+# `layerctl pull` works, else from bench/cache/layers). Every repetition runs
+# each job group once per engine, the engine order rotating; each group gets a
+# fresh mount and a fresh upper dir. Prints one table of medians with ratios to
+# the kernel, writes it to bench/RESULTS.md under "## overlay" and draws
+# bench/overlay.svg.
+#
+#   bench/overlay.sh [--quick] [--runs N] [--engines layerfs,fuse-overlayfs,kernel,plain]
+#                    [--groups read,cow,write,meta,tree,pagecache] [--layers store|export]
+#                    [--no-results]
+#
+# --quick: small sizes and 1 run, for iterating (never written to RESULTS.md).
+# LAYERFS=/path/to/layerfs or BUILD=/path/to/build use an existing build.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+need_root
+
+quick=0 runs= engines=layerfs,fuse-overlayfs,kernel,plain write_results=1 layer_src=
+groups=read,cow,write,meta,tree,pagecache
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --runs) runs=$2; shift ;;
+    --engines) engines=$2; shift ;;
+    --groups) groups=$2; shift ;;
+    --layers) layer_src=$2; shift ;;
+    --no-results) write_results=0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "overlay.sh: unknown argument '$1'" ;;
+  esac
+  shift
+done
+if [ $quick -eq 1 ]; then
+  runs=${runs:-1} write_results=0
+  read_size=256M runtime=2 seqw_size=256M fsync_size=1M meta_n=2000 pc_mib=30
+else
+  runs=${runs:-3}
+  read_size=1G runtime=5 seqw_size=1G fsync_size=4M meta_n=10000 pc_mib=100
+fi
+meta_size=1024 pc_mounts=10
+
+bench_install_deps
+bash "$bench_dir/images.sh"
+mkdir -p "$out_dir/logs"
+ovl=$out_dir/ovl
+benchtool=$out_dir/benchtool
+cc -O2 -Wall -o "$benchtool" "$bench_dir/tools/benchtool.c"
+
+# ---- binaries
+layerfs_bin=${LAYERFS:-} layerctl=
+if bench_build; then
+  [ -n "$layerfs_bin" ] || layerfs_bin=$BUILD/fuse/layerfs
+  [ -x "$BUILD/tools/layerctl" ] && layerctl=$BUILD/tools/layerctl
+fi
+engine_list=()
+IFS=, read -r -a want <<<"$engines"
+for e in "${want[@]}"; do
+  case $e in
+    layerfs) if [ -x "$layerfs_bin" ]; then engine_list+=(layerfs)
+             else log "no layerfs daemon (${layerfs_bin:-not built}): running without it"; fi ;;
+    fuse-overlayfs|kernel|plain) engine_list+=("$e") ;;
+    *) die "unknown engine '$e'" ;;
+  esac
+done
+
+# ---- the lower layers, top first
+image_json=$cache_dir/images/debian-zstd.json
+mapfile -t diff_ids < <(python3 -c 'import json,sys; [print(l["diff_id"][7:]) for l in json.load(open(sys.argv[1]))["layers"]]' "$image_json")
+lowers=()
+if [ "${layer_src:-store}" = store ] && [ -n "$layerctl" ]; then
+  store=$out_dir/store
+  rm -rf "$store"
+  if "$layerctl" --root "$store" pull "oci:$cache_dir/images/debian-zstd:big" >"$out_dir/logs/pull.log" 2>&1; then
+    for ((i = ${#diff_ids[@]} - 1; i >= 0; i--)); do
+      d=$store/layers/sha256/${diff_ids[$i]}/diff
+      [ -d "$d" ] || die "layerctl pulled the image but $d is missing"
+      lowers+=("$d")
+    done
+    layer_src=store
+  else
+    [ "$layer_src" = store ] && die "layerctl pull failed: $(tail -n1 "$out_dir/logs/pull.log")"
+    log "layerctl pull does not work yet ($(tail -n1 "$out_dir/logs/pull.log")): using bench/cache/layers"
+  fi
+fi
+if [ ${#lowers[@]} -eq 0 ]; then
+  [ "${layer_src:-export}" != store ] || die "--layers store needs a working layerctl"
+  for i in 4 3 2 1 0; do lowers+=("$cache_dir/layers/L$i"); done
+  layer_src=export
+fi
+lowerdir=$(IFS=:; echo "${lowers[*]}")
+log "lower layers ($layer_src): ${#lowers[@]}"
+
+# ---- cleanup of anything left mounted under $ovl
+cleanup() {
+  local m
+  for m in $(awk -v p="$ovl/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+cleanup
+rm -rf "$ovl"
+mkdir -p "$ovl"
+
+# ---- the plain engine: the merged tree copied once into one directory
+plain=$cache_dir/plain
+if [ ! -f "$cache_dir/plain.complete" ]; then
+  log "copying the merged tree to $plain"
+  rm -rf "$plain" "$cache_dir/plain.complete"
+  mkdir -p "$ovl/m" "$ovl/u" "$ovl/w"
+  mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$ovl/u,workdir=$ovl/w" "$ovl/m"
+  cp -a "$ovl/m" "$plain"
+  umount "$ovl/m"
+  rm -rf "$ovl"/*
+  touch "$cache_dir/plain.complete"
+fi
+big_rel=data/big.bin
+big_lower=${lowers[0]}/$big_rel
+[ -f "$big_lower" ] || die "$big_lower missing"
+big_size=$(stat -c %s "$big_lower")
+restore_plain() {  # undo what the write jobs did to the plain tree
+  if ! cmp -s -n 4096 "$plain/$big_rel" "$big_lower" || [ "$(stat -c %s "$plain/$big_rel")" != "$big_size" ]; then
+    cp "$big_lower" "$plain/$big_rel"
+  fi
+  chmod 0644 "$plain/$big_rel"
+  rm -rf "$plain/bench-meta" "$plain/newfile" "$plain/fsyncfile"
+}
+
+# ---- mounting
+# mount_engine ENGINE NAME [noprep]: mounts instance NAME at $ovl/NAME/m with a
+# fresh upper ("noprep": prep_instance NAME was called already)
+prep_instance() {
+  rm -rf "$ovl/$1"
+  mkdir -p "$ovl/$1/m" "$ovl/$1/u" "$ovl/$1/w"
+}
+mount_engine() {
+  local e=$1 d=$ovl/$2
+  [ "${3:-}" = noprep ] || prep_instance "$2"
+  case $e in
+    kernel) mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$d/u,workdir=$d/w" "$d/m" ;;
+    fuse-overlayfs) fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$d/u,workdir=$d/w" "$d/m" \
+                      >>"$out_dir/logs/fuse-overlayfs.log" 2>&1 ;;
+    layerfs) "$layerfs_bin" -o "lowerdir=$lowerdir,upperdir=$d/u,workdir=$d/w" "$d/m" \
+               >>"$out_dir/logs/layerfs.log" 2>&1 ;;
+    plain) mount --bind "$plain" "$d/m" ;;
+  esac
+}
+find_daemon() {  # MNT -> pid of the FUSE daemon serving it
+  python3 - "$1" <<'EOF'
+import os, sys
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            args = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if sys.argv[1].encode() in args and int(p) != os.getpid():
+            print(p)
+            break
+EOF
+}
+umount_engine() {  # NAME: unmounts, waits for the daemon to exit, removes the instance
+  local d=$ovl/$1 pid k
+  pid=$(find_daemon "$d/m")
+  umount "$d/m" || { log "umount $d/m failed"; umount -l "$d/m" || true; }
+  if [ -n "$pid" ]; then
+    for ((k = 0; k < 600; k++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$d"
+}
+
+raw=$out_dir/overlay-raw.tsv
+printf 'run\tmetric\tengine\tvalue\tparams\n' >"$raw"
+rec() {  # METRIC VALUE PARAMS
+  printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$1" "$engine" "$2" "$3" >>"$raw"
+  log "  $engine $1 = $2"
+}
+fio_run() {  # JOBFILE FIGURE [FIO ARGS], env passed by the caller -> prints the figure
+  local o=$out_dir/fio.json job=$1 fig=$2
+  shift 2
+  fio --output-format=json --output="$o" "$@" "$bench_dir/fio/$job.fio" >/dev/null 2>>"$out_dir/logs/fio.log" || return 1
+  python3 "$bench_dir/tools/fioresult.py" "$o" "$fig"
+}
+us_to() {  # divide by 1000 (us -> ms, or us -> s with 1e6)
+  python3 -c "print(f'{$1 / $2:.4f}')"
+}
+meminfo_cached_kib() { awk '/^Cached:/ {print $2}' /proc/meminfo; }
+
+# ---- job groups: each runs one engine ($engine) once
+group_read() {
+  local m=$ovl/r/m v
+  mount_engine "$engine" r || return 1
+  drop_caches
+  v=$(FILE=$m/$big_rel SIZE=$read_size INVALIDATE=1 fio_run seqread read_mibs --readonly) || return 1
+  rec seqread_cold "$v" "$read_size"
+  v=$(FILE=$m/$big_rel SIZE=$read_size INVALIDATE=0 fio_run seqread read_mibs --readonly) || return 1
+  rec seqread_warm "$v" "$read_size"
+  v=$(FILE=$m/$big_rel SIZE=$read_size RUNTIME=$runtime INVALIDATE=0 fio_run randread read_iops --readonly) || return 1
+  rec randread_warm "$v" "${runtime} s over $read_size"
+  drop_caches
+  v=$(FILE=$m/$big_rel SIZE=$read_size RUNTIME=$runtime INVALIDATE=1 fio_run randread read_iops --readonly) || return 1
+  rec randread_cold "$v" "${runtime} s over $read_size"
+  [ ! -e "$ovl/r/u/$big_rel" ] || log "WARNING: $engine copied $big_rel up on read"
+  umount_engine r
+}
+
+group_cow() {
+  local mode m=$ovl/c/m out us
+  for mode in write trunc append chmod; do
+    mount_engine "$engine" c || return 1
+    cat "$big_lower" >/dev/null  # the lower file is in the page cache
+    sync
+    out=$("$benchtool" cow "$mode" "$m/$big_rel") || return 1
+    us=${out#first_us=}; us=${us%% *}
+    rec "cow_$mode" "$(us_to "$us" 1000)" "1 GiB file"
+    if [ "$mode" = write ]; then
+      out=$out_dir/fio-rw.json
+      FILE=$m/$big_rel SIZE=$big_size RUNTIME=$runtime \
+        fio --output-format=json --output="$out" "$bench_dir/fio/randwrite.fio" >/dev/null 2>>"$out_dir/logs/fio.log" || return 1
+      rec randwrite_iops "$(python3 "$bench_dir/tools/fioresult.py" "$out" write_iops)" "${runtime} s"
+      rec randwrite_p99 "$(python3 "$bench_dir/tools/fioresult.py" "$out" write_p99_us)" "${runtime} s"
+    fi
+    sync
+    umount_engine c
+    [ "$engine" != plain ] || restore_plain
+  done
+}
+
+group_write() {
+  local m=$ovl/w/m v
+  mount_engine "$engine" w || return 1
+  v=$(FILE=$m/newfile SIZE=$seqw_size fio_run seqwrite write_mibs) || return 1
+  rec seqwrite "$v" "$seqw_size, buffered"
+  sync
+  v=$(FILE=$m/fsyncfile SIZE=$fsync_size fio_run fsync write_op_us) || return 1
+  rec fsync "$v" "$fsync_size"
+  rm -f "$m/newfile" "$m/fsyncfile"
+  sync
+  umount_engine w
+}
+
+group_meta() {
+  local m=$ovl/t/m out k v
+  mount_engine "$engine" t || return 1
+  out=$("$benchtool" meta "$m/bench-meta" "$meta_n" "$meta_size") || return 1
+  for k in create stat read delete; do
+    v=$(tr ' ' '\n' <<<"$out" | sed -n "s/^$k=//p")
+    rec "meta_$k" "$v" "$meta_n files of $meta_size B"
+  done
+  sync
+  umount_engine t
+}
+
+group_tree() {
+  local m=$ovl/f/m t0 t1 pid
+  ls / >/dev/null  # the binaries are in the page cache: this measures the engine
+  prep_instance f
+  t0=$(now_us)
+  mount_engine "$engine" f noprep || return 1
+  ls "$m" >/dev/null || return 1
+  t1=$(now_us)
+  rec mount_ls "$(us_to $((t1 - t0)) 1000)" ""
+  drop_caches
+  t0=$(now_us); find "$m" >/dev/null || return 1; t1=$(now_us)
+  rec find_cold "$(us_to $((t1 - t0)) 1000000)" ""
+  t0=$(now_us); find "$m" >/dev/null || return 1; t1=$(now_us)
+  rec find_warm "$(us_to $((t1 - t0)) 1000000)" ""
+  drop_caches
+  t0=$(now_us); ls -R "$m/usr/lib" >/dev/null || return 1; t1=$(now_us)
+  rec lsr_cold "$(us_to $((t1 - t0)) 1000000)" ""
+  t0=$(now_us); ls -R "$m/usr/lib" >/dev/null || return 1; t1=$(now_us)
+  rec lsr_warm "$(us_to $((t1 - t0)) 1000000)" ""
+  pid=$(find_daemon "$m")
+  if [ -n "$pid" ]; then
+    rec rss "$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")" ""
+  fi
+  umount_engine f
+}
+
+pc_list=$out_dir/pagecache-files
+python3 - "$plain" "$pc_mib" >"$pc_list" <<'EOF'
+# The biggest shared libraries under /usr/lib until pc_mib MiB.
+import os, sys
+root, want = sys.argv[1], int(sys.argv[2]) << 20
+files = []
+for d, _, names in os.walk(os.path.join(root, "usr/lib")):
+    for n in names:
+        p = os.path.join(d, n)
+        if ".so" in n and os.path.isfile(p) and not os.path.islink(p):
+            files.append((os.path.getsize(p), os.path.relpath(p, root)))
+total = 0
+for size, rel in sorted(files, reverse=True):
+    if total >= want:
+        break
+    print(rel)
+    total += size
+EOF
+pc_bytes=$(cd "$plain" && tr '\n' '\0' <"$pc_list" | du -cb --files0-from=- | tail -n1 | cut -f1)
+
+group_pagecache() {
+  local i c0 c1 c10
+  for ((i = 0; i < pc_mounts; i++)); do mount_engine "$engine" "p$i" || return 1; done
+  drop_caches
+  c0=$(meminfo_cached_kib)
+  for ((i = 0; i < pc_mounts; i++)); do
+    (cd "$ovl/p$i/m" && tr '\n' '\0' <"$pc_list" | xargs -0 cat >/dev/null) || return 1
+    [ $i -eq 0 ] && c1=$(meminfo_cached_kib)
+  done
+  c10=$(meminfo_cached_kib)
+  local p="$(wc -l <"$pc_list") libraries, $((pc_bytes >> 20)) MiB"
+  rec pc_first "$(python3 -c "print(f'{($c1 - $c0) / 1024:.1f}')")" "$p"
+  rec pc_extra "$(python3 -c "print(f'{($c10 - $c1) / 1024 / ($pc_mounts - 1):.1f}')")" "$p"
+  for ((i = 0; i < pc_mounts; i++)); do umount_engine "p$i"; done
+}
+
+# ---- run
+IFS=, read -r -a group_list <<<"$groups"
+n=${#engine_list[@]}
+log "engines: ${engine_list[*]}; groups: ${group_list[*]}; runs: $runs$([ $quick -eq 1 ] && echo ' (quick)')"
+for ((run = 0; run < runs; run++)); do
+  for g in "${group_list[@]}"; do
+    for ((k = 0; k < n; k++)); do
+      engine=${engine_list[$(((k + run) % n))]}
+      log "run $run: $g on $engine"
+      if ! "group_$g"; then
+        log "FAILED: $g on $engine (run $run); see $out_dir/logs"
+        cleanup
+        rm -rf "${ovl:?}"/*
+      fi
+      [ "$engine" != plain ] || restore_plain
+    done
+  done
+done
+
+commit=$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null || echo '?')
+fovl=$(fuse-overlayfs --version 2>/dev/null | grep -i 'fuse-overlayfs' | sed -n 1p || true)
+notes="Engines: ${engine_list[*]}; lower layers from $([ "$layer_src" = store ] && echo 'a layerctl store' || echo 'bench/cache/layers (GNU tar)'), 5 layers; ${fovl:-fuse-overlayfs}; kernel $(uname -r) overlayfs with default options (metacopy=$(cat /sys/module/overlay/parameters/metacopy 2>/dev/null || echo '?')); $(nproc) cores shared with other builds (noisy)."
+args=(overlay "$raw" --runs "$runs" --notes "$notes" --commit "$commit")
+if [ $write_results -eq 1 ]; then
+  args+=(--results "$bench_dir/RESULTS.md" --chart "$bench_dir/overlay.svg")
+else
+  args+=(--chart "$out_dir/overlay.svg")
+fi
+python3 "$bench_dir/tools/report.py" "${args[@]}"

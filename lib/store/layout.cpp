@@ -1,0 +1,108 @@
+#include "store/layout.hpp"
+
+#include "util/error.hpp"
+
+namespace layer::store {
+
+namespace {
+
+bool plain_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-' || c == ':' || c == '@' || c == '+';
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::string Layout::blobs_dir(const std::string& algorithm) {
+  return "blobs/" + algorithm;
+}
+
+std::string Layout::blob(const Digest& d) {
+  return blobs_dir(d.algorithm) + "/" + d.hex;
+}
+
+std::string Layout::layers_dir(const std::string& algorithm) {
+  return "layers/" + algorithm;
+}
+
+std::string Layout::layer_dir(const Digest& diff_id) {
+  return layers_dir(diff_id.algorithm) + "/" + diff_id.hex;
+}
+
+std::string Layout::layer_diff(const Digest& diff_id) {
+  return layer_dir(diff_id) + "/diff";
+}
+
+std::string Layout::layer_json(const Digest& diff_id) {
+  return layer_dir(diff_id) + "/layer.json";
+}
+
+std::string Layout::layer_lock(const Digest& diff_id) {
+  return tmp() + "/" + diff_id.algorithm + "-" + diff_id.hex + ".lock";
+}
+
+std::string Layout::image_json(const std::string& ref) {
+  return images_dir() + "/" + escape_ref(ref) + ".json";
+}
+
+// Percent-encoding of everything but [A-Za-z0-9._:@+-], and of a leading '.'
+// (so "." and ".." cannot come out). Injective, so unescape_ref inverts it.
+std::string Layout::escape_ref(const std::string& ref) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    char c = ref[i];
+    if (plain_char(c) && !(i == 0 && c == '.')) {
+      out += c;
+    } else {
+      auto u = static_cast<unsigned char>(c);
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
+}
+
+std::string Layout::unescape_ref(const std::string& escaped) {
+  std::string out;
+  out.reserve(escaped.size());
+  for (size_t i = 0; i < escaped.size(); ++i) {
+    if (escaped[i] != '%') {
+      out += escaped[i];
+      continue;
+    }
+    int hi = i + 2 < escaped.size() ? hex_value(escaped[i + 1]) : -1;
+    int lo = i + 2 < escaped.size() ? hex_value(escaped[i + 2]) : -1;
+    if (hi < 0 || lo < 0) throw Error("malformed escaped image name '" + escaped + "'");
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+std::string Layout::container_dir(const std::string& id) {
+  return containers_dir() + "/" + id;
+}
+
+std::string Layout::container_upper(const std::string& id) {
+  return container_dir(id) + "/upper";
+}
+
+std::string Layout::container_work(const std::string& id) {
+  return container_dir(id) + "/work";
+}
+
+std::string Layout::container_json(const std::string& id) {
+  return container_dir(id) + "/container.json";
+}
+
+}  // namespace layer::store

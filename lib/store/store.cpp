@@ -1,0 +1,624 @@
+#include "store/store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "store/layout.hpp"
+#include "unpack/unpacker.hpp"
+#include "util/error.hpp"
+#include "util/sys.hpp"
+
+namespace layer::store {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxRecordBytes = 4 << 20;  // store.json, layer.json, images, containers
+
+struct DirCloser {
+  void operator()(DIR* d) const { ::closedir(d); }
+};
+using DirPtr = std::unique_ptr<DIR, DirCloser>;
+
+std::string now_rfc3339() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  struct tm tm {};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string random_hex(size_t bytes) {
+  unsigned char raw[32];
+  size_t n = std::min(bytes, sizeof raw);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::getrandom(raw + got, n - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("getrandom");
+    }
+    got += static_cast<size_t>(r);
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out += kHex[raw[i] >> 4];
+    out += kHex[raw[i] & 15];
+  }
+  return out;
+}
+
+// Names of the entries of directory `name` beneath `dirfd` (missing: empty).
+std::vector<std::string> list_dir(int dirfd, const std::string& name) {
+  std::vector<std::string> out;
+  auto r = sys::open_at(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!r) {
+    if (r.error() == ENOENT) return out;
+    throw Error("open " + name, r.error());
+  }
+  int fd = r->release();
+  DirPtr d(::fdopendir(fd));
+  if (!d) {
+    ::close(fd);
+    throw_errno("opendir " + name);
+  }
+  errno = 0;
+  while (struct dirent* e = ::readdir(d.get())) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(std::move(n));
+    errno = 0;
+  }
+  if (errno) throw_errno("readdir " + name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool exists_at(int dirfd, const std::string& path) {
+  struct stat st;
+  return ::fstatat(dirfd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+void mkdir_at(int dirfd, const std::string& path, mode_t mode) {
+  if (::mkdirat(dirfd, path.c_str(), mode) < 0 && errno != EEXIST) throw_errno("mkdir " + path);
+}
+
+json read_json(int dirfd, const std::string& path) {
+  std::string text = sys::xread_file(dirfd, path, kMaxRecordBytes, path);
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(path + ": malformed JSON: " + e.what());
+  }
+}
+
+std::vector<std::string> digest_strings(const std::vector<Digest>& ds) {
+  std::vector<std::string> out;
+  for (const auto& d : ds) out.push_back(d.str());
+  return out;
+}
+
+std::vector<Digest> parse_digests(const json& j) {
+  std::vector<Digest> out;
+  for (const auto& s : j) out.push_back(Digest::parse(s.get<std::string>()));
+  return out;
+}
+
+json layer_to_json(const LayerInfo& l) {
+  return json{{"diff_id", l.diff_id.str()},
+              {"compressed", digest_strings(l.compressed)},
+              {"size", l.size},
+              {"entries", l.entries},
+              {"unpacked_at", l.unpacked_at}};
+}
+
+LayerInfo layer_from_json(const json& j) {
+  LayerInfo l;
+  l.diff_id = Digest::parse(j.at("diff_id").get<std::string>());
+  l.compressed = parse_digests(j.at("compressed"));
+  l.size = j.at("size").get<uint64_t>();
+  l.entries = j.at("entries").get<uint64_t>();
+  l.unpacked_at = j.value("unpacked_at", "");
+  return l;
+}
+
+json image_to_json(const ImageRecord& r) {
+  return json{{"ref", r.ref},
+              {"manifest", r.manifest.str()},
+              {"config", r.config.str()},
+              {"diff_ids", digest_strings(r.diff_ids)},
+              {"platform", r.platform},
+              {"created", r.created},
+              {"pulled_at", r.pulled_at},
+              {"size", r.size}};
+}
+
+ImageRecord image_from_json(const json& j) {
+  ImageRecord r;
+  r.ref = j.at("ref").get<std::string>();
+  r.manifest = Digest::parse(j.at("manifest").get<std::string>());
+  r.config = Digest::parse(j.at("config").get<std::string>());
+  r.diff_ids = parse_digests(j.at("diff_ids"));
+  r.platform = j.value("platform", "");
+  r.created = j.value("created", "");
+  r.pulled_at = j.value("pulled_at", "");
+  r.size = j.value("size", uint64_t{0});
+  return r;
+}
+
+json container_to_json(const ContainerRecord& c) {
+  return json{{"id", c.id},
+              {"name", c.name},
+              {"image", c.image},
+              {"diff_ids", digest_strings(c.diff_ids)},
+              {"mountpoint", c.mountpoint},
+              {"pid", c.pid},
+              {"read_only", c.read_only},
+              {"created", c.created}};
+}
+
+ContainerRecord container_from_json(const json& j) {
+  ContainerRecord c;
+  c.id = j.at("id").get<std::string>();
+  c.name = j.value("name", "");
+  c.image = j.value("image", "");
+  c.diff_ids = parse_digests(j.at("diff_ids"));
+  c.mountpoint = j.value("mountpoint", "");
+  c.pid = j.value("pid", 0);
+  c.read_only = j.value("read_only", false);
+  c.created = j.value("created", "");
+  return c;
+}
+
+// A container id is used as a path component: 1-128 of [A-Za-z0-9_.-], not
+// starting with '.'.
+void check_container_id(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 128 && id[0] != '.';
+  for (char c : id)
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-' || c == '.');
+  if (!ok) throw Error("invalid container id '" + id + "'");
+}
+
+// Takes flock(op) on `fd`, then checks that `name` beneath `dirfd` still is
+// the inode of `fd`: whoever removes a lock file or staging dir holds its
+// lock while doing so, so a lock taken on an unlinked inode is retried.
+bool lock_and_verify(int fd, int dirfd, const std::string& name, int op) {
+  if (sys::retry_eintr([&] { return ::flock(fd, op); }) < 0) {
+    if (errno == EWOULDBLOCK) return false;
+    throw_errno("flock " + name);
+  }
+  struct stat a, b;
+  if (::fstat(fd, &a) < 0) throw_errno("stat " + name);
+  if (::fstatat(dirfd, name.c_str(), &b, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (errno == ENOENT) return false;
+    throw_errno("stat " + name);
+  }
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// Holds the per-layer lock file tmp/<alg>-<hex>.lock; removes it on release.
+class LayerLock {
+ public:
+  LayerLock(int root_fd, const Digest& diff_id) : root_fd_(root_fd) {
+    name_ = Layout::layer_lock(diff_id);
+    for (;;) {
+      fd_ = sys::xopen_at(root_fd_, name_, O_RDWR | O_CREAT | O_NOFOLLOW, 0600, name_);
+      if (lock_and_verify(fd_.get(), root_fd_, name_, LOCK_EX)) return;
+      fd_.reset();
+    }
+  }
+  ~LayerLock() {
+    // Unlinked while held: a waiter that then gets the lock sees the name gone
+    // (or a new inode) and retries on the new file.
+    ::unlinkat(root_fd_, name_.c_str(), 0);
+  }
+  LayerLock(const LayerLock&) = delete;
+  LayerLock& operator=(const LayerLock&) = delete;
+
+ private:
+  int root_fd_;
+  std::string name_;
+  UniqueFd fd_;
+};
+
+}  // namespace
+
+Store::Store(Store&&) noexcept = default;
+Store::~Store() = default;
+
+Store Store::open(const std::string& root, LockMode mode) {
+  Store s;
+  s.root_ = root;
+  s.mode_ = mode;
+  if (root.empty()) throw Error("store root is empty");
+  auto r = sys::open_at(AT_FDCWD, root.c_str(), O_RDONLY | O_DIRECTORY);
+  if (!r && r.error() == ENOENT) {
+    sys::xmkdir_p(root, 0700);
+    r = sys::open_at(AT_FDCWD, root.c_str(), O_RDONLY | O_DIRECTORY);
+  }
+  if (!r) throw Error("store " + root, r.error());
+  s.root_fd_ = std::move(r).value();
+  int rfd = s.root_fd_.get();
+
+  s.lock_fd_ = sys::xopen_at(rfd, Layout::lock(), O_RDWR | O_CREAT | O_NOFOLLOW, 0600,
+                             root + "/" + Layout::lock());
+  int op = mode == LockMode::Exclusive ? LOCK_EX : LOCK_SH;
+  if (sys::retry_eintr([&] { return ::flock(s.lock_fd_.get(), op); }) < 0)
+    throw_errno("lock store " + root);
+
+  bool fresh = !exists_at(rfd, Layout::store_json());
+  if (!fresh) {
+    json j = read_json(rfd, Layout::store_json());
+    if (!j.is_object() || !j.contains("version") || !j["version"].is_number_integer())
+      throw Error("store " + root + ": store.json has no version");
+    int v = j["version"].get<int>();
+    if (v > kStoreVersion)
+      throw Error("store " + root + " has format version " + std::to_string(v) +
+                  ", newer than this layerctl understands (" + std::to_string(kStoreVersion) + ")");
+    if (v < 1) throw Error("store " + root + ": bad format version " + std::to_string(v));
+  }
+
+  mkdir_at(rfd, Layout::tmp(), 0700);
+  mkdir_at(rfd, "blobs", 0700);
+  mkdir_at(rfd, "layers", 0755);
+  for (const char* alg : {"sha256", "sha512"}) {
+    mkdir_at(rfd, Layout::blobs_dir(alg), 0700);
+    mkdir_at(rfd, Layout::layers_dir(alg), 0755);
+  }
+  mkdir_at(rfd, Layout::images_dir(), 0700);
+  mkdir_at(rfd, Layout::containers_dir(), 0755);
+  s.tmp_fd_ = sys::xopen_at(rfd, Layout::tmp(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0,
+                            root + "/" + Layout::tmp());
+  s.sweep_tmp();
+
+  if (fresh) {
+    Staging st = s.make_staging("store-json-");
+    sys::xwrite_file_atomic(st.fd.get(), "store.json", rfd, Layout::store_json(),
+                            json{{"version", kStoreVersion}}.dump() + "\n");
+    sys::xremove_tree(s.tmp_fd_.get(), st.name);
+  }
+  return s;
+}
+
+// Removes every entry of tmp/ whose flock we can take without waiting: its
+// owner is gone (a crashed pull) or it was never locked. Live processes hold
+// their staging dirs and layer lock files locked.
+void Store::sweep_tmp() const {
+  for (const auto& name : list_dir(root_fd_.get(), Layout::tmp())) {
+    auto r = sys::open_at(tmp_fd_.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    if (!r) {
+      // A symlink or socket we cannot open: nothing to lock, just remove it.
+      if (r.error() == ELOOP || r.error() == ENXIO) ::unlinkat(tmp_fd_.get(), name.c_str(), 0);
+      continue;
+    }
+    if (!lock_and_verify(r->get(), tmp_fd_.get(), name, LOCK_EX | LOCK_NB)) continue;
+    try {
+      sys::xremove_tree(tmp_fd_.get(), name);
+    } catch (const Error&) {
+      // Left for the next sweep; opening the store must not fail on garbage.
+    }
+  }
+}
+
+Store::Staging Store::make_staging(const std::string& prefix) const {
+  for (;;) {
+    std::string name = prefix + random_hex(8);
+    if (::mkdirat(tmp_fd_.get(), name.c_str(), 0700) < 0) {
+      if (errno == EEXIST) continue;
+      throw_errno("mkdir " + root_ + "/tmp/" + name);
+    }
+    auto r = sys::open_at(tmp_fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!r) {
+      if (r.error() == ENOENT) continue;  // swept before we could lock it
+      throw Error("open " + root_ + "/tmp/" + name, r.error());
+    }
+    if (lock_and_verify(r->get(), tmp_fd_.get(), name, LOCK_EX))
+      return Staging{name, std::move(r).value()};
+  }
+}
+
+// ---- blobs
+
+bool Store::has_blob(const Digest& d) const {
+  return exists_at(root_fd_.get(), Layout::blob(d));
+}
+
+void Store::put_blob(const Digest& d, std::string_view data) {
+  Digest got = Hasher::of(data, d.algorithm);
+  if (got != d) throw Error("blob " + d.str() + ": content has digest " + got.str());
+  if (has_blob(d)) return;
+  Staging st = make_staging("blob-");
+  try {
+    sys::xwrite_file_atomic(st.fd.get(), "blob", root_fd_.get(), Layout::blob(d), data, 0644);
+  } catch (...) {
+    sys::xremove_tree(tmp_fd_.get(), st.name);
+    throw;
+  }
+  sys::xremove_tree(tmp_fd_.get(), st.name);
+}
+
+std::optional<std::string> Store::read_blob(const Digest& d, size_t max) const {
+  if (!has_blob(d)) return std::nullopt;
+  std::string data = sys::xread_file(root_fd_.get(), Layout::blob(d), max, "blob " + d.str());
+  if (Hasher::of(data, d.algorithm) != d)
+    throw Error("blob " + d.str() + " in store " + root_ + " is corrupt");
+  return data;
+}
+
+// ---- layers
+
+bool Store::has_layer(const Digest& diff_id) const {
+  return exists_at(root_fd_.get(), Layout::layer_json(diff_id));
+}
+
+std::optional<LayerInfo> Store::layer_info(const Digest& diff_id) const {
+  if (!has_layer(diff_id)) return std::nullopt;
+  std::string path = Layout::layer_json(diff_id);
+  try {
+    return layer_from_json(read_json(root_fd_.get(), path));
+  } catch (const json::exception& e) {
+    throw Error(root_ + "/" + path + ": " + e.what());
+  }
+}
+
+std::vector<LayerInfo> Store::layers() const {
+  std::vector<LayerInfo> out;
+  for (const char* alg : {"sha256", "sha512"}) {
+    for (const auto& hex : list_dir(root_fd_.get(), Layout::layers_dir(alg))) {
+      std::string s = std::string(alg) + ":" + hex;
+      if (!Digest::valid(s)) continue;
+      if (auto info = layer_info(Digest::parse(s))) out.push_back(std::move(*info));
+    }
+  }
+  return out;
+}
+
+Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
+                           const unpack::Options& opt, const unpack::ProgressFn& progress) {
+  LayerLock lock(root_fd_.get(), spec.diff_id);
+  if (has_layer(spec.diff_id)) {
+    record_compressed(spec.diff_id, spec.digest);
+    return Ingest::AlreadyPresent;
+  }
+  Staging st = make_staging("layer-");
+  try {
+    if (::mkdirat(st.fd.get(), "diff", 0755) < 0) throw_errno("mkdir staging diff");
+    UniqueFd diff =
+        sys::xopen_at(st.fd.get(), "diff", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "staging diff");
+    unpack::Stats stats = unpack::unpack_layer(diff.get(), spec, src, opt, progress);
+    LayerInfo info;
+    info.diff_id = spec.diff_id;
+    info.compressed = {spec.digest};
+    info.size = stats.file_bytes;
+    info.entries = stats.entries;
+    info.unpacked_at = now_rfc3339();
+    UniqueFd lj = sys::xopen_at(st.fd.get(), "layer.json", O_WRONLY | O_CREAT | O_EXCL, 0644,
+                                "staging layer.json");
+    std::string text = layer_to_json(info).dump(2) + "\n";
+    if (auto w = sys::write_all(lj.get(), text.data(), text.size()); !w)
+      throw Error("write staging layer.json", w.error());
+    lj.reset();
+    // One syncfs for the whole tree instead of an fsync per file: after it,
+    // every file, directory and the layer.json are durable, so the rename
+    // below publishes a complete layer.
+    if (::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
+    UniqueFd layers = sys::xopen_at(root_fd_.get(), Layout::layers_dir(spec.diff_id.algorithm),
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "layers dir");
+    // A leftover directory without layer.json (never published by us; a
+    // foreign mess) would block the rename: move it to tmp/ for the sweep.
+    if (exists_at(layers.get(), spec.diff_id.hex)) {
+      Staging junk = make_staging("junk-");
+      if (::renameat(layers.get(), spec.diff_id.hex.c_str(), junk.fd.get(), "old") < 0)
+        throw_errno("move aside " + Layout::layer_dir(spec.diff_id));
+      sys::xremove_tree(tmp_fd_.get(), junk.name);
+    }
+    if (::renameat(tmp_fd_.get(), st.name.c_str(), layers.get(), spec.diff_id.hex.c_str()) < 0)
+      throw_errno("publish " + Layout::layer_dir(spec.diff_id));
+    sys::xfsync(layers.get(), Layout::layers_dir(spec.diff_id.algorithm));
+  } catch (...) {
+    try {
+      sys::xremove_tree(tmp_fd_.get(), st.name);
+    } catch (const Error&) {
+      // The sweep removes it at the next open.
+    }
+    throw;
+  }
+  return Ingest::Unpacked;
+}
+
+// REQUIRES: the layer lock for diff_id is held.
+void Store::record_compressed(const Digest& diff_id, const Digest& compressed) {
+  auto info = layer_info(diff_id);
+  if (!info) return;
+  if (std::find(info->compressed.begin(), info->compressed.end(), compressed) !=
+      info->compressed.end())
+    return;
+  info->compressed.push_back(compressed);
+  write_record(Layout::layer_json(diff_id), layer_to_json(*info).dump(2) + "\n");
+}
+
+// Writes a small record file atomically (through a staging dir).
+void Store::write_record(const std::string& path, const std::string& text) {
+  Staging st = make_staging("record-");
+  try {
+    sys::xwrite_file_atomic(st.fd.get(), "record", root_fd_.get(), path, text, 0644);
+  } catch (...) {
+    sys::xremove_tree(tmp_fd_.get(), st.name);
+    throw;
+  }
+  sys::xremove_tree(tmp_fd_.get(), st.name);
+}
+
+// ---- images
+
+void Store::put_image(const ImageRecord& rec) {
+  for (const auto& d : rec.diff_ids)
+    if (!has_layer(d))
+      throw Error("image " + rec.ref + ": layer " + d.str() + " is not in the store");
+  if (rec.ref.empty()) throw Error("image record without a name");
+  write_record(Layout::image_json(rec.ref), image_to_json(rec).dump(2) + "\n");
+}
+
+std::vector<ImageRecord> Store::images() const {
+  std::vector<ImageRecord> out;
+  for (const auto& name : list_dir(root_fd_.get(), Layout::images_dir())) {
+    if (name.size() <= 5 || name.compare(name.size() - 5, 5, ".json") != 0) continue;
+    std::string path = Layout::images_dir() + "/" + name;
+    try {
+      out.push_back(image_from_json(read_json(root_fd_.get(), path)));
+    } catch (const json::exception& e) {
+      throw Error(root_ + "/" + path + ": " + e.what());
+    }
+  }
+  return out;
+}
+
+std::optional<ImageRecord> Store::find_image(const std::string& name) const {
+  auto all = images();
+  for (const auto& r : all)
+    if (r.ref == name) return r;
+  // Docker-style short names: "debian" → "docker.io/library/debian:latest".
+  std::string tagged = name;
+  auto slash = name.rfind('/');
+  auto colon = name.rfind(':');
+  if (name.find('@') == std::string::npos &&
+      (colon == std::string::npos || (slash != std::string::npos && colon < slash)))
+    tagged += ":latest";
+  for (const std::string& cand : {tagged, "docker.io/" + tagged, "docker.io/library/" + tagged}) {
+    for (const auto& r : all)
+      if (r.ref == cand) return r;
+  }
+  // Config digest, full or a prefix of at least 12 hex digits.
+  std::string hex = name;
+  if (hex.rfind("sha256:", 0) == 0) hex = hex.substr(7);
+  bool is_hex =
+      hex.size() >= 12 && hex.size() <= 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      });
+  if (!is_hex) return std::nullopt;
+  std::optional<ImageRecord> found;
+  for (const auto& r : all) {
+    if (r.config.hex.compare(0, hex.size(), hex) != 0) continue;
+    if (found && found->config != r.config)
+      throw Error("image id '" + name + "' is ambiguous: matches " + found->ref + " and " + r.ref);
+    if (!found) found = r;
+  }
+  return found;
+}
+
+std::vector<Digest> Store::remove_image(const std::string& name) {
+  if (mode_ != LockMode::Exclusive)
+    throw Error("store " + root_ + ": removing an image needs the exclusive store lock");
+  auto rec = find_image(name);
+  if (!rec) throw Error("image '" + name + "' is not in the store");
+  // All records with the same ref go; other refs of the same id stay.
+  for (const auto& c : containers())
+    if (c.image == rec->ref)
+      throw Error("image '" + name + "' is used by container " + c.id.substr(0, 12));
+  std::string path = Layout::image_json(rec->ref);
+  if (::unlinkat(root_fd_.get(), path.c_str(), 0) < 0 && errno != ENOENT)
+    throw_errno("remove " + root_ + "/" + path);
+  sys::xfsync(root_fd_.get(), Layout::images_dir());
+  return collect_garbage();
+}
+
+// Removes every layer and blob that no image or container references.
+// REQUIRES: the exclusive store lock (no pull is running).
+std::vector<Digest> Store::collect_garbage() {
+  std::set<Digest> used_layers, used_blobs;
+  for (const auto& im : images()) {
+    used_layers.insert(im.diff_ids.begin(), im.diff_ids.end());
+    used_blobs.insert(im.manifest);
+    used_blobs.insert(im.config);
+  }
+  for (const auto& c : containers()) used_layers.insert(c.diff_ids.begin(), c.diff_ids.end());
+
+  std::vector<Digest> removed;
+  for (const char* alg : {"sha256", "sha512"}) {
+    std::string dir = Layout::layers_dir(alg);
+    for (const auto& hex : list_dir(root_fd_.get(), dir)) {
+      std::string s = std::string(alg) + ":" + hex;
+      if (Digest::valid(s) && used_layers.count(Digest::parse(s))) continue;
+      // Rename into tmp/ first, so a crash never leaves half a layer visible.
+      Staging junk = make_staging("rm-");
+      std::string from = dir + "/" + hex;
+      if (::renameat(root_fd_.get(), from.c_str(), junk.fd.get(), "old") < 0)
+        throw_errno("remove " + root_ + "/" + from);
+      if (Digest::valid(s)) removed.push_back(Digest::parse(s));
+      sys::xremove_tree(tmp_fd_.get(), junk.name);
+    }
+    std::string bdir = Layout::blobs_dir(alg);
+    for (const auto& hex : list_dir(root_fd_.get(), bdir)) {
+      std::string s = std::string(alg) + ":" + hex;
+      if (Digest::valid(s) && used_blobs.count(Digest::parse(s))) continue;
+      std::string p = bdir + "/" + hex;
+      if (::unlinkat(root_fd_.get(), p.c_str(), 0) < 0 && errno != ENOENT)
+        throw_errno("remove " + root_ + "/" + p);
+    }
+  }
+  return removed;
+}
+
+// ---- containers
+
+std::vector<ContainerRecord> Store::containers() const {
+  std::vector<ContainerRecord> out;
+  for (const auto& id : list_dir(root_fd_.get(), Layout::containers_dir())) {
+    std::string path = Layout::container_json(id);
+    if (!exists_at(root_fd_.get(), path)) continue;
+    try {
+      out.push_back(container_from_json(read_json(root_fd_.get(), path)));
+    } catch (const json::exception& e) {
+      throw Error(root_ + "/" + path + ": " + e.what());
+    }
+  }
+  return out;
+}
+
+std::optional<ContainerRecord> Store::find_container(const std::string& id_or_name) const {
+  auto all = containers();
+  for (const auto& c : all)
+    if (c.id == id_or_name || (!c.name.empty() && c.name == id_or_name)) return c;
+  if (id_or_name.size() < 4) return std::nullopt;
+  std::optional<ContainerRecord> found;
+  for (const auto& c : all) {
+    if (c.id.compare(0, id_or_name.size(), id_or_name) != 0) continue;
+    if (found) throw Error("container id '" + id_or_name + "' is ambiguous");
+    found = c;
+  }
+  return found;
+}
+
+void Store::put_container(const ContainerRecord& rec) {
+  check_container_id(rec.id);
+  mkdir_at(root_fd_.get(), Layout::container_dir(rec.id), 0700);
+  write_record(Layout::container_json(rec.id), container_to_json(rec).dump(2) + "\n");
+}
+
+void Store::remove_container(const std::string& id) {
+  check_container_id(id);
+  std::string dir = Layout::container_dir(id);
+  if (!exists_at(root_fd_.get(), dir)) return;
+  Staging junk = make_staging("rm-");
+  if (::renameat(root_fd_.get(), dir.c_str(), junk.fd.get(), "old") < 0)
+    throw_errno("remove " + root_ + "/" + dir);
+  sys::xfsync(root_fd_.get(), Layout::containers_dir());
+  sys::xremove_tree(tmp_fd_.get(), junk.name);
+}
+
+}  // namespace layer::store

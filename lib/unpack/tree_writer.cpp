@@ -1,0 +1,490 @@
+#include "unpack/tree_writer.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "util/error.hpp"
+#include "util/sys.hpp"
+
+namespace layer::unpack {
+
+namespace {
+
+constexpr std::string_view kWhiteoutPrefix = ".wh.";
+constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
+
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
+
+// For messages: the name with control characters replaced, at most 300 bytes.
+std::string shown(std::string_view s) {
+  std::string out(s.substr(0, 300));
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  if (s.size() > 300) out += "...";
+  return out;
+}
+
+void split(const std::string& path, std::string& parent, std::string& base) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) {
+    parent.clear();
+    base = path;
+  } else {
+    parent = path.substr(0, slash);
+    base = path.substr(slash + 1);
+  }
+}
+
+std::string proc_path(int dirfd, const std::string& base) {
+  return "/proc/self/fd/" + std::to_string(dirfd) + "/" + base;
+}
+
+}  // namespace
+
+bool normalize_entry_path(std::string_view raw, std::string& out, std::string& why) {
+  out.clear();
+  if (raw.empty()) {
+    why = "empty name";
+    return false;
+  }
+  if (raw[0] == '/') {
+    why = "absolute path";
+    return false;
+  }
+  size_t pos = 0;
+  while (pos <= raw.size()) {
+    size_t slash = raw.find('/', pos);
+    if (slash == std::string_view::npos) slash = raw.size();
+    std::string_view comp = raw.substr(pos, slash - pos);
+    pos = slash + 1;
+    if (comp.empty() || comp == ".") continue;
+    if (comp == "..") {
+      why = "'..' in path";
+      return false;
+    }
+    if (!out.empty()) out += '/';
+    out.append(comp);
+  }
+  return true;
+}
+
+std::string escape_xattr_name(std::string_view name) {
+  for (std::string_view prefix :
+       {std::string_view("trusted.overlay."), std::string_view("user.overlay.")}) {
+    if (starts_with(name, prefix))
+      return std::string(prefix) + "overlay." + std::string(name.substr(prefix.size()));
+  }
+  return std::string(name);
+}
+
+TreeWriter::TreeWriter(int root, const Options& opt, std::string context)
+    : root_(root),
+      opt_(opt),
+      context_(std::move(context)),
+      chown_(!opt.rootless && ::geteuid() == 0) {}
+
+void TreeWriter::fail(const std::string& msg) const {
+  throw Error(context_ + ": entry '" + shown(entry_) + "': " + msg);
+}
+
+void TreeWriter::fail_errno(const std::string& what, int err) const {
+  throw Error(context_ + ": entry '" + shown(entry_) + "': " + what, err);
+}
+
+TreeWriter::Dir TreeWriter::open_parent(const std::string& parent, bool create) const {
+  Dir d;
+  if (parent.empty()) {
+    d.fd = root_;
+    return d;
+  }
+  auto r = sys::open_beneath(root_, parent.c_str(), O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+  if (r) {
+    d.owned = std::move(r).value();
+    d.fd = d.owned.get();
+    return d;
+  }
+  int err = r.error();
+  if (err == ELOOP) fail("path '" + shown(parent) + "' goes through a symlink");
+  if (err == ENOTDIR) fail("a component of '" + shown(parent) + "' is not a directory");
+  if (err == EXDEV) fail("path '" + shown(parent) + "' leaves the layer");
+  if (err != ENOENT || !create) fail_errno("open parent '" + shown(parent) + "'", err);
+  // Create the missing directories one component at a time, never following
+  // a symlink (O_PATH | O_NOFOLLOW on a symlink plus O_DIRECTORY is ENOTDIR).
+  UniqueFd cur;
+  int curfd = root_;
+  size_t pos = 0;
+  while (pos <= parent.size()) {
+    size_t slash = parent.find('/', pos);
+    if (slash == std::string::npos) slash = parent.size();
+    std::string comp = parent.substr(pos, slash - pos);
+    pos = slash + 1;
+    if (::mkdirat(curfd, comp.c_str(), 0755) < 0 && errno != EEXIST)
+      fail_errno("mkdir '" + shown(comp) + "'", errno);
+    auto n = sys::open_at(curfd, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!n) {
+      if (n.error() == ENOTDIR || n.error() == ELOOP)
+        fail("path '" + shown(parent) + "' goes through a symlink or a non-directory");
+      fail_errno("open '" + shown(comp) + "'", n.error());
+    }
+    cur = std::move(n).value();
+    curfd = cur.get();
+  }
+  d.owned = std::move(cur);
+  d.fd = d.owned.get();
+  return d;
+}
+
+bool TreeWriter::make_room(int dir, const std::string& base, bool new_is_dir) const {
+  struct stat st;
+  if (::fstatat(dir, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (errno == ENOENT) return false;
+    fail_errno("stat", errno);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (new_is_dir) return true;
+    try {
+      sys::xremove_tree(dir, base);
+    } catch (const Error& e) {
+      fail(std::string("replacing a directory: ") + e.what());
+    }
+    return false;
+  }
+  if (S_ISLNK(st.st_mode) && new_is_dir) fail("directory entry over a symlink");
+  if (::unlinkat(dir, base.c_str(), 0) < 0) fail_errno("replace existing entry", errno);
+  return false;
+}
+
+TreeWriter::DirMeta TreeWriter::dir_meta(archive_entry* e) const {
+  DirMeta m;
+  m.mode = archive_entry_perm(e) & 07777;
+  if (archive_entry_mtime_is_set(e)) {
+    m.has_times = true;
+    m.times[1].tv_sec = archive_entry_mtime(e);
+    m.times[1].tv_nsec = archive_entry_mtime_nsec(e);
+    if (archive_entry_atime_is_set(e)) {
+      m.times[0].tv_sec = archive_entry_atime(e);
+      m.times[0].tv_nsec = archive_entry_atime_nsec(e);
+    } else {
+      m.times[0] = m.times[1];
+    }
+  }
+  return m;
+}
+
+void TreeWriter::apply(archive* a, archive_entry* e) {
+  const char* raw = archive_entry_pathname(e);
+  entry_ = raw ? raw : "";
+  if (!raw) fail("entry without a usable name");
+  if (entry_.size() > opt_.limits.max_name)
+    fail("name longer than " + std::to_string(opt_.limits.max_name) + " bytes");
+  std::string path, why;
+  if (!normalize_entry_path(entry_, path, why)) fail(why);
+  mode_t type = archive_entry_filetype(e);
+  const char* hardlink = archive_entry_hardlink(e);
+
+  if (path.empty()) {
+    // The layer root ("./"): only a directory, whose metadata the root takes.
+    if (hardlink || type != AE_IFDIR) fail("entry for the layer root is not a directory");
+    set_owner_fd(root_, e);
+    set_xattrs_fd(root_, e);
+    dirs_[""] = dir_meta(e);
+    return;
+  }
+  std::string parent, base;
+  split(path, parent, base);
+  for (size_t pos = 0; pos < parent.size();) {
+    size_t slash = parent.find('/', pos);
+    if (slash == std::string::npos) slash = parent.size();
+    if (starts_with(std::string_view(parent).substr(pos, slash - pos), kWhiteoutPrefix))
+      fail("whiteout name used as a directory");
+    pos = slash + 1;
+  }
+  if (starts_with(base, kWhiteoutPrefix)) return apply_whiteout(parent, base);
+  if (hardlink) return apply_hardlink(path, parent, base, hardlink);
+
+  Dir p = open_parent(parent, true);
+  switch (type) {
+    case AE_IFDIR:
+      return apply_dir(e, path, p.fd, base);
+    case AE_IFREG:
+      return apply_file(a, e, p.fd, base);
+    case AE_IFLNK: {
+      const char* target = archive_entry_symlink(e);
+      if (!target || !*target) fail("symlink without a target");
+      if (std::strlen(target) >= PATH_MAX) fail("symlink target too long");
+      for (int attempt = 0;; ++attempt) {
+        if (::symlinkat(target, p.fd, base.c_str()) == 0) break;
+        if (errno != EEXIST || attempt > 0) fail_errno("symlink", errno);
+        make_room(p.fd, base, false);
+      }
+      set_meta_at(p.fd, base, e, true);
+      return;
+    }
+    case AE_IFCHR:
+    case AE_IFBLK:
+    case AE_IFIFO:
+    case AE_IFSOCK:
+      return apply_special(e, p.fd, base);
+    default:
+      fail("unsupported entry type 0" + std::to_string(type >> 12));
+  }
+}
+
+void TreeWriter::apply_whiteout(const std::string& parent, const std::string& base) {
+  // The parent must be a real directory of this layer (created if the tar
+  // has no entry for it), reached without symlinks.
+  Dir p = open_parent(parent, true);
+  if (base == kOpaqueMarker) {
+    opaque_.insert(parent);
+    return;
+  }
+  std::string target = base.substr(kWhiteoutPrefix.size());
+  if (target.empty() || target == "." || target == "..")
+    fail("whiteout of '" + shown(target) + "' is not a valid name");
+  if (starts_with(target, kWhiteoutPrefix)) fail("unknown whiteout marker");
+  whiteouts_.insert(parent.empty() ? target : parent + "/" + target);
+}
+
+void TreeWriter::apply_hardlink(const std::string& path, const std::string& parent,
+                                const std::string& base, const char* target) {
+  std::string tpath, why;
+  if (!normalize_entry_path(target, tpath, why)) fail("hardlink target: " + why);
+  if (tpath.empty()) fail("hardlink to the layer root");
+  if (tpath.find(kWhiteoutPrefix) != std::string::npos) {
+    // Only whole components matter, but a ".wh." inside a component is
+    // harmless to refuse: no real image links to such names.
+    fail("hardlink to a whiteout name");
+  }
+  if (tpath == path) return;
+  std::string tparent, tbase;
+  split(tpath, tparent, tbase);
+  Dir tp = open_parent(tparent, false);
+  struct stat st;
+  if (::fstatat(tp.fd, tbase.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (errno == ENOENT) fail("hardlink target '" + shown(tpath) + "' does not exist");
+    fail_errno("stat hardlink target", errno);
+  }
+  if (S_ISDIR(st.st_mode)) fail("hardlink to a directory");
+  if (S_ISLNK(st.st_mode)) fail("hardlink to a symlink");
+  Dir p = open_parent(parent, true);
+  for (int attempt = 0;; ++attempt) {
+    if (::linkat(tp.fd, tbase.c_str(), p.fd, base.c_str(), 0) == 0) return;
+    if (errno != EEXIST || attempt > 0) fail_errno("hardlink", errno);
+    make_room(p.fd, base, false);
+  }
+}
+
+void TreeWriter::apply_dir(archive_entry* e, const std::string& path, int parent,
+                           const std::string& base) {
+  for (int attempt = 0;; ++attempt) {
+    if (::mkdirat(parent, base.c_str(), 0700) == 0) break;
+    if (errno != EEXIST || attempt > 0) fail_errno("mkdir", errno);
+    if (make_room(parent, base, true)) break;
+  }
+  auto fd = sys::open_at(parent, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) fail_errno("open directory", fd.error());
+  set_owner_fd(fd->get(), e);
+  set_xattrs_fd(fd->get(), e);
+  dirs_[path] = dir_meta(e);
+}
+
+void TreeWriter::apply_file(archive* a, archive_entry* e, int parent, const std::string& base) {
+  int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
+  if (size > 0 && static_cast<uint64_t>(size) > opt_.limits.max_bytes)
+    fail("file size " + std::to_string(size) + " exceeds the limit");
+  UniqueFd fd;
+  for (int attempt = 0;; ++attempt) {
+    auto r = sys::open_at(parent, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    if (r) {
+      fd = std::move(r).value();
+      break;
+    }
+    if (r.error() != EEXIST || attempt > 0) fail_errno("create", r.error());
+    make_room(parent, base, false);
+  }
+  int64_t pos = 0;
+  for (;;) {
+    const void* buf;
+    size_t n;
+    la_int64_t off;
+    int r = archive_read_data_block(a, &buf, &n, &off);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK) {
+      const char* msg = archive_error_string(a);
+      fail(std::string("reading data: ") + (msg ? msg : "tar error"));
+    }
+    if (off != pos) {
+      // A hole in a sparse file: skip it, the file system keeps it unallocated.
+      if (off < 0 || ::lseek(fd.get(), off, SEEK_SET) < 0)
+        fail_errno("seek", errno ? errno : EINVAL);
+      pos = off;
+    }
+    if (auto w = sys::write_all(fd.get(), buf, n); !w) fail_errno("write", w.error());
+    pos += static_cast<int64_t>(n);
+    file_bytes_ += n;
+  }
+  if (size >= 0 && pos != size) {
+    if (::ftruncate(fd.get(), size) < 0) fail_errno("truncate", errno);
+  }
+  set_owner_fd(fd.get(), e);
+  if (::fchmod(fd.get(), archive_entry_perm(e) & 07777) < 0) fail_errno("chmod", errno);
+  set_xattrs_fd(fd.get(), e);
+  DirMeta m = dir_meta(e);
+  if (m.has_times && ::futimens(fd.get(), m.times) < 0) fail_errno("set times", errno);
+}
+
+void TreeWriter::apply_special(archive_entry* e, int parent, const std::string& base) {
+  mode_t type = archive_entry_filetype(e);
+  dev_t rdev = 0;
+  if (type == AE_IFCHR || type == AE_IFBLK) {
+    unsigned maj = archive_entry_rdevmajor(e), min = archive_entry_rdevminor(e);
+    if (type == AE_IFCHR && maj == 0 && min == 0)
+      fail("character device 0:0 (an overlay whiteout) under an ordinary name");
+    // Without CAP_MKNOD a device node cannot be made; rootless layers skip them.
+    if (opt_.rootless) return;
+    rdev = makedev(maj, min);
+  }
+  mode_t kind = type == AE_IFCHR   ? S_IFCHR
+                : type == AE_IFBLK ? S_IFBLK
+                : type == AE_IFIFO ? S_IFIFO
+                                   : S_IFSOCK;
+  for (int attempt = 0;; ++attempt) {
+    if (::mknodat(parent, base.c_str(), kind | 0600, rdev) == 0) break;
+    if (errno != EEXIST || attempt > 0) fail_errno("mknod", errno);
+    make_room(parent, base, false);
+  }
+  set_meta_at(parent, base, e, false);
+}
+
+void TreeWriter::set_owner_fd(int fd, archive_entry* e) const {
+  if (!chown_) return;
+  if (::fchown(fd, static_cast<uid_t>(archive_entry_uid(e)),
+               static_cast<gid_t>(archive_entry_gid(e))) < 0)
+    fail_errno("chown", errno);
+}
+
+void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) const {
+  if (archive_entry_xattr_reset(e) == 0) return;
+  const char* name;
+  const void* value;
+  size_t size;
+  while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    if (!name || !*name || std::strlen(name) > XATTR_NAME_MAX) fail("bad xattr name");
+    if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX)
+      fail("xattr '" + shown(name) + "' larger than " + std::to_string(opt_.limits.max_xattr) +
+           " bytes");
+    if (opt_.rootless && (starts_with(name, "trusted.") || starts_with(name, "security.")))
+      continue;  // needs privileges we do not have
+    std::string real = escape_xattr_name(name);
+    if (::fsetxattr(fd, real.c_str(), value, size, 0) < 0)
+      fail_errno("set xattr '" + shown(real) + "'", errno);
+  }
+}
+
+void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry* e,
+                             bool is_link) const {
+  if (chown_ && ::fchownat(parent, base.c_str(), static_cast<uid_t>(archive_entry_uid(e)),
+                           static_cast<gid_t>(archive_entry_gid(e)), AT_SYMLINK_NOFOLLOW) < 0)
+    fail_errno("chown", errno);
+  // The node was made by us a moment ago and is not a symlink, so fchmodat
+  // (which follows symlinks) acts on it.
+  if (!is_link && ::fchmodat(parent, base.c_str(), archive_entry_perm(e) & 07777, 0) < 0)
+    fail_errno("chmod", errno);
+  if (archive_entry_xattr_reset(e) > 0) {
+    // No fd-based xattr call works on a symlink or device without opening
+    // it; the /proc path goes through our verified parent fd.
+    std::string p = proc_path(parent, base);
+    const char* name;
+    const void* value;
+    size_t size;
+    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+      if (!name || !*name || std::strlen(name) > XATTR_NAME_MAX) fail("bad xattr name");
+      if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX) fail("xattr too large");
+      if (opt_.rootless && (starts_with(name, "trusted.") || starts_with(name, "security.")))
+        continue;
+      std::string real = escape_xattr_name(name);
+      if (::lsetxattr(p.c_str(), real.c_str(), value, size, 0) < 0) {
+        if (errno == EPERM && starts_with(real, "user.")) continue;  // user.* on a link/device
+        fail_errno("set xattr '" + shown(real) + "'", errno);
+      }
+    }
+  }
+  DirMeta m = dir_meta(e);
+  if (m.has_times && ::utimensat(parent, base.c_str(), m.times, AT_SYMLINK_NOFOLLOW) < 0)
+    fail_errno("set times", errno);
+}
+
+void TreeWriter::finish() {
+  const char* opaque_name = opt_.rootless ? "user.overlay.opaque" : "trusted.overlay.opaque";
+  entry_.clear();
+  for (const auto& path : whiteouts_) {
+    entry_ = path;
+    std::string parent, base;
+    split(path, parent, base);
+    Dir p = open_parent(parent, true);
+    struct stat st;
+    if (::fstatat(p.fd, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      // Entries of the same layer survive their whiteout. A directory that
+      // replaces a whited-out one must still hide the lower contents.
+      if (S_ISDIR(st.st_mode)) opaque_.insert(path);
+      continue;
+    }
+    if (errno != ENOENT) fail_errno("stat whiteout target", errno);
+    if (!opt_.rootless) {
+      if (::mknodat(p.fd, base.c_str(), S_IFCHR | 0, makedev(0, 0)) < 0)
+        fail_errno("create whiteout", errno);
+    } else {
+      auto fd = sys::open_at(p.fd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0);
+      if (!fd) fail_errno("create whiteout", fd.error());
+      if (::fsetxattr(fd->get(), "user.overlay.whiteout", "y", 1, 0) < 0)
+        fail_errno("mark whiteout", errno);
+    }
+  }
+  for (const auto& path : opaque_) {
+    entry_ = path.empty() ? "." : path;
+    UniqueFd owned;
+    int fd = root_;
+    if (!path.empty()) {
+      auto r =
+          sys::open_beneath(root_, path.c_str(), O_RDONLY | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+      if (!r) fail_errno("open opaque directory", r.error());
+      owned = std::move(r).value();
+      fd = owned.get();
+    }
+    if (::fsetxattr(fd, opaque_name, "y", 1, 0) < 0) fail_errno("mark opaque", errno);
+  }
+  // Children before parents, so that a parent's restrictive mode never
+  // blocks reaching a child, and every directory's mtime is set after its
+  // last change.
+  for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+    const auto& [path, m] = *it;
+    entry_ = path.empty() ? "." : path;
+    UniqueFd owned;
+    int fd = root_;
+    if (!path.empty()) {
+      auto r =
+          sys::open_beneath(root_, path.c_str(), O_RDONLY | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+      if (!r) {
+        // Replaced by a later non-directory entry of the same name.
+        if (r.error() == ENOTDIR || r.error() == ENOENT || r.error() == ELOOP) continue;
+        fail_errno("open directory", r.error());
+      }
+      owned = std::move(r).value();
+      fd = owned.get();
+    }
+    if (::fchmod(fd, m.mode) < 0) fail_errno("chmod", errno);
+    if (m.has_times && ::futimens(fd, m.times) < 0) fail_errno("set times", errno);
+  }
+}
+
+}  // namespace layer::unpack

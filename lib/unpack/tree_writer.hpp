@@ -1,0 +1,89 @@
+// TreeWriter: the consumer half of unpacking. Applies tar entries, one at a
+// time, to a staging directory: every entry is resolved afresh beneath the
+// staging dir without following symlinks (no parent fd is cached across
+// entries), hostile names and links are refused, OCI whiteouts are collected
+// and converted to the overlay format at the end, and directory modes and
+// times are set last. Owns nothing but its bookkeeping (the staging dirfd is
+// borrowed); single-threaded.
+#pragma once
+
+#include <time.h>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "unpack/unpacker.hpp"
+#include "util/unique_fd.hpp"
+
+struct archive;
+struct archive_entry;
+
+namespace layer::unpack {
+
+// Normalizes a tar entry name to components joined by '/': drops "./", empty
+// components and trailing '/'. Returns false with `why` set for an absolute
+// path, a ".." component or an empty name. The layer root comes out as "".
+bool normalize_entry_path(std::string_view raw, std::string& out, std::string& why);
+
+// The overlay xattr name that stores a tar's xattr `name`: trusted.overlay.X
+// becomes trusted.overlay.overlay.X and user.overlay.X becomes
+// user.overlay.overlay.X (the escaping of the kernel's nested overlayfs), so
+// an image cannot forge whiteouts, opaque dirs or redirects.
+std::string escape_xattr_name(std::string_view name);
+
+class TreeWriter {
+ public:
+  // `root`: the empty staging dir (borrowed). `context`: "image X: layer D".
+  TreeWriter(int root, const Options& opt, std::string context);
+
+  // Applies one entry, reading its data from `a`. Throws Error naming the entry.
+  void apply(archive* a, archive_entry* e);
+  // Converts the collected whiteouts and opaque markers, then sets directory
+  // modes and times. Call once, after the last entry.
+  void finish();
+
+  uint64_t file_bytes() const { return file_bytes_; }
+
+ private:
+  struct DirMeta {
+    mode_t mode = 0755;
+    bool has_times = false;
+    struct timespec times[2] = {};
+  };
+  struct Dir {
+    UniqueFd owned;
+    int fd = -1;
+  };
+
+  [[noreturn]] void fail(const std::string& msg) const;
+  [[noreturn]] void fail_errno(const std::string& what, int err) const;
+  Dir open_parent(const std::string& parent, bool create) const;
+  // Clears `base` in `dir` for a new entry. Returns true if an existing
+  // directory is kept because the new entry is a directory too.
+  bool make_room(int dir, const std::string& base, bool new_is_dir) const;
+  void apply_whiteout(const std::string& parent, const std::string& base);
+  void apply_hardlink(const std::string& path, const std::string& parent, const std::string& base,
+                      const char* target);
+  void apply_dir(archive_entry* e, const std::string& path, int parent, const std::string& base);
+  void apply_file(archive* a, archive_entry* e, int parent, const std::string& base);
+  void apply_special(archive_entry* e, int parent, const std::string& base);
+  void set_owner_fd(int fd, archive_entry* e) const;
+  void set_xattrs_fd(int fd, archive_entry* e) const;
+  void set_meta_at(int parent, const std::string& base, archive_entry* e, bool is_link) const;
+  DirMeta dir_meta(archive_entry* e) const;
+
+  int root_;
+  Options opt_;
+  std::string context_;
+  std::string entry_;                    // the current entry's name, for messages
+  bool chown_;                           // running as root and not rootless
+  std::set<std::string> whiteouts_;      // paths to white out in lower layers
+  std::set<std::string> opaque_;         // directories to mark opaque
+  std::map<std::string, DirMeta> dirs_;  // directory metadata to set at the end
+  uint64_t file_bytes_ = 0;
+};
+
+}  // namespace layer::unpack

@@ -1,0 +1,270 @@
+#include "unpack/unpacker.hpp"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "tar_builder.hpp"
+#include "unpack/layer_stream.hpp"
+#include "util/error.hpp"
+
+using namespace layer;
+using namespace layer::testing;
+
+namespace {
+
+unpack::Stats unpack_blob(const Blob& b, int dir, unpack::Options opt = {}) {
+  StringSource src(b.bytes, 65536);
+  return unpack::unpack_layer(dir, b.spec, src, opt);
+}
+
+struct stat lstat_at(const TempDir& t, const std::string& rel) {
+  struct stat st {};
+  if (::fstatat(t.fd.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) FAIL("missing: " << rel);
+  return st;
+}
+
+bool exists(const TempDir& t, const std::string& rel) {
+  struct stat st;
+  return ::fstatat(t.fd.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+std::string read_at(const TempDir& t, const std::string& rel) {
+  return sys::xread_file(t.fd.get(), rel, 1 << 30, rel);
+}
+
+std::string xattr_of(const std::string& path, const std::string& name) {
+  char buf[4096];
+  ssize_t n = ::lgetxattr(path.c_str(), name.c_str(), buf, sizeof buf);
+  if (n < 0) return "<none>";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+std::string big_data(size_t n) {
+  std::string s(n, '\0');
+  uint32_t x = 12345;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 1103515245 + 12345;
+    s[i] = static_cast<char>((x >> 16) % 64 + 32);
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("media types choose the decompressor") {
+  using unpack::Compression;
+  CHECK(unpack::compression_of("application/vnd.oci.image.layer.v1.tar") == Compression::None);
+  CHECK(unpack::compression_of("application/vnd.oci.image.layer.v1.tar+gzip") == Compression::Gzip);
+  CHECK(unpack::compression_of("application/vnd.docker.image.rootfs.diff.tar.gzip") ==
+        Compression::Gzip);
+  CHECK(unpack::compression_of("application/vnd.oci.image.layer.v1.tar+zstd") == Compression::Zstd);
+  CHECK_THROWS_AS(unpack::compression_of("application/vnd.oci.image.layer.v1.tar+bzip2"), Error);
+  CHECK_THROWS_AS(unpack::compression_of(""), Error);
+}
+
+TEST_CASE("unpacks every entry type with its metadata, for tar, gzip and zstd") {
+  auto filter = GENERATE(Filter::None, Filter::Gzip, Filter::Zstd);
+  std::string big = big_data(5 << 20);                // crosses the stream's buffers
+  TarBuilder tb(ARCHIVE_FORMAT_TAR_PAX_INTERCHANGE);  // keeps sub-second mtimes
+  tb.dir("./", {.mode = 0751, .mtime = 1500000000});
+  tb.dir("etc/", {.mode = 0755, .uid = 0, .gid = 0, .mtime = 1500000001});
+  tb.file("etc/passwd", "root:x:0:0\n",
+          {.mode = 0644, .mtime = 1500000002, .mtime_nsec = 123456789});
+  tb.file("etc/shadow", "secret\n", {.mode = 0640, .uid = 0, .gid = 42});
+  tb.dir("usr/bin/", {.mode = 0755});
+  tb.file("usr/bin/su", "ELF", {.mode = 04755, .uid = 0, .gid = 0});
+  tb.file("usr/bin/wall", "ELF", {.mode = 02755, .uid = 0, .gid = 5});
+  tb.dir("tmp/", {.mode = 01777, .mtime = 1500000003});
+  tb.file("home/user/big", big, {.mode = 0600, .uid = 1000, .gid = 1000});
+  tb.symlink("etc/localtime", "/usr/share/zoneinfo/UTC",
+             {.uid = 1000, .gid = 1000, .mtime = 1500000004});
+  tb.hardlink("usr/bin/su2", "usr/bin/su");
+  tb.device("dev/null", true, 1, 3, {.mode = 0666});
+  tb.device("dev/sda", false, 8, 0, {.mode = 0660, .gid = 6});
+  tb.fifo("run/fifo", {.mode = 0620});
+  tb.file(
+      "cap", "x",
+      {.xattrs = {
+           {"user.comment", "hello"},
+           {"security.capability",
+            std::string(
+                "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+                20)}}});
+  tb.file("empty", "");
+  Blob b = make_blob(tb.finish(), filter);
+
+  TempDir t;
+  auto stats = unpack_blob(b, t.fd.get());
+  CHECK(stats.entries == 16);
+  CHECK(stats.compressed_bytes == b.bytes.size());
+  CHECK(stats.file_bytes == big.size() + 11 + 7 + 3 + 3 + 1);
+
+  CHECK(read_at(t, "etc/passwd") == "root:x:0:0\n");
+  CHECK(read_at(t, "home/user/big") == big);
+  auto st = lstat_at(t, "etc/passwd");
+  CHECK((st.st_mode & 07777) == 0644);
+  CHECK(st.st_mtim.tv_sec == 1500000002);
+  CHECK(st.st_mtim.tv_nsec == 123456789);
+  st = lstat_at(t, "etc/shadow");
+  CHECK((st.st_mode & 07777) == 0640);
+  CHECK(st.st_gid == 42);
+  CHECK((lstat_at(t, "usr/bin/su").st_mode & 07777) == 04755);
+  CHECK((lstat_at(t, "usr/bin/wall").st_mode & 07777) == 02755);
+  CHECK(lstat_at(t, "usr/bin/wall").st_gid == 5);
+  st = lstat_at(t, "tmp");
+  CHECK((st.st_mode & 07777) == 01777);
+  CHECK(st.st_mtim.tv_sec == 1500000003);
+  st = lstat_at(t, "etc");
+  CHECK(st.st_mtim.tv_sec == 1500000001);  // set after its children were written
+  st = lstat_at(t, ".");
+  CHECK((st.st_mode & 07777) == 0751);
+  CHECK(st.st_mtim.tv_sec == 1500000000);
+  st = lstat_at(t, "home/user/big");
+  CHECK(st.st_uid == 1000);
+  CHECK(st.st_gid == 1000);
+  CHECK((lstat_at(t, "home/user").st_mode & 07777) == 0755);  // implicit parent
+
+  char target[256] = {};
+  REQUIRE(::readlinkat(t.fd.get(), "etc/localtime", target, sizeof target - 1) > 0);
+  CHECK(std::string(target) == "/usr/share/zoneinfo/UTC");
+  st = lstat_at(t, "etc/localtime");
+  CHECK(S_ISLNK(st.st_mode));
+  CHECK(st.st_uid == 1000);
+  CHECK(st.st_mtim.tv_sec == 1500000004);
+
+  CHECK(lstat_at(t, "usr/bin/su2").st_ino == lstat_at(t, "usr/bin/su").st_ino);
+  CHECK(lstat_at(t, "usr/bin/su").st_nlink == 2);
+
+  st = lstat_at(t, "dev/null");
+  CHECK(S_ISCHR(st.st_mode));
+  CHECK(st.st_rdev == makedev(1, 3));
+  CHECK((st.st_mode & 07777) == 0666);
+  st = lstat_at(t, "dev/sda");
+  CHECK(S_ISBLK(st.st_mode));
+  CHECK(st.st_rdev == makedev(8, 0));
+  CHECK(st.st_gid == 6);
+  st = lstat_at(t, "run/fifo");
+  CHECK(S_ISFIFO(st.st_mode));
+  CHECK((st.st_mode & 07777) == 0620);
+
+  CHECK(xattr_of(t / "cap", "user.comment") == "hello");
+  CHECK(xattr_of(t / "cap", "security.capability").size() == 20);
+  CHECK(lstat_at(t, "empty").st_size == 0);
+}
+
+TEST_CASE("sparse files keep their holes") {
+  std::string a(4096, 'a'), z(8192, 'z');
+  TarBuilder tb;
+  tb.sparse("sparse", 64 << 20, {{0, a}, {32 << 20, z}});
+  Blob b = make_blob(tb.finish(), Filter::Gzip);
+  TempDir t;
+  unpack_blob(b, t.fd.get());
+  auto st = lstat_at(t, "sparse");
+  CHECK(st.st_size == (64 << 20));
+  CHECK(st.st_blocks * 512 < (1 << 20));  // holes stay holes
+  std::string data = read_at(t, "sparse");
+  CHECK(data.substr(0, 4096) == a);
+  CHECK(data.substr(32 << 20, 8192) == z);
+  CHECK(data[4096] == '\0');
+  CHECK(data[(64 << 20) - 1] == '\0');
+}
+
+TEST_CASE("trailing bytes after the tar end count toward the diff_id") {
+  TarBuilder tb;
+  tb.file("a", "x");
+  std::string tar = tb.finish() + std::string(4096, '\0');
+  Blob b = make_blob(tar, Filter::Zstd);
+  TempDir t;
+  auto stats = unpack_blob(b, t.fd.get());
+  CHECK(stats.tar_bytes == tar.size());
+
+  // The diff_id of the tar without the padding is wrong for this blob.
+  TarBuilder tb2;
+  tb2.file("a", "x");
+  b.spec.diff_id = Hasher::of(tb2.finish());
+  TempDir t2;
+  CHECK_THROWS_WITH(unpack_blob(b, t2.fd.get()), Catch::Contains("diff_id mismatch"));
+}
+
+TEST_CASE("progress reports compressed bytes") {
+  TarBuilder tb;
+  tb.file("a", big_data(3 << 20));
+  Blob b = make_blob(tb.finish(), Filter::Gzip);
+  TempDir t;
+  StringSource src(b.bytes);
+  uint64_t last = 0;
+  int calls = 0;
+  unpack::unpack_layer(t.fd.get(), b.spec, src, {}, [&](uint64_t n) {
+    CHECK(n >= last);
+    last = n;
+    ++calls;
+  });
+  CHECK(calls > 0);
+  CHECK(last == b.bytes.size());
+}
+
+TEST_CASE("OCI whiteouts become overlay whiteouts; same-layer entries survive") {
+  bool rootless = GENERATE(false, true);
+  INFO("rootless " << rootless);
+  TarBuilder tb;
+  tb.dir("a/");
+  tb.file("a/.wh.gone", "");  // lower a/gone hidden
+  tb.file("a/.wh.kept", "");  // whiteout before the same-layer entry
+  tb.file("a/kept", "mine");
+  tb.file("a/also", "mine too");
+  tb.file("a/.wh.also", "");  // whiteout after the same-layer entry
+  tb.dir("o/");
+  tb.file("o/new", "n");
+  tb.file("o/.wh..wh..opq", "");  // after its siblings: still only hides lower
+  tb.file("p/.wh..wh..opq", "");  // parent without an entry of its own
+  tb.file(".wh.d", "");
+  tb.dir("d/");  // a dir replacing a whited-out one
+  tb.file("d/x", "x");
+  Blob b = make_blob(tb.finish(), Filter::Gzip);
+  TempDir t;
+  unpack::Options opt;
+  opt.rootless = rootless;
+  unpack_blob(b, t.fd.get(), opt);
+
+  auto st = lstat_at(t, "a/gone");
+  if (!rootless) {
+    CHECK(S_ISCHR(st.st_mode));
+    CHECK(st.st_rdev == makedev(0, 0));
+  } else {
+    CHECK(S_ISREG(st.st_mode));
+    CHECK(st.st_size == 0);
+    CHECK(xattr_of(t / "a/gone", "user.overlay.whiteout") == "y");
+  }
+  CHECK(read_at(t, "a/kept") == "mine");
+  CHECK(read_at(t, "a/also") == "mine too");
+  CHECK(read_at(t, "o/new") == "n");
+  std::string opaque = rootless ? "user.overlay.opaque" : "trusted.overlay.opaque";
+  CHECK(xattr_of(t / "o", opaque) == "y");
+  CHECK(xattr_of(t / "p", opaque) == "y");
+  CHECK(xattr_of(t / "d", opaque) == "y");
+  CHECK(xattr_of(t / "a", opaque) == "<none>");
+  CHECK(read_at(t, "d/x") == "x");
+  for (const char* n :
+       {"a/.wh.gone", "a/.wh.kept", "a/.wh.also", "o/.wh..wh..opq", "p/.wh..wh..opq", ".wh.d"})
+    CHECK_FALSE(exists(t, n));
+}
+
+TEST_CASE("overlay xattrs inside a tar are escaped") {
+  TarBuilder tb;
+  tb.dir("d/", {.xattrs = {{"trusted.overlay.opaque", "y"}, {"user.overlay.redirect", "/etc"}}});
+  tb.file("f", "", {.xattrs = {{"trusted.overlay.overlay.x", "1"}, {"user.other", "2"}}});
+  Blob b = make_blob(tb.finish(), Filter::None);
+  TempDir t;
+  unpack_blob(b, t.fd.get());
+  CHECK(xattr_of(t / "d", "trusted.overlay.opaque") == "<none>");
+  CHECK(xattr_of(t / "d", "trusted.overlay.overlay.opaque") == "y");
+  CHECK(xattr_of(t / "d", "user.overlay.redirect") == "<none>");
+  CHECK(xattr_of(t / "d", "user.overlay.overlay.redirect") == "/etc");
+  CHECK(xattr_of(t / "f", "trusted.overlay.overlay.overlay.x") == "1");
+  CHECK(xattr_of(t / "f", "user.other") == "2");
+}
