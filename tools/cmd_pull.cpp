@@ -40,16 +40,17 @@ const char* state_name(pull::LayerState s) {
   return "?";
 }
 
-// Draws one line per layer on stderr. On a terminal the block is redrawn in
-// place (at most 10 times a second, and on every state change); otherwise one
-// line is printed per layer when it finishes. Called serialized by the puller.
+// Draws one line per layer on stderr when it is a terminal, redrawn in place
+// at most 10 times a second and on every state change. Elsewhere (logs,
+// pipes) only the summary is printed. Called serialized by the puller.
 class Progress {
  public:
   Progress(bool tty, bool quiet) : tty_(tty), quiet_(quiet) {}
 
   void on_event(const pull::LayerEvent& e) {
     if (quiet_) return;
-    if (e.index >= layers_.size()) layers_.resize(e.index + 1);
+    if (std::max(e.index + 1, e.total) > layers_.size())
+      layers_.resize(std::max(e.index + 1, e.total));
     Line& l = layers_[e.index];
     bool changed = l.state != e.state || !l.seen;
     if (e.state == pull::LayerState::Downloading && l.state != pull::LayerState::Downloading)
@@ -59,12 +60,7 @@ class Progress {
     l.size = e.size;
     l.state = e.state;
     if (e.bytes > l.bytes || e.state == pull::LayerState::Done) l.bytes = e.bytes;
-    if (!tty_) {
-      if (changed && (e.state == pull::LayerState::Exists || e.state == pull::LayerState::Done ||
-                      e.state == pull::LayerState::Failed))
-        std::fprintf(stderr, "%s\n", render(e.index).c_str());
-      return;
-    }
+    if (!tty_) return;
     auto now = Clock::now();
     if (!changed && now - last_draw_ < std::chrono::milliseconds(100)) return;
     last_draw_ = now;
@@ -87,8 +83,9 @@ class Progress {
 
   std::string render(size_t i) const {
     const Line& l = layers_[i];
-    std::string s = "  " + l.digest.substr(0, 19) + "  " + state_name(l.state);
-    s.resize(std::max<size_t>(s.size(), 35), ' ');
+    std::string s = "  " + std::to_string(i + 1) + "/" + std::to_string(layers_.size()) + "  " +
+                    l.digest.substr(0, 19) + "  " + state_name(l.state);
+    s.resize(std::max<size_t>(s.size(), 42), ' ');
     std::string total = l.size >= 0 ? human_bytes(static_cast<uint64_t>(l.size)) : "?";
     if (l.state == pull::LayerState::Downloading || l.state == pull::LayerState::Unpacking) {
       double secs = std::chrono::duration<double>(Clock::now() - l.start).count();
@@ -103,8 +100,10 @@ class Progress {
   void draw() {
     std::string out;
     if (drawn_ > 0) out += "\x1b[" + std::to_string(drawn_) + "A";
-    for (size_t i = 0; i < layers_.size(); ++i) out += "\r\x1b[2K" + render(i) + "\n";
-    drawn_ = layers_.size();
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (layers_[i].seen) out += "\r\x1b[2K" + render(i) + "\n";
+    drawn_ = 0;
+    for (const auto& l : layers_) drawn_ += l.seen ? 1 : 0;
     std::fputs(out.c_str(), stderr);
     std::fflush(stderr);
   }
@@ -196,15 +195,16 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   opt.unpack.rootless = ::geteuid() != 0;
 
   // Errors from here on name the reference once, at the front.
+  std::string name;
   auto at_fault = [&](const std::string& line, const std::string& prefix) {
     std::string rest = line;
-    for (const std::string& p : {prefix + ": ", ref + ": ", "'" + ref + "': "})
-      if (!p.empty() && rest.rfind(p, 0) == 0) rest = rest.substr(p.size());
+    for (const std::string& p :
+         {prefix + ": ", ref + ": ", "'" + ref + "': ", "image " + name + ": "})
+      if (rest.rfind(p, 0) == 0) rest = rest.substr(p.size());
     return Error("'" + ref + "': " + rest);
   };
 
   std::unique_ptr<oci::ImageSource> source;
-  std::string name;
   try {
     if (is_local(ref)) {
       for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry"})
@@ -226,7 +226,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   }
 
   store::Store st = store::Store::open(g.root, store::LockMode::Shared);
-  Progress progress(stderr_is_tty() && !g.json, g.quiet || g.json);
+  Progress progress(stderr_is_tty(), g.quiet || g.json);
   opt.on_layer = [&](const pull::LayerEvent& e) { progress.on_event(e); };
   auto t0 = Clock::now();
   pull::Result r;
