@@ -12,10 +12,11 @@ usage: cut_proxy.py PORT UPSTREAM_PORT LOG [--cut-after N] [--range honest|ignor
   Content-Range that does not match the request).
 --manifest-503 K / --manifest-429 K: the first K manifest GETs get 503 / 429
   with Retry-After: 1.
+--delay-blobs S: every blob GET waits S seconds before it is forwarded.
 --manifest-content-type T: manifests are served with Content-Type T.
 Logs one line per request: "METHOD PATH range=<Range or -> auth=<yes|no> -> STATUS [cut]".
 """
-import http.client, socket, struct, sys, threading
+import http.client, socket, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, upstream, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -25,6 +26,7 @@ def opt(name, default=None):
 cut_after = int(opt("--cut-after", "-1"))
 range_mode = opt("--range", "honest")
 manifest_type = opt("--manifest-content-type")
+delay_blobs = float(opt("--delay-blobs", "0"))
 fail_counts = {"503": int(opt("--manifest-503", "0")), "429": int(opt("--manifest-429", "0"))}
 lock = threading.Lock()
 seen_blobs = set()
@@ -62,6 +64,8 @@ class Proxy(BaseHTTPRequestHandler):
                     self.end_headers()
                     return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
+        if is_blob and delay_blobs > 0:
+            time.sleep(delay_blobs)
         if rng and is_blob:
             if range_mode == "ignore":
                 headers.pop("Range", None)
