@@ -24,8 +24,9 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-NBIG=${CRASH_FILES:-6}
+NBIG=${CRASH_FILES:-4}
 MB=${CRASH_MB:-64}
+[ "$mode" = rename ] && MB=${CRASH_MB:-2}   # renames do not copy data
 mkdir -p "$T/lower/big" "$T/lower/small" "$M"
 for i in $(seq 1 $NBIG); do head -c $((MB * 1024 * 1024)) /dev/urandom > "$T/lower/big/f$i"; done
 for i in $(seq 1 50); do printf 'small %s\n' "$i" > "$T/lower/small/s$i"; done
@@ -35,6 +36,18 @@ for i in $(seq 1 $NBIG); do
   lower_sum[$i]=$(sha256sum < "$f" | cut -d' ' -f1)
   mod_sum[$i]=$( { printf 'X'; tail -c +2 "$f"; } | sha256sum | cut -d' ' -f1)
 done
+declare -A small_sum small_new_sum
+for i in $(seq 1 50); do
+  small_sum[$i]=$(printf 'small %s\n' "$i" | sha256sum | cut -d' ' -f1)
+  small_new_sum[$i]=$(printf 'small %s\nnew\n' "$i" | sha256sum | cut -d' ' -f1)
+done
+# cur[NAME]: sha256 of every file in big/ and small/ of the mount, in one pass
+declare -A cur
+read_sums() {
+  cur=()
+  local sum path
+  while read -r sum path; do cur[${path#$M/}]=$sum; done < <(cd / && sha256sum "$M"/big/* "$M"/small/*)
+}
 lower_all=$(cd "$T/lower" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum)
 
 start_daemon() {
@@ -54,7 +67,7 @@ stop_daemon() {
 }
 
 rounds=0 torn=0 upper_copies=0 lower_kept=0 caught=0
-for delay in 0 0.002 0.005 0.01 0.02 0.05 0.1 0.3; do
+for delay in 0 0.003 0.01 0.03 0.1 0.3; do
   rounds=$((rounds + 1))
   rm -rf "$T/upper" "$T/work"
   mkdir -p "$T/upper" "$T/work"
@@ -94,9 +107,10 @@ for delay in 0 0.002 0.005 0.01 0.02 0.05 0.1 0.3; do
 
   # Remount the same upper and work: every file whole.
   start_daemon
+  read_sums || fail "round $rounds: cannot read every file after the remount"
   if [ "$mode" = copyup ]; then
     for i in $(seq 1 $NBIG); do
-      s=$(sha256sum < "$M/big/f$i" | cut -d' ' -f1) || fail "round $rounds: cannot read big/f$i"
+      s=${cur[big/f$i]:-missing}
       if [ "$s" = "${lower_sum[$i]}" ]; then
         if [ -e "$T/upper/big/f$i" ]; then upper_copies=$((upper_copies + 1)); else lower_kept=$((lower_kept + 1)); fi
       elif [ "$s" = "${mod_sum[$i]}" ]; then
@@ -108,32 +122,29 @@ for delay in 0 0.002 0.005 0.01 0.02 0.05 0.1 0.3; do
       fi
     done
     for i in $(seq 1 50); do
-      c=$(cat "$M/small/s$i") || fail "round $rounds: cannot read small/s$i"
-      case $c in "small $i" | "small $i"$'\n'"new") ;; *) torn=$((torn + 1)); echo "round $rounds: small/s$i is '$c'";; esac
+      s=${cur[small/s$i]:-missing}
+      [ "$s" = "${small_sum[$i]}" ] || [ "$s" = "${small_new_sum[$i]}" ] ||
+        { torn=$((torn + 1)); echo "round $rounds: small/s$i is '$(cat "$M/small/s$i")'"; }
     done
-    n=$(ls "$M/big" | wc -l)
-    [ "$n" = "$NBIG" ] || fail "round $rounds: big/ has $n entries: $(ls "$M/big")"
+    [ ${#cur[@]} = $((NBIG + 50)) ] || fail "round $rounds: ${#cur[@]} files: ${!cur[*]}"
   else
     one_name() {  # OLD NEW WANT-SUM [OTHER-SUM]
-      local n=0 f s
+      local n=0 f
       for f in "$1" "$2"; do
-        [ -e "$f" ] || continue
+        [ -n "${cur[$f]:-}" ] || continue
         n=$((n + 1))
-        s=$(sha256sum < "$f" | cut -d' ' -f1)
-        [ "$s" = "$3" ] || [ "$s" = "${4:-}" ] || { torn=$((torn + 1)); echo "round $rounds: $f has other data"; }
+        [ "${cur[$f]}" = "$3" ] || [ "${cur[$f]}" = "${4:-}" ] || { torn=$((torn + 1)); echo "round $rounds: $f has other data"; }
       done
       if [ $n = 1 ]; then
-        [ -e "$2" ] && upper_copies=$((upper_copies + 1)) || lower_kept=$((lower_kept + 1))
+        [ -n "${cur[$2]:-}" ] && upper_copies=$((upper_copies + 1)) || lower_kept=$((lower_kept + 1))
       else
         torn=$((torn + 1))
-        echo "round $rounds (kill after ${delay}s): rename cut short: ${1#$M/} and ${2#$M/}: $n names"
+        echo "round $rounds (kill after ${delay}s): rename cut short: $1 and $2: $n names"
       fi
     }
-    for i in $(seq 1 50); do
-      one_name "$M/small/s$i" "$M/small/m$i" "$(printf 'small %s\n' "$i" | sha256sum | cut -d' ' -f1)" \
-        "$(printf 'small %s\nnew\n' "$i" | sha256sum | cut -d' ' -f1)"
-    done
-    for i in $(seq 1 $NBIG); do one_name "$M/big/f$i" "$M/big/g$i" "${lower_sum[$i]}"; done
+    for i in $(seq 1 50); do one_name "small/s$i" "small/m$i" "${small_sum[$i]}" "${small_new_sum[$i]}"; done
+    for i in $(seq 1 $NBIG); do one_name "big/f$i" "big/g$i" "${lower_sum[$i]}"; done
+    [ ${#cur[@]} = $((NBIG + 50)) ] || fail "round $rounds: ${#cur[@]} files: ${!cur[*]}"
   fi
   # the mount still works: a fresh copy-up after the crash
   printf 'Y' > "$M/after-crash"
