@@ -1,7 +1,166 @@
-// layerfs: FUSE union filesystem daemon. (Placeholder until the daemon lands.)
-#include <cstdio>
+// layerfs: the FUSE union filesystem daemon.
+//   layerfs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,...] MOUNTPOINT
+// Options as fuse-overlayfs takes them (so container tools can run it as their
+// overlay mount_program). Every bad option or unusable directory is reported
+// before anything is mounted; then it detaches (unless -f) and serves the
+// mount until it is unmounted or gets SIGTERM/SIGINT/SIGHUP (it unmounts
+// first).
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-int main() {
-  std::fprintf(stderr, "layerfs: not built yet\n");
-  return 1;
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon.hpp"
+#include "log.hpp"
+#include "overlay/mount_options.hpp"
+#include "overlay/overlay.hpp"
+#include "util/error.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: layerfs [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPT...] "
+    "MOUNTPOINT\n"
+    "\n"
+    "Serves the union of the lower directories (top first) and, if given, the\n"
+    "copy-on-write upper directory at MOUNTPOINT, in the kernel overlayfs format.\n"
+    "\n"
+    "  -f                 stay in the foreground (log to stderr)\n"
+    "  -d                 debug: foreground, log every request\n"
+    "  -s                 single-threaded\n"
+    "  -o lowerdir=A:B    read-only layers, top first (':' and ',' escaped with '\\')\n"
+    "  -o upperdir=U      the writable layer; needs workdir=W on the same filesystem\n"
+    "  -o workdir=W       scratch directory for atomic copy-up\n"
+    "  -o ro              read-only mount (no upperdir needed)\n"
+    "  -o uidmapping=I:O:N[:...], gidmapping=...   map ids (inside:outside:count)\n"
+    "  -o squash_to_root, squash_to_uid=N, squash_to_gid=N   show every file as owned by them\n"
+    "  -o fsync=0         do not fsync (copy-up, fsync(2)); also 'volatile'\n"
+    "  -o threaded=0|1, noacl, static_nlink, timeout=SECONDS, writeback=0|1, userxattr\n"
+    "  -o xattr_permissions=0, log=FILE\n"
+    "  -o allow_other, allow_root, default_permissions, suid, nosuid, dev, nodev, exec,\n"
+    "     noexec, atime, noatime, relatime, fsname=, subtype=, context=...  (passed to FUSE)\n";
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "layerfs: %s\n", msg.c_str());
+  std::fprintf(stderr, "Try 'layerfs --help'.\n");
+  return 2;
+}
+
+void raise_fd_limit() {
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace layer;
+  overlay::MountOptions opts;
+  bool foreground = false, debug = false, single = false;
+  std::string mountpoint;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "-h" || a == "--help") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (a == "-V" || a == "--version") {
+        std::printf("layerfs 0.1.0 (FUSE %d)\n", fuse_version());
+        return 0;
+      } else if (a == "-f") {
+        foreground = true;
+      } else if (a == "-d" || a == "--debug") {
+        debug = foreground = true;
+      } else if (a == "-s") {
+        single = true;
+      } else if (a == "-o") {
+        if (i + 1 >= argc) return usage_error("option '-o' needs an argument");
+        opts.parse(argv[++i]);
+      } else if (a.rfind("-o", 0) == 0) {
+        opts.parse(a.substr(2));
+      } else if (!a.empty() && a[0] == '-') {
+        return usage_error("unknown option '" + a + "'");
+      } else if (mountpoint.empty()) {
+        mountpoint = a;
+      } else {
+        return usage_error("unexpected argument '" + a + "' (one mount point only)");
+      }
+    }
+    if (mountpoint.empty()) return usage_error("no mount point given");
+    opts.validate();
+  } catch (const Error& e) {
+    return usage_error(e.line());
+  }
+  if (!opts.threaded) single = true;
+
+  std::unique_ptr<fuse::Daemon> daemon;
+  try {
+    struct stat st;
+    if (::stat(mountpoint.c_str(), &st) != 0)
+      throw Error("mount point '" + mountpoint + "'", errno);
+    if (!S_ISDIR(st.st_mode)) throw Error("mount point '" + mountpoint + "'", ENOTDIR);
+    raise_fd_limit();
+    ::umask(0);
+    daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts), opts);
+    if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "layerfs: %s\n", e.line().c_str());
+    return 1;
+  }
+
+  // libfuse's own options: ours first, the user's after (later ones win).
+  std::string fopts = "default_permissions,fsname=layerfs,subtype=layerfs";
+  if (::getuid() == 0) fopts += ",allow_other,suid,dev";
+  for (const auto& o : opts.fuse_options) fopts += "," + o;
+  std::vector<std::string> fargs_s = {argv[0], "-o", fopts};
+  if (debug) fargs_s.push_back("-d");
+  std::vector<char*> fargv;
+  for (auto& s : fargs_s) fargv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
+
+  fuse_session* se =
+      fuse_session_new(&args, &fuse::Daemon::ops(), sizeof(fuse_lowlevel_ops), daemon.get());
+  if (!se) {
+    std::fprintf(stderr, "layerfs: cannot set up the FUSE session (bad mount option?)\n");
+    return 1;
+  }
+  daemon->set_session(se);
+  int ret = 1;
+  if (fuse_set_signal_handlers(se) != 0) {
+    std::fprintf(stderr, "layerfs: cannot install signal handlers\n");
+  } else {
+    if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
+      std::fprintf(stderr, "layerfs: cannot mount on '%s'\n", mountpoint.c_str());
+    } else {
+      fuse_daemonize(foreground ? 1 : 0);
+      if (opts.log_file.empty())
+        fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
+      fuse::log_info("mounted on %s", mountpoint.c_str());
+      if (single) {
+        ret = fuse_session_loop(se);
+      } else {
+        fuse_loop_config* cfg = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(cfg, 1);
+        fuse_loop_cfg_set_idle_threads(cfg, 16);
+        fuse_loop_cfg_set_max_threads(cfg, 64);
+        ret = fuse_session_loop_mt(se, cfg);
+        fuse_loop_cfg_destroy(cfg);
+      }
+      fuse_session_unmount(se);
+      fuse::log_info("unmounted %s", mountpoint.c_str());
+    }
+    fuse_remove_signal_handlers(se);
+  }
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
+  daemon.reset();
+  return ret == 0 ? 0 : 1;
 }

@@ -16,6 +16,8 @@
 namespace layer::oci {
 
 inline constexpr size_t kMaxDocumentBytes = 4 << 20;  // manifests, indexes, configs
+inline constexpr size_t kMaxLayers = 1024;            // layers in one manifest
+inline constexpr size_t kMaxIndexEntries = 4096;      // manifests in one index
 
 struct Platform {
   std::string os;            // "linux"
@@ -25,6 +27,10 @@ struct Platform {
   static Platform parse(std::string_view s);
   static Platform host();  // this machine
   std::string str() const;
+  // containerd's normalization: x86_64 → amd64, aarch64 → arm64 (v8 dropped),
+  // arm → arm/v7, armhf → arm/v7, i386 → 386, lowercase.
+  Platform normalized() const;
+  bool operator==(const Platform&) const = default;
 };
 
 struct Descriptor {
@@ -66,5 +72,9 @@ ImageConfig parse_config(std::string_view json);
 // rules (arm64 → v8 default, arm v7 → v6 → v5 fallbacks, amd64 variants).
 // Throws Error listing the platforms available when none matches.
 const Descriptor& select_platform(const Index& index, const Platform& want);
+
+// Refuses a config whose rootfs.diff_ids do not pair one-to-one with the
+// manifest's layers.
+void check_layers_match(const Manifest& m, const ImageConfig& c);
 
 }  // namespace layer::oci

@@ -23,6 +23,10 @@ class ImageSource {
   virtual ~ImageSource() = default;
   // For messages: "oci:/path:tag", "docker://host/repo:tag".
   virtual std::string describe() const = 0;
+  // The name a pulled image is recorded under by default: the source's
+  // reference made absolute ("oci:/abs/dir:tag"), or the RepoTag of a
+  // docker-save archive. Sources without a better idea use describe().
+  virtual std::string default_name() const { return describe(); }
   // The top-level manifest or index for the source's reference, or the
   // document with this digest (a child of an index). The caller verifies a
   // requested digest against FetchedDocument::digest.

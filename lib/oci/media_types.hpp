@@ -18,11 +18,22 @@ inline constexpr std::string_view kDockerManifestList =
 inline constexpr std::string_view kDockerConfig = "application/vnd.docker.container.image.v1+json";
 inline constexpr std::string_view kDockerLayerGzip =
     "application/vnd.docker.image.rootfs.diff.tar.gzip";
+// Uncompressed Docker layer (some `docker save` derived manifests use it).
+inline constexpr std::string_view kDockerLayerTar = "application/vnd.docker.image.rootfs.diff.tar";
+// Docker schema 1: refused with a clear message.
+inline constexpr std::string_view kDockerSchema1 =
+    "application/vnd.docker.distribution.manifest.v1+json";
+inline constexpr std::string_view kDockerSchema1Signed =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 enum class Compression { None, Gzip, Zstd };
 
 // The compression a layer media type declares; nullopt-like Unknown refused.
 enum class LayerKind { Tar, TarGzip, TarZstd, Unsupported };
 LayerKind layer_kind(std::string_view media_type);
+
+bool is_manifest_type(std::string_view media_type);  // OCI or Docker v2s2 image manifest
+bool is_index_type(std::string_view media_type);     // OCI index or Docker manifest list
+bool is_config_type(std::string_view media_type);    // OCI or Docker image config
 
 }  // namespace layer::oci

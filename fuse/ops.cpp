@@ -1,0 +1,644 @@
+// The low-level FUSE operations table of layerfs (after libfuse's
+// example/passthrough_hp.cc): a handler decodes, calls the overlay core and
+// replies once.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "daemon.hpp"
+#include "log.hpp"
+
+namespace layer::fuse {
+
+using overlay::Node;
+using overlay::Overlay;
+
+namespace {
+
+// An open file. `lower` files are read-only opens of a lower layer's file;
+// if the node is copied up meanwhile, reads switch to the upper copy.
+struct File {
+  Node* node;
+  int flags;
+  std::mutex mu;  // guards fd and lower
+  UniqueFd fd;
+  bool lower;
+};
+
+struct Dir {
+  Node* node;
+  std::mutex mu;  // guards listing
+  std::shared_ptr<const overlay::Listing> listing;
+};
+
+Daemon& daemon_of(fuse_req_t req) {
+  return *static_cast<Daemon*>(fuse_req_userdata(req));
+}
+
+Node* node_of(Daemon& d, fuse_ino_t ino) {
+  return ino == FUSE_ROOT_ID ? d.ov().root() : reinterpret_cast<Node*>(ino);
+}
+
+File* file_of(fuse_file_info* fi) {
+  return reinterpret_cast<File*>(fi->fh);
+}
+Dir* dir_of(fuse_file_info* fi) {
+  return reinterpret_cast<Dir*>(fi->fh);
+}
+
+overlay::Caller caller_of(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return overlay::Caller{c->uid, c->gid, c->umask};
+}
+
+// The catch-all: no exception ever unwinds into libfuse.
+template <typename F>
+void guard(fuse_req_t req, const char* op, F&& f) {
+  try {
+    f();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (const std::exception& e) {
+    log_error("%s: internal error: %s", op, e.what());
+    fuse_reply_err(req, EIO);
+  } catch (...) {
+    log_error("%s: internal error", op);
+    fuse_reply_err(req, EIO);
+  }
+}
+
+// FUSE_BUFVEC_INIT is a C compound literal; this is the same, in C++.
+fuse_bufvec fd_bufvec(size_t size, int fd, off_t pos) {
+  fuse_bufvec v{};
+  v.count = 1;
+  v.buf[0].size = size;
+  v.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  v.buf[0].fd = fd;
+  v.buf[0].pos = pos;
+  return v;
+}
+
+// Reply helpers, one per reply kind.
+void reply_err(fuse_req_t req, int err) {
+  fuse_reply_err(req, err);
+}
+
+void reply_entry(fuse_req_t req, Daemon& d, Node* n, const struct stat& st) {
+  fuse_entry_param e{};
+  e.ino = reinterpret_cast<fuse_ino_t>(n);
+  e.attr = st;
+  e.attr_timeout = d.timeout();
+  e.entry_timeout = d.timeout();
+  if (fuse_reply_entry(req, &e) != 0) d.ov().unref(n);  // the kernel did not take it
+}
+
+void reply_negative(fuse_req_t req, Daemon& d) {
+  fuse_entry_param e{};
+  e.entry_timeout = d.timeout();
+  fuse_reply_entry(req, &e);
+}
+
+void reply_node(fuse_req_t req, Daemon& d, Result<Node*> r, const struct stat& st) {
+  if (!r) return reply_err(req, r.error());
+  reply_entry(req, d, r.value(), st);
+}
+
+void reply_void(fuse_req_t req, const Result<void>& r) {
+  fuse_reply_err(req, r.ok() ? 0 : r.error());
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto* d = static_cast<Daemon*>(userdata);
+  auto want = [&](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_SPLICE_WRITE);
+  want(FUSE_CAP_SPLICE_MOVE);
+  want(FUSE_CAP_SPLICE_READ);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_ASYNC_DIO);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  if (d->opts().acl) want(FUSE_CAP_POSIX_ACL);
+  // Writing as root does not clear set-id bits: let the kernel do it.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  if (d->opts().writeback && d->ov().writable() && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    d->set_writeback(true);
+  }
+  conn->time_gran = 1;
+}
+
+// ---------------------------------------------------------------- names
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, "lookup", [&] {
+    Daemon& d = daemon_of(req);
+    struct stat st;
+    auto r = d.ov().lookup(node_of(d, parent), name, &st);
+    if (!r && r.error() == ENOENT) return reply_negative(req, d);
+    reply_node(req, d, r, st);
+  });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Daemon& d = daemon_of(req);
+  if (ino != FUSE_ROOT_ID) d.ov().unref(node_of(d, ino), nlookup);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  Daemon& d = daemon_of(req);
+  for (size_t i = 0; i < count; ++i)
+    if (forgets[i].ino != FUSE_ROOT_ID)
+      d.ov().unref(node_of(d, forgets[i].ino), forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guard(req, "getattr", [&] {
+    Daemon& d = daemon_of(req);
+    Node* n = node_of(d, ino);
+    int fd = -1;
+    File* f = nullptr;
+    if (fi && !n->is_dir()) f = file_of(fi);
+    struct stat st;
+    Result<void> r;
+    if (f) {
+      std::lock_guard<std::mutex> g(f->mu);
+      if (!f->lower) fd = f->fd.get();
+      r = d.ov().getattr(n, fd, &st);
+    } else {
+      r = d.ov().getattr(n, -1, &st);
+    }
+    if (!r) return reply_err(req, r.error());
+    fuse_reply_attr(req, &st, d.timeout());
+  });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  guard(req, "setattr", [&] {
+    Daemon& d = daemon_of(req);
+    Node* n = node_of(d, ino);
+    overlay::SetAttr a;
+    if (to_set & FUSE_SET_ATTR_MODE) a.valid |= a.kMode, a.mode = attr->st_mode;
+    if (to_set & FUSE_SET_ATTR_UID) a.valid |= a.kUid, a.uid = attr->st_uid;
+    if (to_set & FUSE_SET_ATTR_GID) a.valid |= a.kGid, a.gid = attr->st_gid;
+    if (to_set & FUSE_SET_ATTR_SIZE) a.valid |= a.kSize, a.size = attr->st_size;
+    if (to_set & FUSE_SET_ATTR_ATIME) a.valid |= a.kAtime, a.atime = attr->st_atim;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) a.valid |= a.kAtime, a.atime = {0, UTIME_NOW};
+    if (to_set & FUSE_SET_ATTR_MTIME) a.valid |= a.kMtime, a.mtime = attr->st_mtim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) a.valid |= a.kMtime, a.mtime = {0, UTIME_NOW};
+    struct stat st;
+    Result<void> r;
+    File* f = (fi && !n->is_dir()) ? file_of(fi) : nullptr;
+    if (f) {
+      std::lock_guard<std::mutex> g(f->mu);
+      r = d.ov().setattr(n, f->lower ? -1 : f->fd.get(), a, caller_of(req), &st);
+    } else {
+      r = d.ov().setattr(n, -1, a, caller_of(req), &st);
+    }
+    if (!r) return reply_err(req, r.error());
+    fuse_reply_attr(req, &st, d.timeout());
+  });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  guard(req, "readlink", [&] {
+    Daemon& d = daemon_of(req);
+    auto r = d.ov().readlink(node_of(d, ino));
+    if (!r) return reply_err(req, r.error());
+    fuse_reply_readlink(req, r.value().c_str());
+  });
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  guard(req, "mknod", [&] {
+    Daemon& d = daemon_of(req);
+    struct stat st;
+    reply_node(req, d, d.ov().mknod(node_of(d, parent), name, mode, rdev, caller_of(req), &st), st);
+  });
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  guard(req, "mkdir", [&] {
+    Daemon& d = daemon_of(req);
+    struct stat st;
+    reply_node(req, d, d.ov().mkdir(node_of(d, parent), name, mode, caller_of(req), &st), st);
+  });
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  guard(req, "symlink", [&] {
+    Daemon& d = daemon_of(req);
+    struct stat st;
+    reply_node(req, d, d.ov().symlink(node_of(d, parent), name, target, caller_of(req), &st), st);
+  });
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  guard(req, "link", [&] {
+    Daemon& d = daemon_of(req);
+    struct stat st;
+    Node* src = node_of(d, ino);
+    auto r = d.ov().link(src, node_of(d, parent), name, &st);
+    bool ok = r.ok();
+    reply_node(req, d, std::move(r), st);
+    // The new name is a node of its own: the source's cached link count is
+    // stale now. (Only attributes are dropped, which takes no inode lock.)
+    if (ok && d.session()) fuse_lowlevel_notify_inval_inode(d.session(), ino, -1, 0);
+  });
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, "unlink", [&] {
+    Daemon& d = daemon_of(req);
+    reply_void(req, d.ov().unlink(node_of(d, parent), name));
+  });
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guard(req, "rmdir", [&] {
+    Daemon& d = daemon_of(req);
+    reply_void(req, d.ov().rmdir(node_of(d, parent), name));
+  });
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned int flags) {
+  guard(req, "rename", [&] {
+    Daemon& d = daemon_of(req);
+    reply_void(req, d.ov().rename(node_of(d, parent), name, node_of(d, newparent), newname, flags));
+  });
+}
+
+// ---------------------------------------------------------------- files
+
+int adjust_open_flags(Daemon& d, int flags) {
+  if (d.writeback()) {
+    // The kernel reads through write-only files to fill its cache, and it
+    // handles O_APPEND itself.
+    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+    flags &= ~O_APPEND;
+  }
+  return flags;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guard(req, "open", [&] {
+    Daemon& d = daemon_of(req);
+    Node* n = node_of(d, ino);
+    int flags = adjust_open_flags(d, fi->flags);
+    auto r = d.ov().open_file(n, flags);
+    if (!r) return reply_err(req, r.error());
+    auto* f = new File{n, flags, {}, std::move(r->fd), r->lower};
+    d.ov().ref(n);
+    fi->fh = reinterpret_cast<uint64_t>(f);
+    // Lower layers never change and the upper changes only through us.
+    fi->keep_cache = 1;
+    if (fi->flags & O_DIRECT) fi->direct_io = 1;
+    if (fuse_reply_open(req, fi) != 0) {
+      d.ov().unref(n);
+      delete f;
+    }
+  });
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+               fuse_file_info* fi) {
+  guard(req, "create", [&] {
+    Daemon& d = daemon_of(req);
+    int flags = adjust_open_flags(d, fi->flags);
+    struct stat st;
+    UniqueFd fd;
+    auto r = d.ov().create(node_of(d, parent), name, mode, flags, caller_of(req), &st, &fd);
+    if (!r) return reply_err(req, r.error());
+    Node* n = r.value();
+    auto* f = new File{n, flags, {}, std::move(fd), false};
+    d.ov().ref(n);
+    fi->fh = reinterpret_cast<uint64_t>(f);
+    fi->keep_cache = 1;
+    if (fi->flags & O_DIRECT) fi->direct_io = 1;
+    fuse_entry_param e{};
+    e.ino = reinterpret_cast<fuse_ino_t>(n);
+    e.attr = st;
+    e.attr_timeout = d.timeout();
+    e.entry_timeout = d.timeout();
+    if (fuse_reply_create(req, &e, fi) != 0) {
+      d.ov().unref(n, 2);
+      delete f;
+    }
+  });
+}
+
+// Returns the fd to read from, switching a lower open to the upper copy
+// once the node has been copied up.
+int current_fd(Daemon& d, File* f) {
+  std::lock_guard<std::mutex> g(f->mu);
+  if (f->lower && f->node->layer.load() == overlay::kUpper) {
+    auto r = d.ov().reopen_upper(f->node, f->flags & ~O_TRUNC);
+    if (r) {
+      f->fd = std::move(r).value();
+      f->lower = false;
+    }
+  }
+  return f->fd.get();
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  guard(req, "read", [&] {
+    Daemon& d = daemon_of(req);
+    File* f = file_of(fi);
+    fuse_bufvec buf = fd_bufvec(size, current_fd(d, f), off);
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  });
+}
+
+void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  guard(req, "write", [&] {
+    Daemon& d = daemon_of(req);
+    File* f = file_of(fi);
+    fuse_bufvec out = fd_bufvec(fuse_buf_size(in), current_fd(d, f), off);
+    ssize_t r = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+    if (r < 0) return reply_err(req, static_cast<int>(-r));
+    fuse_reply_write(req, static_cast<size_t>(r));
+  });
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  guard(req, "flush", [&] {
+    Daemon& d = daemon_of(req);
+    int fd = ::dup(current_fd(d, file_of(fi)));
+    if (fd < 0) return reply_err(req, errno);
+    reply_err(req, ::close(fd) == 0 ? 0 : errno);
+  });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Daemon& d = daemon_of(req);
+  File* f = file_of(fi);
+  Node* n = f->node;
+  delete f;
+  d.ov().unref(n);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  guard(req, "fsync", [&] {
+    Daemon& d = daemon_of(req);
+    if (!d.opts().fsync) return reply_err(req, 0);
+    int fd = current_fd(d, file_of(fi));
+    int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
+    reply_err(req, r == 0 ? 0 : errno);
+  });
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  guard(req, "fallocate", [&] {
+    Daemon& d = daemon_of(req);
+    int r = ::fallocate(current_fd(d, file_of(fi)), mode, off, len);
+    reply_err(req, r == 0 ? 0 : errno);
+  });
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  guard(req, "lseek", [&] {
+    Daemon& d = daemon_of(req);
+    off_t r = ::lseek(current_fd(d, file_of(fi)), off, whence);
+    if (r < 0) return reply_err(req, errno);
+    fuse_reply_lseek(req, r);
+  });
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
+                        off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
+  guard(req, "copy_file_range", [&] {
+    Daemon& d = daemon_of(req);
+    int in = current_fd(d, file_of(fi_in));
+    int out = current_fd(d, file_of(fi_out));
+    ssize_t r = ::copy_file_range(in, &off_in, out, &off_out, len, static_cast<unsigned>(flags));
+    if (r < 0) return reply_err(req, errno);
+    fuse_reply_write(req, static_cast<size_t>(r));
+  });
+}
+
+// ---------------------------------------------------------------- directories
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guard(req, "opendir", [&] {
+    Daemon& d = daemon_of(req);
+    Node* n = node_of(d, ino);
+    if (!n->is_dir()) return reply_err(req, ENOTDIR);
+    auto* dir = new Dir{n, {}, {}};
+    d.ov().ref(n);
+    fi->fh = reinterpret_cast<uint64_t>(dir);
+    fi->keep_cache = 1;
+    fi->cache_readdir = 1;
+    if (fuse_reply_open(req, fi) != 0) {
+      d.ov().unref(n);
+      delete dir;
+    }
+  });
+}
+
+// Offsets: 1 after ".", 2 after "..", 2+i+1 after entry i of the snapshot the
+// handle took at offset 0 (telldir/seekdir stay valid while it is held).
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                bool plus) {
+  Daemon& d = daemon_of(req);
+  Dir* dir = dir_of(fi);
+  Node* n = node_of(d, ino);
+  std::shared_ptr<const overlay::Listing> listing;
+  {
+    std::lock_guard<std::mutex> g(dir->mu);
+    listing = dir->listing;
+  }
+  if (off == 0 || !listing) {
+    auto r = d.ov().list(n);
+    if (!r) return reply_err(req, r.error());
+    listing = r.value();
+    std::lock_guard<std::mutex> g(dir->mu);
+    dir->listing = listing;
+  }
+  std::vector<char> buf(size);
+  size_t used = 0;
+  auto add = [&](const char* name, const struct stat& st, const fuse_entry_param* e,
+                 off_t next) -> bool {
+    size_t rem = size - used;
+    size_t len = plus ? fuse_add_direntry_plus(req, buf.data() + used, rem, name, e, next)
+                      : fuse_add_direntry(req, buf.data() + used, rem, name, &st, next);
+    if (len > rem) return false;
+    used += len;
+    return true;
+  };
+  const auto& entries = listing->entries;
+  for (off_t i = off; i < static_cast<off_t>(entries.size()) + 2; ++i) {
+    fuse_entry_param e{};
+    if (i < 2) {
+      e.attr.st_mode = S_IFDIR;
+      e.attr.st_ino = n->ino;
+      if (!add(i == 0 ? "." : "..", e.attr, &e, i + 1)) break;
+      continue;
+    }
+    const auto& ent = entries[static_cast<size_t>(i - 2)];
+    if (!plus) {
+      e.attr.st_ino = ent.ino;
+      e.attr.st_mode = static_cast<mode_t>(DTTOIF(ent.type));
+      if (!add(ent.name.c_str(), e.attr, &e, i + 1)) break;
+      continue;
+    }
+    struct stat st;
+    auto r = d.ov().lookup(n, ent.name, &st);
+    if (!r) {
+      if (r.error() == ENOENT) continue;  // removed since the snapshot
+      if (used == 0) return reply_err(req, r.error());
+      break;
+    }
+    e.ino = reinterpret_cast<fuse_ino_t>(r.value());
+    e.attr = st;
+    e.attr_timeout = d.timeout();
+    e.entry_timeout = d.timeout();
+    if (!add(ent.name.c_str(), st, &e, i + 1)) {
+      d.ov().unref(r.value());
+      break;
+    }
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  guard(req, "readdir", [&] { do_readdir(req, ino, size, off, fi, false); });
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  guard(req, "readdirplus", [&] { do_readdir(req, ino, size, off, fi, true); });
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Daemon& d = daemon_of(req);
+  Dir* dir = dir_of(fi);
+  Node* n = dir->node;
+  delete dir;
+  d.ov().unref(n);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  guard(req, "fsyncdir", [&] {
+    Daemon& d = daemon_of(req);
+    if (!d.opts().fsync || !d.ov().writable()) return reply_err(req, 0);
+    Node* n = dir_of(fi)->node;
+    if (n->layer.load() != overlay::kUpper) return reply_err(req, 0);
+    auto r = d.ov().fsync_dir(n, datasync != 0);
+    reply_void(req, r);
+  });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  guard(req, "statfs", [&] {
+    Daemon& d = daemon_of(req);
+    auto r = d.ov().statfs();
+    if (!r) return reply_err(req, r.error());
+    fuse_reply_statfs(req, &r.value());
+  });
+}
+
+// ---------------------------------------------------------------- xattrs
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) {
+  guard(req, "setxattr", [&] {
+    Daemon& d = daemon_of(req);
+    reply_void(req, d.ov().setxattr(node_of(d, ino), name, value, size, flags));
+  });
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  guard(req, "getxattr", [&] {
+    Daemon& d = daemon_of(req);
+    std::vector<char> buf(size);
+    auto r = d.ov().getxattr(node_of(d, ino), name, size ? buf.data() : nullptr, size);
+    if (!r) return reply_err(req, r.error());
+    if (size == 0) return (void)fuse_reply_xattr(req, r.value());
+    fuse_reply_buf(req, buf.data(), r.value());
+  });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  guard(req, "listxattr", [&] {
+    Daemon& d = daemon_of(req);
+    std::vector<char> buf(size);
+    auto r = d.ov().listxattr(node_of(d, ino), size ? buf.data() : nullptr, size);
+    if (!r) return reply_err(req, r.error());
+    if (size == 0) return (void)fuse_reply_xattr(req, r.value());
+    fuse_reply_buf(req, buf.data(), r.value());
+  });
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  guard(req, "removexattr", [&] {
+    Daemon& d = daemon_of(req);
+    reply_void(req, d.ov().removexattr(node_of(d, ino), name));
+  });
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops o{};
+  o.init = op_init;
+  o.lookup = op_lookup;
+  o.forget = op_forget;
+  o.forget_multi = op_forget_multi;
+  o.getattr = op_getattr;
+  o.setattr = op_setattr;
+  o.readlink = op_readlink;
+  o.mknod = op_mknod;
+  o.mkdir = op_mkdir;
+  o.symlink = op_symlink;
+  o.link = op_link;
+  o.unlink = op_unlink;
+  o.rmdir = op_rmdir;
+  o.rename = op_rename;
+  o.open = op_open;
+  o.create = op_create;
+  o.read = op_read;
+  o.write_buf = op_write_buf;
+  o.flush = op_flush;
+  o.release = op_release;
+  o.fsync = op_fsync;
+  o.fallocate = op_fallocate;
+  o.lseek = op_lseek;
+  o.copy_file_range = op_copy_file_range;
+  o.opendir = op_opendir;
+  o.readdir = op_readdir;
+  o.readdirplus = op_readdirplus;
+  o.releasedir = op_releasedir;
+  o.fsyncdir = op_fsyncdir;
+  o.statfs = op_statfs;
+  o.setxattr = op_setxattr;
+  o.getxattr = op_getxattr;
+  o.listxattr = op_listxattr;
+  o.removexattr = op_removexattr;
+  return o;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& Daemon::ops() {
+  static const fuse_lowlevel_ops o = make_ops();
+  return o;
+}
+
+}  // namespace layer::fuse

@@ -1,0 +1,349 @@
+// Overlay: copy-up. A lower object is copied into work/ under a temporary
+// name with its data, owner, mode, xattrs and times, then renamed into the
+// upper directory: a crash leaves either no upper copy or the whole one.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "overlay/overlay.hpp"
+#include "overlay/xattr_path.hpp"
+#include "util/sys.hpp"
+
+namespace layer::overlay {
+
+namespace {
+
+class NodeRef {
+ public:
+  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
+  NodeRef(const NodeRef&) = delete;
+  NodeRef& operator=(const NodeRef&) = delete;
+  ~NodeRef() {
+    if (n_) ov_->unref(n_);
+  }
+
+ private:
+  Overlay* ov_;
+  Node* n_;
+};
+
+Result<void> copy_range(int src, int dst, off_t start, off_t end) {
+  off_t in = start, out = start;
+  bool use_cfr = true;
+  std::vector<char> buf;
+  while (in < end) {
+    size_t want = static_cast<size_t>(std::min<off_t>(end - in, off_t{1} << 30));
+    if (use_cfr) {
+      ssize_t n = sys::retry_eintr([&] { return ::copy_file_range(src, &in, dst, &out, want, 0); });
+      if (n > 0) continue;
+      if (n == 0) break;
+      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return last_errno();
+      use_cfr = false;
+    }
+    if (buf.empty()) buf.resize(1 << 20);
+    want = std::min(want, buf.size());
+    ssize_t n = sys::retry_eintr([&] { return ::pread(src, buf.data(), want, in); });
+    if (n < 0) return last_errno();
+    if (n == 0) break;
+    size_t done = 0;
+    while (done < static_cast<size_t>(n)) {
+      ssize_t w = sys::retry_eintr(
+          [&] { return ::pwrite(dst, buf.data() + done, static_cast<size_t>(n) - done, out); });
+      if (w < 0) return last_errno();
+      done += static_cast<size_t>(w);
+      out += w;
+    }
+    in += n;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string Overlay::temp_name() {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "#lfs%llx",
+                static_cast<unsigned long long>(temp_counter_.fetch_add(1) + 1));
+  return buf;
+}
+
+std::string Overlay::index_name(uint64_t ino) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(ino));
+  return buf;
+}
+
+Result<void> Overlay::link_from_index(uint64_t ino, int dirfd, const char* name) {
+  if (::linkat(index_.get(), index_name(ino).c_str(), dirfd, name, 0) != 0) return last_errno();
+  adjust_lower_names(ino, -1);
+  return {};
+}
+
+void Overlay::adjust_lower_names(uint64_t ino, int delta) {
+  std::lock_guard<std::mutex> g(index_mu_);
+  XattrPath p(index_.get(), index_name(ino).c_str());
+  uint32_t v = 0;
+  if (p.get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return;
+  v = static_cast<uint32_t>(std::max<int64_t>(0, int64_t{v} + delta));
+  p.set(names_xattr_.c_str(), &v, sizeof(v), 0);
+}
+
+uint32_t Overlay::lower_names(uint64_t ino, const struct stat& upper_st) {
+  std::string key = index_name(ino);
+  struct stat ist;
+  if (::fstatat(index_.get(), key.c_str(), &ist, AT_SYMLINK_NOFOLLOW) != 0 ||
+      ist.st_ino != upper_st.st_ino || ist.st_dev != upper_st.st_dev)
+    return UINT32_MAX;
+  uint32_t v = 0;
+  if (XattrPath(index_.get(), key.c_str()).get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v))
+    return 0;
+  return v;
+}
+
+void Overlay::mark_impure(int dirfd) {
+  // The kernel's marker for "holds copied-up entries": it then takes d_ino
+  // from the entries' origins in readdir, as it does for st_ino.
+  XattrPath p(dirfd, nullptr);
+  char v;
+  if (p.get(impure_xattr_.c_str(), &v, 1) == 1) return;
+  p.set(impure_xattr_.c_str(), "y", 1, 0);
+}
+
+Result<void> Overlay::copy_data(int src, int dst, off_t size) {
+  if (size == 0) return {};
+  if (::ioctl(dst, FICLONE, src) == 0) return {};
+  // Only the data extents: holes stay holes.
+  off_t pos = 0;
+  while (pos < size) {
+    off_t data = ::lseek(src, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;
+      if (errno == EINVAL) {  // no SEEK_DATA: copy everything
+        auto r = copy_range(src, dst, pos, size);
+        if (!r) return r;
+        break;
+      }
+      return last_errno();
+    }
+    off_t hole = ::lseek(src, data, SEEK_HOLE);
+    if (hole < 0) return last_errno();
+    auto r = copy_range(src, dst, data, std::min(hole, size));
+    if (!r) return r;
+    pos = hole;
+  }
+  if (::ftruncate(dst, size) != 0) return last_errno();
+  return {};
+}
+
+Result<void> Overlay::copy_xattrs(int sfd, const char* sname, int dfd, const char* dname) {
+  XattrPath src(sfd, sname), dst(dfd, dname);
+  std::vector<char> names(4096);
+  ssize_t len;
+  for (;;) {
+    len = src.list(names.data(), names.size());
+    if (len >= 0) break;
+    if (errno == ENOTSUP || errno == ENODATA) return {};
+    if (errno != ERANGE) return last_errno();
+    ssize_t need = src.list(nullptr, 0);
+    if (need < 0) return last_errno();
+    names.resize(static_cast<size_t>(need) + 1024);
+  }
+  std::vector<char> value(4096);
+  for (ssize_t off = 0; off < len;) {
+    const char* name = names.data() + off;
+    off += static_cast<ssize_t>(std::strlen(name)) + 1;
+    if (private_xattr(name) && !escaped_xattr(name)) continue;
+    ssize_t vlen;
+    for (;;) {
+      vlen = src.get(name, value.data(), value.size());
+      if (vlen >= 0 || errno != ERANGE) break;
+      ssize_t need = src.get(name, nullptr, 0);
+      if (need < 0) break;
+      value.resize(static_cast<size_t>(need));
+    }
+    if (vlen < 0) {
+      if (errno == ENODATA) continue;
+      return last_errno();
+    }
+    if (dst.set(name, value.data(), static_cast<size_t>(vlen), 0) != 0) {
+      // Some xattrs cannot live on the upper filesystem or on this file type
+      // (user.* on symlinks): the kernel's copy-up skips those too.
+      if (errno == ENOTSUP || errno == EPERM) continue;
+      return last_errno();
+    }
+  }
+  return {};
+}
+
+Result<void> Overlay::remove_in_work(const char* name) {
+  // Recursive removal beneath work/, never following symlinks.
+  struct stat st;
+  if (::fstatat(work_.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? Result<void>() : Result<void>(last_errno());
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlinkat(work_.get(), name, 0) != 0 && errno != ENOENT) return last_errno();
+    return {};
+  }
+  try {
+    sys::xremove_tree(work_.get(), name);
+  } catch (const std::system_error& e) {
+    return Errno{e.code().value() ? e.code().value() : EIO};
+  } catch (...) {
+    return Errno{EIO};
+  }
+  return {};
+}
+
+Result<int> Overlay::upper_dirfd(Node* dir, std::shared_ptr<const DirStack>* keep) {
+  *keep = stack_of(dir);
+  if ((*keep)->empty() || (*keep)->front().layer != kUpper) return Errno{EIO};
+  return (*keep)->front().fd.get();
+}
+
+Result<void> Overlay::copy_up(Node* n) {
+  if (n->layer.load() == kUpper) return {};
+  if (!writable()) return Errno{EROFS};
+  std::string name;
+  Node* p = parent_of(n, &name);
+  if (!p) return Errno{EIO};
+  NodeRef hold(this, p);
+  auto pr = copy_up(p);  // parents first, each with its metadata
+  if (!pr) return pr;
+  std::lock_guard<std::mutex> g(n->copy_mu);
+  if (n->layer.load() == kUpper) return {};
+  // Renames copy up before they move a node, so the name read before taking
+  // copy_mu is still this node's name.
+  return copy_up_locked(n, p, name);
+}
+
+Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) {
+  std::shared_ptr<const DirStack> pstack;
+  auto ufd_r = upper_dirfd(p, &pstack);
+  if (!ufd_r) return Errno{ufd_r.error()};
+  int ufd = ufd_r.value();
+  int sfd = -1;
+  int layer = n->layer.load();
+  for (const auto& ld : *pstack)
+    if (ld.layer == layer) sfd = ld.fd.get();
+  if (sfd < 0) return Errno{EIO};
+  const char* nm = name.c_str();
+
+  struct stat st;
+  if (::fstatat(sfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  struct stat pst;
+  if (::fstat(ufd, &pst) != 0) return last_errno();
+
+  // A lower file with several names: if another name was copied up already,
+  // this one becomes a link to that copy.
+  bool indexed = S_ISREG(st.st_mode) && st.st_nlink > 1 && index_.valid();
+  if (indexed) {
+    auto l = link_from_index(n->ino, ufd, nm);
+    if (l) {
+      struct timespec pts[2] = {pst.st_atim, pst.st_mtim};
+      ::futimens(ufd, pts);
+      n->layer = kUpper;
+      return {};
+    }
+    if (l.error() != ENOENT) return l;
+  }
+
+  std::string tmp = temp_name();
+  int wfd = work_.get();
+  const char* tn = tmp.c_str();
+  UniqueFd data;
+  auto fail = [&](int err) -> Result<void> {
+    (void)remove_in_work(tn);
+    return Errno{err};
+  };
+
+  switch (st.st_mode & S_IFMT) {
+    case S_IFDIR:
+      if (::mkdirat(wfd, tn, 0700) != 0) return last_errno();
+      break;
+    case S_IFREG: {
+      auto src = sys::open_at(sfd, nm, O_RDONLY | O_NOFOLLOW);
+      if (!src) return Errno{src.error()};
+      auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+      if (!dst) return Errno{dst.error()};
+      data = std::move(dst).value();
+      auto r = copy_data(src.value().get(), data.get(), st.st_size);
+      if (!r) return fail(r.error());
+      break;
+    }
+    case S_IFLNK: {
+      char target[PATH_MAX];
+      ssize_t len = ::readlinkat(sfd, nm, target, sizeof(target) - 1);
+      if (len < 0) return last_errno();
+      target[len] = '\0';
+      if (::symlinkat(target, wfd, tn) != 0) return last_errno();
+      break;
+    }
+    default:
+      if (::mknodat(wfd, tn, (st.st_mode & S_IFMT) | 0600, st.st_rdev) != 0) return last_errno();
+      break;
+  }
+
+  // Owner before mode (chown clears set-id bits), xattrs after both (chown
+  // also drops security.capability), times last.
+  if (::fchownat(wfd, tn, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
+  if (!S_ISLNK(st.st_mode) && ::fchmodat(wfd, tn, st.st_mode & 07777, 0) != 0) return fail(errno);
+  if (auto r = copy_xattrs(sfd, nm, wfd, tn); !r) return fail(r.error());
+  uint64_t origin = n->ino;
+  if (XattrPath(wfd, tn).set(origin_xattr_.c_str(), &origin, sizeof(origin), 0) != 0 &&
+      !S_ISLNK(st.st_mode))
+    return fail(errno);
+  struct timespec ts[2] = {st.st_atim, st.st_mtim};
+  if (::utimensat(wfd, tn, ts, AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
+  if (data.valid() && opts_.fsync) {
+    if (auto r = sys::fsync_fd(data.get()); !r) return fail(r.error());
+  }
+  data.reset();
+  if (indexed) {
+    uint32_t others = static_cast<uint32_t>(st.st_nlink - 1);
+    if (XattrPath(wfd, tn).set(names_xattr_.c_str(), &others, sizeof(others), 0) != 0)
+      return fail(errno);
+    if (::linkat(wfd, tn, index_.get(), index_name(n->ino).c_str(), 0) != 0) {
+      if (errno != EEXIST) return fail(errno);
+      // Another name of the same file won the race: link to its copy.
+      (void)remove_in_work(tn);
+      auto l = link_from_index(n->ino, ufd, nm);
+      if (!l) return l;
+      n->layer = kUpper;
+      return {};
+    }
+  }
+
+  if (::renameat2(wfd, tn, ufd, nm, RENAME_NOREPLACE) != 0) return fail(errno);
+  mark_impure(ufd);
+  // The parent's times are not changed by a copy-up.
+  struct timespec pts[2] = {pst.st_atim, pst.st_mtim};
+  ::futimens(ufd, pts);
+
+  if (S_ISDIR(st.st_mode)) {
+    auto fd = sys::open_at(ufd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd) return Errno{fd.error()};
+    std::lock_guard<std::mutex> g(n->mu);
+    auto stack = std::make_shared<DirStack>();
+    stack->push_back(LayerDir{kUpper, std::move(fd).value()});
+    for (const auto& ld : *n->stack) {
+      int dup = ::fcntl(ld.fd.get(), F_DUPFD_CLOEXEC, 0);
+      if (dup < 0) return last_errno();
+      stack->push_back(LayerDir{ld.layer, UniqueFd(dup)});
+    }
+    n->stack = std::move(stack);
+    n->layer = kUpper;
+  } else {
+    n->layer = kUpper;
+  }
+  return {};
+}
+
+}  // namespace layer::overlay

@@ -1,0 +1,208 @@
+#include "overlay/mount_options.hpp"
+
+#include <cstdlib>
+
+#include "util/error.hpp"
+
+namespace layer::overlay {
+
+std::vector<std::string> split_escaped(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      cur += s[++i];
+    } else if (s[i] == sep) {
+      out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += s[i];
+    }
+  }
+  out.push_back(std::move(cur));
+  return out;
+}
+
+namespace {
+
+// Splits at unescaped commas but keeps backslashes, so that lowerdir's own
+// split at ':' still sees escaped colons.
+std::vector<std::string> split_options(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      if (s[i + 1] != ',') cur += '\\';
+      cur += s[++i];
+    } else if (s[i] == ',') {
+      out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += s[i];
+    }
+  }
+  out.push_back(std::move(cur));
+  return out;
+}
+
+std::string unescape(const std::string& s) {
+  auto parts = split_escaped(s, '\0');
+  return parts.front();
+}
+
+bool parse_bool(const std::string& name, const std::string& v) {
+  if (v == "1" || v == "true" || v == "yes" || v == "on") return true;
+  if (v == "0" || v == "false" || v == "no" || v == "off") return false;
+  throw Error("option '" + name + "': expected 0 or 1, got '" + v + "'");
+}
+
+long parse_long(const std::string& name, const std::string& v, long lo, long hi) {
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0 || n < lo || n > hi)
+    throw Error("option '" + name + "': bad number '" + v + "'");
+  return n;
+}
+
+// Generic mount options passed on to libfuse unchanged.
+constexpr const char* kFuseFlags[] = {
+    "allow_other", "allow_root",   "default_permissions",
+    "suid",        "nosuid",       "dev",
+    "nodev",       "exec",         "noexec",
+    "atime",       "noatime",      "diratime",
+    "nodiratime",  "relatime",     "norelatime",
+    "strictatime", "sync",         "async",
+    "dirsync",     "auto_unmount", "lazytime",
+    "nolazytime",  "blkdev",       "rw",
+};
+constexpr const char* kFuseValued[] = {
+    "fsname", "subtype", "max_read", "context", "fscontext", "defcontext", "rootcontext",
+};
+// Kernel overlayfs options that podman or containers/storage may pass; they
+// describe behaviour layerfs always has (or never needs), so they are accepted.
+constexpr const char* kIgnoredValued[] = {
+    "redirect_dir", "index", "metacopy", "xino", "nfs_export", "uuid", "fast_ino",
+};
+
+}  // namespace
+
+void MountOptions::parse(const std::string& opts) {
+  for (const auto& raw : split_options(opts)) {
+    if (raw.empty()) continue;
+    auto eq = raw.find('=');
+    std::string name = raw.substr(0, eq);
+    bool has_value = eq != std::string::npos;
+    std::string value = has_value ? raw.substr(eq + 1) : std::string();
+    auto need_value = [&] {
+      if (!has_value || value.empty()) throw Error("option '" + name + "' needs a value");
+    };
+    auto no_value = [&] {
+      if (has_value) throw Error("option '" + name + "' takes no value");
+    };
+
+    if (name == "lowerdir") {
+      need_value();
+      lowerdirs.clear();
+      for (auto& d : split_escaped(value, ':')) {
+        if (d.empty()) throw Error("option 'lowerdir': empty directory in '" + value + "'");
+        lowerdirs.push_back(std::move(d));
+      }
+    } else if (name == "upperdir") {
+      need_value();
+      upperdir = unescape(value);
+    } else if (name == "workdir") {
+      need_value();
+      workdir = unescape(value);
+    } else if (name == "uidmapping") {
+      need_value();
+      uid_map = IdMap::parse(value, "option 'uidmapping'");
+    } else if (name == "gidmapping") {
+      need_value();
+      gid_map = IdMap::parse(value, "option 'gidmapping'");
+    } else if (name == "squash_to_root") {
+      no_value();
+      squash_to_root = true;
+    } else if (name == "squash_to_uid") {
+      need_value();
+      squash_to_uid = parse_long(name, value, 0, UINT32_MAX - 1);
+    } else if (name == "squash_to_gid") {
+      need_value();
+      squash_to_gid = parse_long(name, value, 0, UINT32_MAX - 1);
+    } else if (name == "fsync") {
+      need_value();
+      fsync = parse_bool(name, value);
+    } else if (name == "volatile") {
+      no_value();
+      fsync = false;
+    } else if (name == "threaded") {
+      need_value();
+      threaded = parse_bool(name, value);
+    } else if (name == "noacl") {
+      no_value();
+      acl = false;
+    } else if (name == "static_nlink") {
+      no_value();
+      static_nlink = true;
+    } else if (name == "xattr_permissions") {
+      need_value();
+      xattr_permissions = static_cast<int>(parse_long(name, value, 0, 2));
+    } else if (name == "userxattr") {
+      no_value();
+      userxattr = true;
+    } else if (name == "timeout") {
+      need_value();
+      timeout = static_cast<double>(parse_long(name, value, 0, 100L * 365 * 86400));
+    } else if (name == "writeback") {
+      need_value();
+      writeback = parse_bool(name, value);
+    } else if (name == "noxattrs") {
+      need_value();
+      if (parse_bool(name, value)) throw Error("option 'noxattrs=1' is not supported");
+    } else if (name == "plugins") {
+      if (has_value && !value.empty()) throw Error("option 'plugins': plugins are not supported");
+    } else if (name == "log") {
+      need_value();
+      log_file = unescape(value);
+    } else if (name == "ro") {
+      no_value();
+      read_only = true;
+      fuse_options.push_back("ro");
+    } else {
+      bool known = false;
+      for (const char* f : kFuseFlags) {
+        if (name == f) {
+          no_value();
+          fuse_options.push_back(name);
+          known = true;
+        }
+      }
+      for (const char* f : kFuseValued) {
+        if (name == f) {
+          need_value();
+          fuse_options.push_back(raw);
+          known = true;
+        }
+      }
+      for (const char* f : kIgnoredValued) {
+        if (name == f) {
+          need_value();
+          known = true;
+        }
+      }
+      if (!known) throw Error("unknown option '" + name + "'");
+    }
+  }
+}
+
+void MountOptions::validate() const {
+  if (lowerdirs.empty()) throw Error("option 'lowerdir' is required");
+  if (!upperdir.empty() && workdir.empty())
+    throw Error("option 'upperdir' needs option 'workdir' too");
+  if (upperdir.empty() && !workdir.empty())
+    throw Error("option 'workdir' needs option 'upperdir' too");
+  if (squash_to_root && (squash_to_uid >= 0 || squash_to_gid >= 0))
+    throw Error("option 'squash_to_root' conflicts with 'squash_to_uid'/'squash_to_gid'");
+}
+
+}  // namespace layer::overlay

@@ -1,0 +1,74 @@
+// Node: one name in the merged tree, as the kernel knows it (a FUSE inode).
+// Owned by Overlay, which keeps it while it has references (kernel lookups,
+// children, open handles, internal users). Fields say which lock guards them.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "util/unique_fd.hpp"
+
+namespace layer::overlay {
+
+// Layer index 0 is the upper directory; lower layers are 1..n, top first.
+constexpr int kUpper = 0;
+
+// One real directory contributing to a merged directory.
+struct LayerDir {
+  int layer;
+  UniqueFd fd;  // O_RDONLY|O_DIRECTORY (O_PATH where unreadable)
+};
+// A merged directory's real directories, top first. Immutable once built; a
+// copy-up publishes a new one.
+using DirStack = std::vector<LayerDir>;
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino;
+  unsigned char type;  // DT_*
+};
+// A merged directory's entries (no ".", "..", whiteouts or internal names).
+// Immutable once built; any change to the directory drops the cached one.
+struct Listing {
+  std::vector<DirEntry> entries;
+  uint32_t subdirs = 0;
+};
+
+struct Node {
+  Node(mode_t t, uint64_t i) : type(t & S_IFMT), ino(i) {}
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  bool is_dir() const { return type == S_IFDIR; }
+
+  const mode_t type;   // S_IFMT bits; a name replaced by another type is a new Node
+  const uint64_t ino;  // st_ino in the mount, stable across copy-up
+
+  // Guarded by Overlay::tree_mu_ (reads of parent/name may also hold mu).
+  Node* parent = nullptr;  // holds a reference on the parent
+  std::string name;
+  uint64_t refs = 0;
+  bool unlinked = false;
+  std::unordered_map<std::string, Node*> children;
+
+  // Topmost layer holding the object. Written under mu (after copy-up), read
+  // without a lock: once 0 (upper) it never changes again.
+  std::atomic<int> layer{0};
+
+  std::mutex mu;  // guards stack and listing; lock order: tree_mu_ before mu
+  std::shared_ptr<const DirStack> stack;   // directories only
+  std::shared_ptr<const Listing> listing;  // cached merged listing, or null
+  uint64_t listing_gen = 0;                // bumped by every change of the directory
+
+  std::mutex copy_mu;  // serializes copy-up of this node; held across syscalls
+};
+
+}  // namespace layer::overlay

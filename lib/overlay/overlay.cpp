@@ -1,0 +1,626 @@
+#include "overlay/overlay.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cstdio>
+#include <cstring>
+#include <unordered_set>
+
+#include "overlay/xattr_path.hpp"
+#include "util/error.hpp"
+#include "util/sys.hpp"
+
+namespace layer::overlay {
+
+namespace {
+
+constexpr std::string_view kWhPrefix = ".wh.";
+constexpr const char* kWhOpaque = ".wh..wh..opq";
+
+bool stat_at(int dirfd, const char* name, struct stat* st) {
+  return ::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+// OCI whiteout file ".wh.<name>" in a lower layer directory.
+bool has_wh_file(int dirfd, std::string_view name) {
+  if (name.size() + kWhPrefix.size() > NAME_MAX) return false;
+  char buf[NAME_MAX + 1];
+  std::memcpy(buf, kWhPrefix.data(), kWhPrefix.size());
+  std::memcpy(buf + kWhPrefix.size(), name.data(), name.size());
+  buf[kWhPrefix.size() + name.size()] = '\0';
+  struct stat st;
+  return stat_at(dirfd, buf, &st);
+}
+
+bool has_xattr(const XattrPath& p, const char* name) {
+  return p.get(name, nullptr, 0) >= 0;
+}
+
+// The kernel's whiteouts: a character device 0:0, or a zero-size regular file
+// carrying the overlay.whiteout xattr (either namespace).
+bool is_whiteout(int dirfd, const char* name, const struct stat& st) {
+  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) return true;
+  if (S_ISREG(st.st_mode) && st.st_size == 0) {
+    XattrPath p(dirfd, name);
+    return has_xattr(p, "trusted.overlay.whiteout") || has_xattr(p, "user.overlay.whiteout");
+  }
+  return false;
+}
+
+bool xattr_is_y(const XattrPath& p, const char* name) {
+  char v[4];
+  ssize_t n = p.get(name, v, sizeof(v));
+  return n == 1 && v[0] == 'y';
+}
+
+// Opaque: overlay.opaque = "y" (either namespace) or, in a lower layer, an OCI
+// ".wh..wh..opq" marker.
+bool dir_is_opaque(int fd, int layer) {
+  XattrPath p(fd, nullptr);
+  if (xattr_is_y(p, "trusted.overlay.opaque") || xattr_is_y(p, "user.overlay.opaque")) return true;
+  struct stat st;
+  return layer != kUpper && stat_at(fd, kWhOpaque, &st);
+}
+
+Result<UniqueFd> open_dir_at(int dirfd, const char* name) {
+  auto r = sys::open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!r && r.error() == EACCES)
+    return sys::open_at(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  return r;
+}
+
+}  // namespace
+
+bool valid_name(std::string_view name) {
+  return !name.empty() && name.size() <= NAME_MAX && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+Result<Overlay::Real> Overlay::real_of(Node* n) {
+  Real r;
+  if (n->is_dir()) {
+    r.keep = stack_of(n);
+    r.dirfd = r.keep->front().fd.get();
+    return r;
+  }
+  auto l = locate(n);
+  if (!l) return Errno{l.error()};
+  r.keep = std::move(l->stack);
+  r.dirfd = l->dirfd;
+  r.name = std::move(l->name);
+  return r;
+}
+
+// ---------------------------------------------------------------- setup
+
+Overlay::Overlay(const MountOptions& opts) : opts_(opts) {
+  xattr_prefix_ = opts.userxattr ? "user.overlay." : "trusted.overlay.";
+  origin_xattr_ = xattr_prefix_ + "layerfs.origin";
+  opaque_xattr_ = xattr_prefix_ + "opaque";
+  names_xattr_ = xattr_prefix_ + "layerfs.lowernames";
+  impure_xattr_ = xattr_prefix_ + "impure";
+}
+
+std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
+  std::unique_ptr<Overlay> ov(new Overlay(opts));
+  auto open_layer = [](const std::string& path, const char* what) {
+    auto r = sys::open_at(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY);
+    if (!r) throw Error(std::string(what) + " '" + path + "'", r.error());
+    return std::move(r).value();
+  };
+  ov->layer_roots_.emplace_back();
+  if (!opts.upperdir.empty() && !opts.read_only) {
+    ov->upper_ = open_layer(opts.upperdir, "upperdir");
+    if (::faccessat(ov->upper_.get(), ".", W_OK, AT_EACCESS) != 0)
+      throw Error("upperdir '" + opts.upperdir + "'", errno);
+    UniqueFd wd = open_layer(opts.workdir, "workdir");
+    struct stat ust, wst;
+    if (::fstat(ov->upper_.get(), &ust) != 0 || ::fstat(wd.get(), &wst) != 0)
+      throw Error("upperdir '" + opts.upperdir + "'", errno);
+    if (ust.st_dev != wst.st_dev)
+      throw Error("workdir '" + opts.workdir + "' is not on the same filesystem as upperdir '" +
+                  opts.upperdir + "'");
+    if (ust.st_ino == wst.st_ino)
+      throw Error("workdir '" + opts.workdir + "' is the same directory as upperdir");
+    // workdir/work is our scratch space, as it is the kernel's: anything left in
+    // it by a crash is a partial copy-up or a removed tree, never live data.
+    if (::mkdirat(wd.get(), "work", 0700) != 0 && errno != EEXIST)
+      throw Error("workdir '" + opts.workdir + "/work'", errno);
+    sys::xremove_tree(wd.get(), "work");
+    if (::mkdirat(wd.get(), "work", 0700) != 0)
+      throw Error("workdir '" + opts.workdir + "/work'", errno);
+    ov->work_ = open_layer(opts.workdir + "/work", "workdir");
+    if (::mkdirat(wd.get(), "layerfs-index", 0700) != 0 && errno != EEXIST)
+      throw Error("workdir '" + opts.workdir + "/layerfs-index'", errno);
+    ov->index_ = open_layer(opts.workdir + "/layerfs-index", "workdir");
+    auto dup = sys::open_at(ov->upper_.get(), ".", O_RDONLY | O_DIRECTORY);
+    if (!dup) throw Error("upperdir '" + opts.upperdir + "'", dup.error());
+    ov->layer_roots_[0] = std::move(dup).value();
+    ov->devs_.push_back(ust.st_dev);
+  }
+  for (const auto& l : opts.lowerdirs) {
+    UniqueFd fd = open_layer(l, "lowerdir");
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) throw Error("lowerdir '" + l + "'", errno);
+    bool known = false;
+    for (dev_t d : ov->devs_) known = known || d == st.st_dev;
+    if (!known) ov->devs_.push_back(st.st_dev);
+    ov->layer_roots_.push_back(std::move(fd));
+  }
+
+  // The root: every layer's top directory down to the first opaque one.
+  auto stack = std::make_shared<DirStack>();
+  for (size_t i = 0; i < ov->layer_roots_.size(); ++i) {
+    if (!ov->layer_roots_[i].valid()) continue;
+    auto fd = sys::open_at(ov->layer_roots_[i].get(), ".", O_RDONLY | O_DIRECTORY);
+    if (!fd) throw Error("layer directory", fd.error());
+    bool opaque = dir_is_opaque(fd.value().get(), static_cast<int>(i));
+    stack->push_back(LayerDir{static_cast<int>(i), std::move(fd).value()});
+    if (opaque && i != 0) break;
+  }
+  struct stat rst;
+  if (::fstat(stack->front().fd.get(), &rst) != 0) throw Error("root directory", errno);
+  Node* root = new Node(S_IFDIR, ov->map_ino_raw(rst.st_dev, rst.st_ino));
+  root->layer = stack->front().layer;
+  root->stack = std::move(stack);
+  root->refs = 1;
+  ov->root_ = root;
+  ov->nodes_ = 1;
+  return ov;
+}
+
+Overlay::~Overlay() {
+  // Whatever the kernel still referenced at unmount: free the whole tree.
+  if (!root_) return;  // open() failed half-way
+  std::vector<Node*> all;
+  std::vector<Node*> todo{root_};
+  for (Node* d : detached_) todo.push_back(d);
+  while (!todo.empty()) {
+    Node* n = todo.back();
+    todo.pop_back();
+    all.push_back(n);
+    for (auto& [name, c] : n->children) todo.push_back(c);
+  }
+  for (Node* n : all) delete n;
+}
+
+size_t Overlay::node_count() const {
+  std::lock_guard<std::mutex> g(tree_mu_);
+  return nodes_;
+}
+
+// ---------------------------------------------------------------- inode numbers
+
+uint64_t Overlay::map_ino_raw(dev_t dev, ino_t ino) const {
+  // Like the kernel's xino: the first filesystem's inode numbers are used as
+  // they are, others get their filesystem's index in the top bits.
+  for (size_t i = 0; i < devs_.size(); ++i)
+    if (devs_[i] == dev) return i == 0 ? ino : (ino ^ (uint64_t{i} << 56));
+  return ino ^ ((uint64_t{0x80} | (dev & 0x7f)) << 56);
+}
+
+uint64_t Overlay::map_ino(int layer, const struct stat& st, int dirfd, const char* name,
+                          bool upper_origin) {
+  if (layer == kUpper && upper_origin) {
+    // A copy-up keeps the inode number of its origin (the lower object), so
+    // st_ino does not change when a file is copied up.
+    XattrPath p(dirfd, name);
+    uint64_t v = 0;
+    if (p.get(origin_xattr_.c_str(), &v, sizeof(v)) == sizeof(v) && v != 0) return v;
+  }
+  return map_ino_raw(st.st_dev, st.st_ino);
+}
+
+// ---------------------------------------------------------------- the tree
+
+void Overlay::ref(Node* n) {
+  std::lock_guard<std::mutex> g(tree_mu_);
+  ++n->refs;
+}
+
+void Overlay::unref(Node* n, uint64_t count) {
+  std::vector<Node*> dead;
+  {
+    std::lock_guard<std::mutex> g(tree_mu_);
+    while (n) {
+      assert(n->refs >= count && "node reference count below zero");
+      n->refs -= count;
+      if (n->refs != 0) break;
+      assert(n != root_ && "root node released");
+      assert(n->children.empty());
+      Node* p = n->parent;
+      if (p) {
+        auto it = p->children.find(n->name);
+        if (it != p->children.end() && it->second == n) p->children.erase(it);
+      }
+      if (n->unlinked) detached_.erase(n);
+      dead.push_back(n);
+      --nodes_;
+      n = p;
+      count = 1;
+    }
+  }
+  for (Node* d : dead) delete d;
+}
+
+Node* Overlay::parent_of(Node* n, std::string* name) {
+  std::lock_guard<std::mutex> g(tree_mu_);
+  Node* p = n->parent;
+  if (p) ++p->refs;
+  if (name) *name = n->name;
+  return p;
+}
+
+Node* Overlay::find_child(Node* parent, std::string_view name) {
+  std::lock_guard<std::mutex> g(tree_mu_);
+  auto it = parent->children.find(std::string(name));
+  if (it == parent->children.end()) return nullptr;
+  ++it->second->refs;
+  return it->second;
+}
+
+Node* Overlay::insert_child(Node* parent, std::string_view name, Node* fresh) {
+  std::lock_guard<std::mutex> g(tree_mu_);
+  auto [it, inserted] = parent->children.try_emplace(std::string(name), fresh);
+  if (!inserted) {
+    ++it->second->refs;
+    return it->second;
+  }
+  fresh->parent = parent;
+  ++parent->refs;
+  fresh->name = name;
+  fresh->refs = 1;
+  ++nodes_;
+  return fresh;
+}
+
+void Overlay::detach_child(Node* parent, std::string_view name) {
+  std::lock_guard<std::mutex> g(tree_mu_);
+  auto it = parent->children.find(std::string(name));
+  if (it == parent->children.end()) return;
+  it->second->unlinked = true;
+  detached_.insert(it->second);
+  parent->children.erase(it);
+}
+
+std::shared_ptr<const DirStack> Overlay::stack_of(Node* dir) {
+  std::lock_guard<std::mutex> g(dir->mu);
+  return dir->stack;
+}
+
+void Overlay::invalidate_listing(Node* dir) {
+  std::lock_guard<std::mutex> g(dir->mu);
+  dir->listing.reset();
+  ++dir->listing_gen;
+}
+
+namespace {
+// Releases one reference when it goes out of scope.
+class NodeRef {
+ public:
+  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
+  NodeRef(const NodeRef&) = delete;
+  NodeRef& operator=(const NodeRef&) = delete;
+  ~NodeRef() {
+    if (n_) ov_->unref(n_);
+  }
+  Node* get() const { return n_; }
+  Node* release() { return std::exchange(n_, nullptr); }
+
+ private:
+  Overlay* ov_;
+  Node* n_;
+};
+}  // namespace
+
+Result<Overlay::Located> Overlay::locate(Node* n) {
+  // The layer can move from lower to upper between reading it and reading the
+  // parent's stack (a copy-up); the upper entry is then in the stack too, or
+  // the stack was rebuilt, and a second pass sees the new layer.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Located loc;
+    int layer = n->layer.load();
+    Node* p = parent_of(n, &loc.name);
+    if (!p) return Errno{EINVAL};
+    NodeRef hold(this, p);
+    {
+      std::lock_guard<std::mutex> g(tree_mu_);
+      if (n->unlinked) return Errno{ENOENT};
+    }
+    loc.stack = stack_of(p);
+    for (const auto& ld : *loc.stack) {
+      if (ld.layer == layer) {
+        loc.dirfd = ld.fd.get();
+        loc.layer = layer;
+        return loc;
+      }
+    }
+  }
+  return Errno{EIO};
+}
+
+// ---------------------------------------------------------------- lookup
+
+// Resolving a name in a merged directory, layer by layer from the top:
+//   ENOENT in a layer        -> try the next layer (unless ".wh.<name>" is there)
+//   a whiteout               -> stop: ENOENT
+//   found                    -> stop: that layer's object; a directory goes on
+//                               collecting the same name below it until an
+//                               opaque directory, a whiteout or a non-directory
+//   any other errno          -> stop and return it
+Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view name_sv,
+                                        bool want_stack) {
+  char name[NAME_MAX + 1];
+  std::memcpy(name, name_sv.data(), name_sv.size());
+  name[name_sv.size()] = '\0';
+  bool internal = name_sv.substr(0, kWhPrefix.size()) == kWhPrefix;
+
+  Found f;
+  size_t i = 0;
+  for (; i < parent.size(); ++i) {
+    const LayerDir& ld = parent[i];
+    if (internal && ld.layer != kUpper) continue;  // ".wh.*" are markers below the upper
+    if (!stat_at(ld.fd.get(), name, &f.st)) {
+      if (errno != ENOENT) return last_errno();
+      if (ld.layer != kUpper && has_wh_file(ld.fd.get(), name_sv)) return Errno{ENOENT};
+      continue;
+    }
+    if (is_whiteout(ld.fd.get(), name, f.st)) return Errno{ENOENT};
+    f.layer = ld.layer;
+    break;
+  }
+  if (i == parent.size()) return Errno{ENOENT};
+  if (!S_ISDIR(f.st.st_mode) || !want_stack) return f;
+
+  auto stack = std::make_shared<DirStack>();
+  auto top = open_dir_at(parent[i].fd.get(), name);
+  if (!top) return Errno{top.error()};
+  bool opaque = dir_is_opaque(top.value().get(), parent[i].layer);
+  f.opaque = opaque;
+  stack->push_back(LayerDir{parent[i].layer, std::move(top).value()});
+  for (size_t j = i + 1; j < parent.size() && !opaque; ++j) {
+    const LayerDir& ld = parent[j];
+    struct stat st;
+    if (!stat_at(ld.fd.get(), name, &st)) {
+      if (errno != ENOENT) return last_errno();
+      if (has_wh_file(ld.fd.get(), name_sv)) break;
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode)) break;  // a whiteout or a non-directory ends the merge
+    auto fd = open_dir_at(ld.fd.get(), name);
+    if (!fd) return Errno{fd.error()};
+    opaque = dir_is_opaque(fd.value().get(), ld.layer);
+    stack->push_back(LayerDir{ld.layer, std::move(fd).value()});
+  }
+  f.stack = std::move(stack);
+  return f;
+}
+
+Result<bool> Overlay::lower_has(const DirStack& parent, std::string_view name_sv) {
+  char name[NAME_MAX + 1];
+  std::memcpy(name, name_sv.data(), name_sv.size());
+  name[name_sv.size()] = '\0';
+  bool internal = name_sv.substr(0, kWhPrefix.size()) == kWhPrefix;
+  for (const auto& ld : parent) {
+    if (ld.layer == kUpper || internal) continue;
+    struct stat st;
+    if (!stat_at(ld.fd.get(), name, &st)) {
+      if (errno != ENOENT) return last_errno();
+      if (has_wh_file(ld.fd.get(), name_sv)) return false;
+      continue;
+    }
+    return !is_whiteout(ld.fd.get(), name, st);
+  }
+  return false;
+}
+
+Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
+  if (!parent->is_dir()) return Errno{ENOTDIR};
+  if (!valid_name(name)) return Errno{name.size() > NAME_MAX ? ENAMETOOLONG : ENOENT};
+  if (Node* n = find_child(parent, name)) return n;
+  auto stack = stack_of(parent);
+  auto f = resolve(*stack, name, true);
+  if (!f) return Errno{f.error()};
+  if (f->layer != kUpper && S_ISREG(f->st.st_mode) && f->st.st_nlink > 1 && index_.valid()) {
+    // Another name of this lower file was copied up: this name is linked to
+    // the same upper copy (hard links survive copy-up).
+    uint64_t lino = map_ino_raw(f->st.st_dev, f->st.st_ino);
+    struct stat ist;
+    if (::fstatat(index_.get(), index_name(lino).c_str(), &ist, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (auto r = copy_up(parent); !r) return Errno{r.error()};
+      std::shared_ptr<const DirStack> keep;
+      auto ufd = upper_dirfd(parent, &keep);
+      if (!ufd) return Errno{ufd.error()};
+      std::string nm(name);
+      auto l = link_from_index(lino, ufd.value(), nm.c_str());
+      if (!l && l.error() != EEXIST && l.error() != ENOENT) return Errno{l.error()};
+      stack = stack_of(parent);
+      f = resolve(*stack, name, true);
+      if (!f) return Errno{f.error()};
+    }
+  }
+  uint64_t ino;
+  if (f->stack) {
+    ino = map_ino(f->layer, f->st, f->stack->front().fd.get(), nullptr, true);
+  } else {
+    int dirfd = -1;
+    for (const auto& ld : *stack)
+      if (ld.layer == f->layer) dirfd = ld.fd.get();
+    std::string n(name);
+    ino = map_ino(f->layer, f->st, dirfd, n.c_str(), true);
+  }
+  Node* fresh = new Node(f->st.st_mode, ino);
+  fresh->layer = f->layer;
+  fresh->stack = std::move(f->stack);
+  Node* got = insert_child(parent, name, fresh);
+  if (got != fresh) delete fresh;
+  return got;
+}
+
+Result<Node*> Overlay::lookup(Node* parent, std::string_view name, struct stat* st) {
+  auto n = lookup_node(parent, name);
+  if (!n) return n;
+  auto a = getattr(n.value(), -1, st);
+  if (!a) {
+    unref(n.value());
+    return Errno{a.error()};
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------- attributes
+
+void Overlay::fix_stat(Node* n, struct stat* st) {
+  st->st_ino = n->ino;
+  if (opts_.squash_to_root) {
+    st->st_uid = 0;
+    st->st_gid = 0;
+  } else {
+    st->st_uid = opts_.squash_to_uid >= 0 ? static_cast<uid_t>(opts_.squash_to_uid)
+                                          : opts_.uid_map.to_inside(st->st_uid);
+    st->st_gid = opts_.squash_to_gid >= 0 ? static_cast<gid_t>(opts_.squash_to_gid)
+                                          : opts_.gid_map.to_inside(st->st_gid);
+  }
+}
+
+Result<uint32_t> Overlay::merged_nlink(Node* dir) {
+  auto l = list(dir);
+  if (!l) return Errno{l.error()};
+  return 2 + l.value()->subdirs;
+}
+
+Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
+  if (fd >= 0) {
+    if (::fstat(fd, st) != 0) return last_errno();
+  } else if (n->is_dir()) {
+    auto stack = stack_of(n);
+    if (::fstat(stack->front().fd.get(), st) != 0) return last_errno();
+    if (stack->size() > 1) {
+      if (opts_.static_nlink) {
+        st->st_nlink = 1;
+      } else {
+        auto nl = merged_nlink(n);
+        if (!nl) return Errno{nl.error()};
+        st->st_nlink = nl.value();
+      }
+    }
+  } else {
+    auto loc = locate(n);
+    if (!loc) return Errno{loc.error()};
+    if (!stat_at(loc->dirfd, loc->name.c_str(), st)) return last_errno();
+  }
+  if (S_ISREG(st->st_mode) && st->st_nlink > 1 && n->layer.load() == kUpper && index_.valid()) {
+    uint32_t lower = lower_names(n->ino, *st);
+    if (lower != UINT32_MAX) st->st_nlink = st->st_nlink - 1 + lower;
+  }
+  fix_stat(n, st);
+  return {};
+}
+
+Result<std::string> Overlay::readlink(Node* n) {
+  if (n->type != S_IFLNK) return Errno{EINVAL};
+  auto loc = locate(n);
+  if (!loc) return Errno{loc.error()};
+  char buf[PATH_MAX];
+  ssize_t len = ::readlinkat(loc->dirfd, loc->name.c_str(), buf, sizeof(buf));
+  if (len < 0) return last_errno();
+  return std::string(buf, static_cast<size_t>(len));
+}
+
+Result<struct statvfs> Overlay::statfs() {
+  struct statvfs s;
+  int fd = upper_.valid() ? upper_.get() : layer_roots_.at(1).get();
+  if (::fstatvfs(fd, &s) != 0) return last_errno();
+  return s;
+}
+
+Result<void> Overlay::fsync_dir(Node* dir, bool datasync) {
+  auto stack = stack_of(dir);
+  if (stack->front().layer != kUpper) return {};
+  int fd = stack->front().fd.get();
+  if ((datasync ? ::fdatasync(fd) : ::fsync(fd)) != 0) return last_errno();
+  return {};
+}
+
+// ---------------------------------------------------------------- readdir
+
+Result<std::shared_ptr<const Listing>> Overlay::build_listing(const DirStack& stack) {
+  auto out = std::make_shared<Listing>();
+  std::unordered_set<std::string> seen;  // names decided by an upper layer
+  for (const auto& ld : stack) {
+    auto dfd = sys::open_at(ld.fd.get(), ".", O_RDONLY | O_DIRECTORY);
+    if (!dfd) return Errno{dfd.error()};
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(dfd.value().get()), &::closedir);
+    if (!dir) return last_errno();
+    dfd.value().release();
+    struct stat dst;
+    if (::fstat(::dirfd(dir.get()), &dst) != 0) return last_errno();
+    std::vector<std::string> hidden_below;  // ".wh.<name>" of this layer
+    for (;;) {
+      errno = 0;
+      struct dirent* e = ::readdir(dir.get());
+      if (!e) {
+        if (errno != 0) return last_errno();
+        break;
+      }
+      std::string_view name(e->d_name);
+      if (name == "." || name == "..") continue;
+      if (ld.layer != kUpper && name.substr(0, kWhPrefix.size()) == kWhPrefix) {
+        if (name != kWhOpaque) hidden_below.emplace_back(name.substr(kWhPrefix.size()));
+        continue;
+      }
+      if (seen.count(std::string(name))) continue;
+      unsigned char type = e->d_type;
+      struct stat st;
+      st.st_dev = dst.st_dev;
+      st.st_ino = e->d_ino;
+      if (type == DT_UNKNOWN || type == DT_CHR || type == DT_REG) {
+        if (!stat_at(ld.fd.get(), e->d_name, &st)) {
+          if (errno == ENOENT) continue;
+          return last_errno();
+        }
+        type = static_cast<unsigned char>(IFTODT(st.st_mode));
+        if (is_whiteout(ld.fd.get(), e->d_name, st)) {
+          seen.emplace(name);
+          continue;
+        }
+      }
+      seen.emplace(name);
+      uint64_t ino = map_ino(ld.layer, st, ld.fd.get(), e->d_name, true);
+      out->entries.push_back(DirEntry{std::string(name), ino, type});
+      if (type == DT_DIR) ++out->subdirs;
+    }
+    for (auto& h : hidden_below) seen.insert(std::move(h));
+  }
+  return std::shared_ptr<const Listing>(std::move(out));
+}
+
+Result<std::shared_ptr<const Listing>> Overlay::list(Node* dir) {
+  if (!dir->is_dir()) return Errno{ENOTDIR};
+  std::shared_ptr<const DirStack> stack;
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> g(dir->mu);
+    if (dir->listing) return dir->listing;
+    stack = dir->stack;
+    gen = dir->listing_gen;
+  }
+  auto l = build_listing(*stack);
+  if (!l) return l;
+  std::lock_guard<std::mutex> g(dir->mu);
+  // Keep it only if the directory did not change meanwhile (a change drops
+  // the cache; a racing change could otherwise be hidden by this older list).
+  if (dir->listing_gen == gen && dir->stack == stack) dir->listing = l.value();
+  return l;
+}
+
+}  // namespace layer::overlay

@@ -1,0 +1,668 @@
+// Overlay: operations that change the tree (create, remove, rename, setattr,
+// xattrs). Each copies up what it touches first, then works in the upper
+// directory with the kernel overlayfs format: whiteouts are character devices
+// 0:0 (RENAME_WHITEOUT where a name leaves), a directory created over a
+// whiteout is opaque, renamed directories are copied up whole and made opaque.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "overlay/overlay.hpp"
+#include "overlay/xattr_path.hpp"
+#include "util/sys.hpp"
+
+namespace layer::overlay {
+
+namespace {
+
+class NodeRef {
+ public:
+  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
+  NodeRef(const NodeRef&) = delete;
+  NodeRef& operator=(const NodeRef&) = delete;
+  ~NodeRef() {
+    if (n_) ov_->unref(n_);
+  }
+  Node* get() const { return n_; }
+  Node* release() { return std::exchange(n_, nullptr); }
+
+ private:
+  Overlay* ov_;
+  Node* n_;
+};
+
+std::string to_string(std::string_view s) {
+  return std::string(s);
+}
+
+}  // namespace
+
+bool Overlay::escaped_xattr(std::string_view name) const {
+  return name.size() > xattr_prefix_.size() + 8 &&
+         name.substr(0, xattr_prefix_.size()) == xattr_prefix_ &&
+         name.substr(xattr_prefix_.size(), 8) == "overlay.";
+}
+
+bool Overlay::private_xattr(std::string_view name) const {
+  if (name.substr(0, xattr_prefix_.size()) == xattr_prefix_) return true;
+  // The other namespace's markers are read too (whiteouts, opaque dirs), so a
+  // program must not set them either.
+  std::string_view other = opts_.userxattr ? "trusted.overlay." : "user.overlay.";
+  if (name.substr(0, other.size()) == other) {
+    auto rest = name.substr(other.size());
+    return rest == "opaque" || rest == "whiteout" || rest == "whiteouts" ||
+           rest.substr(0, 8) == "layerfs.";
+  }
+  return false;
+}
+
+Result<void> Overlay::set_opaque(int dirfd) {
+  if (XattrPath(dirfd, nullptr).set(opaque_xattr_.c_str(), "y", 1, 0) != 0) return last_errno();
+  return {};
+}
+
+Result<void> Overlay::make_whiteout(int dirfd, const char* name) {
+  if (::mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0)) == 0) return {};
+  if (errno != EPERM) return last_errno();
+  // Without CAP_MKNOD: the kernel's xattr whiteout.
+  auto fd = sys::open_at(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0);
+  if (!fd) return Errno{fd.error()};
+  std::string wh = xattr_prefix_ + "whiteout";
+  if (::fsetxattr(fd.value().get(), wh.c_str(), "", 0, 0) != 0) {
+    int e = errno;
+    ::unlinkat(dirfd, name, 0);
+    return Errno{e};
+  }
+  return {};
+}
+
+Result<bool> Overlay::is_upper_whiteout(int dirfd, const char* name) {
+  struct stat st;
+  if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? Result<bool>(false) : Result<bool>(last_errno());
+  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) return true;
+  if (S_ISREG(st.st_mode) && st.st_size == 0) {
+    XattrPath p(dirfd, name);
+    return p.get("trusted.overlay.whiteout", nullptr, 0) >= 0 ||
+           p.get("user.overlay.whiteout", nullptr, 0) >= 0;
+  }
+  return Errno{EEXIST};  // a real object: the caller's merged lookup missed it
+}
+
+Result<void> Overlay::set_owner(int dirfd, const char* name, const Caller& c,
+                                const struct stat& pst, mode_t mode) {
+  uid_t uid = opts_.uid_map.to_outside(c.uid);
+  gid_t gid = opts_.gid_map.to_outside(c.gid);
+  if (pst.st_mode & S_ISGID) {
+    gid = pst.st_gid;
+    if (S_ISDIR(mode)) mode |= S_ISGID;
+  }
+  if (::fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  // chown clears the set-id bits: put back what was asked for.
+  if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) &&
+      ::fchmodat(dirfd, name, mode & 07777, 0) != 0)
+    return last_errno();
+  return {};
+}
+
+// Creates one new name in `parent`: checks that the merged view has no such
+// name, copies the parent up, and calls make(dirfd, name) either straight in
+// the upper directory or, over a whiteout, in work/ followed by a rename over
+// the whiteout (an exchange for directories, which then become opaque).
+template <typename MakeFn>
+Result<Node*> Overlay::create_common(Node* parent, std::string_view name_sv, mode_t mode,
+                                     const Caller& c, struct stat* st, MakeFn make) {
+  if (!writable()) return Errno{EROFS};
+  if (!parent->is_dir()) return Errno{ENOTDIR};
+  auto existing = lookup_node(parent, name_sv);
+  if (existing) {
+    unref(existing.value());
+    return Errno{EEXIST};
+  }
+  if (existing.error() != ENOENT) return Errno{existing.error()};
+  if (auto r = copy_up(parent); !r) return Errno{r.error()};
+  std::shared_ptr<const DirStack> keep;
+  auto ufd_r = upper_dirfd(parent, &keep);
+  if (!ufd_r) return Errno{ufd_r.error()};
+  int ufd = ufd_r.value();
+  std::string name = to_string(name_sv);
+  struct stat pst;
+  if (::fstat(ufd, &pst) != 0) return last_errno();
+
+  auto wh = is_upper_whiteout(ufd, name.c_str());
+  if (!wh) return Errno{wh.error()};
+  if (!wh.value()) {
+    if (auto r = make(ufd, name.c_str()); !r) return Errno{r.error()};
+    if (auto r = set_owner(ufd, name.c_str(), c, pst, mode); !r) {
+      if (S_ISDIR(mode))
+        ::unlinkat(ufd, name.c_str(), AT_REMOVEDIR);
+      else
+        ::unlinkat(ufd, name.c_str(), 0);
+      return Errno{r.error()};
+    }
+  } else {
+    std::string tmp = temp_name();
+    const char* tn = tmp.c_str();
+    if (auto r = make(work_.get(), tn); !r) return Errno{r.error()};
+    auto undo = [&](int err) -> Result<Node*> {
+      (void)remove_in_work(tn);
+      return Errno{err};
+    };
+    if (auto r = set_owner(work_.get(), tn, c, pst, mode); !r) return undo(r.error());
+    if (S_ISDIR(mode)) {
+      auto fd = sys::open_at(work_.get(), tn, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      if (!fd) return undo(fd.error());
+      if (auto r = set_opaque(fd.value().get()); !r) return undo(r.error());
+      if (::renameat2(work_.get(), tn, ufd, name.c_str(), RENAME_EXCHANGE) != 0) return undo(errno);
+      (void)remove_in_work(tn);  // now the whiteout
+    } else if (::renameat(work_.get(), tn, ufd, name.c_str()) != 0) {
+      return undo(errno);
+    }
+  }
+  invalidate_listing(parent);
+  return lookup(parent, name_sv, st);
+}
+
+Result<Node*> Overlay::mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev,
+                             const Caller& c, struct stat* st) {
+  if (S_ISCHR(mode) && rdev == makedev(0, 0)) return Errno{EPERM};  // a whiteout
+  if (S_ISDIR(mode) || S_ISLNK(mode)) return Errno{EINVAL};
+  if ((mode & S_IFMT) == 0) mode |= S_IFREG;
+  mode &= ~c.umask | S_IFMT;
+  return create_common(parent, name, mode, c, st, [&](int dfd, const char* n) -> Result<void> {
+    if (::mknodat(dfd, n, mode, rdev) != 0) return last_errno();
+    return {};
+  });
+}
+
+Result<Node*> Overlay::mkdir(Node* parent, std::string_view name, mode_t mode, const Caller& c,
+                             struct stat* st) {
+  mode = S_IFDIR | (mode & ~c.umask & 07777);
+  return create_common(parent, name, mode, c, st, [&](int dfd, const char* n) -> Result<void> {
+    if (::mkdirat(dfd, n, mode & 07777) != 0) return last_errno();
+    return {};
+  });
+}
+
+Result<Node*> Overlay::symlink(Node* parent, std::string_view name, const char* target,
+                               const Caller& c, struct stat* st) {
+  return create_common(parent, name, S_IFLNK | 0777, c, st,
+                       [&](int dfd, const char* n) -> Result<void> {
+                         if (::symlinkat(target, dfd, n) != 0) return last_errno();
+                         return {};
+                       });
+}
+
+Result<Node*> Overlay::create(Node* parent, std::string_view name, mode_t mode, int flags,
+                              const Caller& c, struct stat* st, UniqueFd* fd) {
+  mode = S_IFREG | (mode & ~c.umask & 07777);
+  int oflags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL | O_NOFOLLOW;
+  return create_common(parent, name, mode, c, st, [&](int dfd, const char* n) -> Result<void> {
+    auto r = sys::open_at(dfd, n, oflags, mode & 07777);
+    if (!r) return Errno{r.error()};
+    *fd = std::move(r).value();
+    return {};
+  });
+}
+
+Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, struct stat* st) {
+  if (src->is_dir()) return Errno{EPERM};
+  if (!writable()) return Errno{EROFS};
+  if (auto r = copy_up(src); !r) return Errno{r.error()};
+  auto loc = locate(src);
+  if (!loc) return Errno{loc.error()};
+  if (!parent->is_dir()) return Errno{ENOTDIR};
+  auto existing = lookup_node(parent, name);
+  if (existing) {
+    unref(existing.value());
+    return Errno{EEXIST};
+  }
+  if (existing.error() != ENOENT) return Errno{existing.error()};
+  if (auto r = copy_up(parent); !r) return Errno{r.error()};
+  std::shared_ptr<const DirStack> keep;
+  auto ufd_r = upper_dirfd(parent, &keep);
+  if (!ufd_r) return Errno{ufd_r.error()};
+  int ufd = ufd_r.value();
+  std::string nm = to_string(name);
+  auto wh = is_upper_whiteout(ufd, nm.c_str());
+  if (!wh) return Errno{wh.error()};
+  if (!wh.value()) {
+    if (::linkat(loc->dirfd, loc->name.c_str(), ufd, nm.c_str(), 0) != 0) return last_errno();
+  } else {
+    std::string tmp = temp_name();
+    if (::linkat(loc->dirfd, loc->name.c_str(), work_.get(), tmp.c_str(), 0) != 0)
+      return last_errno();
+    if (::renameat(work_.get(), tmp.c_str(), ufd, nm.c_str()) != 0) {
+      int e = errno;
+      ::unlinkat(work_.get(), tmp.c_str(), 0);
+      return Errno{e};
+    }
+  }
+  invalidate_listing(parent);
+  return lookup(parent, name, st);
+}
+
+// ---------------------------------------------------------------- removal
+
+Result<void> Overlay::unlink(Node* parent, std::string_view name) {
+  if (!writable()) return Errno{EROFS};
+  auto nr = lookup_node(parent, name);
+  if (!nr) return Errno{nr.error()};
+  NodeRef n(this, nr.value());
+  if (n.get()->is_dir()) return Errno{EISDIR};
+  if (auto r = copy_up(parent); !r) return r;
+  std::shared_ptr<const DirStack> pstack;
+  auto ufd_r = upper_dirfd(parent, &pstack);
+  if (!ufd_r) return Errno{ufd_r.error()};
+  int ufd = ufd_r.value();
+  std::string nm = to_string(name);
+  bool lower = n.get()->layer.load() != kUpper;
+  if (!lower) {
+    auto lh = lower_has(*pstack, name);
+    if (!lh) return Errno{lh.error()};
+    lower = lh.value();
+  }
+  if (n.get()->layer.load() == kUpper) {
+    if (lower) {
+      std::string tmp = temp_name();
+      if (::renameat2(ufd, nm.c_str(), work_.get(), tmp.c_str(), RENAME_WHITEOUT) == 0) {
+        ::unlinkat(work_.get(), tmp.c_str(), 0);
+      } else {
+        if (errno != EINVAL && errno != EPERM) return last_errno();
+        if (::unlinkat(ufd, nm.c_str(), 0) != 0) return last_errno();
+        if (auto r = make_whiteout(ufd, nm.c_str()); !r) return r;
+      }
+    } else if (::unlinkat(ufd, nm.c_str(), 0) != 0) {
+      return last_errno();
+    }
+  } else if (auto r = make_whiteout(ufd, nm.c_str()); !r) {
+    return r;
+  }
+  detach_child(parent, name);
+  invalidate_listing(parent);
+  return {};
+}
+
+Result<void> Overlay::rmdir(Node* parent, std::string_view name) {
+  if (!writable()) return Errno{EROFS};
+  auto nr = lookup_node(parent, name);
+  if (!nr) return Errno{nr.error()};
+  NodeRef n(this, nr.value());
+  if (!n.get()->is_dir()) return Errno{ENOTDIR};
+  auto l = list(n.get());
+  if (!l) return Errno{l.error()};
+  if (!l.value()->entries.empty()) return Errno{ENOTEMPTY};
+  if (auto r = copy_up(parent); !r) return r;
+  std::shared_ptr<const DirStack> pstack;
+  auto ufd_r = upper_dirfd(parent, &pstack);
+  if (!ufd_r) return Errno{ufd_r.error()};
+  int ufd = ufd_r.value();
+  std::string nm = to_string(name);
+  auto lh = lower_has(*pstack, name);
+  if (!lh) return Errno{lh.error()};
+  bool lower = lh.value();
+  if (n.get()->layer.load() == kUpper) {
+    // The upper directory may still hold whiteouts: move it to work/ (leaving
+    // a whiteout if a lower layer has the name) and remove it there.
+    std::string tmp = temp_name();
+    if (!lower && ::unlinkat(ufd, nm.c_str(), AT_REMOVEDIR) == 0) {
+      // done
+    } else if (::renameat2(ufd, nm.c_str(), work_.get(), tmp.c_str(),
+                           lower ? RENAME_WHITEOUT : 0) == 0) {
+      (void)remove_in_work(tmp.c_str());
+    } else {
+      return last_errno();
+    }
+  } else if (auto r = make_whiteout(ufd, nm.c_str()); !r) {
+    return r;
+  }
+  detach_child(parent, name);
+  invalidate_listing(parent);
+  return {};
+}
+
+// ---------------------------------------------------------------- rename
+
+Result<void> Overlay::remove_whiteouts(int dirfd) {
+  auto fd = sys::open_at(dirfd, ".", O_RDONLY | O_DIRECTORY);
+  if (!fd) return Errno{fd.error()};
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd.value().get()), &::closedir);
+  if (!dir) return last_errno();
+  fd.value().release();
+  std::vector<std::string> victims;
+  for (;;) {
+    errno = 0;
+    struct dirent* e = ::readdir(dir.get());
+    if (!e) {
+      if (errno != 0) return last_errno();
+      break;
+    }
+    if (e->d_type != DT_CHR && e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+    std::string_view nm(e->d_name);
+    if (nm == "." || nm == "..") continue;
+    auto wh = is_upper_whiteout(dirfd, e->d_name);
+    if (wh.ok() && wh.value()) victims.emplace_back(nm);
+  }
+  for (const auto& v : victims)
+    if (::unlinkat(dirfd, v.c_str(), 0) != 0 && errno != ENOENT) return last_errno();
+  return {};
+}
+
+Result<void> Overlay::copy_up_tree(Node* dir) {
+  if (auto r = copy_up(dir); !r) return r;
+  auto stack = stack_of(dir);
+  if (stack->size() == 1) return {};  // upper only: nothing below to copy
+  auto l = list(dir);
+  if (!l) return Errno{l.error()};
+  for (const auto& e : l.value()->entries) {
+    auto c = lookup_node(dir, e.name);
+    if (!c) {
+      if (c.error() == ENOENT) continue;
+      return Errno{c.error()};
+    }
+    NodeRef child(this, c.value());
+    auto r = child.get()->is_dir() ? copy_up_tree(child.get()) : copy_up(child.get());
+    if (!r) return r;
+  }
+  // Everything visible is in the upper directory now: make it opaque and stop
+  // merging the lower directories into it.
+  if (auto r = set_opaque(stack->front().fd.get()); !r) return r;
+  // The kernel lists an opaque directory as it is, so whiteouts left in it
+  // would show up there: they hide nothing now, remove them.
+  if (auto r = remove_whiteouts(stack->front().fd.get()); !r) return r;
+  int dup = ::fcntl(stack->front().fd.get(), F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return last_errno();
+  auto only = std::make_shared<DirStack>();
+  only->push_back(LayerDir{kUpper, UniqueFd(dup)});
+  std::lock_guard<std::mutex> g(dir->mu);
+  dir->stack = std::move(only);
+  ++dir->listing_gen;  // entries are the same, but their inode numbers were read below
+  return {};
+}
+
+Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::string_view n2,
+                             unsigned flags) {
+  if (!writable()) return Errno{EROFS};
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return Errno{EINVAL};
+  if (!valid_name(n2)) return Errno{n2.size() > NAME_MAX ? ENAMETOOLONG : EINVAL};
+  auto sr = lookup_node(p1, n1);
+  if (!sr) return Errno{sr.error()};
+  NodeRef src(this, sr.value());
+  auto dr = lookup_node(p2, n2);
+  if (!dr && dr.error() != ENOENT) return Errno{dr.error()};
+  NodeRef dst(this, dr ? dr.value() : nullptr);
+  Node* s = src.get();
+  Node* d = dst.get();
+  if (d == s) return {};
+  if ((flags & RENAME_NOREPLACE) && d) return Errno{EEXIST};
+  if ((flags & RENAME_EXCHANGE) && !d) return Errno{ENOENT};
+  bool exchange = flags & RENAME_EXCHANGE;
+  if (d && !exchange) {
+    if (s->is_dir() && !d->is_dir()) return Errno{ENOTDIR};
+    if (!s->is_dir() && d->is_dir()) return Errno{EISDIR};
+    if (d->is_dir()) {
+      auto l = list(d);
+      if (!l) return Errno{l.error()};
+      if (!l.value()->entries.empty()) return Errno{ENOTEMPTY};
+    }
+  }
+  if (auto r = copy_up(p1); !r) return r;
+  if (auto r = copy_up(p2); !r) return r;
+  if (auto r = s->is_dir() ? copy_up_tree(s) : copy_up(s); !r) return r;
+  if (exchange) {
+    if (auto r = d->is_dir() ? copy_up_tree(d) : copy_up(d); !r) return r;
+  }
+  std::shared_ptr<const DirStack> k1, k2;
+  auto u1r = upper_dirfd(p1, &k1);
+  auto u2r = upper_dirfd(p2, &k2);
+  if (!u1r || !u2r) return Errno{EIO};
+  int u1 = u1r.value(), u2 = u2r.value();
+  std::string a = to_string(n1), b = to_string(n2);
+  auto l1 = lower_has(*k1, n1);
+  auto l2 = lower_has(*k2, n2);
+  if (!l1 || !l2) return Errno{!l1 ? l1.error() : l2.error()};
+  bool src_lower = l1.value(), dst_lower = l2.value();
+
+  // A directory arriving where a lower layer has the name must hide it.
+  auto opaque_if = [&](Node* n, bool needed) -> Result<void> {
+    if (!n->is_dir() || !needed) return {};
+    return set_opaque(stack_of(n)->front().fd.get());
+  };
+
+  if (exchange) {
+    if (auto r = opaque_if(s, dst_lower); !r) return r;
+    if (auto r = opaque_if(d, src_lower); !r) return r;
+    if (::renameat2(u1, a.c_str(), u2, b.c_str(), RENAME_EXCHANGE) != 0) return last_errno();
+  } else {
+    if (auto r = opaque_if(s, dst_lower); !r) return r;
+    std::string moved_out;
+    if (d && d->is_dir() && d->layer.load() == kUpper) {
+      // The upper directory being replaced may hold whiteouts; move it away.
+      moved_out = temp_name();
+      if (::renameat2(u2, b.c_str(), work_.get(), moved_out.c_str(),
+                      dst_lower ? RENAME_WHITEOUT : 0) != 0)
+        return last_errno();
+    }
+    auto wh = is_upper_whiteout(u2, b.c_str());
+    bool dst_is_wh = wh.ok() && wh.value();
+    if (s->is_dir() && dst_is_wh) {
+      if (::renameat2(u1, a.c_str(), u2, b.c_str(), RENAME_EXCHANGE) != 0) return last_errno();
+      if (!src_lower) ::unlinkat(u1, a.c_str(), 0);  // the whiteout now at the old name
+    } else if (::renameat2(u1, a.c_str(), u2, b.c_str(), src_lower ? RENAME_WHITEOUT : 0) != 0) {
+      if (!src_lower || (errno != EINVAL && errno != EPERM)) return last_errno();
+      if (::renameat(u1, a.c_str(), u2, b.c_str()) != 0) return last_errno();
+      if (auto r = make_whiteout(u1, a.c_str()); !r) return r;
+    }
+    if (!moved_out.empty()) (void)remove_in_work(moved_out.c_str());
+  }
+
+  mark_impure(u2);
+  if (exchange) mark_impure(u1);
+
+  // The tree: move the nodes to their new names.
+  std::vector<Node*> drop;  // parents that lost a child, unreferenced after the lock
+  {
+    std::lock_guard<std::mutex> g(tree_mu_);
+    auto take = [&](Node* par, const std::string& nm, Node* want) {
+      auto it = par->children.find(nm);
+      if (it != par->children.end() && it->second == want) par->children.erase(it);
+    };
+    take(p1, a, s);
+    if (d) take(p2, b, d);
+    if (exchange) {
+      p1->children[a] = d;
+      d->name = a;
+      if (d->parent != p1) {
+        ++p1->refs;
+        drop.push_back(d->parent);
+        d->parent = p1;
+      }
+    } else if (d) {
+      d->unlinked = true;
+      detached_.insert(d);
+    }
+    auto old = p2->children.find(b);
+    if (old != p2->children.end()) {
+      old->second->unlinked = true;
+      detached_.insert(old->second);
+      p2->children.erase(old);
+    }
+    p2->children[b] = s;
+    s->name = b;
+    if (s->parent != p2) {
+      ++p2->refs;
+      drop.push_back(s->parent);
+      s->parent = p2;
+    }
+  }
+  for (Node* p : drop) unref(p);
+  invalidate_listing(p1);
+  if (p2 != p1) invalidate_listing(p2);
+  return {};
+}
+
+// ---------------------------------------------------------------- open, setattr
+
+Result<OpenFile> Overlay::open_file(Node* n, int flags) {
+  if (n->is_dir()) return Errno{EISDIR};
+  bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (write) {
+    if (!writable()) return Errno{EROFS};
+    if (auto r = copy_up(n); !r) return Errno{r.error()};
+  }
+  auto loc = locate(n);
+  if (!loc) return Errno{loc.error()};
+  auto fd = sys::open_at(loc->dirfd, loc->name.c_str(),
+                         (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW);
+  if (!fd) return Errno{fd.error()};
+  return OpenFile{std::move(fd).value(), loc->layer != kUpper};
+}
+
+Result<UniqueFd> Overlay::reopen_upper(Node* n, int flags) {
+  auto loc = locate(n);
+  if (!loc) return Errno{loc.error()};
+  return sys::open_at(loc->dirfd, loc->name.c_str(),
+                      (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC)) | O_NOFOLLOW);
+}
+
+Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c, struct stat* st) {
+  (void)c;
+  if (!writable()) return Errno{EROFS};
+  if (auto r = copy_up(n); !r) return r;
+  // The real object: a directory by its fd, anything else by (dirfd, name).
+  auto real = real_of(n);
+  if (!real) return Errno{real.error()};
+  int dirfd = real->dirfd;
+  const char* name = real->name.empty() ? nullptr : real->name.c_str();
+  XattrPath path(dirfd, name);  // /proc/self/fd form, usable for every call below
+  const char* p = path.path();
+  if (a.valid & SetAttr::kMode) {
+    if (n->type == S_IFLNK) return Errno{EOPNOTSUPP};
+    if (::chmod(p, a.mode & 07777) != 0) return last_errno();
+  }
+  if (a.valid & (SetAttr::kUid | SetAttr::kGid)) {
+    uid_t uid =
+        (a.valid & SetAttr::kUid) ? opts_.uid_map.to_outside(a.uid) : static_cast<uid_t>(-1);
+    gid_t gid =
+        (a.valid & SetAttr::kGid) ? opts_.gid_map.to_outside(a.gid) : static_cast<gid_t>(-1);
+    int r = name ? ::fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) : ::chown(p, uid, gid);
+    if (r != 0) return last_errno();
+  }
+  if (a.valid & SetAttr::kSize) {
+    if (n->type != S_IFREG) return Errno{n->is_dir() ? EISDIR : EINVAL};
+    if (fd >= 0) {
+      if (::ftruncate(fd, a.size) != 0) return last_errno();
+    } else {
+      auto f = sys::open_at(dirfd, name, O_WRONLY | O_NOFOLLOW);
+      if (!f) return Errno{f.error()};
+      if (::ftruncate(f.value().get(), a.size) != 0) return last_errno();
+    }
+  }
+  if (a.valid & (SetAttr::kAtime | SetAttr::kMtime)) {
+    struct timespec ts[2];
+    ts[0] = (a.valid & SetAttr::kAtime) ? a.atime : timespec{0, UTIME_OMIT};
+    ts[1] = (a.valid & SetAttr::kMtime) ? a.mtime : timespec{0, UTIME_OMIT};
+    int r =
+        name ? ::utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) : ::utimensat(AT_FDCWD, p, ts, 0);
+    if (r != 0) return last_errno();
+  }
+  return getattr(n, -1, st);
+}
+
+// ---------------------------------------------------------------- xattrs
+
+Result<size_t> Overlay::getxattr(Node* n, const char* name, void* buf, size_t size) {
+  std::string_view nm(name);
+  std::string real;
+  if (private_xattr(nm)) {
+    // The mount shows "<prefix>overlay.X" stored on disk as "<prefix>X"... the
+    // other way round: "<prefix>X" asked here is read as "<prefix>overlay.X".
+    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{ENODATA};
+    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
+    name = real.c_str();
+  }
+  auto t = real_of(n);
+  if (!t) return Errno{t.error()};
+  XattrPath t_path(t->dirfd, t->name.empty() ? nullptr : t->name.c_str());
+  ssize_t r = t_path.get(name, buf, size);
+  if (r < 0) return last_errno();
+  return static_cast<size_t>(r);
+}
+
+Result<size_t> Overlay::listxattr(Node* n, char* buf, size_t size) {
+  auto t = real_of(n);
+  if (!t) return Errno{t.error()};
+  XattrPath t_path(t->dirfd, t->name.empty() ? nullptr : t->name.c_str());
+  std::vector<char> raw(1024);
+  ssize_t len;
+  for (;;) {
+    len = t_path.list(raw.data(), raw.size());
+    if (len >= 0) break;
+    if (errno != ERANGE) return last_errno();
+    ssize_t need = t_path.list(nullptr, 0);
+    if (need < 0) return last_errno();
+    raw.resize(static_cast<size_t>(need) + 256);
+  }
+  std::string out;
+  for (ssize_t off = 0; off < len;) {
+    std::string_view nm(raw.data() + off);
+    off += static_cast<ssize_t>(nm.size()) + 1;
+    if (escaped_xattr(nm)) {
+      out += xattr_prefix_;
+      out += nm.substr(xattr_prefix_.size() + 8);
+      out += '\0';
+    } else if (!private_xattr(nm)) {
+      out += nm;
+      out += '\0';
+    }
+  }
+  if (size == 0) return out.size();
+  if (out.size() > size) return Errno{ERANGE};
+  std::memcpy(buf, out.data(), out.size());
+  return out.size();
+}
+
+Result<void> Overlay::setxattr(Node* n, const char* name, const void* value, size_t size,
+                               int flags) {
+  if (!writable()) return Errno{EROFS};
+  std::string_view nm(name);
+  std::string real;
+  if (private_xattr(nm)) {
+    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{EPERM};
+    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
+    name = real.c_str();
+  }
+  if (auto r = copy_up(n); !r) return r;
+  auto t = real_of(n);
+  if (!t) return Errno{t.error()};
+  XattrPath t_path(t->dirfd, t->name.empty() ? nullptr : t->name.c_str());
+  if (t_path.set(name, value, size, flags) != 0) return last_errno();
+  return {};
+}
+
+Result<void> Overlay::removexattr(Node* n, const char* name) {
+  if (!writable()) return Errno{EROFS};
+  std::string_view nm(name);
+  std::string real;
+  if (private_xattr(nm)) {
+    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{ENODATA};
+    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
+    name = real.c_str();
+  }
+  if (auto r = copy_up(n); !r) return r;
+  auto t = real_of(n);
+  if (!t) return Errno{t.error()};
+  XattrPath t_path(t->dirfd, t->name.empty() ? nullptr : t->name.c_str());
+  if (t_path.remove(name) != 0) return last_errno();
+  return {};
+}
+
+}  // namespace layer::overlay

@@ -1,0 +1,254 @@
+#include "pull/puller.hpp"
+
+#include <atomic>
+#include <ctime>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "oci/media_types.hpp"
+#include "util/error.hpp"
+
+namespace layer::pull {
+
+namespace {
+
+constexpr int kMaxIndexDepth = 4;  // index → index → ... → manifest
+constexpr uint64_t kProgressStep = 256 << 10;
+
+std::string now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  struct tm tm;
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Checks a fetched document against the descriptor that named it.
+void verify_document(const std::string& what, const std::string& bytes, const oci::Descriptor& d) {
+  Digest got = Hasher::of(bytes, d.digest.algorithm);
+  if (got != d.digest)
+    throw Error(what + " " + d.digest.str() + ": digest mismatch (content is " + got.str() + ")");
+  if (static_cast<int64_t>(bytes.size()) != d.size)
+    throw Error(what + " " + d.digest.str() + ": size " + std::to_string(bytes.size()) +
+                " differs from the descriptor's " + std::to_string(d.size));
+}
+
+// Shared by the workers of one pull. Lock order: mu_ before cb_mu_ is never
+// needed; each is taken alone.
+class Ingestor {
+ public:
+  Ingestor(store::Store& store, oci::ImageSource& source, const std::string& name,
+           const Options& opt, const oci::Manifest& m, const oci::ImageConfig& cfg)
+      : store_(store), source_(source), name_(name), opt_(opt), m_(m), cfg_(cfg) {}
+
+  void emit(const LayerEvent& e) {
+    if (!opt_.on_layer) return;
+    std::lock_guard<std::mutex> g(cb_mu_);
+    opt_.on_layer(e);
+  }
+
+  LayerEvent event(size_t i, LayerState s, uint64_t bytes = 0) const {
+    return LayerEvent{i,     m_.layers[i].digest, cfg_.diff_ids[i], m_.layers[i].size, s,
+                      bytes, m_.layers.size()};
+  }
+
+  // Runs the queue on opt.jobs threads; rethrows the first failure.
+  void run(const std::vector<size_t>& todo) {
+    todo_ = todo;
+    size_t n = std::min<size_t>(todo.size(), static_cast<size_t>(std::max(1, opt_.jobs)));
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < n; ++t) threads.emplace_back([this] { worker(); });
+    for (auto& t : threads) t.join();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  size_t reused() const { return reused_; }
+  uint64_t fetched() const { return fetched_; }
+
+ private:
+  // A layer stream that counts bytes for progress and stops when another
+  // layer of the same pull has failed.
+  class CountingSource : public ByteSource {
+   public:
+    CountingSource(Ingestor& in, size_t index, ByteSource& src)
+        : in_(in), index_(index), src_(src) {}
+    size_t read(void* buf, size_t n) override {
+      if (in_.cancel_.load()) throw Error("cancelled: another layer of the pull failed");
+      size_t r = src_.read(buf, n);
+      bytes_ += r;
+      in_.fetched_ += r;
+      if (r == 0 && !eof_) {
+        eof_ = true;
+        in_.emit(in_.event(index_, LayerState::Unpacking, bytes_));
+      } else if (bytes_ - reported_ >= kProgressStep) {
+        reported_ = bytes_;
+        in_.emit(in_.event(index_, LayerState::Downloading, bytes_));
+      }
+      return r;
+    }
+
+   private:
+    Ingestor& in_;
+    size_t index_;
+    ByteSource& src_;
+    uint64_t bytes_ = 0;
+    uint64_t reported_ = 0;
+    bool eof_ = false;
+  };
+
+  void worker() {
+    for (;;) {
+      size_t i;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        if (next_ >= todo_.size() || cancel_.load()) return;
+        i = todo_[next_++];
+      }
+      try {
+        ingest(i);
+      } catch (...) {
+        emit(event(i, LayerState::Failed));
+        std::lock_guard<std::mutex> g(mu_);
+        if (!error_) error_ = std::current_exception();
+        cancel_.store(true);
+      }
+    }
+  }
+
+  void ingest(size_t i) {
+    const oci::Descriptor& d = m_.layers[i];
+    const Digest& diff_id = cfg_.diff_ids[i];
+    // Another process may have published it since the pull began.
+    if (store_.has_layer(diff_id)) {
+      ++reused_;
+      emit(event(i, LayerState::Exists));
+      return;
+    }
+    emit(event(i, LayerState::Downloading));
+    // Sources name the blob in their errors.
+    std::unique_ptr<ByteSource> blob = source_.open_blob(d);
+    CountingSource counted(*this, i, *blob);
+    unpack::LayerSpec spec;
+    spec.media_type = d.media_type;
+    spec.digest = d.digest;
+    spec.size = d.size;
+    spec.diff_id = diff_id;
+    spec.image = name_;
+    store::Ingest r = store_.ingest_layer(spec, counted, opt_.unpack);
+    if (r == store::Ingest::AlreadyPresent) {
+      ++reused_;
+      emit(event(i, LayerState::Exists));
+    } else {
+      emit(event(i, LayerState::Done, static_cast<uint64_t>(d.size)));
+    }
+  }
+
+  store::Store& store_;
+  oci::ImageSource& source_;
+  const std::string& name_;
+  const Options& opt_;
+  const oci::Manifest& m_;
+  const oci::ImageConfig& cfg_;
+
+  std::mutex mu_;             // guards next_, error_
+  std::vector<size_t> todo_;  // set before the workers start
+  size_t next_ = 0;           // guarded by mu_
+  std::exception_ptr error_;  // guarded by mu_
+  std::atomic<bool> cancel_{false};
+  std::atomic<size_t> reused_{0};
+  std::atomic<uint64_t> fetched_{0};
+  std::mutex cb_mu_;  // serializes opt_.on_layer
+};
+
+}  // namespace
+
+Result pull(store::Store& store, oci::ImageSource& source, const std::string& name,
+            const Options& opt) {
+  const std::string what = source.describe();
+  auto fail = [&](const Error& e) -> Error { return Error(what + ": " + e.line()); };
+
+  // Resolve the manifest, through indexes, to one platform's image manifest.
+  oci::FetchedDocument doc = source.get_manifest(std::nullopt);
+  if (doc.bytes.size() > oci::kMaxDocumentBytes)
+    throw Error(what + ": manifest larger than " + std::to_string(oci::kMaxDocumentBytes) +
+                " bytes");
+  Digest manifest_digest = Hasher::of(doc.bytes);
+  oci::Manifest manifest;
+  try {
+    for (int depth = 0;; ++depth) {
+      if (oci::classify(doc.bytes, doc.content_type) == oci::DocKind::Manifest) {
+        manifest = oci::parse_manifest(doc.bytes);
+        break;
+      }
+      if (depth >= kMaxIndexDepth) throw Error("image indexes nested too deeply");
+      oci::Index index = oci::parse_index(doc.bytes);
+      oci::Descriptor child = oci::select_platform(index, opt.platform);
+      doc = source.get_manifest(child.digest);
+      verify_document("manifest", doc.bytes, child);
+      manifest_digest = child.digest;
+      doc.content_type = child.media_type;
+    }
+  } catch (const Error& e) {
+    throw fail(e);
+  }
+
+  // The config: verified against the manifest before anything is stored.
+  std::string config_bytes = source.get_blob(manifest.config);
+  oci::ImageConfig cfg;
+  try {
+    verify_document("config", config_bytes, manifest.config);
+    cfg = oci::parse_config(config_bytes);
+    oci::check_layers_match(manifest, cfg);
+  } catch (const Error& e) {
+    throw fail(e);
+  }
+  store.put_blob(manifest.config.digest, config_bytes);
+  store.put_blob(manifest_digest, doc.bytes);
+
+  // Layers: those present by diff_id are skipped before their blob is opened.
+  Ingestor ingestor(store, source, name, opt, manifest, cfg);
+  std::vector<size_t> todo;
+  std::set<Digest> queued;
+  std::vector<size_t> duplicates;
+  for (size_t i = 0; i < manifest.layers.size(); ++i) {
+    if (store.has_layer(cfg.diff_ids[i])) {
+      ingestor.emit(ingestor.event(i, LayerState::Exists));
+    } else if (!queued.insert(cfg.diff_ids[i]).second) {
+      duplicates.push_back(i);  // the same layer twice in one image: unpack it once
+      ingestor.emit(ingestor.event(i, LayerState::Waiting));
+    } else {
+      todo.push_back(i);
+      ingestor.emit(ingestor.event(i, LayerState::Waiting));
+    }
+  }
+  size_t present_before = manifest.layers.size() - todo.size() - duplicates.size();
+  ingestor.run(todo);
+  for (size_t i : duplicates) ingestor.emit(ingestor.event(i, LayerState::Done));
+
+  Result r;
+  r.layers_total = manifest.layers.size();
+  r.layers_reused = present_before + ingestor.reused();
+  r.bytes_fetched = ingestor.fetched();
+  store::ImageRecord& rec = r.image;
+  rec.ref = name;
+  rec.manifest = manifest_digest;
+  rec.config = manifest.config.digest;
+  rec.diff_ids = cfg.diff_ids;
+  rec.platform = cfg.platform.os.empty() || cfg.platform.architecture.empty()
+                     ? std::string()
+                     : cfg.platform.normalized().str();
+  rec.created = cfg.created;
+  rec.pulled_at = now_rfc3339();
+  std::set<Digest> counted;
+  for (const auto& d : cfg.diff_ids) {
+    if (!counted.insert(d).second) continue;
+    if (auto info = store.layer_info(d)) rec.size += info->size;
+  }
+  store.put_image(rec);
+  return r;
+}
+
+}  // namespace layer::pull

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Smoke test of the layerfs daemon itself: option errors before mounting,
+# read-only mounts, background start with a log file, SIGTERM unmounts and
+# exits cleanly, `umount` ends the daemon.
+set -euo pipefail
+: "${LAYERFS:?}"
+[ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
+[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
+
+t=$(mktemp -d /tmp/layerfs-daemon.XXXXXX)
+cleanup() {
+  umount "$t/mnt" 2>/dev/null || umount -l "$t/mnt" 2>/dev/null || true
+  rm -rf "$t"
+}
+trap cleanup EXIT
+mkdir -p "$t/l1" "$t/l2" "$t/u" "$t/w" "$t/mnt"
+echo one >"$t/l2/f"
+echo two >"$t/l1/g"
+
+mounted() { grep -q " $t/mnt fuse.layerfs " /proc/mounts; }
+
+# Every bad option or directory is refused by name, exit 2 for usage, 1 for
+# unusable directories, and nothing is mounted.
+expect_fail() {
+  local code=$1 word=$2
+  shift 2
+  local out rc=0
+  out=$("$LAYERFS" "$@" 2>&1) || rc=$?
+  if [ "$rc" != "$code" ] || ! grep -q -- "$word" <<<"$out"; then
+    echo "expected exit $code mentioning '$word' from: $* ; got $rc: $out"
+    exit 1
+  fi
+  if mounted; then echo "mounted after failure: $*"; exit 1; fi
+}
+expect_fail 2 "bogus" -o "lowerdir=$t/l1,bogus" "$t/mnt"
+expect_fail 2 "fsync" -o "lowerdir=$t/l1,fsync=sometimes" "$t/mnt"
+expect_fail 2 "lowerdir" -o "upperdir=$t/u,workdir=$t/w" "$t/mnt"
+expect_fail 2 "workdir" -o "lowerdir=$t/l1,upperdir=$t/u" "$t/mnt"
+expect_fail 2 "mount point" -o "lowerdir=$t/l1"
+expect_fail 2 "--frob" --frob -o "lowerdir=$t/l1" "$t/mnt"
+expect_fail 1 "$t/nope" -o "lowerdir=$t/l1:$t/nope" "$t/mnt"
+expect_fail 1 "$t/nope" -o "lowerdir=$t/l1,upperdir=$t/nope,workdir=$t/w" "$t/mnt"
+expect_fail 1 "$t/mnt/x" -o "lowerdir=$t/l1" "$t/mnt/x"
+"$LAYERFS" --help | grep -q lowerdir
+
+# Read-only, no upper: visible, unchangeable.
+"$LAYERFS" -o "lowerdir=$t/l1:$t/l2,ro" "$t/mnt"
+mounted
+[ "$(cat "$t/mnt/f")" = one ]
+if touch "$t/mnt/new" 2>/dev/null; then echo "read-only mount accepted a write"; exit 1; fi
+umount "$t/mnt"
+for _ in $(seq 50); do pgrep -f "layerfs -o lowerdir=$t/l1:$t/l2,ro" >/dev/null || break; sleep 0.1; done
+if pgrep -f "layerfs -o lowerdir=$t/l1:$t/l2,ro" >/dev/null; then echo "daemon outlived umount"; exit 1; fi
+
+# Background start with a log file; SIGTERM unmounts and exits 0.
+"$LAYERFS" -o "lowerdir=$t/l1:$t/l2,upperdir=$t/u,workdir=$t/w,log=$t/log,fsync=0" "$t/mnt"
+mounted
+echo three >"$t/mnt/h"
+pid=$(pgrep -f "layerfs -o lowerdir=$t/l1:$t/l2,upperdir=$t/u" | head -1)
+[ -n "$pid" ]
+kill -TERM "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then echo "daemon ignored SIGTERM"; exit 1; fi
+if mounted; then echo "still mounted after SIGTERM"; exit 1; fi
+[ "$(cat "$t/u/h")" = three ]
+grep -q "mounted on" "$t/log"
+
+# Foreground mode: the daemon stays attached; umount ends it with status 0.
+"$LAYERFS" -f -o "lowerdir=$t/l1:$t/l2,upperdir=$t/u,workdir=$t/w" "$t/mnt" 2>"$t/fg.log" &
+fg=$!
+for _ in $(seq 50); do mounted && break; sleep 0.1; done
+mounted
+[ "$(cat "$t/mnt/h")" = three ]
+umount "$t/mnt"
+wait "$fg"
+echo "smoke_daemon: ok"

@@ -1,0 +1,433 @@
+#include "overlay/overlay.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <string>
+
+#include "util/error.hpp"
+#include "util/sys.hpp"
+
+using namespace layer;
+using namespace layer::overlay;
+
+namespace {
+
+bool is_root() {
+  return ::geteuid() == 0;
+}
+
+// Two lower layers, an upper and a work dir under one temporary directory.
+struct Layers {
+  std::string root;
+  Layers() {
+    char t[] = "/tmp/layerfs-ovl-XXXXXX";
+    root = ::mkdtemp(t);
+    for (const char* d : {"l1", "l2", "u", "w"}) mkdir(d);
+  }
+  ~Layers() {
+    auto fd = sys::xopen_dir("/tmp");
+    sys::xremove_tree(fd.get(), root.substr(5));
+  }
+  std::string p(const std::string& rel) const { return root + "/" + rel; }
+  void mkdir(const std::string& rel, mode_t m = 0755) const {
+    REQUIRE(::mkdir(p(rel).c_str(), m) == 0);
+  }
+  void write(const std::string& rel, const std::string& data) const {
+    std::ofstream f(p(rel), std::ios::binary | std::ios::trunc);
+    f << data;
+    REQUIRE(f.good());
+  }
+  std::string read(const std::string& rel) const {
+    std::ifstream f(p(rel), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  void whiteout(const std::string& rel) const {
+    REQUIRE(::mknod(p(rel).c_str(), S_IFCHR, makedev(0, 0)) == 0);
+  }
+  void xattr(const std::string& rel, const char* name, const std::string& v) const {
+    REQUIRE(::lsetxattr(p(rel).c_str(), name, v.data(), v.size(), 0) == 0);
+  }
+  bool exists(const std::string& rel) const {
+    struct stat st;
+    return ::lstat(p(rel).c_str(), &st) == 0;
+  }
+  std::unique_ptr<Overlay> mount(bool writable = true) const {
+    MountOptions o;
+    o.lowerdirs = {p("l1"), p("l2")};
+    if (writable) {
+      o.upperdir = p("u");
+      o.workdir = p("w");
+    }
+    return Overlay::open(o);
+  }
+};
+
+// Looks a path up from the root, one component at a time; returns the node
+// (referenced) or the errno.
+Result<Node*> walk(Overlay& ov, const std::string& path) {
+  Node* cur = ov.root();
+  ov.ref(cur);
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t slash = path.find('/', pos);
+    std::string comp =
+        path.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    pos = slash == std::string::npos ? path.size() : slash + 1;
+    struct stat st;
+    auto r = ov.lookup(cur, comp, &st);
+    ov.unref(cur);
+    if (!r) return r;
+    cur = r.value();
+  }
+  return cur;
+}
+
+struct Held {
+  Overlay& ov;
+  Node* n;
+  Held(Overlay& o, const std::string& path) : ov(o), n(nullptr) {
+    auto r = walk(o, path);
+    REQUIRE(r.ok());
+    n = r.value();
+  }
+  ~Held() { ov.unref(n); }
+};
+
+int lookup_errno(Overlay& ov, const std::string& path) {
+  auto r = walk(ov, path);
+  if (r) {
+    ov.unref(r.value());
+    return 0;
+  }
+  return r.error();
+}
+
+std::set<std::string> names(Overlay& ov, const std::string& dir) {
+  Held h(ov, dir);
+  auto l = ov.list(h.n);
+  REQUIRE(l.ok());
+  std::set<std::string> out;
+  for (const auto& e : l.value()->entries) {
+    CHECK(out.insert(e.name).second);  // no duplicates
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("lookup: top to bottom, whiteouts and opaque directories") {
+  if (!is_root()) return;  // whiteouts are character devices: needs CAP_MKNOD
+  Layers L;
+  L.mkdir("l2/d");
+  L.write("l2/d/low", "low");
+  L.write("l2/d/both", "from l2");
+  L.write("l2/d/gone", "x");
+  L.write("l2/d/oci-gone", "x");
+  L.write("l2/d/xgone", "x");
+  L.mkdir("l2/d/opq");
+  L.write("l2/d/opq/hidden", "h");
+  L.mkdir("l2/d/ociopq");
+  L.write("l2/d/ociopq/hidden", "h");
+  L.mkdir("l1/d");
+  L.write("l1/d/both", "from l1");
+  L.whiteout("l1/d/gone");
+  L.write("l1/d/.wh.oci-gone", "");
+  L.write("l1/d/xgone", "");
+  L.xattr("l1/d/xgone", "trusted.overlay.whiteout", "");
+  L.mkdir("l1/d/opq");
+  L.xattr("l1/d/opq", "trusted.overlay.opaque", "y");
+  L.write("l1/d/opq/seen", "s");
+  L.mkdir("l1/d/ociopq");
+  L.write("l1/d/ociopq/.wh..wh..opq", "");
+  auto ov = L.mount();
+
+  // Table: what each name resolves to.
+  CHECK(lookup_errno(*ov, "d/low") == 0);
+  CHECK(lookup_errno(*ov, "d/both") == 0);
+  CHECK(lookup_errno(*ov, "d/gone") == ENOENT);      // char 0:0 whiteout
+  CHECK(lookup_errno(*ov, "d/oci-gone") == ENOENT);  // OCI .wh. file
+  CHECK(lookup_errno(*ov, "d/xgone") == ENOENT);     // xattr whiteout
+  CHECK(lookup_errno(*ov, "d/.wh.oci-gone") == ENOENT);
+  CHECK(lookup_errno(*ov, "d/opq/hidden") == ENOENT);
+  CHECK(lookup_errno(*ov, "d/opq/seen") == 0);
+  CHECK(lookup_errno(*ov, "d/ociopq/hidden") == ENOENT);
+  CHECK(lookup_errno(*ov, "d/ociopq/.wh..wh..opq") == ENOENT);
+  CHECK(lookup_errno(*ov, "d/low/x") == ENOTDIR);
+  CHECK(lookup_errno(*ov, "d/..") == ENOENT);
+
+  CHECK(names(*ov, "d") == std::set<std::string>{"low", "both", "opq", "ociopq"});
+  CHECK(names(*ov, "d/opq") == std::set<std::string>{"seen"});
+  CHECK(names(*ov, "d/ociopq").empty());
+
+  Held both(*ov, "d/both");
+  auto f = ov->open_file(both.n, O_RDONLY);
+  REQUIRE(f.ok());
+  char buf[16] = {};
+  REQUIRE(::read(f->fd.get(), buf, sizeof(buf)) == 7);
+  CHECK(std::string(buf) == "from l1");
+  CHECK(f->lower);
+}
+
+TEST_CASE("readdir: d_ino equals st_ino, merged link counts are real") {
+  Layers L;
+  L.mkdir("l2/d");
+  L.mkdir("l2/d/a");
+  L.mkdir("l1/d");
+  L.mkdir("l1/d/b");
+  L.write("l1/d/f", "f");
+  auto ov = L.mount();
+  Held d(*ov, "d");
+  auto l = ov->list(d.n);
+  REQUIRE(l.ok());
+  REQUIRE(l.value()->entries.size() == 3);
+  for (const auto& e : l.value()->entries) {
+    struct stat st;
+    auto r = ov->lookup(d.n, e.name, &st);
+    REQUIRE(r.ok());
+    CHECK(st.st_ino == e.ino);
+    CHECK(r.value()->ino == e.ino);
+    ov->unref(r.value());
+  }
+  struct stat st;
+  REQUIRE(ov->getattr(d.n, -1, &st).ok());
+  CHECK(st.st_nlink == 4);  // ".", "..", a, b
+}
+
+TEST_CASE("copy-up keeps data, holes, mode, owner, times, xattrs and st_ino") {
+  if (!is_root()) return;
+  Layers L;
+  L.mkdir("l1/d", 0750);
+  L.write("l1/d/f", "");
+  {
+    auto fd = sys::open_at(AT_FDCWD, L.p("l1/d/f").c_str(), O_WRONLY);
+    REQUIRE(fd.ok());
+    REQUIRE(::pwrite(fd.value().get(), "head", 4, 0) == 4);
+    REQUIRE(::pwrite(fd.value().get(), "tail", 4, 8 << 20) == 4);
+  }
+  REQUIRE(::chown(L.p("l1/d/f").c_str(), 1234, 5678) == 0);
+  REQUIRE(::chmod(L.p("l1/d/f").c_str(), 0640) == 0);
+  REQUIRE(::chown(L.p("l1/d").c_str(), 42, 43) == 0);
+  L.xattr("l1/d/f", "user.keep", "me");
+  L.xattr("l1/d/f", "trusted.overlay.overlay.esc", "e");
+  struct timespec ts[2] = {{1000000000, 5}, {1100000000, 7}};
+  REQUIRE(::utimensat(AT_FDCWD, L.p("l1/d/f").c_str(), ts, 0) == 0);
+  struct stat lower_before;
+  REQUIRE(::stat(L.p("l1/d/f").c_str(), &lower_before) == 0);
+
+  auto ov = L.mount();
+  Held f(*ov, "d/f");
+  struct stat before;
+  REQUIRE(ov->getattr(f.n, -1, &before).ok());
+  auto of = ov->open_file(f.n, O_RDWR);
+  REQUIRE(of.ok());
+  CHECK_FALSE(of->lower);
+  REQUIRE(::pwrite(of->fd.get(), "X", 1, 1) == 1);
+  of->fd.reset();
+
+  struct stat up, dir;
+  REQUIRE(::stat(L.p("u/d/f").c_str(), &up) == 0);
+  REQUIRE(::stat(L.p("u/d").c_str(), &dir) == 0);
+  CHECK(up.st_mode == (S_IFREG | 0640));
+  CHECK(up.st_uid == 1234);
+  CHECK(up.st_gid == 5678);
+  CHECK(up.st_size == (8 << 20) + 4);
+  CHECK(up.st_blocks < 1024);              // the 8 MiB hole stayed a hole
+  CHECK(up.st_mtim.tv_sec != 1100000000);  // written after the copy-up
+  CHECK(dir.st_uid == 42);
+  CHECK((dir.st_mode & 07777) == 0750);
+  CHECK(L.read("u/d/f").substr(0, 4) == "hXad");
+
+  struct stat after;
+  REQUIRE(ov->getattr(f.n, -1, &after).ok());
+  CHECK(after.st_ino == before.st_ino);
+
+  // xattrs: copied, the escaped one shown unescaped, the overlay's own hidden.
+  char list[1024];
+  auto n = ov->listxattr(f.n, list, sizeof(list));
+  REQUIRE(n.ok());
+  std::set<std::string> xs;
+  for (size_t off = 0; off < n.value(); off += std::strlen(list + off) + 1) xs.insert(list + off);
+  CHECK(xs == std::set<std::string>{"user.keep", "trusted.overlay.esc"});
+  char v[8] = {};
+  auto g = ov->getxattr(f.n, "trusted.overlay.esc", v, sizeof(v));
+  REQUIRE(g.ok());
+  CHECK(std::string(v, g.value()) == "e");
+  CHECK(ov->getxattr(f.n, "trusted.overlay.layerfs.origin", v, sizeof(v)).error() == ENODATA);
+  CHECK(ov->setxattr(f.n, "user.overlay.opaque", "y", 1, 0).error() == EPERM);
+  REQUIRE(ov->setxattr(f.n, "trusted.overlay.mine", "m", 1, 0).ok());
+  CHECK(::lgetxattr(L.p("u/d/f").c_str(), "trusted.overlay.overlay.mine", v, sizeof(v)) == 1);
+
+  // A metadata change copies up with the times as they were.
+  L.write("l1/d/g", "g");
+  REQUIRE(::utimensat(AT_FDCWD, L.p("l1/d/g").c_str(), ts, 0) == 0);
+  {
+    Held g(*ov, "d/g");
+    SetAttr a;
+    a.valid = SetAttr::kUid;
+    a.uid = 77;
+    Caller c;
+    struct stat gst;
+    REQUIRE(ov->setattr(g.n, -1, a, c, &gst).ok());
+    CHECK(gst.st_uid == 77);
+    CHECK(gst.st_mtim.tv_sec == 1100000000);
+    CHECK(gst.st_mtim.tv_nsec == 7);
+    CHECK(gst.st_atim.tv_sec == 1000000000);
+  }
+
+  // The lower layer did not change.
+  struct stat lower_after;
+  REQUIRE(::stat(L.p("l1/d/f").c_str(), &lower_after) == 0);
+  CHECK(lower_after.st_mtim.tv_nsec == lower_before.st_mtim.tv_nsec);
+  CHECK(L.read("l1/d/f").substr(0, 4) == "head");
+}
+
+TEST_CASE("unlink and rmdir leave kernel whiteouts; rmdir checks the merged view") {
+  if (!is_root()) return;
+  Layers L;
+  L.mkdir("l2/d");
+  L.write("l2/d/f", "f");
+  L.mkdir("l2/e");
+  L.write("l2/e/x", "x");
+  auto ov = L.mount();
+  Node* root = ov->root();
+  CHECK(ov->rmdir(root, "e").error() == ENOTEMPTY);
+  CHECK(ov->unlink(root, "d").error() == EISDIR);
+  CHECK(ov->unlink(root, "nope").error() == ENOENT);
+  {
+    Held e(*ov, "e");
+    REQUIRE(ov->unlink(e.n, "x").ok());
+  }
+  REQUIRE(ov->rmdir(root, "e").ok());
+  struct stat st;
+  REQUIRE(::lstat(L.p("u/e").c_str(), &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+  CHECK(st.st_rdev == makedev(0, 0));
+  CHECK(lookup_errno(*ov, "e") == ENOENT);
+
+  // A directory made where a whiteout is becomes opaque.
+  Caller c;
+  REQUIRE(ov->mkdir(root, "e", 0755, c, &st).ok());
+  ov->unref(walk(*ov, "e").value());
+  ov->unref(walk(*ov, "e").value());
+  char v[2] = {};
+  CHECK(::getxattr(L.p("u/e").c_str(), "trusted.overlay.opaque", v, sizeof(v)) == 1);
+  CHECK(names(*ov, "e").empty());
+  CHECK(names(*ov, "") == std::set<std::string>{"d", "e"});
+}
+
+TEST_CASE("renaming a lower directory copies it up whole") {
+  if (!is_root()) return;
+  Layers L;
+  L.mkdir("l2/a");
+  L.mkdir("l2/a/sub");
+  L.write("l2/a/sub/f", "data");
+  L.write("l2/a/g", "g");
+  ::symlink("/etc/passwd", L.p("l2/a/abs").c_str());
+  auto ov = L.mount();
+  uint64_t ino_before;
+  {
+    Held f(*ov, "a/sub/f");
+    ino_before = f.n->ino;
+  }
+  Node* root = ov->root();
+  REQUIRE(ov->rename(root, "a", root, "b", 0).ok());
+  CHECK(lookup_errno(*ov, "a") == ENOENT);
+  CHECK(names(*ov, "b") == std::set<std::string>{"sub", "g", "abs"});
+  Held f(*ov, "b/sub/f");
+  CHECK(f.n->ino == ino_before);
+  CHECK(L.read("u/b/sub/f") == "data");
+  struct stat st;
+  REQUIRE(::lstat(L.p("u/a").c_str(), &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+  // NOREPLACE / EXCHANGE
+  Caller c;
+  auto x = ov->mkdir(root, "x", 0755, c, &st);
+  REQUIRE(x.ok());
+  ov->unref(x.value());
+  CHECK(ov->rename(root, "b", root, "x", RENAME_NOREPLACE).error() == EEXIST);
+  REQUIRE(ov->rename(root, "b", root, "x", RENAME_EXCHANGE).ok());
+  CHECK(names(*ov, "x") == std::set<std::string>{"sub", "g", "abs"});
+  CHECK(names(*ov, "b").empty());
+}
+
+TEST_CASE("a copied-up hard link keeps its other names") {
+  if (!is_root()) return;
+  Layers L;
+  L.write("l1/one", "same");
+  REQUIRE(::link(L.p("l1/one").c_str(), L.p("l1/two").c_str()) == 0);
+  auto ov = L.mount();
+  {
+    Held one(*ov, "one");
+    auto f = ov->open_file(one.n, O_WRONLY | O_TRUNC);
+    REQUIRE(f.ok());
+    REQUIRE(::write(f->fd.get(), "new!", 4) == 4);
+  }
+  Held two(*ov, "two");
+  auto f = ov->open_file(two.n, O_RDONLY);
+  REQUIRE(f.ok());
+  char buf[8] = {};
+  REQUIRE(::read(f->fd.get(), buf, sizeof(buf)) == 4);
+  CHECK(std::string(buf) == "new!");
+  struct stat a, b;
+  Held one(*ov, "one");
+  REQUIRE(ov->getattr(one.n, -1, &a).ok());
+  REQUIRE(ov->getattr(two.n, -1, &b).ok());
+  CHECK(a.st_ino == b.st_ino);
+  CHECK(a.st_nlink == 2);
+  CHECK(b.st_nlink == 2);
+  CHECK(L.read("l1/two") == "same");
+}
+
+TEST_CASE("nothing escapes the layers through symlinks") {
+  Layers L;
+  ::symlink("/etc", L.p("l1/etc").c_str());
+  ::symlink("../../..", L.p("l1/up").c_str());
+  auto ov = L.mount();
+  CHECK(lookup_errno(*ov, "etc/passwd") == ENOTDIR);
+  CHECK(lookup_errno(*ov, "up/tmp") == ENOTDIR);
+  Held e(*ov, "etc");
+  auto t = ov->readlink(e.n);
+  REQUIRE(t.ok());
+  CHECK(t.value() == "/etc");
+  CHECK(ov->open_file(e.n, O_RDONLY).error() == ELOOP);
+  Caller c;
+  struct stat st;
+  CHECK(ov->mkdir(e.n, "x", 0755, c, &st).error() == ENOTDIR);
+}
+
+TEST_CASE("read-only overlay refuses changes") {
+  Layers L;
+  L.write("l1/f", "f");
+  auto ov = L.mount(false);
+  CHECK_FALSE(ov->writable());
+  Held f(*ov, "f");
+  CHECK(ov->open_file(f.n, O_RDWR).error() == EROFS);
+  CHECK(ov->unlink(ov->root(), "f").error() == EROFS);
+  CHECK(ov->open_file(f.n, O_RDONLY).ok());
+}
+
+TEST_CASE("open refuses unusable directories by name") {
+  Layers L;
+  MountOptions o;
+  o.lowerdirs = {L.p("missing")};
+  try {
+    Overlay::open(o);
+    FAIL("opened");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("missing") != std::string::npos);
+  }
+  MountOptions same;
+  same.lowerdirs = {L.p("l1")};
+  same.upperdir = L.p("u");
+  same.workdir = L.p("u");
+  CHECK_THROWS_AS(Overlay::open(same), Error);
+}
