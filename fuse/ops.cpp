@@ -344,6 +344,13 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   });
 }
 
+// Operations that need all of a file's data in the upper file finish a lazy
+// copy-up first.
+Result<void> whole(Daemon& d, File* f) {
+  if (auto p = d.ov().partial_of(f->node)) return d.ov().complete(*p);
+  return {};
+}
+
 // Returns the fd to read from, switching a lower open to the upper copy
 // once the node has been copied up.
 int current_fd(Daemon& d, File* f) {
@@ -362,7 +369,16 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   guard(req, "read", [&] {
     Daemon& d = daemon_of(req);
     File* f = file_of(fi);
-    fuse_bufvec buf = fd_bufvec(size, current_fd(d, f), off);
+    int fd = current_fd(d, f);
+    if (auto p = d.ov().partial_of(f->node)) {
+      // Still being copied up: the upper's blocks and the lower's bytes.
+      std::vector<char> data(size);
+      auto r = d.ov().read_partial(*p, data.data(), size, off);
+      if (!r) return reply_err(req, r.error());
+      fuse_reply_buf(req, data.data(), r.value());
+      return;
+    }
+    fuse_bufvec buf = fd_bufvec(size, fd, off);
     fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
   });
 }
@@ -371,8 +387,16 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
   guard(req, "write", [&] {
     Daemon& d = daemon_of(req);
     File* f = file_of(fi);
-    fuse_bufvec out = fd_bufvec(fuse_buf_size(in), current_fd(d, f), off);
+    size_t size = fuse_buf_size(in);
+    fuse_bufvec out = fd_bufvec(size, current_fd(d, f), off);
+    std::unique_lock<std::mutex> partial_lock;
+    if (auto p = d.ov().partial_of(f->node)) {
+      auto l = d.ov().begin_write(*p, off, size);
+      if (!l) return reply_err(req, l.error());
+      partial_lock = std::move(l).value();
+    }
     ssize_t r = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+    if (partial_lock.owns_lock()) partial_lock.unlock();
     if (r < 0) return reply_err(req, static_cast<int>(-r));
     fuse_reply_write(req, static_cast<size_t>(r));
   });
@@ -409,6 +433,7 @@ void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
   guard(req, "fallocate", [&] {
     Daemon& d = daemon_of(req);
+    if (auto w = whole(d, file_of(fi)); !w) return reply_err(req, w.error());
     int r = ::fallocate(current_fd(d, file_of(fi)), mode, off, len);
     reply_err(req, r == 0 ? 0 : errno);
   });
@@ -417,6 +442,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fu
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
   guard(req, "lseek", [&] {
     Daemon& d = daemon_of(req);
+    if (auto w = whole(d, file_of(fi)); !w) return reply_err(req, w.error());
     off_t r = ::lseek(current_fd(d, file_of(fi)), off, whence);
     if (r < 0) return reply_err(req, errno);
     fuse_reply_lseek(req, r);
@@ -427,6 +453,8 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info
                         off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
   guard(req, "copy_file_range", [&] {
     Daemon& d = daemon_of(req);
+    if (auto w = whole(d, file_of(fi_in)); !w) return reply_err(req, w.error());
+    if (auto w = whole(d, file_of(fi_out)); !w) return reply_err(req, w.error());
     int in = current_fd(d, file_of(fi_in));
     int out = current_fd(d, file_of(fi_out));
     ssize_t r = ::copy_file_range(in, &off_in, out, &off_out, len, static_cast<unsigned>(flags));

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 #include "overlay/overlay.hpp"
@@ -33,6 +34,12 @@ class NodeRef {
   Overlay* ov_;
   Node* n_;
 };
+
+int64_t now_ns() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
 
 Result<void> copy_range(int src, int dst, off_t start, off_t end) {
   off_t in = start, out = start;
@@ -208,7 +215,7 @@ Result<int> Overlay::upper_dirfd(Node* dir, std::shared_ptr<const DirStack>* kee
   return (*keep)->front().fd.get();
 }
 
-Result<void> Overlay::copy_up(Node* n) {
+Result<void> Overlay::copy_up(Node* n, CopyData data_mode) {
   if (n->layer.load() == kUpper) return {};
   if (!writable()) return Errno{EROFS};
   std::string name;
@@ -221,10 +228,11 @@ Result<void> Overlay::copy_up(Node* n) {
   if (n->layer.load() == kUpper) return {};
   // Renames copy up before they move a node, so the name read before taking
   // copy_mu is still this node's name.
-  return copy_up_locked(n, p, name);
+  return copy_up_locked(n, p, name, data_mode);
 }
 
-Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) {
+Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
+                                     CopyData data_mode) {
   std::shared_ptr<const DirStack> pstack;
   auto ufd_r = upper_dirfd(p, &pstack);
   if (!ufd_r) return Errno{ufd_r.error()};
@@ -259,6 +267,7 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
   int wfd = work_.get();
   const char* tn = tmp.c_str();
   UniqueFd data;
+  std::shared_ptr<Partial> partial;
   auto fail = [&](int err) -> Result<void> {
     (void)remove_in_work(tn);
     return Errno{err};
@@ -274,6 +283,25 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
       auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
       if (!dst) return Errno{dst.error()};
       data = std::move(dst).value();
+      if (data_mode == CopyData::kNone) break;
+      if (st.st_size >= kPartialMin && !indexed && partial_dir_.valid()) {
+        // Big file: only the metadata now; the data follows in the background
+        // and is read from the lower file until then.
+        if (::ftruncate(data.get(), st.st_size) != 0) return fail(errno);
+        std::string rel = path_of(p);
+        rel += rel.empty() ? name : "/" + name;
+        std::string marker = std::to_string(st.st_size);
+        marker += '\0';
+        marker += opts_.lowerdirs.at(static_cast<size_t>(layer - 1));
+        marker += '\0';
+        marker += rel;
+        partial = std::make_shared<Partial>();
+        partial->lower = std::move(src).value();
+        partial->limit = st.st_size;
+        partial->last_write_ns = now_ns();  // the write that asked for it comes next
+        partial->marker = std::move(marker);
+        break;
+      }
       auto r = copy_data(src.value().get(), data.get(), st.st_size);
       if (!r) return fail(r.error());
       break;
@@ -302,8 +330,26 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
     return fail(errno);
   struct timespec ts[2] = {st.st_atim, st.st_mtim};
   if (::utimensat(wfd, tn, ts, AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
-  if (data.valid() && opts_.fsync) {
+  // (A partial file needs no fsync: its data is still the lower's, and the
+  // marker lets the next mount finish it.)
+  if (data.valid() && opts_.fsync && !partial) {
     if (auto r = sys::fsync_fd(data.get()); !r) return fail(r.error());
+  }
+  if (partial) {
+    // Marked and registered before it becomes visible: a crash from here on
+    // leaves a file the next mount completes.
+    if (XattrPath(wfd, tn).set(partial_xattr_.c_str(), partial->marker.data(),
+                               partial->marker.size(), 0) != 0)
+      return fail(errno);
+    struct stat ust;
+    if (::fstat(data.get(), &ust) != 0) return fail(errno);
+    partial->upper_ino = ust.st_ino;
+    partial->reg_name = index_name(ust.st_ino);
+    if (::linkat(wfd, tn, partial_dir_.get(), partial->reg_name.c_str(), 0) != 0)
+      return fail(errno);
+    auto rw = sys::open_at(wfd, tn, O_RDWR | O_NOFOLLOW);
+    if (!rw) return fail(rw.error());
+    partial->upper = std::move(rw).value();
   }
   data.reset();
   if (indexed) {
@@ -321,8 +367,21 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
     }
   }
 
-  if (::renameat2(wfd, tn, ufd, nm, RENAME_NOREPLACE) != 0) return fail(errno);
+  if (::renameat2(wfd, tn, ufd, nm, RENAME_NOREPLACE) != 0) {
+    if (partial) ::unlinkat(partial_dir_.get(), partial->reg_name.c_str(), 0);
+    return fail(errno);
+  }
   mark_impure(ufd);
+  if (partial) {
+    {
+      std::lock_guard<std::mutex> g(n->mu);
+      n->partial = partial;
+    }
+    std::lock_guard<std::mutex> g(partial_mu_);
+    partials_[partial->upper_ino] = partial;
+    partial_queue_.push_back(partial);
+    partial_cv_.notify_one();
+  }
   // The parent's times are not changed by a copy-up.
   struct timespec pts[2] = {pst.st_atim, pst.st_mtim};
   ::futimens(ufd, pts);

@@ -107,6 +107,7 @@ Overlay::Overlay(const MountOptions& opts) : opts_(opts) {
   origin_xattr_ = xattr_prefix_ + "layerfs.origin";
   opaque_xattr_ = xattr_prefix_ + "opaque";
   names_xattr_ = xattr_prefix_ + "layerfs.lowernames";
+  partial_xattr_ = xattr_prefix_ + "layerfs.partial";
   impure_xattr_ = xattr_prefix_ + "impure";
 }
 
@@ -131,6 +132,11 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
                   opts.upperdir + "'");
     if (ust.st_ino == wst.st_ino)
       throw Error("workdir '" + opts.workdir + "' is the same directory as upperdir");
+    // Files a crash left half copied up are completed first.
+    if (::mkdirat(wd.get(), "layerfs-partial", 0700) != 0 && errno != EEXIST)
+      throw Error("workdir '" + opts.workdir + "/layerfs-partial'", errno);
+    ov->partial_dir_ = open_layer(opts.workdir + "/layerfs-partial", "workdir");
+    ov->recover_partials();
     // workdir/work is our scratch space, as it is the kernel's: anything left in
     // it by a crash is a partial copy-up or a removed tree, never live data.
     if (::mkdirat(wd.get(), "work", 0700) != 0 && errno != EEXIST)
@@ -178,7 +184,14 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
   return ov;
 }
 
+void Overlay::start_background() {
+  std::lock_guard<std::mutex> g(partial_mu_);
+  if (!partial_dir_.valid() || partial_thread_.joinable() || stop_) return;
+  partial_thread_ = std::thread([this] { partial_worker(); });
+}
+
 Overlay::~Overlay() {
+  finish_partials();
   // Whatever the kernel still referenced at unmount: free the whole tree.
   if (!root_) return;  // open() failed half-way
   std::vector<Node*> all;
@@ -461,6 +474,8 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
   Node* fresh = new Node(f->st.st_mode, ino);
   fresh->layer = f->layer;
   fresh->stack = std::move(f->stack);
+  if (f->layer == kUpper && S_ISREG(f->st.st_mode) && f->st.st_nlink > 1)
+    attach_partial(fresh, f->st);  // a partial file has a second link in workdir
   Node* got = insert_child(parent, name, fresh);
   if (got != fresh) delete fresh;
   return got;
@@ -519,6 +534,7 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
     if (!stat_at(loc->dirfd, loc->name.c_str(), st)) return last_errno();
   }
   if (S_ISREG(st->st_mode) && st->st_nlink > 1 && n->layer.load() == kUpper && index_.valid()) {
+    if (partial_of(n)) --st->st_nlink;  // its link in workdir/layerfs-partial
     uint32_t lower = lower_names(n->ino, *st);
     if (lower != UINT32_MAX) st->st_nlink = st->st_nlink - 1 + lower;
   }

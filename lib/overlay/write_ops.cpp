@@ -516,7 +516,15 @@ Result<OpenFile> Overlay::open_file(Node* n, int flags) {
   bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (write) {
     if (!writable()) return Errno{EROFS};
-    if (auto r = copy_up(n); !r) return Errno{r.error()};
+    // O_TRUNC: the data is about to go, copy none of it.
+    auto mode = (flags & O_TRUNC) && n->type == S_IFREG ? CopyData::kNone : CopyData::kAll;
+    if (auto r = copy_up(n, mode); !r) return Errno{r.error()};
+    if (flags & O_TRUNC) {
+      if (auto p = partial_of(n)) {
+        std::lock_guard<std::mutex> g(p->mu);
+        p->limit = 0;
+      }
+    }
   }
   auto loc = locate(n);
   if (!loc) return Errno{loc.error()};
@@ -536,13 +544,15 @@ Result<UniqueFd> Overlay::reopen_upper(Node* n, int flags) {
 Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c, struct stat* st) {
   (void)c;
   if (!writable()) return Errno{EROFS};
-  if (auto r = copy_up(n); !r) return r;
+  bool to_zero = (a.valid & SetAttr::kSize) && a.size == 0 && n->type == S_IFREG;
+  if (auto r = copy_up(n, to_zero ? CopyData::kNone : CopyData::kAll); !r) return r;
   // The real object: a directory by its fd, anything else by (dirfd, name).
   auto real = real_of(n);
   if (!real) return Errno{real.error()};
   int dirfd = real->dirfd;
   const char* name = real->name.empty() ? nullptr : real->name.c_str();
   XattrPath path(dirfd, name);  // /proc/self/fd form, usable for every call below
+  bool a_size_done = false;
   const char* p = path.path();
   if (a.valid & SetAttr::kMode) {
     if (n->type == S_IFLNK) return Errno{EOPNOTSUPP};
@@ -558,6 +568,23 @@ Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c
   }
   if (a.valid & SetAttr::kSize) {
     if (n->type != S_IFREG) return Errno{n->is_dir() ? EISDIR : EINVAL};
+    if (auto p = partial_of(n)) {
+      // Lower bytes past the new size are not the file's any more, even if
+      // it grows again later.
+      std::lock_guard<std::mutex> g(p->mu);
+      if (a.size < p->limit && !p->done.load()) {
+        p->limit = a.size;
+        std::string m = p->marker;
+        m.replace(0, m.find('\0'), std::to_string(a.size));
+        p->marker = m;
+        if (::fsetxattr(p->upper.get(), partial_xattr_.c_str(), m.data(), m.size(), 0) != 0)
+          return last_errno();
+      }
+      if (::ftruncate(p->upper.get(), a.size) != 0) return last_errno();
+      a_size_done = true;
+    }
+  }
+  if ((a.valid & SetAttr::kSize) && !a_size_done) {
     if (fd >= 0) {
       if (::ftruncate(fd, a.size) != 0) return last_errno();
     } else {
