@@ -9,11 +9,12 @@
 #
 #   bench/unpack.sh [--runs N] [--images gzip,zstd,tar] [--layers 0,1,2,3,4,all]
 #                   [--no-results]
+# Default layers: 0-4 for every image and the whole image (`all`) for gzip.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=3 images=gzip,zstd,tar layers=0,1,2,3,4,all write_results=1
+runs=3 images=gzip,zstd,tar layers= write_results=1
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift ;;
@@ -102,8 +103,10 @@ run_one() {
 
 tools=(layerctl tar umoci)
 IFS=, read -r -a img_list <<<"$images"
-IFS=, read -r -a layer_list <<<"$layers"
 for img in "${img_list[@]}"; do
+  l=$layers
+  [ -n "$l" ] || { l=0,1,2,3,4; [ "$img" != gzip ] || l+=,all; }
+  IFS=, read -r -a layer_list <<<"$l"
   for layer in "${layer_list[@]}"; do
     for ((r = 0; r < runs; r++)); do
       # rotate the order of the tools every run

@@ -12,11 +12,11 @@
 namespace layer::registry {
 
 struct RegistryOptions {
-  bool tls_verify = true;            // --tls-verify=false turns it off
-  std::string cert_dir;              // --cert-dir: *.crt (CAs), *.cert + *.key (client)
-  std::vector<std::string> insecure; // registries allowed over plain HTTP (loopback always is)
-  std::string auth_file;             // --authfile; else $REGISTRY_AUTH_FILE, XDG, docker config
-  std::string creds;                 // --creds USER:PASS, overrides the auth files
+  bool tls_verify = true;             // --tls-verify=false turns it off
+  std::string cert_dir;               // --cert-dir: *.crt (CAs), *.cert + *.key (client)
+  std::vector<std::string> insecure;  // registries allowed over plain HTTP (loopback always is)
+  std::string auth_file;              // --authfile; else $REGISTRY_AUTH_FILE, XDG, docker config
+  std::string creds;                  // --creds USER:PASS, overrides the auth files
 };
 
 // `ref`: "debian", "debian:bookworm", "docker.io/library/debian@sha256:…",
@@ -28,5 +28,15 @@ std::unique_ptr<oci::ImageSource> open_registry_source(const std::string& ref,
 // The normalized name a pulled image is recorded under
 // ("docker.io/library/debian:bookworm"); throws Error if malformed.
 std::string normalize_reference(const std::string& ref);
+
+// The registry part of `arg` as auth files key it: "docker.io" for Docker
+// Hub's aliases, "host[:port]" otherwise (a scheme or a "/v1/" path is
+// dropped). Throws Error if it is not a registry host.
+std::string registry_key(const std::string& arg);
+
+// Pings `registry` and authenticates with opt.creds as a pull would (Bearer
+// token fetch or Basic). Throws Error naming the registry if the credentials
+// are refused or the registry cannot be reached.
+void check_login(const std::string& registry, const RegistryOptions& opt);
 
 }  // namespace layer::registry

@@ -105,4 +105,8 @@ std::string Layout::container_json(const std::string& id) {
   return container_dir(id) + "/container.json";
 }
 
+std::string Layout::container_log(const std::string& id) {
+  return container_dir(id) + "/layerfs.log";
+}
+
 }  // namespace layer::store

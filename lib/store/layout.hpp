@@ -32,6 +32,7 @@ struct Layout {
   static std::string container_upper(const std::string& id);  // .../upper
   static std::string container_work(const std::string& id);   // .../work
   static std::string container_json(const std::string& id);   // .../container.json
+  static std::string container_log(const std::string& id);    // .../layerfs.log
 };
 
 }  // namespace layer::store

@@ -3,6 +3,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <locale.h>
+
 #include <exception>
 #include <memory>
 
@@ -40,6 +42,29 @@ la_ssize_t read_cb(archive* a, void* opaque, const void** buf) {
   }
 }
 
+// libarchive converts PAX path records (UTF-8) to the charset of the current
+// locale and fails on any non-ASCII name under the "C" locale that a process
+// starts in (real images have such names: Debian's ca-certificates). Unpack
+// under a UTF-8 LC_CTYPE for this thread only: names then pass through as the
+// bytes the tar carries, and the process locale is left alone.
+class Utf8Ctype {
+ public:
+  Utf8Ctype() : loc_(::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(0))) {
+    if (loc_ != static_cast<locale_t>(0)) old_ = ::uselocale(loc_);
+  }
+  ~Utf8Ctype() {
+    if (loc_ == static_cast<locale_t>(0)) return;
+    ::uselocale(old_);
+    ::freelocale(loc_);
+  }
+  Utf8Ctype(const Utf8Ctype&) = delete;
+  Utf8Ctype& operator=(const Utf8Ctype&) = delete;
+
+ private:
+  locale_t loc_;
+  locale_t old_ = static_cast<locale_t>(0);
+};
+
 }  // namespace
 
 Stats unpack_layer(int staging_dir, const LayerSpec& spec, ByteSource& src, const Options& opt,
@@ -48,6 +73,7 @@ Stats unpack_layer(int staging_dir, const LayerSpec& spec, ByteSource& src, cons
                         ": layer " + spec.digest.str();
   LayerStream stream(spec, src, opt.limits, context);
   ReadState state{&stream, &progress, nullptr};
+  Utf8Ctype utf8;  // declared before the archive: outlives it
   std::unique_ptr<archive, ArchiveFree> a(archive_read_new());
   if (!a) throw Error(context + ": archive_read_new", ENOMEM);
   archive_read_support_format_tar(a.get());

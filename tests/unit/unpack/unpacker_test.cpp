@@ -1,5 +1,6 @@
 #include "unpack/unpacker.hpp"
 
+#include <locale.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -267,4 +268,28 @@ TEST_CASE("overlay xattrs inside a tar are escaped") {
   CHECK(xattr_of(t / "d", "user.overlay.overlay.redirect") == "/etc");
   CHECK(xattr_of(t / "f", "trusted.overlay.overlay.overlay.x") == "1");
   CHECK(xattr_of(t / "f", "user.other") == "2");
+}
+
+TEST_CASE("non-ASCII names from PAX headers unpack whatever the process locale") {
+  // Real images have them (Debian's ca-certificates). The tar is written under
+  // a UTF-8 locale so its PAX path record is UTF-8, as GNU tar writes it; the
+  // unpack runs in this process's "C" locale.
+  const std::string name = "F\xc5\x91tan\xc3\xbas\xc3\xadtv\xc3\xa1ny.pem";
+  std::string tar;
+  {
+    locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(0));
+    REQUIRE(utf8 != static_cast<locale_t>(0));
+    locale_t old = ::uselocale(utf8);
+    TarBuilder tb;
+    tb.dir("certs/");
+    tb.file("certs/" + name, "cert");
+    tar = tb.finish();
+    ::uselocale(old);
+    ::freelocale(utf8);
+  }
+  REQUIRE(tar.find("path=certs/" + name) != std::string::npos);
+  Blob b = make_blob(tar, Filter::Gzip);
+  TempDir t;
+  unpack_blob(b, t.fd.get());
+  CHECK(read_at(t, "certs/" + name) == "cert");
 }

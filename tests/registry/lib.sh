@@ -1,0 +1,127 @@
+# Shared helpers for the registry integration tests (sourced, bash).
+# Starts a real CNCF registry (Debian's docker-registry) on 127.0.0.1 with a
+# free port and temporary storage, builds images with mkimage and pushes them
+# with skopeo. Every process started here is killed by pid in the EXIT trap.
+set -euo pipefail
+
+: "${LAYERCTL:?run through meson test}" "${SRCDIR:?}" "${BUILDDIR:?}"
+MKIMAGE="${MKIMAGE:-$BUILDDIR/tests/fixtures/mkimage}"
+REGFETCH="$BUILDDIR/tests/registry/regfetch"
+HERE="$SRCDIR/tests/registry"
+
+# The system python (a pyenv shim in front of it costs a second per call).
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
+for tool in docker-registry skopeo openssl python3 curl; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed (.ci/install-deps)"; exit 77; }
+done
+
+WORK=$(mktemp -d /tmp/layerfs-regtest.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/run"
+unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_CONFIG_HOME
+mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
+export LAYERFS_ROOT="$WORK/store"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "--- $(date +%T) $*"; }
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: until anything answers HTTP there (10 s).
+wait_http() {
+  local i
+  for i in $(seq 100); do
+    curl -sk -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  fail "nothing answers at $1"
+}
+
+# start_registry NAME [AUTH_YAML [TLS_YAML]]: sets REG_<NAME>_PORT and
+# REG_<NAME>_STORAGE. Listens on $REG_ADDR (default 127.0.0.1).
+start_registry() {
+  local name=$1 extra=${2:-} tls=${3:-} addr=${REG_ADDR:-127.0.0.1}
+  local port dir
+  port=$(free_port)
+  dir="$WORK/registry-$name"
+  mkdir -p "$dir/storage"
+  {
+    echo "version: 0.1"
+    echo "log: {level: warn, accesslog: {disabled: true}}"
+    echo "storage:"
+    echo "  filesystem: {rootdirectory: $dir/storage}"
+    echo "  delete: {enabled: true}"
+    echo "http:"
+    echo "  addr: $addr:$port"
+    [ -n "$tls" ] && printf '%s\n' "$tls"
+    [ -n "$extra" ] && printf '%s\n' "$extra"
+  } >"$dir/config.yml"
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  PIDS+=($!)
+  local scheme=http
+  [ -n "$tls" ] && scheme=https
+  wait_http "$scheme://$addr:$port/v2/"
+  printf -v "REG_${name}_PORT" '%s' "$port"
+  printf -v "REG_${name}_STORAGE" '%s' "$dir/storage"
+}
+
+# start_proxy NAME UPSTREAM_PORT [cut_proxy.py options...]: sets PROXY_<NAME>_PORT;
+# the proxy logs to $WORK/proxy-NAME.log.
+start_proxy() {
+  local name=$1 upstream=$2 port
+  shift 2
+  port=$(free_port)
+  "$PY" "$HERE/cut_proxy.py" "$port" "$upstream" "$WORK/proxy-$name.log" "$@" \
+    2>"$WORK/proxy-$name.err" &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$port/v2/"
+  : >"$WORK/proxy-$name.log"
+  printf -v "PROXY_${name}_PORT" '%s' "$port"
+}
+
+# make_trees ROOT: three small layer trees (base, mid, top) with real content.
+make_trees() {
+  local t=$1
+  mkdir -p "$t/base/etc" "$t/base/usr/bin" "$t/mid/usr/lib" "$t/top/app"
+  echo "base layer" >"$t/base/etc/os-release"
+  head -c 3000000 /dev/urandom >"$t/base/usr/bin/blob"      # incompressible: a real download
+  seq 1 200000 >"$t/base/usr/bin/numbers"
+  echo "mid layer" >"$t/mid/usr/lib/mid.txt"
+  head -c 1500000 /dev/urandom >"$t/mid/usr/lib/lib.so"
+  echo "top layer $RANDOM" >"$t/top/app/version"
+  touch "$t/top/.wh.numbers-not-here"
+}
+
+# push LAYOUT TAG DEST [skopeo flags...]: oci:LAYOUT:TAG → docker://DEST (plain HTTP).
+push() {
+  local layout=$1 tag=$2 dest=$3
+  shift 3
+  skopeo copy -q --dest-tls-verify=false "$@" "oci:$layout:$tag" "docker://$dest" \
+    || fail "skopeo could not push $layout:$tag to $dest"
+}
+
+# expect_fail PATTERN CMD...: CMD must fail, with PATTERN (grep -E) on stderr.
+expect_fail() {
+  local pattern=$1
+  shift
+  local out
+  if out=$("$@" 2>&1 >/dev/null); then fail "'$*' succeeded; expected failure matching /$pattern/"; fi
+  echo "$out" | grep -Eq -- "$pattern" || fail "'$*' failed with '$out'; expected /$pattern/"
+  echo "  ok, failed as expected: $out"
+}
+
+# have_registry_pull: true once `layerctl pull` accepts registry refs.
+have_registry_pull() {
+  "$LAYERCTL" pull --help 2>/dev/null | grep -q -- "--tls-verify"
+}
