@@ -91,11 +91,17 @@ void reply_err(fuse_req_t req, int err) {
   fuse_reply_err(req, err);
 }
 
+// Hard-linked files are several nodes for one inode: their attributes are
+// not cached, so a change through one name shows through the others.
+double attr_timeout(Daemon& d, Node* n) {
+  return n->shared.load() ? 0.0 : d.timeout();
+}
+
 void reply_entry(fuse_req_t req, Daemon& d, Node* n, const struct stat& st) {
   fuse_entry_param e{};
   e.ino = reinterpret_cast<fuse_ino_t>(n);
   e.attr = st;
-  e.attr_timeout = d.timeout();
+  e.attr_timeout = attr_timeout(d, n);
   e.entry_timeout = d.timeout();
   if (fuse_reply_entry(req, &e) != 0) d.ov().unref(n);  // the kernel did not take it
 }
@@ -185,7 +191,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       r = d.ov().getattr(n, -1, &st);
     }
     if (!r) return reply_err(req, r.error());
-    fuse_reply_attr(req, &st, d.timeout());
+    fuse_reply_attr(req, &st, attr_timeout(d, n));
   });
 }
 
@@ -212,7 +218,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
       r = d.ov().setattr(n, -1, a, caller_of(req), &st);
     }
     if (!r) return reply_err(req, r.error());
-    fuse_reply_attr(req, &st, d.timeout());
+    fuse_reply_attr(req, &st, attr_timeout(d, n));
   });
 }
 
@@ -308,7 +314,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     d.ov().ref(n);
     fi->fh = reinterpret_cast<uint64_t>(f);
     // Lower layers never change and the upper changes only through us.
-    fi->keep_cache = 1;
+    fi->keep_cache = n->shared.load() ? 0 : 1;
     if (fi->flags & O_DIRECT) fi->direct_io = 1;
     if (fuse_reply_open(req, fi) != 0) {
       d.ov().unref(n);
@@ -537,7 +543,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     }
     e.ino = reinterpret_cast<fuse_ino_t>(r.value());
     e.attr = st;
-    e.attr_timeout = d.timeout();
+    e.attr_timeout = attr_timeout(d, r.value());
     e.entry_timeout = d.timeout();
     if (!add(ent.name.c_str(), st, &e, i + 1)) {
       d.ov().unref(r.value());

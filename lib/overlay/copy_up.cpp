@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -88,30 +89,94 @@ std::string Overlay::index_name(uint64_t ino) {
   return buf;
 }
 
-Result<void> Overlay::link_from_index(uint64_t ino, int dirfd, const char* name) {
-  if (::linkat(index_.get(), index_name(ino).c_str(), dirfd, name, 0) != 0) return last_errno();
-  adjust_lower_names(ino, -1);
+// An index entry (workdir/layerfs-index/<origin ino>) names the upper copy of
+// a lower file with several names by its file handle, so that it survives
+// renames and adds no link the kernel would count; its xattr counts the names
+// still only in a lower layer.
+struct IndexEntry {
+  uint64_t upper_ino;
+  uint32_t handle_bytes;
+  int32_t handle_type;
+  unsigned char handle[MAX_HANDLE_SZ];
+};
+
+Result<void> Overlay::write_index(uint64_t ino, int dirfd, const char* name, uint32_t others) {
+  IndexEntry e{};
+  struct stat st;
+  if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  e.upper_ino = st.st_ino;
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  if (::name_to_handle_at(dirfd, name, fh, &mount_id, 0) != 0) return last_errno();
+  e.handle_bytes = fh->handle_bytes;
+  e.handle_type = fh->handle_type;
+  std::memcpy(e.handle, fh->f_handle, fh->handle_bytes);
+  std::string tmp = temp_name();
+  auto fd = sys::open_at(work_.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd) return Errno{fd.error()};
+  if (auto r = sys::write_all(fd.value().get(), &e, sizeof(e)); !r) return r;
+  if (::fsetxattr(fd.value().get(), names_xattr_.c_str(), &others, sizeof(others), 0) != 0)
+    return last_errno();
+  if (::renameat(work_.get(), tmp.c_str(), index_.get(), index_name(ino).c_str()) != 0)
+    return last_errno();
   return {};
 }
 
-void Overlay::adjust_lower_names(uint64_t ino, int delta) {
-  std::lock_guard<std::mutex> g(index_mu_);
+Result<UniqueFd> Overlay::open_index(uint64_t ino, uint64_t* upper_ino) {
+  auto fd = sys::open_at(index_.get(), index_name(ino).c_str(), O_RDONLY | O_NOFOLLOW);
+  if (!fd) return Errno{fd.error()};
+  IndexEntry e{};
+  auto n = sys::read_full(fd.value().get(), &e, sizeof(e));
+  if (!n) return Errno{n.error()};
+  if (n.value() != sizeof(e) || e.handle_bytes > MAX_HANDLE_SZ) return Errno{ENOENT};
+  if (upper_ino) *upper_ino = e.upper_ino;
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = e.handle_bytes;
+  fh->handle_type = e.handle_type;
+  std::memcpy(fh->f_handle, e.handle, e.handle_bytes);
+  int r = ::open_by_handle_at(upper_.get(), fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (r < 0) return errno == ESTALE ? Errno{ENOENT} : last_errno();
+  return UniqueFd(r);
+}
+
+bool Overlay::has_index(uint64_t ino) {
+  struct stat st;
+  return index_.valid() &&
+         ::fstatat(index_.get(), index_name(ino).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+Result<void> Overlay::link_from_index_locked(uint64_t ino, int dirfd, const char* name) {
+  auto fd = open_index(ino, nullptr);
+  if (!fd) return Errno{fd.error()};
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd.value().get());
+  if (::linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) != 0) return last_errno();
   XattrPath p(index_.get(), index_name(ino).c_str());
   uint32_t v = 0;
-  if (p.get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return;
-  v = static_cast<uint32_t>(std::max<int64_t>(0, int64_t{v} + delta));
-  p.set(names_xattr_.c_str(), &v, sizeof(v), 0);
+  if (p.get(names_xattr_.c_str(), &v, sizeof(v)) == sizeof(v) && v > 0) {
+    --v;
+    p.set(names_xattr_.c_str(), &v, sizeof(v), 0);
+  }
+  return {};
+}
+
+Result<void> Overlay::link_from_index(uint64_t ino, int dirfd, const char* name) {
+  std::lock_guard<std::mutex> g(index_mu_);
+  return link_from_index_locked(ino, dirfd, name);
 }
 
 uint32_t Overlay::lower_names(uint64_t ino, const struct stat& upper_st) {
   std::string key = index_name(ino);
-  struct stat ist;
-  if (::fstatat(index_.get(), key.c_str(), &ist, AT_SYMLINK_NOFOLLOW) != 0 ||
-      ist.st_ino != upper_st.st_ino || ist.st_dev != upper_st.st_dev)
-    return UINT32_MAX;
+  auto fd = sys::open_at(index_.get(), key.c_str(), O_RDONLY | O_NOFOLLOW);
+  if (!fd) return UINT32_MAX;
+  uint64_t uino = 0;
+  auto n = sys::read_full(fd.value().get(), &uino, sizeof(uino));
+  if (!n || n.value() != sizeof(uino) || uino != upper_st.st_ino) return UINT32_MAX;
   uint32_t v = 0;
-  if (XattrPath(index_.get(), key.c_str()).get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v))
-    return 0;
+  if (::fgetxattr(fd.value().get(), names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return 0;
   return v;
 }
 
@@ -252,8 +317,10 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
   // A lower file with several names: if another name was copied up already,
   // this one becomes a link to that copy.
   bool indexed = S_ISREG(st.st_mode) && st.st_nlink > 1 && index_.valid();
+  std::unique_lock<std::mutex> index_lock;
   if (indexed) {
-    auto l = link_from_index(n->ino, ufd, nm);
+    index_lock = std::unique_lock<std::mutex>(index_mu_);
+    auto l = link_from_index_locked(n->ino, ufd, nm);
     if (l) {
       struct timespec pts[2] = {pst.st_atim, pst.st_mtim};
       ::futimens(ufd, pts);
@@ -352,26 +419,17 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
     partial->upper = std::move(rw).value();
   }
   data.reset();
-  if (indexed) {
-    uint32_t others = static_cast<uint32_t>(st.st_nlink - 1);
-    if (XattrPath(wfd, tn).set(names_xattr_.c_str(), &others, sizeof(others), 0) != 0)
-      return fail(errno);
-    if (::linkat(wfd, tn, index_.get(), index_name(n->ino).c_str(), 0) != 0) {
-      if (errno != EEXIST) return fail(errno);
-      // Another name of the same file won the race: link to its copy.
-      (void)remove_in_work(tn);
-      auto l = link_from_index(n->ino, ufd, nm);
-      if (!l) return l;
-      n->layer = kUpper;
-      return {};
-    }
-  }
-
   if (::renameat2(wfd, tn, ufd, nm, RENAME_NOREPLACE) != 0) {
     if (partial) ::unlinkat(partial_dir_.get(), partial->reg_name.c_str(), 0);
     return fail(errno);
   }
   mark_impure(ufd);
+  if (indexed) {
+    // Without the index entry the other names would get copies of their
+    // own: a broken link, not a broken file, so this is not an error.
+    (void)write_index(n->ino, ufd, nm, static_cast<uint32_t>(st.st_nlink - 1));
+    index_lock.unlock();
+  }
   if (partial) {
     {
       std::lock_guard<std::mutex> g(n->mu);

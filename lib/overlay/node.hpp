@@ -79,6 +79,9 @@ struct Node {
   // Topmost layer holding the object. Written under mu (after copy-up), read
   // without a lock: once 0 (upper) it never changes again.
   std::atomic<int> layer{0};
+  // A regular file with other names (each name is a Node of its own): the
+  // kernel must not cache its attributes or data across opens.
+  std::atomic<bool> shared{false};
 
   std::mutex mu;  // guards stack, listing, partial; lock order: tree_mu_ before mu
   std::shared_ptr<const DirStack> stack;   // directories only

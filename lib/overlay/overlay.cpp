@@ -447,8 +447,7 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
     // Another name of this lower file was copied up: this name is linked to
     // the same upper copy (hard links survive copy-up).
     uint64_t lino = map_ino_raw(f->st.st_dev, f->st.st_ino);
-    struct stat ist;
-    if (::fstatat(index_.get(), index_name(lino).c_str(), &ist, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (has_index(lino)) {
       if (auto r = copy_up(parent); !r) return Errno{r.error()};
       std::shared_ptr<const DirStack> keep;
       auto ufd = upper_dirfd(parent, &keep);
@@ -474,8 +473,10 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
   Node* fresh = new Node(f->st.st_mode, ino);
   fresh->layer = f->layer;
   fresh->stack = std::move(f->stack);
-  if (f->layer == kUpper && S_ISREG(f->st.st_mode) && f->st.st_nlink > 1)
-    attach_partial(fresh, f->st);  // a partial file has a second link in workdir
+  if (S_ISREG(f->st.st_mode) && f->st.st_nlink > 1) {
+    if (f->layer == kUpper) attach_partial(fresh, f->st);  // its second link is in workdir
+    fresh->shared = f->layer != kUpper || !attach_partial_only(fresh, f->st);
+  }
   Node* got = insert_child(parent, name, fresh);
   if (got != fresh) delete fresh;
   return got;
@@ -529,14 +530,17 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
       }
     }
   } else {
+    if (auto r = follow_index(n); !r) return r;
     auto loc = locate(n);
     if (!loc) return Errno{loc.error()};
     if (!stat_at(loc->dirfd, loc->name.c_str(), st)) return last_errno();
   }
-  if (S_ISREG(st->st_mode) && st->st_nlink > 1 && n->layer.load() == kUpper && index_.valid()) {
-    if (partial_of(n)) --st->st_nlink;  // its link in workdir/layerfs-partial
-    uint32_t lower = lower_names(n->ino, *st);
-    if (lower != UINT32_MAX) st->st_nlink = st->st_nlink - 1 + lower;
+  if (S_ISREG(st->st_mode) && n->layer.load() == kUpper && index_.valid()) {
+    if (st->st_nlink > 1 && partial_of(n)) --st->st_nlink;  // its link in layerfs-partial
+    if (n->ino != map_ino_raw(st->st_dev, st->st_ino)) {    // a copy-up: maybe indexed
+      uint32_t lower = lower_names(n->ino, *st);
+      if (lower != UINT32_MAX) st->st_nlink += lower;
+    }
   }
   fix_stat(n, st);
   return {};
@@ -557,6 +561,18 @@ Result<struct statvfs> Overlay::statfs() {
   int fd = upper_.valid() ? upper_.get() : layer_roots_.at(1).get();
   if (::fstatvfs(fd, &s) != 0) return last_errno();
   return s;
+}
+
+Result<void> Overlay::follow_index(Node* n) {
+  // Another name of this lower file was copied up since this one was looked
+  // up: link this name to that copy too.
+  if (!n->shared.load() || n->layer.load() == kUpper || !has_index(n->ino)) return {};
+  return copy_up(n);
+}
+
+bool Overlay::attach_partial_only(Node* n, const struct stat& st) {
+  // An upper file whose only other link is its workdir/layerfs-partial entry.
+  return st.st_nlink == 2 && partial_of(n) != nullptr;
 }
 
 Result<void> Overlay::fsync_dir(Node* dir, bool datasync) {

@@ -195,12 +195,18 @@ class Overlay {
   Result<void> fill_range(Partial& p, off_t from, off_t to);  // REQUIRES: p.mu held
   std::string path_of(Node* n);  // relative to the root, for the partial marker
   void attach_partial(Node* n, const struct stat& upper_st);
+  bool attach_partial_only(Node* n, const struct stat& upper_st);
+  Result<void> follow_index(Node* n);
   void partial_worker();
   void recover_partials();  // cold path: completes what a crash left
   static std::string index_name(uint64_t ino);
-  // Links the index entry of `ino` to (dirfd, name); ENOENT when there is none.
+  // Links the upper copy that the index entry of `ino` names to (dirfd,
+  // name); ENOENT when there is none. The _locked form REQUIRES index_mu_.
   Result<void> link_from_index(uint64_t ino, int dirfd, const char* name);
-  void adjust_lower_names(uint64_t ino, int delta);
+  Result<void> link_from_index_locked(uint64_t ino, int dirfd, const char* name);
+  Result<void> write_index(uint64_t ino, int dirfd, const char* name, uint32_t others);
+  Result<UniqueFd> open_index(uint64_t ino, uint64_t* upper_ino);
+  bool has_index(uint64_t ino);
   // Names of an indexed file still only in a lower layer; UINT32_MAX when
   // upper_st is not an indexed copy.
   uint32_t lower_names(uint64_t ino, const struct stat& upper_st);

@@ -246,7 +246,10 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
     }
   }
   invalidate_listing(parent);
-  return lookup(parent, name, st);
+  src->shared = true;
+  auto r = lookup(parent, name, st);
+  if (r) r.value()->shared = true;
+  return r;
 }
 
 // ---------------------------------------------------------------- removal
@@ -258,6 +261,11 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   NodeRef n(this, nr.value());
   if (n.get()->is_dir()) return Errno{EISDIR};
   if (auto r = copy_up(parent); !r) return r;
+  if (n.get()->shared.load() && n.get()->layer.load() != kUpper && index_.valid()) {
+    // One name of a lower file with several: copy it up (or link it to the
+    // copy) first, so the other names stay one file with the right count.
+    if (auto r = copy_up(n.get()); !r) return r;
+  }
   std::shared_ptr<const DirStack> pstack;
   auto ufd_r = upper_dirfd(parent, &pstack);
   if (!ufd_r) return Errno{ufd_r.error()};
@@ -513,6 +521,7 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
 
 Result<OpenFile> Overlay::open_file(Node* n, int flags) {
   if (n->is_dir()) return Errno{EISDIR};
+  if (auto r = follow_index(n); !r) return Errno{r.error()};
   bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (write) {
     if (!writable()) return Errno{EROFS};
@@ -662,11 +671,8 @@ Result<void> Overlay::setxattr(Node* n, const char* name, const void* value, siz
   if (!writable()) return Errno{EROFS};
   std::string_view nm(name);
   std::string real;
-  if (private_xattr(nm)) {
-    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{EPERM};
-    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
-    name = real.c_str();
-  }
+  // The overlay's own xattrs cannot be set from inside (as in the kernel).
+  if (private_xattr(nm)) return Errno{EPERM};
   if (auto r = copy_up(n); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};
@@ -679,11 +685,7 @@ Result<void> Overlay::removexattr(Node* n, const char* name) {
   if (!writable()) return Errno{EROFS};
   std::string_view nm(name);
   std::string real;
-  if (private_xattr(nm)) {
-    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{ENODATA};
-    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
-    name = real.c_str();
-  }
+  if (private_xattr(nm)) return Errno{EPERM};
   if (auto r = copy_up(n); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};
