@@ -14,6 +14,7 @@
 #include "oci/image_source.hpp"
 #include "pull/puller.hpp"
 #include "registry/registry_source.hpp"
+#include "registry_flags.hpp"
 #include "store/store.hpp"
 #include "util/error.hpp"
 
@@ -115,12 +116,6 @@ class Progress {
   Clock::time_point last_draw_{};
 };
 
-bool parse_bool(const std::string& opt, const std::string& v) {
-  if (v == "true" || v == "1" || v == "yes") return true;
-  if (v == "false" || v == "0" || v == "no") return false;
-  throw UsageError("option '--" + opt + "' wants true or false, not '" + v + "'");
-}
-
 uint64_t parse_count(const std::string& opt, const std::string& v) {
   char* end = nullptr;
   errno = 0;
@@ -144,34 +139,17 @@ uint64_t parse_count(const std::string& opt, const std::string& v) {
   return n * mult;
 }
 
-std::vector<std::string> split_lines(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t nl = s.find('\n', start);
-    out.push_back(s.substr(start, nl == std::string::npos ? std::string::npos : nl - start));
-    if (nl == std::string::npos) break;
-    start = nl + 1;
-  }
-  return out;
-}
-
 bool is_local(const std::string& ref) {
   return ref.rfind("oci:", 0) == 0 || ref.rfind("docker-archive:", 0) == 0;
 }
 
 int run_pull(Globals& g, std::vector<std::string>& args) {
-  auto o = parse_options(args,
-                         {{"platform", true},
-                          {"jobs", true, 'j'},
-                          {"tls-verify", true},
-                          {"cert-dir", true},
-                          {"creds", true},
-                          {"authfile", true},
-                          {"insecure-registry", true},
-                          {"max-layer-bytes", true},
-                          {"max-layer-entries", true}},
-                         g);
+  std::vector<OptSpec> specs = {{"platform", true},
+                                {"jobs", true, 'j'},
+                                {"max-layer-bytes", true},
+                                {"max-layer-entries", true}};
+  for (const auto& f : registry_flags()) specs.push_back(f);
+  auto o = parse_options(args, specs, g);
   if (args.size() != 1) throw UsageError("wants one image reference (see 'layerctl pull --help')");
   const std::string ref = args[0];
 
@@ -212,12 +190,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
       source = oci::open_local_source(ref);
       name = source->default_name();
     } else {
-      registry::RegistryOptions ro;
-      if (o.count("tls-verify")) ro.tls_verify = parse_bool("tls-verify", o["tls-verify"]);
-      if (o.count("cert-dir")) ro.cert_dir = o["cert-dir"];
-      if (o.count("creds")) ro.creds = o["creds"];
-      if (o.count("authfile")) ro.auth_file = o["authfile"];
-      if (o.count("insecure-registry")) ro.insecure = split_lines(o["insecure-registry"]);
+      registry::RegistryOptions ro = registry_options(o);
       source = registry::open_registry_source(ref, ro);
       name = registry::normalize_reference(ref);
     }
@@ -289,13 +262,9 @@ const Command::Register kRegister({
     "  -j, --jobs N                  layers fetched and unpacked at once (default 4)\n"
     "  --max-layer-bytes SIZE        refuse a layer whose tar is larger (default 64G)\n"
     "  --max-layer-entries N         refuse a layer with more entries (default 4000000)\n"
-    "Registry options:\n"
-    "  --tls-verify=BOOL             verify TLS certificates (default true)\n"
-    "  --cert-dir DIR                CA certificates (*.crt) and client cert/key (*.cert, *.key)\n"
-    "  --creds USER:PASS             credentials, overriding the auth file\n"
-    "  --authfile FILE               auth file (default: $REGISTRY_AUTH_FILE, containers, docker)\n"
-    "  --insecure-registry HOST      allow plain HTTP for HOST (repeatable)\n"
-    "Global: --root DIR, --json (a summary object), -q (print only the image id)\n",
+    "Registry options:\n" +
+        std::string(registry_flags_usage()) +
+        "Global: --root DIR, --json (a summary object), -q (print only the image id)\n",
     run_pull,
 });
 
