@@ -14,6 +14,7 @@
 #include "oci/image_source.hpp"
 #include "pull/puller.hpp"
 #include "registry/registry_source.hpp"
+#include "registry_flags.hpp"
 #include "store/store.hpp"
 #include "util/error.hpp"
 
@@ -40,16 +41,17 @@ const char* state_name(pull::LayerState s) {
   return "?";
 }
 
-// Draws one line per layer on stderr. On a terminal the block is redrawn in
-// place (at most 10 times a second, and on every state change); otherwise one
-// line is printed per layer when it finishes. Called serialized by the puller.
+// Draws one line per layer on stderr when it is a terminal, redrawn in place
+// at most 10 times a second and on every state change. Elsewhere (logs,
+// pipes) only the summary is printed. Called serialized by the puller.
 class Progress {
  public:
   Progress(bool tty, bool quiet) : tty_(tty), quiet_(quiet) {}
 
   void on_event(const pull::LayerEvent& e) {
     if (quiet_) return;
-    if (e.index >= layers_.size()) layers_.resize(e.index + 1);
+    if (std::max(e.index + 1, e.total) > layers_.size())
+      layers_.resize(std::max(e.index + 1, e.total));
     Line& l = layers_[e.index];
     bool changed = l.state != e.state || !l.seen;
     if (e.state == pull::LayerState::Downloading && l.state != pull::LayerState::Downloading)
@@ -59,12 +61,7 @@ class Progress {
     l.size = e.size;
     l.state = e.state;
     if (e.bytes > l.bytes || e.state == pull::LayerState::Done) l.bytes = e.bytes;
-    if (!tty_) {
-      if (changed && (e.state == pull::LayerState::Exists || e.state == pull::LayerState::Done ||
-                      e.state == pull::LayerState::Failed))
-        std::fprintf(stderr, "%s\n", render(e.index).c_str());
-      return;
-    }
+    if (!tty_) return;
     auto now = Clock::now();
     if (!changed && now - last_draw_ < std::chrono::milliseconds(100)) return;
     last_draw_ = now;
@@ -87,8 +84,9 @@ class Progress {
 
   std::string render(size_t i) const {
     const Line& l = layers_[i];
-    std::string s = "  " + l.digest.substr(0, 19) + "  " + state_name(l.state);
-    s.resize(std::max<size_t>(s.size(), 35), ' ');
+    std::string s = "  " + std::to_string(i + 1) + "/" + std::to_string(layers_.size()) + "  " +
+                    l.digest.substr(0, 19) + "  " + state_name(l.state);
+    s.resize(std::max<size_t>(s.size(), 42), ' ');
     std::string total = l.size >= 0 ? human_bytes(static_cast<uint64_t>(l.size)) : "?";
     if (l.state == pull::LayerState::Downloading || l.state == pull::LayerState::Unpacking) {
       double secs = std::chrono::duration<double>(Clock::now() - l.start).count();
@@ -103,8 +101,10 @@ class Progress {
   void draw() {
     std::string out;
     if (drawn_ > 0) out += "\x1b[" + std::to_string(drawn_) + "A";
-    for (size_t i = 0; i < layers_.size(); ++i) out += "\r\x1b[2K" + render(i) + "\n";
-    drawn_ = layers_.size();
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (layers_[i].seen) out += "\r\x1b[2K" + render(i) + "\n";
+    drawn_ = 0;
+    for (const auto& l : layers_) drawn_ += l.seen ? 1 : 0;
     std::fputs(out.c_str(), stderr);
     std::fflush(stderr);
   }
@@ -115,12 +115,6 @@ class Progress {
   size_t drawn_ = 0;
   Clock::time_point last_draw_{};
 };
-
-bool parse_bool(const std::string& opt, const std::string& v) {
-  if (v == "true" || v == "1" || v == "yes") return true;
-  if (v == "false" || v == "0" || v == "no") return false;
-  throw UsageError("option '--" + opt + "' wants true or false, not '" + v + "'");
-}
 
 uint64_t parse_count(const std::string& opt, const std::string& v) {
   char* end = nullptr;
@@ -145,34 +139,17 @@ uint64_t parse_count(const std::string& opt, const std::string& v) {
   return n * mult;
 }
 
-std::vector<std::string> split_lines(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t nl = s.find('\n', start);
-    out.push_back(s.substr(start, nl == std::string::npos ? std::string::npos : nl - start));
-    if (nl == std::string::npos) break;
-    start = nl + 1;
-  }
-  return out;
-}
-
 bool is_local(const std::string& ref) {
   return ref.rfind("oci:", 0) == 0 || ref.rfind("docker-archive:", 0) == 0;
 }
 
 int run_pull(Globals& g, std::vector<std::string>& args) {
-  auto o = parse_options(args,
-                         {{"platform", true},
-                          {"jobs", true, 'j'},
-                          {"tls-verify", true},
-                          {"cert-dir", true},
-                          {"creds", true},
-                          {"authfile", true},
-                          {"insecure-registry", true},
-                          {"max-layer-bytes", true},
-                          {"max-layer-entries", true}},
-                         g);
+  std::vector<OptSpec> specs = {{"platform", true},
+                                {"jobs", true, 'j'},
+                                {"max-layer-bytes", true},
+                                {"max-layer-entries", true}};
+  for (const auto& f : registry_flags()) specs.push_back(f);
+  auto o = parse_options(args, specs, g);
   if (args.size() != 1) throw UsageError("wants one image reference (see 'layerctl pull --help')");
   const std::string ref = args[0];
 
@@ -196,15 +173,16 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   opt.unpack.rootless = ::geteuid() != 0;
 
   // Errors from here on name the reference once, at the front.
+  std::string name;
   auto at_fault = [&](const std::string& line, const std::string& prefix) {
     std::string rest = line;
-    for (const std::string& p : {prefix + ": ", ref + ": ", "'" + ref + "': "})
-      if (!p.empty() && rest.rfind(p, 0) == 0) rest = rest.substr(p.size());
+    for (const std::string& p :
+         {prefix + ": ", ref + ": ", "'" + ref + "': ", "image " + name + ": "})
+      if (rest.rfind(p, 0) == 0) rest = rest.substr(p.size());
     return Error("'" + ref + "': " + rest);
   };
 
   std::unique_ptr<oci::ImageSource> source;
-  std::string name;
   try {
     if (is_local(ref)) {
       for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry"})
@@ -212,12 +190,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
       source = oci::open_local_source(ref);
       name = source->default_name();
     } else {
-      registry::RegistryOptions ro;
-      if (o.count("tls-verify")) ro.tls_verify = parse_bool("tls-verify", o["tls-verify"]);
-      if (o.count("cert-dir")) ro.cert_dir = o["cert-dir"];
-      if (o.count("creds")) ro.creds = o["creds"];
-      if (o.count("authfile")) ro.auth_file = o["authfile"];
-      if (o.count("insecure-registry")) ro.insecure = split_lines(o["insecure-registry"]);
+      registry::RegistryOptions ro = registry_options(o);
       source = registry::open_registry_source(ref, ro);
       name = registry::normalize_reference(ref);
     }
@@ -226,7 +199,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   }
 
   store::Store st = store::Store::open(g.root, store::LockMode::Shared);
-  Progress progress(stderr_is_tty() && !g.json, g.quiet || g.json);
+  Progress progress(stderr_is_tty(), g.quiet || g.json);
   opt.on_layer = [&](const pull::LayerEvent& e) { progress.on_event(e); };
   auto t0 = Clock::now();
   pull::Result r;
@@ -289,13 +262,9 @@ const Command::Register kRegister({
     "  -j, --jobs N                  layers fetched and unpacked at once (default 4)\n"
     "  --max-layer-bytes SIZE        refuse a layer whose tar is larger (default 64G)\n"
     "  --max-layer-entries N         refuse a layer with more entries (default 4000000)\n"
-    "Registry options:\n"
-    "  --tls-verify=BOOL             verify TLS certificates (default true)\n"
-    "  --cert-dir DIR                CA certificates (*.crt) and client cert/key (*.cert, *.key)\n"
-    "  --creds USER:PASS             credentials, overriding the auth file\n"
-    "  --authfile FILE               auth file (default: $REGISTRY_AUTH_FILE, containers, docker)\n"
-    "  --insecure-registry HOST      allow plain HTTP for HOST (repeatable)\n"
-    "Global: --root DIR, --json (a summary object), -q (print only the image id)\n",
+    "Registry options:\n" +
+        std::string(registry_flags_usage()) +
+        "Global: --root DIR, --json (a summary object), -q (print only the image id)\n",
     run_pull,
 });
 

@@ -24,7 +24,9 @@ std::string default_root() {
   return std::string(home ? home : "/tmp") + "/.local/share/layerfs";
 }
 
-bool stderr_is_tty() { return ::isatty(2) == 1; }
+bool stderr_is_tty() {
+  return ::isatty(2) == 1;
+}
 
 std::map<std::string, std::string> parse_options(std::vector<std::string>& args,
                                                  const std::vector<OptSpec>& specs, Globals& g) {
@@ -73,11 +75,16 @@ std::map<std::string, std::string> parse_options(std::vector<std::string>& args,
         if (s.short_name == c) name = s.name;
     }
     std::string v = optarg ? optarg : "";
-    if (name == "root") g.root = v;
-    else if (name == "json") g.json = true;
-    else if (name == "quiet") g.quiet = true;
-    else if (values.count(name)) values[name] += "\n" + v;
-    else values[name] = v;
+    if (name == "root")
+      g.root = v;
+    else if (name == "json")
+      g.json = true;
+    else if (name == "quiet")
+      g.quiet = true;
+    else if (values.count(name))
+      values[name] += "\n" + v;
+    else
+      values[name] = v;
   }
   std::vector<std::string> rest;
   for (size_t i = static_cast<size_t>(optind); i < argv.size() - 1; ++i) rest.push_back(argv[i]);
@@ -92,7 +99,8 @@ void print_help() {
       "Usage: layerctl [--root DIR] COMMAND [OPTIONS] [ARGS]\n\n"
       "layerfs: a content-addressable container image layer store and FUSE union filesystem.\n\n"
       "Commands:\n");
-  for (const auto& [name, c] : Command::all()) std::printf("  %-10s %s\n", name.c_str(), c.summary.c_str());
+  for (const auto& [name, c] : Command::all())
+    std::printf("  %-10s %s\n", name.c_str(), c.summary.c_str());
   std::printf(
       "\nGlobal options:\n"
       "  --root DIR   store root (default: $LAYERFS_ROOT, /var/lib/layerfs as root)\n"

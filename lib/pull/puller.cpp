@@ -51,7 +51,8 @@ class Ingestor {
   }
 
   LayerEvent event(size_t i, LayerState s, uint64_t bytes = 0) const {
-    return LayerEvent{i, m_.layers[i].digest, cfg_.diff_ids[i], m_.layers[i].size, s, bytes};
+    return LayerEvent{i,     m_.layers[i].digest, cfg_.diff_ids[i], m_.layers[i].size, s,
+                      bytes, m_.layers.size()};
   }
 
   // Runs the queue on opt.jobs threads; rethrows the first failure.
@@ -127,12 +128,8 @@ class Ingestor {
       return;
     }
     emit(event(i, LayerState::Downloading));
-    std::unique_ptr<ByteSource> blob;
-    try {
-      blob = source_.open_blob(d);
-    } catch (const Error& e) {
-      throw Error(source_.describe() + ": layer " + d.digest.str() + ": " + e.line());
-    }
+    // Sources name the blob in their errors.
+    std::unique_ptr<ByteSource> blob = source_.open_blob(d);
     CountingSource counted(*this, i, *blob);
     unpack::LayerSpec spec;
     spec.media_type = d.media_type;

@@ -26,6 +26,7 @@ struct LayerEvent {
   int64_t size;  // compressed, from the descriptor
   LayerState state;
   uint64_t bytes = 0;  // compressed bytes read so far
+  size_t total = 0;    // layers in the manifest
 };
 
 struct Options {

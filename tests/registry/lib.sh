@@ -125,3 +125,27 @@ expect_fail() {
 have_registry_pull() {
   "$LAYERCTL" pull --help 2>/dev/null | grep -q -- "--tls-verify"
 }
+
+# make_ca DIR: a CA and a server certificate for 127.0.0.1/localhost signed by
+# it (DIR/ca.crt, DIR/server.crt, DIR/server.key); DIR/certs holds only ca.crt
+# (a --cert-dir).
+make_ca() {
+  local d=$1
+  mkdir -p "$d/certs"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=layerfs test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/ext.cnf"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/ext.cnf" -out "$d/server.crt" 2>/dev/null
+  cp "$d/ca.crt" "$d/certs/ca.crt"
+}
+
+# tls_yaml DIR: the registry's http.tls section for make_ca's certificate.
+tls_yaml() {
+  printf '  tls:\n    certificate: %s\n    key: %s\n' "$1/server.crt" "$1/server.key"
+}
+
+# count_lines PATTERN FILE
+count_lines() { grep -cE -- "$1" "$2" || true; }

@@ -3,12 +3,14 @@
 auth spec). Issues RS256 JWTs signed with the test's key (openssl does the
 signing), with the signing certificate in the x5c header so that the registry
 checks them against its rootcertbundle. Logs one line per request:
-"token user=<name|-> scope=<scope> status=<code>"; "auth-header" when a request
-carried an Authorization header for a host other than its own is impossible to
-see here, so the test checks the registry side separately.
+"token user=<name|-> scope=<scope> service=<service> status=<code>".
 
 usage: token_server.py PORT KEY CERT ISSUER SERVICE LOG [--user U:P] [--anonymous]
-                       [--expires N] [--jwt-lifetime N]
+                       [--expires N] [--expired-first K]
+  --anonymous: requests without credentials get pull access to public/* only.
+  --expires N: the expires_in the answers announce (the JWT itself lives 300 s).
+  --expired-first K: the first K tokens are already expired (exp in the past,
+    beyond the registry's 60 s leeway) while announcing expires_in 300.
 """
 import base64, json, os, subprocess, sys, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,14 +22,15 @@ users = {}
 anonymous = "--anonymous" in opts
 expires = 300
 jwt_lifetime = 300
+expired_first = 0
 for i, o in enumerate(opts):
     if o == "--user":
         u, p = opts[i + 1].split(":", 1)
         users[u] = p
     if o == "--expires":
         expires = int(opts[i + 1])
-    if o == "--jwt-lifetime":
-        jwt_lifetime = int(opts[i + 1])
+    if o == "--expired-first":
+        expired_first = int(opts[i + 1])
 
 der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"],
                      check=True, capture_output=True).stdout
@@ -89,11 +92,19 @@ class Handler(BaseHTTPRequestHandler):
         access = []
         for s in scopes:
             parts = s.split(":")
+            if user is None and not ":".join(parts[1:-1]).startswith("public/"):
+                continue
             if len(parts) >= 3 and parts[0] == "repository":
                 access.append({"type": "repository", "name": ":".join(parts[1:-1]),
                                "actions": parts[-1].split(",")})
+        global expired_first
         now = int(time.time())
-        claims = {"iss": issuer, "sub": user or "", "aud": service, "exp": now + jwt_lifetime,
+        exp = now + jwt_lifetime
+        with log_lock:
+            if expired_first > 0:
+                expired_first -= 1
+                exp = now - 200
+        claims = {"iss": issuer, "sub": user or "", "aud": service, "exp": exp,
                   "nbf": now - 5, "iat": now, "jti": base64.b16encode(os.urandom(8)).decode(),
                   "access": access}
         self.reply(200, {"token": sign(claims), "expires_in": expires,
