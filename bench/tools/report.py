@@ -152,6 +152,7 @@ def report_overlay(args):
         vals[(r["metric"], r["engine"])].append(float(r["value"]))
         params[r["metric"]] = r.get("params", "")
     engines = [e for e in ENGINES if any(k[1] == e for k in vals)]
+    args.runs = len({r["run"] for r in rows})
     med = {k: statistics.median(v) for k, v in vals.items()}
     out = [f"Measured {stamp(args)}; median of {args.runs} runs. Ratio columns: the engine's "
            "performance relative to the kernel's overlayfs in the same run (> 1 = faster than "
