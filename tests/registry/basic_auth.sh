@@ -62,6 +62,22 @@ REGISTRY_AUTH_FILE=$WORK/elsewhere.json run "$LAYERCTL" logout "$R" || fail "log
 REGISTRY_AUTH_FILE=$WORK/elsewhere.json expect_fail "not logged in" "$LAYERCTL" logout "$R"
 expect_fail "HTTP 401" "$REGFETCH" "${CERTS[@]}" --authfile "$WORK/elsewhere.json" "$R/private/app:1"
 
+step "redirects to another host do not get the credentials"
+# Plain-HTTP htpasswd registry; proxy "front" answers blob GETs with a 307 to
+# proxy "cdn" (another origin), which reaches the registry with its own
+# credentials, like a presigned URL. The client must not send Authorization
+# to "cdn".
+start_registry bplain "$(printf 'auth:\n  htpasswd:\n    realm: test-realm\n    path: %s\n' "$WORK/htpasswd")"
+push "$WORK/oci" gz "127.0.0.1:$REG_bplain_PORT/private/app:1" --dest-creds "alice:$PASS_WORD"
+start_proxy cdn "$REG_bplain_PORT" --upstream-auth "alice:$PASS_WORD"
+start_proxy front "$REG_bplain_PORT" --redirect-blobs "$PROXY_cdn_PORT"
+run "$REGFETCH" --creds "alice:$PASS_WORD" "127.0.0.1:$PROXY_front_PORT/private/app:1" || fail "fetch through redirect"
+cat "$WORK/proxy-front.log" "$WORK/proxy-cdn.log"
+grep -q "manifests/1 .* auth=yes -> 200" "$WORK/proxy-front.log" || fail "no authorized manifest request"
+grep -q " -> 307 redirect" "$WORK/proxy-front.log" || fail "no redirect"
+[ "$(count_lines "blobs/sha256:.* -> 200" "$WORK/proxy-cdn.log")" -ge 2 ] || fail "blobs not fetched from the redirect target"
+if grep -q "auth=yes" "$WORK/proxy-cdn.log"; then fail "Authorization was sent to another host"; fi
+
 step "no secret in any output"
 if grep -q -- "$PASS_WORD" "$OUT"; then fail "the password was printed"; fi
 if grep -rq -- "$PASS_WORD" "$LAYERFS_ROOT"; then fail "the password is in the store"; fi

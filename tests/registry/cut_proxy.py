@@ -12,11 +12,14 @@ usage: cut_proxy.py PORT UPSTREAM_PORT LOG [--cut-after N] [--range honest|ignor
   Content-Range that does not match the request).
 --manifest-503 K / --manifest-429 K: the first K manifest GETs get 503 / 429
   with Retry-After: 1.
+--redirect-blobs PORT2: blob GETs get a 307 to http://127.0.0.1:PORT2/same/path
+  (another origin: a client must not send its Authorization there).
+--upstream-auth U:P: requests go upstream with Basic U:P, whatever the client sent.
 --delay-blobs S: every blob GET waits S seconds before it is forwarded.
 --manifest-content-type T: manifests are served with Content-Type T.
 Logs one line per request: "METHOD PATH range=<Range or -> auth=<yes|no> -> STATUS [cut]".
 """
-import http.client, socket, struct, sys, threading, time
+import base64, http.client, socket, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, upstream, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -27,6 +30,8 @@ cut_after = int(opt("--cut-after", "-1"))
 range_mode = opt("--range", "honest")
 manifest_type = opt("--manifest-content-type")
 delay_blobs = float(opt("--delay-blobs", "0"))
+redirect_port = opt("--redirect-blobs")
+upstream_auth = opt("--upstream-auth")
 fail_counts = {"503": int(opt("--manifest-503", "0")), "429": int(opt("--manifest-429", "0"))}
 lock = threading.Lock()
 seen_blobs = set()
@@ -64,6 +69,15 @@ class Proxy(BaseHTTPRequestHandler):
                     self.end_headers()
                     return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
+        if is_blob and redirect_port:
+            log("%s %s range=%s auth=%s -> 307 redirect" % (self.command, self.path, rng or "-", auth))
+            self.send_response(307)
+            self.send_header("Location", "http://127.0.0.1:%s%s" % (redirect_port, self.path))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if upstream_auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(upstream_auth.encode()).decode()
         if is_blob and delay_blobs > 0:
             time.sleep(delay_blobs)
         if rng and is_blob:

@@ -86,7 +86,13 @@ fi
 
 if have_registry_pull; then
   step "layerctl pull: every media type, end to end"
-  for ref in gz zst raw docker multi; do
+  "$LAYERCTL" pull -q "$R/app/gz:1" || fail "layerctl pull $R/app/gz:1"
+  # Same layers (by diff_id) in zstd: only the manifest and config are fetched.
+  start_proxy seen "$REG_plain_PORT"
+  "$LAYERCTL" pull -q "127.0.0.1:$PROXY_seen_PORT/app/zst:1" || fail "layerctl pull zst"
+  cat "$WORK/proxy-seen.log"
+  [ "$(count_lines "/blobs/" "$WORK/proxy-seen.log")" -eq 1 ] || fail "layers present by diff_id were fetched again"
+  for ref in zst raw docker multi; do
     "$LAYERCTL" pull -q "$R/app/$ref:1" || fail "layerctl pull $R/app/$ref:1"
   done
   "$LAYERCTL" images >"$WORK/images.txt"
