@@ -93,7 +93,7 @@ std::string Overlay::index_name(uint64_t ino) {
 // a lower file with several names by its file handle, so that it survives
 // renames and adds no link the kernel would count; its xattr counts the names
 // still only in a lower layer.
-struct IndexEntry {
+struct IndexEntry {  // declared in overlay.hpp
   uint64_t upper_ino;
   uint32_t handle_bytes;
   int32_t handle_type;
@@ -102,6 +102,7 @@ struct IndexEntry {
 
 Result<void> Overlay::write_index(uint64_t ino, int dirfd, const char* name, uint32_t others) {
   IndexEntry e{};
+  if (dirfd < 0) return write_index_entry(ino, e, others);  // a count only, no copy yet
   struct stat st;
   if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
   e.upper_ino = st.st_ino;
@@ -113,6 +114,10 @@ Result<void> Overlay::write_index(uint64_t ino, int dirfd, const char* name, uin
   e.handle_bytes = fh->handle_bytes;
   e.handle_type = fh->handle_type;
   std::memcpy(e.handle, fh->f_handle, fh->handle_bytes);
+  return write_index_entry(ino, e, others);
+}
+
+Result<void> Overlay::write_index_entry(uint64_t ino, const IndexEntry& e, uint32_t others) {
   std::string tmp = temp_name();
   auto fd = sys::open_at(work_.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (!fd) return Errno{fd.error()};
@@ -130,7 +135,8 @@ Result<UniqueFd> Overlay::open_index(uint64_t ino, uint64_t* upper_ino) {
   IndexEntry e{};
   auto n = sys::read_full(fd.value().get(), &e, sizeof(e));
   if (!n) return Errno{n.error()};
-  if (n.value() != sizeof(e) || e.handle_bytes > MAX_HANDLE_SZ) return Errno{ENOENT};
+  if (n.value() != sizeof(e) || e.handle_bytes > MAX_HANDLE_SZ || e.handle_bytes == 0)
+    return Errno{ENOENT};
   if (upper_ino) *upper_ino = e.upper_ino;
   alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
   auto* fh = reinterpret_cast<file_handle*>(buf);
@@ -154,12 +160,42 @@ Result<void> Overlay::link_from_index_locked(uint64_t ino, int dirfd, const char
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd.value().get());
   if (::linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) != 0) return last_errno();
+  ::unlinkat(index_.get(), (index_name(ino) + ".keep").c_str(), 0);  // a name holds it again
   XattrPath p(index_.get(), index_name(ino).c_str());
   uint32_t v = 0;
   if (p.get(names_xattr_.c_str(), &v, sizeof(v)) == sizeof(v) && v > 0) {
     --v;
     p.set(names_xattr_.c_str(), &v, sizeof(v), 0);
   }
+  return {};
+}
+
+uint32_t Overlay::index_count(uint64_t ino) {
+  uint32_t v = 0;
+  XattrPath p(index_.get(), index_name(ino).c_str());
+  if (p.get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return UINT32_MAX;
+  return v;
+}
+
+Result<void> Overlay::forget_lower_name(uint64_t ino, nlink_t lower_nlink) {
+  std::lock_guard<std::mutex> g(index_mu_);
+  uint32_t v = index_count(ino);
+  if (v == UINT32_MAX) return write_index(ino, -1, nullptr, static_cast<uint32_t>(lower_nlink - 1));
+  if (v > 0) --v;
+  XattrPath p(index_.get(), index_name(ino).c_str());
+  if (p.set(names_xattr_.c_str(), &v, sizeof(v), 0) != 0) return last_errno();
+  return {};
+}
+
+Result<void> Overlay::keep_last_link(uint64_t ino, int dirfd, const char* name) {
+  // The last upper name of a copy whose other names are still below: keep
+  // the inode (and its data) in the index for them.
+  std::lock_guard<std::mutex> g(index_mu_);
+  uint32_t v = index_count(ino);
+  if (v == UINT32_MAX || v == 0) return {};
+  if (::linkat(dirfd, name, index_.get(), (index_name(ino) + ".keep").c_str(), 0) != 0 &&
+      errno != EEXIST)
+    return last_errno();
   return {};
 }
 
@@ -427,7 +463,10 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
   if (indexed) {
     // Without the index entry the other names would get copies of their
     // own: a broken link, not a broken file, so this is not an error.
-    (void)write_index(n->ino, ufd, nm, static_cast<uint32_t>(st.st_nlink - 1));
+    uint32_t known = index_count(n->ino);
+    uint32_t others =
+        known != UINT32_MAX ? (known > 0 ? known - 1 : 0) : static_cast<uint32_t>(st.st_nlink - 1);
+    (void)write_index(n->ino, ufd, nm, others);
     index_lock.unlock();
   }
   if (partial) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -399,23 +400,64 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
   if (!top) return Errno{top.error()};
   bool opaque = dir_is_opaque(top.value().get(), parent[i].layer);
   f.opaque = opaque;
+  std::string redirect = read_redirect(top.value().get());
   stack->push_back(LayerDir{parent[i].layer, std::move(top).value()});
+  // Below, the same name in the parent's directories, unless the kernel's
+  // redirect_dir moved this directory: "/a/b" is that path from each lower
+  // layer's root, "x" the name x in the parent's directories.
+  std::string cur = name;
   for (size_t j = i + 1; j < parent.size() && !opaque; ++j) {
     const LayerDir& ld = parent[j];
+    if (!redirect.empty() && redirect[0] == '/') {
+      // Absolute: every lower layer below, from its root.
+      for (size_t l = static_cast<size_t>(stack->back().layer) + 1;
+           l < layer_roots_.size() && !opaque; ++l) {
+        auto fd = sys::open_beneath(layer_roots_[l].get(), redirect.c_str() + 1,
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
+        if (!fd) {
+          if (fd.error() == ENOENT) continue;
+          if (fd.error() == ENOTDIR) break;
+          return Errno{fd.error()};
+        }
+        opaque = dir_is_opaque(fd.value().get(), static_cast<int>(l));
+        std::string next = read_redirect(fd.value().get());
+        stack->push_back(LayerDir{static_cast<int>(l), std::move(fd).value()});
+        if (!next.empty() && next[0] == '/') redirect = next;
+      }
+      break;
+    }
+    if (!redirect.empty()) {
+      cur = redirect;
+      redirect.clear();
+    }
     struct stat st;
-    if (!stat_at(ld.fd.get(), name, &st)) {
+    if (!stat_at(ld.fd.get(), cur.c_str(), &st)) {
       if (errno != ENOENT) return last_errno();
-      if (has_wh_file(ld.fd.get(), name_sv)) break;
+      if (has_wh_file(ld.fd.get(), cur)) break;
       continue;
     }
     if (!S_ISDIR(st.st_mode)) break;  // a whiteout or a non-directory ends the merge
-    auto fd = open_dir_at(ld.fd.get(), name);
+    auto fd = open_dir_at(ld.fd.get(), cur.c_str());
     if (!fd) return Errno{fd.error()};
     opaque = dir_is_opaque(fd.value().get(), ld.layer);
+    redirect = read_redirect(fd.value().get());
     stack->push_back(LayerDir{ld.layer, std::move(fd).value()});
   }
   f.stack = std::move(stack);
   return f;
+}
+
+std::string Overlay::read_redirect(int dirfd) {
+  char buf[PATH_MAX];
+  XattrPath p(dirfd, nullptr);
+  ssize_t n = p.get("trusted.overlay.redirect", buf, sizeof(buf));
+  if (n <= 0) n = p.get("user.overlay.redirect", buf, sizeof(buf));
+  if (n <= 0) return {};
+  std::string r(buf, static_cast<size_t>(n));
+  // Hostile input: no "..", no empty or NUL-bearing components.
+  if (r.find('\0') != std::string::npos || r.find("..") != std::string::npos) return {};
+  if (r[0] != '/' && !valid_name(r)) return {};
+  return r;
 }
 
 Result<bool> Overlay::lower_has(const DirStack& parent, std::string_view name_sv) {
@@ -534,6 +576,10 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
     auto loc = locate(n);
     if (!loc) return Errno{loc.error()};
     if (!stat_at(loc->dirfd, loc->name.c_str(), st)) return last_errno();
+    if (loc->layer != kUpper && n->shared.load() && index_.valid()) {
+      uint32_t c = index_count(n->ino);  // some of its names were removed
+      if (c != UINT32_MAX) st->st_nlink = c + 1;
+    }
   }
   if (S_ISREG(st->st_mode) && n->layer.load() == kUpper && index_.valid()) {
     if (st->st_nlink > 1 && partial_of(n)) --st->st_nlink;  // its link in layerfs-partial

@@ -36,6 +36,8 @@
 
 namespace layer::overlay {
 
+struct IndexEntry;
+
 // Who asks: the ids are as seen inside the mount (before id mapping).
 struct Caller {
   uid_t uid = 0;
@@ -179,6 +181,8 @@ class Overlay {
   std::shared_ptr<const DirStack> stack_of(Node* dir);
   Result<Found> resolve(const DirStack& parent, std::string_view name, bool want_stack);
   Result<bool> lower_has(const DirStack& parent, std::string_view name);
+  // The kernel's redirect_dir xattr of a directory, checked; empty if none.
+  std::string read_redirect(int dirfd);
   Node* insert_child(Node* parent, std::string_view name, Node* fresh);
   Node* find_child(Node* parent, std::string_view name);
   Result<Node*> lookup_node(Node* parent, std::string_view name);
@@ -206,6 +210,13 @@ class Overlay {
   Result<void> link_from_index_locked(uint64_t ino, int dirfd, const char* name);
   Result<void> write_index(uint64_t ino, int dirfd, const char* name, uint32_t others);
   Result<UniqueFd> open_index(uint64_t ino, uint64_t* upper_ino);
+  Result<void> write_index_entry(uint64_t ino, const struct IndexEntry& e, uint32_t others);
+  // The names of `ino` still only below (UINT32_MAX: no entry). REQUIRES: index_mu_
+  // for a consistent read-modify-write.
+  uint32_t index_count(uint64_t ino);
+  // A lower-only name of a multiply linked file is removed.
+  Result<void> forget_lower_name(uint64_t ino, nlink_t lower_nlink);
+  Result<void> keep_last_link(uint64_t ino, int dirfd, const char* name);
   bool has_index(uint64_t ino);
   // Names of an indexed file still only in a lower layer; UINT32_MAX when
   // upper_st is not an indexed copy.

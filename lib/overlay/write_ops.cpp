@@ -42,6 +42,10 @@ std::string to_string(std::string_view s) {
   return std::string(s);
 }
 
+bool stat_at_nofollow(int dirfd, const char* name, struct stat* st) {
+  return ::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 }  // namespace
 
 bool Overlay::escaped_xattr(std::string_view name) const {
@@ -261,10 +265,20 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   NodeRef n(this, nr.value());
   if (n.get()->is_dir()) return Errno{EISDIR};
   if (auto r = copy_up(parent); !r) return r;
-  if (n.get()->shared.load() && n.get()->layer.load() != kUpper && index_.valid()) {
-    // One name of a lower file with several: copy it up (or link it to the
-    // copy) first, so the other names stay one file with the right count.
-    if (auto r = copy_up(n.get()); !r) return r;
+  if (n.get()->shared.load() && index_.valid()) {
+    if (auto r = follow_index(n.get()); !r) return r;
+    if (n.get()->layer.load() != kUpper) {
+      // One name of a lower file with several leaves: the others count one less.
+      struct stat lst;
+      auto loc = locate(n.get());
+      if (loc && stat_at_nofollow(loc->dirfd, loc->name.c_str(), &lst))
+        (void)forget_lower_name(n.get()->ino, lst.st_nlink);
+    } else {
+      auto loc = locate(n.get());
+      struct stat ust;
+      if (loc && stat_at_nofollow(loc->dirfd, loc->name.c_str(), &ust) && ust.st_nlink == 1)
+        (void)keep_last_link(n.get()->ino, loc->dirfd, loc->name.c_str());
+    }
   }
   std::shared_ptr<const DirStack> pstack;
   auto ufd_r = upper_dirfd(parent, &pstack);
