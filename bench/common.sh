@@ -37,7 +37,7 @@ bench_build() {
   BUILD=$out_dir/build
   bash "$repo_dir/.ci/install-deps" >&2 || return 1
   if [ ! -f "$BUILD/build.ninja" ]; then
-    meson setup "$BUILD" "$repo_dir" --buildtype=release -Db_ndebug=true -Dtests=false \
+    meson setup "$BUILD" "$repo_dir" --buildtype=debugoptimized -Db_ndebug=true -Dwerror=false -Dtests=false \
       >"$out_dir/meson-setup.log" 2>&1 || { log "meson setup failed (see $out_dir/meson-setup.log)"; return 1; }
   fi
   ninja -C "$BUILD" -j2 >"$out_dir/ninja.log" 2>&1 || { log "build failed (see $out_dir/ninja.log)"; return 1; }

@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
       fuse::log_info("mounted on %s", mountpoint.c_str());
+      daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       if (single) {
         ret = fuse_session_loop(se);
       } else {
@@ -155,7 +156,9 @@ int main(int argc, char** argv) {
         fuse_loop_cfg_destroy(cfg);
       }
       fuse_session_unmount(se);
-      fuse::log_info("unmounted %s", mountpoint.c_str());
+      fuse::log_info("unmounted %s; finishing copy-ups", mountpoint.c_str());
+      daemon->ov().finish_partials();
+      fuse::log_info("exiting");
     }
     fuse_remove_signal_handlers(se);
   }

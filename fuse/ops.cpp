@@ -91,11 +91,17 @@ void reply_err(fuse_req_t req, int err) {
   fuse_reply_err(req, err);
 }
 
+// Hard-linked files are several nodes for one inode: their attributes are
+// not cached, so a change through one name shows through the others.
+double attr_timeout(Daemon& d, Node* n) {
+  return n->shared.load() ? 0.0 : d.timeout();
+}
+
 void reply_entry(fuse_req_t req, Daemon& d, Node* n, const struct stat& st) {
   fuse_entry_param e{};
   e.ino = reinterpret_cast<fuse_ino_t>(n);
   e.attr = st;
-  e.attr_timeout = d.timeout();
+  e.attr_timeout = attr_timeout(d, n);
   e.entry_timeout = d.timeout();
   if (fuse_reply_entry(req, &e) != 0) d.ov().unref(n);  // the kernel did not take it
 }
@@ -185,7 +191,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       r = d.ov().getattr(n, -1, &st);
     }
     if (!r) return reply_err(req, r.error());
-    fuse_reply_attr(req, &st, d.timeout());
+    fuse_reply_attr(req, &st, attr_timeout(d, n));
   });
 }
 
@@ -212,7 +218,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
       r = d.ov().setattr(n, -1, a, caller_of(req), &st);
     }
     if (!r) return reply_err(req, r.error());
-    fuse_reply_attr(req, &st, d.timeout());
+    fuse_reply_attr(req, &st, attr_timeout(d, n));
   });
 }
 
@@ -308,7 +314,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     d.ov().ref(n);
     fi->fh = reinterpret_cast<uint64_t>(f);
     // Lower layers never change and the upper changes only through us.
-    fi->keep_cache = 1;
+    fi->keep_cache = n->shared.load() ? 0 : 1;
     if (fi->flags & O_DIRECT) fi->direct_io = 1;
     if (fuse_reply_open(req, fi) != 0) {
       d.ov().unref(n);
@@ -344,6 +350,13 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   });
 }
 
+// Operations that need all of a file's data in the upper file finish a lazy
+// copy-up first.
+Result<void> whole(Daemon& d, File* f) {
+  if (auto p = d.ov().partial_of(f->node)) return d.ov().complete(*p);
+  return {};
+}
+
 // Returns the fd to read from, switching a lower open to the upper copy
 // once the node has been copied up.
 int current_fd(Daemon& d, File* f) {
@@ -362,7 +375,16 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   guard(req, "read", [&] {
     Daemon& d = daemon_of(req);
     File* f = file_of(fi);
-    fuse_bufvec buf = fd_bufvec(size, current_fd(d, f), off);
+    int fd = current_fd(d, f);
+    if (auto p = d.ov().partial_of(f->node)) {
+      // Still being copied up: the upper's blocks and the lower's bytes.
+      std::vector<char> data(size);
+      auto r = d.ov().read_partial(*p, data.data(), size, off);
+      if (!r) return reply_err(req, r.error());
+      fuse_reply_buf(req, data.data(), r.value());
+      return;
+    }
+    fuse_bufvec buf = fd_bufvec(size, fd, off);
     fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
   });
 }
@@ -371,8 +393,16 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
   guard(req, "write", [&] {
     Daemon& d = daemon_of(req);
     File* f = file_of(fi);
-    fuse_bufvec out = fd_bufvec(fuse_buf_size(in), current_fd(d, f), off);
+    size_t size = fuse_buf_size(in);
+    fuse_bufvec out = fd_bufvec(size, current_fd(d, f), off);
+    std::unique_lock<std::mutex> partial_lock;
+    if (auto p = d.ov().partial_of(f->node)) {
+      auto l = d.ov().begin_write(*p, off, size);
+      if (!l) return reply_err(req, l.error());
+      partial_lock = std::move(l).value();
+    }
     ssize_t r = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+    if (partial_lock.owns_lock()) partial_lock.unlock();
     if (r < 0) return reply_err(req, static_cast<int>(-r));
     fuse_reply_write(req, static_cast<size_t>(r));
   });
@@ -409,6 +439,7 @@ void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
   guard(req, "fallocate", [&] {
     Daemon& d = daemon_of(req);
+    if (auto w = whole(d, file_of(fi)); !w) return reply_err(req, w.error());
     int r = ::fallocate(current_fd(d, file_of(fi)), mode, off, len);
     reply_err(req, r == 0 ? 0 : errno);
   });
@@ -417,6 +448,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fu
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
   guard(req, "lseek", [&] {
     Daemon& d = daemon_of(req);
+    if (auto w = whole(d, file_of(fi)); !w) return reply_err(req, w.error());
     off_t r = ::lseek(current_fd(d, file_of(fi)), off, whence);
     if (r < 0) return reply_err(req, errno);
     fuse_reply_lseek(req, r);
@@ -427,6 +459,8 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info
                         off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
   guard(req, "copy_file_range", [&] {
     Daemon& d = daemon_of(req);
+    if (auto w = whole(d, file_of(fi_in)); !w) return reply_err(req, w.error());
+    if (auto w = whole(d, file_of(fi_out)); !w) return reply_err(req, w.error());
     int in = current_fd(d, file_of(fi_in));
     int out = current_fd(d, file_of(fi_out));
     ssize_t r = ::copy_file_range(in, &off_in, out, &off_out, len, static_cast<unsigned>(flags));
@@ -509,7 +543,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     }
     e.ino = reinterpret_cast<fuse_ino_t>(r.value());
     e.attr = st;
-    e.attr_timeout = d.timeout();
+    e.attr_timeout = attr_timeout(d, r.value());
     e.entry_timeout = d.timeout();
     if (!add(ent.name.c_str(), st, &e, i + 1)) {
       d.ov().unref(r.value());

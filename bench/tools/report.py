@@ -209,10 +209,12 @@ mount (or the chmod), then fio rand-writes 4 KiB into it. New-file writes are
 buffered (no fsync in the figure); fsync cost is fio 4 KiB writes each followed
 by fsync. Metadata: benchtool creates, stats, opens+reads and deletes small
 files in a new directory. find and ls -R run after a cache drop (cold) and
-again (warm). Page cache: after a cache drop, 10 mounts of the image (plain:
-the same directory 10 times) each read the same set of shared libraries from
-/usr/lib; growth of `Cached` in /proc/meminfo after the first and per extra
-mount (system-wide, so other jobs on the machine add noise of some MiB)."""
+again (warm). Page cache: 10 mounts of the image (plain: the same directory
+10 times) each read the same set of shared libraries from /usr/lib, after
+their pages were evicted from the lower layers (fadvise DONTNEED); the figure
+is the growth of the page cache charged to the benchmark's memory cgroup
+(the FUSE daemons run in it too, other jobs on the machine do not) after the
+first mount and per extra mount."""
 
 
 def draw(path, engines, chart):

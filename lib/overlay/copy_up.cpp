@@ -5,11 +5,13 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 #include "overlay/overlay.hpp"
@@ -33,6 +35,12 @@ class NodeRef {
   Overlay* ov_;
   Node* n_;
 };
+
+int64_t now_ns() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
 
 Result<void> copy_range(int src, int dst, off_t start, off_t end) {
   off_t in = start, out = start;
@@ -81,30 +89,130 @@ std::string Overlay::index_name(uint64_t ino) {
   return buf;
 }
 
-Result<void> Overlay::link_from_index(uint64_t ino, int dirfd, const char* name) {
-  if (::linkat(index_.get(), index_name(ino).c_str(), dirfd, name, 0) != 0) return last_errno();
-  adjust_lower_names(ino, -1);
+// An index entry (workdir/layerfs-index/<origin ino>) names the upper copy of
+// a lower file with several names by its file handle, so that it survives
+// renames and adds no link the kernel would count; its xattr counts the names
+// still only in a lower layer.
+struct IndexEntry {  // declared in overlay.hpp
+  uint64_t upper_ino;
+  uint32_t handle_bytes;
+  int32_t handle_type;
+  unsigned char handle[MAX_HANDLE_SZ];
+};
+
+Result<void> Overlay::write_index(uint64_t ino, int dirfd, const char* name, uint32_t others) {
+  IndexEntry e{};
+  if (dirfd < 0) return write_index_entry(ino, e, others);  // a count only, no copy yet
+  struct stat st;
+  if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  e.upper_ino = st.st_ino;
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  if (::name_to_handle_at(dirfd, name, fh, &mount_id, 0) != 0) return last_errno();
+  e.handle_bytes = fh->handle_bytes;
+  e.handle_type = fh->handle_type;
+  std::memcpy(e.handle, fh->f_handle, fh->handle_bytes);
+  return write_index_entry(ino, e, others);
+}
+
+Result<void> Overlay::write_index_entry(uint64_t ino, const IndexEntry& e, uint32_t others) {
+  std::string tmp = temp_name();
+  auto fd = sys::open_at(work_.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd) return Errno{fd.error()};
+  if (auto r = sys::write_all(fd.value().get(), &e, sizeof(e)); !r) return r;
+  if (::fsetxattr(fd.value().get(), names_xattr_.c_str(), &others, sizeof(others), 0) != 0)
+    return last_errno();
+  if (::renameat(work_.get(), tmp.c_str(), index_.get(), index_name(ino).c_str()) != 0)
+    return last_errno();
   return {};
 }
 
-void Overlay::adjust_lower_names(uint64_t ino, int delta) {
-  std::lock_guard<std::mutex> g(index_mu_);
+Result<UniqueFd> Overlay::open_index(uint64_t ino, uint64_t* upper_ino) {
+  auto fd = sys::open_at(index_.get(), index_name(ino).c_str(), O_RDONLY | O_NOFOLLOW);
+  if (!fd) return Errno{fd.error()};
+  IndexEntry e{};
+  auto n = sys::read_full(fd.value().get(), &e, sizeof(e));
+  if (!n) return Errno{n.error()};
+  if (n.value() != sizeof(e) || e.handle_bytes > MAX_HANDLE_SZ || e.handle_bytes == 0)
+    return Errno{ENOENT};
+  if (upper_ino) *upper_ino = e.upper_ino;
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = e.handle_bytes;
+  fh->handle_type = e.handle_type;
+  std::memcpy(fh->f_handle, e.handle, e.handle_bytes);
+  int r = ::open_by_handle_at(upper_.get(), fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (r < 0) return errno == ESTALE ? Errno{ENOENT} : last_errno();
+  return UniqueFd(r);
+}
+
+bool Overlay::has_index(uint64_t ino) {
+  struct stat st;
+  return index_.valid() &&
+         ::fstatat(index_.get(), index_name(ino).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+Result<void> Overlay::link_from_index_locked(uint64_t ino, int dirfd, const char* name) {
+  auto fd = open_index(ino, nullptr);
+  if (!fd) return Errno{fd.error()};
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd.value().get());
+  if (::linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) != 0) return last_errno();
+  ::unlinkat(index_.get(), (index_name(ino) + ".keep").c_str(), 0);  // a name holds it again
   XattrPath p(index_.get(), index_name(ino).c_str());
   uint32_t v = 0;
-  if (p.get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return;
-  v = static_cast<uint32_t>(std::max<int64_t>(0, int64_t{v} + delta));
-  p.set(names_xattr_.c_str(), &v, sizeof(v), 0);
+  if (p.get(names_xattr_.c_str(), &v, sizeof(v)) == sizeof(v) && v > 0) {
+    --v;
+    p.set(names_xattr_.c_str(), &v, sizeof(v), 0);
+  }
+  return {};
+}
+
+uint32_t Overlay::index_count(uint64_t ino) {
+  uint32_t v = 0;
+  XattrPath p(index_.get(), index_name(ino).c_str());
+  if (p.get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return UINT32_MAX;
+  return v;
+}
+
+Result<void> Overlay::forget_lower_name(uint64_t ino, nlink_t lower_nlink) {
+  std::lock_guard<std::mutex> g(index_mu_);
+  uint32_t v = index_count(ino);
+  if (v == UINT32_MAX) return write_index(ino, -1, nullptr, static_cast<uint32_t>(lower_nlink - 1));
+  if (v > 0) --v;
+  XattrPath p(index_.get(), index_name(ino).c_str());
+  if (p.set(names_xattr_.c_str(), &v, sizeof(v), 0) != 0) return last_errno();
+  return {};
+}
+
+Result<void> Overlay::keep_last_link(uint64_t ino, int dirfd, const char* name) {
+  // The last upper name of a copy whose other names are still below: keep
+  // the inode (and its data) in the index for them.
+  std::lock_guard<std::mutex> g(index_mu_);
+  uint32_t v = index_count(ino);
+  if (v == UINT32_MAX || v == 0) return {};
+  if (::linkat(dirfd, name, index_.get(), (index_name(ino) + ".keep").c_str(), 0) != 0 &&
+      errno != EEXIST)
+    return last_errno();
+  return {};
+}
+
+Result<void> Overlay::link_from_index(uint64_t ino, int dirfd, const char* name) {
+  std::lock_guard<std::mutex> g(index_mu_);
+  return link_from_index_locked(ino, dirfd, name);
 }
 
 uint32_t Overlay::lower_names(uint64_t ino, const struct stat& upper_st) {
   std::string key = index_name(ino);
-  struct stat ist;
-  if (::fstatat(index_.get(), key.c_str(), &ist, AT_SYMLINK_NOFOLLOW) != 0 ||
-      ist.st_ino != upper_st.st_ino || ist.st_dev != upper_st.st_dev)
-    return UINT32_MAX;
+  auto fd = sys::open_at(index_.get(), key.c_str(), O_RDONLY | O_NOFOLLOW);
+  if (!fd) return UINT32_MAX;
+  uint64_t uino = 0;
+  auto n = sys::read_full(fd.value().get(), &uino, sizeof(uino));
+  if (!n || n.value() != sizeof(uino) || uino != upper_st.st_ino) return UINT32_MAX;
   uint32_t v = 0;
-  if (XattrPath(index_.get(), key.c_str()).get(names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v))
-    return 0;
+  if (::fgetxattr(fd.value().get(), names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return 0;
   return v;
 }
 
@@ -208,7 +316,7 @@ Result<int> Overlay::upper_dirfd(Node* dir, std::shared_ptr<const DirStack>* kee
   return (*keep)->front().fd.get();
 }
 
-Result<void> Overlay::copy_up(Node* n) {
+Result<void> Overlay::copy_up(Node* n, CopyData data_mode) {
   if (n->layer.load() == kUpper) return {};
   if (!writable()) return Errno{EROFS};
   std::string name;
@@ -221,10 +329,11 @@ Result<void> Overlay::copy_up(Node* n) {
   if (n->layer.load() == kUpper) return {};
   // Renames copy up before they move a node, so the name read before taking
   // copy_mu is still this node's name.
-  return copy_up_locked(n, p, name);
+  return copy_up_locked(n, p, name, data_mode);
 }
 
-Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) {
+Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
+                                     CopyData data_mode) {
   std::shared_ptr<const DirStack> pstack;
   auto ufd_r = upper_dirfd(p, &pstack);
   if (!ufd_r) return Errno{ufd_r.error()};
@@ -244,8 +353,10 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
   // A lower file with several names: if another name was copied up already,
   // this one becomes a link to that copy.
   bool indexed = S_ISREG(st.st_mode) && st.st_nlink > 1 && index_.valid();
+  std::unique_lock<std::mutex> index_lock;
   if (indexed) {
-    auto l = link_from_index(n->ino, ufd, nm);
+    index_lock = std::unique_lock<std::mutex>(index_mu_);
+    auto l = link_from_index_locked(n->ino, ufd, nm);
     if (l) {
       struct timespec pts[2] = {pst.st_atim, pst.st_mtim};
       ::futimens(ufd, pts);
@@ -259,6 +370,7 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
   int wfd = work_.get();
   const char* tn = tmp.c_str();
   UniqueFd data;
+  std::shared_ptr<Partial> partial;
   auto fail = [&](int err) -> Result<void> {
     (void)remove_in_work(tn);
     return Errno{err};
@@ -274,6 +386,25 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
       auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
       if (!dst) return Errno{dst.error()};
       data = std::move(dst).value();
+      if (data_mode == CopyData::kNone) break;
+      if (st.st_size >= kPartialMin && !indexed && partial_dir_.valid()) {
+        // Big file: only the metadata now; the data follows in the background
+        // and is read from the lower file until then.
+        if (::ftruncate(data.get(), st.st_size) != 0) return fail(errno);
+        std::string rel = path_of(p);
+        rel += rel.empty() ? name : "/" + name;
+        std::string marker = std::to_string(st.st_size);
+        marker += '\0';
+        marker += opts_.lowerdirs.at(static_cast<size_t>(layer - 1));
+        marker += '\0';
+        marker += rel;
+        partial = std::make_shared<Partial>();
+        partial->lower = std::move(src).value();
+        partial->limit = st.st_size;
+        partial->last_write_ns = now_ns();  // the write that asked for it comes next
+        partial->marker = std::move(marker);
+        break;
+      }
       auto r = copy_data(src.value().get(), data.get(), st.st_size);
       if (!r) return fail(r.error());
       break;
@@ -302,27 +433,52 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name) 
     return fail(errno);
   struct timespec ts[2] = {st.st_atim, st.st_mtim};
   if (::utimensat(wfd, tn, ts, AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
-  if (data.valid() && opts_.fsync) {
+  // (A partial file needs no fsync: its data is still the lower's, and the
+  // marker lets the next mount finish it.)
+  if (data.valid() && opts_.fsync && !partial) {
     if (auto r = sys::fsync_fd(data.get()); !r) return fail(r.error());
   }
-  data.reset();
-  if (indexed) {
-    uint32_t others = static_cast<uint32_t>(st.st_nlink - 1);
-    if (XattrPath(wfd, tn).set(names_xattr_.c_str(), &others, sizeof(others), 0) != 0)
+  if (partial) {
+    // Marked and registered before it becomes visible: a crash from here on
+    // leaves a file the next mount completes.
+    if (XattrPath(wfd, tn).set(partial_xattr_.c_str(), partial->marker.data(),
+                               partial->marker.size(), 0) != 0)
       return fail(errno);
-    if (::linkat(wfd, tn, index_.get(), index_name(n->ino).c_str(), 0) != 0) {
-      if (errno != EEXIST) return fail(errno);
-      // Another name of the same file won the race: link to its copy.
-      (void)remove_in_work(tn);
-      auto l = link_from_index(n->ino, ufd, nm);
-      if (!l) return l;
-      n->layer = kUpper;
-      return {};
-    }
+    struct stat ust;
+    if (::fstat(data.get(), &ust) != 0) return fail(errno);
+    partial->upper_ino = ust.st_ino;
+    partial->reg_name = index_name(ust.st_ino);
+    if (::linkat(wfd, tn, partial_dir_.get(), partial->reg_name.c_str(), 0) != 0)
+      return fail(errno);
+    auto rw = sys::open_at(wfd, tn, O_RDWR | O_NOFOLLOW);
+    if (!rw) return fail(rw.error());
+    partial->upper = std::move(rw).value();
   }
-
-  if (::renameat2(wfd, tn, ufd, nm, RENAME_NOREPLACE) != 0) return fail(errno);
+  data.reset();
+  if (::renameat2(wfd, tn, ufd, nm, RENAME_NOREPLACE) != 0) {
+    if (partial) ::unlinkat(partial_dir_.get(), partial->reg_name.c_str(), 0);
+    return fail(errno);
+  }
   mark_impure(ufd);
+  if (indexed) {
+    // Without the index entry the other names would get copies of their
+    // own: a broken link, not a broken file, so this is not an error.
+    uint32_t known = index_count(n->ino);
+    uint32_t others =
+        known != UINT32_MAX ? (known > 0 ? known - 1 : 0) : static_cast<uint32_t>(st.st_nlink - 1);
+    (void)write_index(n->ino, ufd, nm, others);
+    index_lock.unlock();
+  }
+  if (partial) {
+    {
+      std::lock_guard<std::mutex> g(n->mu);
+      n->partial = partial;
+    }
+    std::lock_guard<std::mutex> g(partial_mu_);
+    partials_[partial->upper_ino] = partial;
+    partial_queue_.push_back(partial);
+    partial_cv_.notify_one();
+  }
   // The parent's times are not changed by a copy-up.
   struct timespec pts[2] = {pst.st_atim, pst.st_mtim};
   ::futimens(ufd, pts);

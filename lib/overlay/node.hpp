@@ -42,6 +42,23 @@ struct Listing {
   uint32_t subdirs = 0;
 };
 
+// A copied-up regular file whose data is still partly in its lower file:
+// the upper file has the lower's size, and its holes below `limit` read from
+// the lower file until a background fill (or unmount, or the next mount
+// after a crash) copies them. Blocks are data in the upper file exactly when
+// they are the file's own, because writes first fill the blocks they touch.
+struct Partial {
+  std::mutex mu;                  // held across every write, fill step and truncation
+  UniqueFd lower;                 // read-only
+  UniqueFd upper;                 // read-write
+  off_t limit = 0;                // guarded by mu: lower data at or past it is not the file's
+  std::atomic<bool> done{false};  // written under mu
+  ino_t upper_ino = 0;
+  std::string reg_name;                   // its entry in workdir/layerfs-partial
+  std::string marker;                     // the partial xattr: limit, NUL, lowerdir, NUL, path
+  std::atomic<int64_t> last_write_ns{0};  // CLOCK_MONOTONIC of the last write
+};
+
 struct Node {
   Node(mode_t t, uint64_t i) : type(t & S_IFMT), ino(i) {}
   Node(const Node&) = delete;
@@ -62,11 +79,15 @@ struct Node {
   // Topmost layer holding the object. Written under mu (after copy-up), read
   // without a lock: once 0 (upper) it never changes again.
   std::atomic<int> layer{0};
+  // A regular file with other names (each name is a Node of its own): the
+  // kernel must not cache its attributes or data across opens.
+  std::atomic<bool> shared{false};
 
-  std::mutex mu;  // guards stack and listing; lock order: tree_mu_ before mu
+  std::mutex mu;  // guards stack, listing, partial; lock order: tree_mu_ before mu
   std::shared_ptr<const DirStack> stack;   // directories only
   std::shared_ptr<const Listing> listing;  // cached merged listing, or null
   uint64_t listing_gen = 0;                // bumped by every change of the directory
+  std::shared_ptr<Partial> partial;        // regular files still being filled, or null
 
   std::mutex copy_mu;  // serializes copy-up of this node; held across syscalls
 };

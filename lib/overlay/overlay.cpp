@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -107,6 +108,7 @@ Overlay::Overlay(const MountOptions& opts) : opts_(opts) {
   origin_xattr_ = xattr_prefix_ + "layerfs.origin";
   opaque_xattr_ = xattr_prefix_ + "opaque";
   names_xattr_ = xattr_prefix_ + "layerfs.lowernames";
+  partial_xattr_ = xattr_prefix_ + "layerfs.partial";
   impure_xattr_ = xattr_prefix_ + "impure";
 }
 
@@ -131,6 +133,11 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
                   opts.upperdir + "'");
     if (ust.st_ino == wst.st_ino)
       throw Error("workdir '" + opts.workdir + "' is the same directory as upperdir");
+    // Files a crash left half copied up are completed first.
+    if (::mkdirat(wd.get(), "layerfs-partial", 0700) != 0 && errno != EEXIST)
+      throw Error("workdir '" + opts.workdir + "/layerfs-partial'", errno);
+    ov->partial_dir_ = open_layer(opts.workdir + "/layerfs-partial", "workdir");
+    ov->recover_partials();
     // workdir/work is our scratch space, as it is the kernel's: anything left in
     // it by a crash is a partial copy-up or a removed tree, never live data.
     if (::mkdirat(wd.get(), "work", 0700) != 0 && errno != EEXIST)
@@ -178,7 +185,14 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
   return ov;
 }
 
+void Overlay::start_background() {
+  std::lock_guard<std::mutex> g(partial_mu_);
+  if (!partial_dir_.valid() || partial_thread_.joinable() || stop_) return;
+  partial_thread_ = std::thread([this] { partial_worker(); });
+}
+
 Overlay::~Overlay() {
+  finish_partials();
   // Whatever the kernel still referenced at unmount: free the whole tree.
   if (!root_) return;  // open() failed half-way
   std::vector<Node*> all;
@@ -386,23 +400,64 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
   if (!top) return Errno{top.error()};
   bool opaque = dir_is_opaque(top.value().get(), parent[i].layer);
   f.opaque = opaque;
+  std::string redirect = read_redirect(top.value().get());
   stack->push_back(LayerDir{parent[i].layer, std::move(top).value()});
+  // Below, the same name in the parent's directories, unless the kernel's
+  // redirect_dir moved this directory: "/a/b" is that path from each lower
+  // layer's root, "x" the name x in the parent's directories.
+  std::string cur = name;
   for (size_t j = i + 1; j < parent.size() && !opaque; ++j) {
     const LayerDir& ld = parent[j];
+    if (!redirect.empty() && redirect[0] == '/') {
+      // Absolute: every lower layer below, from its root.
+      for (size_t l = static_cast<size_t>(stack->back().layer) + 1;
+           l < layer_roots_.size() && !opaque; ++l) {
+        auto fd = sys::open_beneath(layer_roots_[l].get(), redirect.c_str() + 1,
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
+        if (!fd) {
+          if (fd.error() == ENOENT) continue;
+          if (fd.error() == ENOTDIR) break;
+          return Errno{fd.error()};
+        }
+        opaque = dir_is_opaque(fd.value().get(), static_cast<int>(l));
+        std::string next = read_redirect(fd.value().get());
+        stack->push_back(LayerDir{static_cast<int>(l), std::move(fd).value()});
+        if (!next.empty() && next[0] == '/') redirect = next;
+      }
+      break;
+    }
+    if (!redirect.empty()) {
+      cur = redirect;
+      redirect.clear();
+    }
     struct stat st;
-    if (!stat_at(ld.fd.get(), name, &st)) {
+    if (!stat_at(ld.fd.get(), cur.c_str(), &st)) {
       if (errno != ENOENT) return last_errno();
-      if (has_wh_file(ld.fd.get(), name_sv)) break;
+      if (has_wh_file(ld.fd.get(), cur)) break;
       continue;
     }
     if (!S_ISDIR(st.st_mode)) break;  // a whiteout or a non-directory ends the merge
-    auto fd = open_dir_at(ld.fd.get(), name);
+    auto fd = open_dir_at(ld.fd.get(), cur.c_str());
     if (!fd) return Errno{fd.error()};
     opaque = dir_is_opaque(fd.value().get(), ld.layer);
+    redirect = read_redirect(fd.value().get());
     stack->push_back(LayerDir{ld.layer, std::move(fd).value()});
   }
   f.stack = std::move(stack);
   return f;
+}
+
+std::string Overlay::read_redirect(int dirfd) {
+  char buf[PATH_MAX];
+  XattrPath p(dirfd, nullptr);
+  ssize_t n = p.get("trusted.overlay.redirect", buf, sizeof(buf));
+  if (n <= 0) n = p.get("user.overlay.redirect", buf, sizeof(buf));
+  if (n <= 0) return {};
+  std::string r(buf, static_cast<size_t>(n));
+  // Hostile input: no "..", no empty or NUL-bearing components.
+  if (r.find('\0') != std::string::npos || r.find("..") != std::string::npos) return {};
+  if (r[0] != '/' && !valid_name(r)) return {};
+  return r;
 }
 
 Result<bool> Overlay::lower_has(const DirStack& parent, std::string_view name_sv) {
@@ -434,8 +489,7 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
     // Another name of this lower file was copied up: this name is linked to
     // the same upper copy (hard links survive copy-up).
     uint64_t lino = map_ino_raw(f->st.st_dev, f->st.st_ino);
-    struct stat ist;
-    if (::fstatat(index_.get(), index_name(lino).c_str(), &ist, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (has_index(lino)) {
       if (auto r = copy_up(parent); !r) return Errno{r.error()};
       std::shared_ptr<const DirStack> keep;
       auto ufd = upper_dirfd(parent, &keep);
@@ -461,6 +515,10 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
   Node* fresh = new Node(f->st.st_mode, ino);
   fresh->layer = f->layer;
   fresh->stack = std::move(f->stack);
+  if (S_ISREG(f->st.st_mode) && f->st.st_nlink > 1) {
+    if (f->layer == kUpper) attach_partial(fresh, f->st);  // its second link is in workdir
+    fresh->shared = f->layer != kUpper || !attach_partial_only(fresh, f->st);
+  }
   Node* got = insert_child(parent, name, fresh);
   if (got != fresh) delete fresh;
   return got;
@@ -514,13 +572,21 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
       }
     }
   } else {
+    if (auto r = follow_index(n); !r) return r;
     auto loc = locate(n);
     if (!loc) return Errno{loc.error()};
     if (!stat_at(loc->dirfd, loc->name.c_str(), st)) return last_errno();
+    if (loc->layer != kUpper && n->shared.load() && index_.valid()) {
+      uint32_t c = index_count(n->ino);  // some of its names were removed
+      if (c != UINT32_MAX) st->st_nlink = c + 1;
+    }
   }
-  if (S_ISREG(st->st_mode) && st->st_nlink > 1 && n->layer.load() == kUpper && index_.valid()) {
-    uint32_t lower = lower_names(n->ino, *st);
-    if (lower != UINT32_MAX) st->st_nlink = st->st_nlink - 1 + lower;
+  if (S_ISREG(st->st_mode) && n->layer.load() == kUpper && index_.valid()) {
+    if (st->st_nlink > 1 && partial_of(n)) --st->st_nlink;  // its link in layerfs-partial
+    if (n->ino != map_ino_raw(st->st_dev, st->st_ino)) {    // a copy-up: maybe indexed
+      uint32_t lower = lower_names(n->ino, *st);
+      if (lower != UINT32_MAX) st->st_nlink += lower;
+    }
   }
   fix_stat(n, st);
   return {};
@@ -541,6 +607,18 @@ Result<struct statvfs> Overlay::statfs() {
   int fd = upper_.valid() ? upper_.get() : layer_roots_.at(1).get();
   if (::fstatvfs(fd, &s) != 0) return last_errno();
   return s;
+}
+
+Result<void> Overlay::follow_index(Node* n) {
+  // Another name of this lower file was copied up since this one was looked
+  // up: link this name to that copy too.
+  if (!n->shared.load() || n->layer.load() == kUpper || !has_index(n->ino)) return {};
+  return copy_up(n);
+}
+
+bool Overlay::attach_partial_only(Node* n, const struct stat& st) {
+  // An upper file whose only other link is its workdir/layerfs-partial entry.
+  return st.st_nlink == 2 && partial_of(n) != nullptr;
 }
 
 Result<void> Overlay::fsync_dir(Node* dir, bool datasync) {

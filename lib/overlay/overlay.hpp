@@ -17,11 +17,15 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -31,6 +35,8 @@
 #include "util/unique_fd.hpp"
 
 namespace layer::overlay {
+
+struct IndexEntry;
 
 // Who asks: the ids are as seen inside the mount (before id mapping).
 struct Caller {
@@ -114,8 +120,29 @@ class Overlay {
   Result<UniqueFd> reopen_upper(Node* n, int flags);
   Result<Node*> create(Node* parent, std::string_view name, mode_t mode, int flags, const Caller& c,
                        struct stat* st, UniqueFd* fd);
-  // Copies n up (whole file) if it is not in the upper layer yet.
-  Result<void> copy_up(Node* n);
+  // How much of a regular file's data a copy-up takes along.
+  enum class CopyData {
+    kAll,   // everything now (small files), or the rest in the background (big ones)
+    kNone,  // nothing: the file is about to be truncated to zero
+  };
+  // Copies n up if it is not in the upper layer yet.
+  Result<void> copy_up(Node* n, CopyData data = CopyData::kAll);
+
+  // Files copied up with their data still partly below (see Partial). The
+  // daemon reads them through read_partial, holds begin_write's lock across
+  // each write, and completes them before operations that need all data.
+  std::shared_ptr<Partial> partial_of(Node* n);
+  Result<size_t> read_partial(Partial& p, char* buf, size_t size, off_t off);
+  Result<std::unique_lock<std::mutex>> begin_write(Partial& p, off_t off, size_t size);
+  Result<void> complete(Partial& p);
+  // Starts the thread that fills partial files (after any fork: a daemon
+  // calls it once it runs in the background). Without it they are completed
+  // by complete() or at destruction.
+  void start_background();
+  // Completes every partial file (called at unmount; the destructor does too).
+  void finish_partials();
+  // Files at least this big are copied up lazily.
+  static constexpr off_t kPartialMin = 1 << 20;
 
   // The merged directory's entries; the snapshot stays valid while held.
   Result<std::shared_ptr<const Listing>> list(Node* dir);
@@ -154,6 +181,8 @@ class Overlay {
   std::shared_ptr<const DirStack> stack_of(Node* dir);
   Result<Found> resolve(const DirStack& parent, std::string_view name, bool want_stack);
   Result<bool> lower_has(const DirStack& parent, std::string_view name);
+  // The kernel's redirect_dir xattr of a directory, checked; empty if none.
+  std::string read_redirect(int dirfd);
   Node* insert_child(Node* parent, std::string_view name, Node* fresh);
   Node* find_child(Node* parent, std::string_view name);
   Result<Node*> lookup_node(Node* parent, std::string_view name);
@@ -166,11 +195,29 @@ class Overlay {
   void fix_stat(Node* n, struct stat* st);
   Result<uint32_t> merged_nlink(Node* dir);
 
-  Result<void> copy_up_locked(Node* n, Node* parent, const std::string& name);
+  Result<void> copy_up_locked(Node* n, Node* parent, const std::string& name, CopyData data);
+  Result<void> fill_range(Partial& p, off_t from, off_t to);  // REQUIRES: p.mu held
+  std::string path_of(Node* n);  // relative to the root, for the partial marker
+  void attach_partial(Node* n, const struct stat& upper_st);
+  bool attach_partial_only(Node* n, const struct stat& upper_st);
+  Result<void> follow_index(Node* n);
+  void partial_worker();
+  void recover_partials();  // cold path: completes what a crash left
   static std::string index_name(uint64_t ino);
-  // Links the index entry of `ino` to (dirfd, name); ENOENT when there is none.
+  // Links the upper copy that the index entry of `ino` names to (dirfd,
+  // name); ENOENT when there is none. The _locked form REQUIRES index_mu_.
   Result<void> link_from_index(uint64_t ino, int dirfd, const char* name);
-  void adjust_lower_names(uint64_t ino, int delta);
+  Result<void> link_from_index_locked(uint64_t ino, int dirfd, const char* name);
+  Result<void> write_index(uint64_t ino, int dirfd, const char* name, uint32_t others);
+  Result<UniqueFd> open_index(uint64_t ino, uint64_t* upper_ino);
+  Result<void> write_index_entry(uint64_t ino, const struct IndexEntry& e, uint32_t others);
+  // The names of `ino` still only below (UINT32_MAX: no entry). REQUIRES: index_mu_
+  // for a consistent read-modify-write.
+  uint32_t index_count(uint64_t ino);
+  // A lower-only name of a multiply linked file is removed.
+  Result<void> forget_lower_name(uint64_t ino, nlink_t lower_nlink);
+  Result<void> keep_last_link(uint64_t ino, int dirfd, const char* name);
+  bool has_index(uint64_t ino);
   // Names of an indexed file still only in a lower layer; UINT32_MAX when
   // upper_st is not an indexed copy.
   uint32_t lower_names(uint64_t ino, const struct stat& upper_st);
@@ -211,6 +258,14 @@ class Overlay {
   // several names, named after its inode number, so that its other names link
   // to the same upper copy when they are looked up (the kernel's index=on idea).
   UniqueFd index_;
+  UniqueFd partial_dir_;  // workdir/layerfs-partial: a link to every partial file
+  std::string partial_xattr_;
+  std::mutex partial_mu_;  // guards partials_, partial_queue_, stop_
+  std::condition_variable partial_cv_;
+  std::unordered_map<ino_t, std::shared_ptr<Partial>> partials_;  // by upper inode
+  std::deque<std::shared_ptr<Partial>> partial_queue_;
+  bool stop_ = false;
+  std::thread partial_thread_;
   std::mutex index_mu_;       // serializes updates of an index entry's name count
   std::string xattr_prefix_;  // "trusted.overlay." or "user.overlay."
   std::string origin_xattr_;

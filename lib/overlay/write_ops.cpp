@@ -42,6 +42,10 @@ std::string to_string(std::string_view s) {
   return std::string(s);
 }
 
+bool stat_at_nofollow(int dirfd, const char* name, struct stat* st) {
+  return ::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 }  // namespace
 
 bool Overlay::escaped_xattr(std::string_view name) const {
@@ -246,7 +250,10 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
     }
   }
   invalidate_listing(parent);
-  return lookup(parent, name, st);
+  src->shared = true;
+  auto r = lookup(parent, name, st);
+  if (r) r.value()->shared = true;
+  return r;
 }
 
 // ---------------------------------------------------------------- removal
@@ -258,6 +265,21 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   NodeRef n(this, nr.value());
   if (n.get()->is_dir()) return Errno{EISDIR};
   if (auto r = copy_up(parent); !r) return r;
+  if (n.get()->shared.load() && index_.valid()) {
+    if (auto r = follow_index(n.get()); !r) return r;
+    if (n.get()->layer.load() != kUpper) {
+      // One name of a lower file with several leaves: the others count one less.
+      struct stat lst;
+      auto loc = locate(n.get());
+      if (loc && stat_at_nofollow(loc->dirfd, loc->name.c_str(), &lst))
+        (void)forget_lower_name(n.get()->ino, lst.st_nlink);
+    } else {
+      auto loc = locate(n.get());
+      struct stat ust;
+      if (loc && stat_at_nofollow(loc->dirfd, loc->name.c_str(), &ust) && ust.st_nlink == 1)
+        (void)keep_last_link(n.get()->ino, loc->dirfd, loc->name.c_str());
+    }
+  }
   std::shared_ptr<const DirStack> pstack;
   auto ufd_r = upper_dirfd(parent, &pstack);
   if (!ufd_r) return Errno{ufd_r.error()};
@@ -513,10 +535,19 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
 
 Result<OpenFile> Overlay::open_file(Node* n, int flags) {
   if (n->is_dir()) return Errno{EISDIR};
+  if (auto r = follow_index(n); !r) return Errno{r.error()};
   bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (write) {
     if (!writable()) return Errno{EROFS};
-    if (auto r = copy_up(n); !r) return Errno{r.error()};
+    // O_TRUNC: the data is about to go, copy none of it.
+    auto mode = (flags & O_TRUNC) && n->type == S_IFREG ? CopyData::kNone : CopyData::kAll;
+    if (auto r = copy_up(n, mode); !r) return Errno{r.error()};
+    if (flags & O_TRUNC) {
+      if (auto p = partial_of(n)) {
+        std::lock_guard<std::mutex> g(p->mu);
+        p->limit = 0;
+      }
+    }
   }
   auto loc = locate(n);
   if (!loc) return Errno{loc.error()};
@@ -536,13 +567,15 @@ Result<UniqueFd> Overlay::reopen_upper(Node* n, int flags) {
 Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c, struct stat* st) {
   (void)c;
   if (!writable()) return Errno{EROFS};
-  if (auto r = copy_up(n); !r) return r;
+  bool to_zero = (a.valid & SetAttr::kSize) && a.size == 0 && n->type == S_IFREG;
+  if (auto r = copy_up(n, to_zero ? CopyData::kNone : CopyData::kAll); !r) return r;
   // The real object: a directory by its fd, anything else by (dirfd, name).
   auto real = real_of(n);
   if (!real) return Errno{real.error()};
   int dirfd = real->dirfd;
   const char* name = real->name.empty() ? nullptr : real->name.c_str();
   XattrPath path(dirfd, name);  // /proc/self/fd form, usable for every call below
+  bool a_size_done = false;
   const char* p = path.path();
   if (a.valid & SetAttr::kMode) {
     if (n->type == S_IFLNK) return Errno{EOPNOTSUPP};
@@ -558,6 +591,23 @@ Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c
   }
   if (a.valid & SetAttr::kSize) {
     if (n->type != S_IFREG) return Errno{n->is_dir() ? EISDIR : EINVAL};
+    if (auto p = partial_of(n)) {
+      // Lower bytes past the new size are not the file's any more, even if
+      // it grows again later.
+      std::lock_guard<std::mutex> g(p->mu);
+      if (a.size < p->limit && !p->done.load()) {
+        p->limit = a.size;
+        std::string m = p->marker;
+        m.replace(0, m.find('\0'), std::to_string(a.size));
+        p->marker = m;
+        if (::fsetxattr(p->upper.get(), partial_xattr_.c_str(), m.data(), m.size(), 0) != 0)
+          return last_errno();
+      }
+      if (::ftruncate(p->upper.get(), a.size) != 0) return last_errno();
+      a_size_done = true;
+    }
+  }
+  if ((a.valid & SetAttr::kSize) && !a_size_done) {
     if (fd >= 0) {
       if (::ftruncate(fd, a.size) != 0) return last_errno();
     } else {
@@ -635,11 +685,8 @@ Result<void> Overlay::setxattr(Node* n, const char* name, const void* value, siz
   if (!writable()) return Errno{EROFS};
   std::string_view nm(name);
   std::string real;
-  if (private_xattr(nm)) {
-    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{EPERM};
-    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
-    name = real.c_str();
-  }
+  // The overlay's own xattrs cannot be set from inside (as in the kernel).
+  if (private_xattr(nm)) return Errno{EPERM};
   if (auto r = copy_up(n); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};
@@ -652,11 +699,7 @@ Result<void> Overlay::removexattr(Node* n, const char* name) {
   if (!writable()) return Errno{EROFS};
   std::string_view nm(name);
   std::string real;
-  if (private_xattr(nm)) {
-    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{ENODATA};
-    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
-    name = real.c_str();
-  }
+  if (private_xattr(nm)) return Errno{EPERM};
   if (auto r = copy_up(n); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};

@@ -416,7 +416,7 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     // One syncfs for the whole tree instead of an fsync per file: after it,
     // every file, directory and the layer.json are durable, so the rename
     // below publishes a complete layer.
-    if (::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
+    if (opt.sync && ::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
     UniqueFd layers = sys::xopen_at(root_fd_.get(), Layout::layers_dir(spec.diff_id.algorithm),
                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "layers dir");
     // A leftover directory without layer.json (never published by us; a

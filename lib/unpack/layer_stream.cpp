@@ -14,7 +14,7 @@ namespace {
 
 constexpr size_t kInSize = 1 << 20;
 constexpr size_t kOutSize = 4 << 20;
-constexpr size_t kBuffers = 4;
+constexpr size_t kBuffers = 5;  // the consumer holds two
 
 struct ZstdFree {
   void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
@@ -136,11 +136,16 @@ void LayerStream::push_ready(Buffer* b) {
 
 std::string_view LayerStream::next() {
   std::unique_lock<std::mutex> lk(mu_);
-  if (current_) {
-    free_.push_back(current_);
-    current_ = nullptr;
+  // The consumer keeps its last two buffers, so peek() can look back at a
+  // header that straddles them.
+  if (previous_) {
+    free_.push_back(previous_);
     cv_.notify_all();
   }
+  previous_ = current_;
+  previous_offset_ = current_offset_;
+  current_ = nullptr;
+  if (previous_) current_offset_ = previous_offset_ + previous_->len;
   cv_.wait(lk, [&] { return !ready_.empty() || done_; });
   if (!ready_.empty()) {
     current_ = ready_.front();
@@ -149,6 +154,20 @@ std::string_view LayerStream::next() {
   }
   if (error_) std::rethrow_exception(error_);
   return {};
+}
+
+bool LayerStream::peek(uint64_t offset, size_t n, char* out) const {
+  for (const Buffer* b : {previous_, current_}) {
+    if (!b || n == 0) continue;
+    uint64_t start = b == previous_ ? previous_offset_ : current_offset_;
+    if (offset < start || offset >= start + b->len) continue;
+    size_t k = std::min<uint64_t>(n, start + b->len - offset);
+    std::memcpy(out, b->data.data() + (offset - start), k);
+    out += k;
+    offset += k;
+    n -= k;
+  }
+  return n == 0;
 }
 
 void LayerStream::finish() {

@@ -45,6 +45,10 @@ class LayerStream {
   // Throws Error on any mismatch.
   void finish();
 
+  // Copies n tar bytes at stream `offset` if they are still in the last two
+  // chunks next() returned; false otherwise. Consumer thread only.
+  bool peek(uint64_t offset, size_t n, char* out) const;
+
   uint64_t compressed_bytes() const { return compressed_.load(std::memory_order_relaxed); }
   uint64_t tar_bytes() const { return tar_.load(std::memory_order_relaxed); }
 
@@ -89,7 +93,10 @@ class LayerStream {
   bool cancelled_ = false;  // consumer gone: producer stops at its next wait
   bool draining_ = false;   // consumer wants no more data: hash and drop
   std::exception_ptr error_;
-  Buffer* current_ = nullptr;  // the consumer's buffer, owned by it
+  Buffer* current_ = nullptr;  // the consumer's buffers, owned by it
+  Buffer* previous_ = nullptr;
+  uint64_t current_offset_ = 0;   // tar stream offset of current_
+  uint64_t previous_offset_ = 0;  // and of previous_
 
   std::thread thread_;
 };

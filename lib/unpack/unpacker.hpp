@@ -35,6 +35,11 @@ struct Options {
   // Rootless: whiteouts as zero-size files with user.overlay.whiteout, opaque
   // as user.overlay.opaque, no chown, devices skipped. Default: geteuid() != 0.
   bool rootless = false;
+  // Store::ingest_layer: syncfs the staging tree before publishing it, so a
+  // power loss cannot leave a published layer with missing data. Off only
+  // where durability does not matter (throwaway stores, benchmarks of the
+  // unpack alone).
+  bool sync = true;
 };
 
 struct Stats {

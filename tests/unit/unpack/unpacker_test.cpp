@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <string>
 
 #include "tar_builder.hpp"
@@ -292,4 +293,27 @@ TEST_CASE("non-ASCII names from PAX headers unpack whatever the process locale")
   TempDir t;
   unpack_blob(b, t.fd.get());
   CHECK(read_at(t, "certs/" + name) == "cert");
+}
+
+// Not run by default: `unit_unpack '[.bench]'` with LAYERFS_BENCH_BLOB,
+// _MEDIA_TYPE, _DIGEST, _DIFF_ID and _OUT (an empty dir) set times one unpack
+// of a real blob (compare with `tar -xf` on the same blob).
+TEST_CASE("unpack a real blob", "[.bench]") {
+  auto env = [](const char* k) {
+    const char* v = std::getenv(k);
+    if (!v) FAIL("set " << k);
+    return std::string(v);
+  };
+  unpack::LayerSpec spec;
+  spec.media_type = env("LAYERFS_BENCH_MEDIA_TYPE");
+  spec.digest = Digest::parse(env("LAYERFS_BENCH_DIGEST"));
+  spec.diff_id = Digest::parse(env("LAYERFS_BENCH_DIFF_ID"));
+  spec.image = "bench";
+  auto out = sys::xopen_dir(env("LAYERFS_BENCH_OUT"));
+  auto t0 = std::chrono::steady_clock::now();
+  FdSource src(sys::xopen_at(AT_FDCWD, env("LAYERFS_BENCH_BLOB"), O_RDONLY, 0, "blob"), "blob");
+  auto stats = unpack::unpack_layer(out.get(), spec, src, {});
+  std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+  WARN("unpacked " << stats.entries << " entries, " << stats.tar_bytes << " tar bytes in "
+                   << dt.count() << " s");
 }
