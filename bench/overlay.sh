@@ -10,9 +10,10 @@
 #
 #   bench/overlay.sh [--quick] [--runs N] [--engines layerfs,fuse-overlayfs,kernel,plain]
 #                    [--groups read,cow,write,meta,tree,pagecache] [--layers store|export]
-#                    [--no-results]
+#                    [--no-results] [--results]
 #
-# --quick: small sizes and 1 run, for iterating (never written to RESULTS.md).
+# --quick: small sizes and 1 run, for iterating (written to RESULTS.md only
+# with --results).
 # LAYERFS=/path/to/layerfs or BUILD=/path/to/build use an existing build.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -28,13 +29,15 @@ while [ $# -gt 0 ]; do
     --groups) groups=$2; shift ;;
     --layers) layer_src=$2; shift ;;
     --no-results) write_results=0 ;;
+    --results) write_results=2 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "overlay.sh: unknown argument '$1'" ;;
   esac
   shift
 done
 if [ $quick -eq 1 ]; then
-  runs=${runs:-1} write_results=0
+  runs=${runs:-1}
+  [ $write_results -eq 2 ] || write_results=0
   read_size=256M runtime=2 seqw_size=256M fsync_size=1M meta_n=2000 pc_mib=30
 else
   runs=${runs:-3}
@@ -379,8 +382,9 @@ done
 commit=$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null || echo '?')
 fovl=$(fuse-overlayfs --version 2>/dev/null | grep -i 'fuse-overlayfs' | sed -n 1p || true)
 notes="Engines: ${engine_list[*]}; lower layers from $([ "$layer_src" = store ] && echo 'a layerctl store' || echo 'bench/cache/layers (GNU tar)'), 5 layers; ${fovl:-fuse-overlayfs}; kernel $(uname -r) overlayfs with default options (metacopy=$(cat /sys/module/overlay/parameters/metacopy 2>/dev/null || echo '?')); $(nproc) cores shared with other builds (noisy)."
+[ $quick -eq 0 ] || notes+=" Quick mode: reads of ${read_size} of the 1 GiB file, ${runtime} s random I/O, ${seqw_size} new file, ${meta_n} small files, ${pc_mib} MiB of libraries."
 args=(overlay "$raw" --runs "$runs" --notes "$notes" --commit "$commit")
-if [ $write_results -eq 1 ]; then
+if [ $write_results -ge 1 ]; then
   args+=(--results "$bench_dir/RESULTS.md" --chart "$bench_dir/overlay.svg")
 else
   args+=(--chart "$out_dir/overlay.svg")

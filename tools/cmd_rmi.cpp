@@ -22,7 +22,7 @@ int run_rmi(Globals& g, std::vector<std::string>& args) {
       removed = st.remove_image(name);
     } catch (const Error& e) {
       std::string line = e.line();
-      if (line.rfind("'" + name + "'", 0) == 0) throw;
+      if (line.find("'" + name + "'") != std::string::npos) throw;
       throw Error("'" + name + "': " + line);
     }
     nlohmann::json layers = nlohmann::json::array();

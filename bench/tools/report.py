@@ -152,6 +152,7 @@ def report_overlay(args):
         vals[(r["metric"], r["engine"])].append(float(r["value"]))
         params[r["metric"]] = r.get("params", "")
     engines = [e for e in ENGINES if any(k[1] == e for k in vals)]
+    args.runs = len({r["run"] for r in rows})
     med = {k: statistics.median(v) for k, v in vals.items()}
     out = [f"Measured {stamp(args)}; median of {args.runs} runs. Ratio columns: the engine's "
            "performance relative to the kernel's overlayfs in the same run (> 1 = faster than "
@@ -233,13 +234,13 @@ def draw(path, engines, chart):
     w = 0.8 / len(engines)
     plots = []
     for i, e in enumerate(engines):
-        lo, hi = -0.4 + w * i, -0.4 + w * (i + 1)
+        b0, b1 = -0.4 + w * i, -0.4 + w * (i + 1)
         c = i + 1
         plots.append(f"'{dat}' using (column({c})):($0):({10.0**lo:g}):(column({c})):"
-                     f"($0+({lo:.3f})):($0+({hi:.3f})) with boxxyerror "
+                     f"($0+({b0:.3f})):($0+({b1:.3f})) with boxxyerror "
                      f"lc rgb '{colors.get(e, '#2ca02c')}' title '{e}'")
     tics = ", ".join('"' + l.replace('"', "'") + f'" {n - 1 - i}' for i, (l, _) in enumerate(chart))
-    script = f"""set terminal svg size 1000,{140 + 30 * n} dynamic font 'sans,11' background '#ffffff'
+    script = f"""set terminal svg size 1000,{140 + 30 * n} dynamic noenhanced font 'sans,11' background '#ffffff'
 set output '{path}'
 set title 'layerfs benchmark: each engine relative to the kernel overlayfs (1 = kernel, higher is better)'
 set logscale x 10

@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <unistd.h>
 
 #include <locale.h>
 
@@ -136,7 +137,11 @@ Stats unpack_layer(int staging_dir, const LayerSpec& spec, ByteSource& src, cons
   std::unique_ptr<archive, ArchiveFree> a(archive_read_new());
   if (!a) throw Error(context + ": archive_read_new", ENOMEM);
   archive_read_support_format_tar(a.get());
-  TreeWriter writer(staging_dir, opt, context);
+  // Without root, whiteouts, opaque markers and owners can only take the
+  // rootless forms, whatever the caller asked for.
+  Options effective = opt;
+  if (::geteuid() != 0) effective.rootless = true;
+  TreeWriter writer(staging_dir, effective, context);
   Stats stats;
   try {
     if (archive_read_open(a.get(), &state, nullptr, read_cb, nullptr) != ARCHIVE_OK) {
