@@ -49,7 +49,8 @@ wait_http() {
 }
 
 # start_registry NAME [AUTH_YAML [TLS_YAML]]: sets REG_<NAME>_PORT and
-# REG_<NAME>_STORAGE. Listens on $REG_ADDR (default 127.0.0.1).
+# REG_<NAME>_STORAGE and REG_<NAME>_LOG. Listens on $REG_ADDR (default
+# 127.0.0.1); REG_ACCESSLOG=1 logs every request.
 start_registry() {
   local name=$1 extra=${2:-} tls=${3:-} addr=${REG_ADDR:-127.0.0.1}
   local port dir
@@ -58,7 +59,11 @@ start_registry() {
   mkdir -p "$dir/storage"
   {
     echo "version: 0.1"
-    echo "log: {level: warn, accesslog: {disabled: true}}"
+    if [ -n "${REG_ACCESSLOG:-}" ]; then
+      echo "log: {level: warn, accesslog: {disabled: false}}"
+    else
+      echo "log: {level: warn, accesslog: {disabled: true}}"
+    fi
     echo "storage:"
     echo "  filesystem: {rootdirectory: $dir/storage}"
     echo "  delete: {enabled: true}"
@@ -74,6 +79,7 @@ start_registry() {
   wait_http "$scheme://$addr:$port/v2/"
   printf -v "REG_${name}_PORT" '%s' "$port"
   printf -v "REG_${name}_STORAGE" '%s' "$dir/storage"
+  printf -v "REG_${name}_LOG" '%s' "$dir/log"
 }
 
 # start_proxy NAME UPSTREAM_PORT [cut_proxy.py options...]: sets PROXY_<NAME>_PORT;

@@ -53,6 +53,22 @@ grep -qE "range=bytes=[1-9][0-9]*- .* -> 206" "$WORK/proxy-shift.log" || fail "n
 [ "$(count_lines 'blobs/sha256:[0-9a-f]+ range=- .* -> 200$' "$WORK/proxy-shift.log")" -ge 1 ] \
   || fail "no clean restart after the mismatched Content-Range"
 
+step "Ctrl-C mid-pull leaves the store consistent; the next pull completes"
+rm -rf "$LAYERFS_ROOT"
+start_proxy slow "$REG_plain_PORT" --delay-blobs 1
+# Background jobs of a script start with SIGINT ignored: restore it, as a terminal would have it.
+"$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+  "$LAYERCTL" pull -q "127.0.0.1:$PROXY_slow_PORT/app/gz:1" >/dev/null 2>&1 &
+pull=$!
+sleep 1.5
+kill -INT $pull
+if wait $pull; then fail "the interrupted pull reported success"; fi
+if "$LAYERCTL" images | grep -q "app/gz"; then fail "an interrupted pull published the image"; fi
+"$LAYERCTL" pull -q "127.0.0.1:$PROXY_slow_PORT/app/gz:1" >/dev/null || fail "pull after the interrupted one"
+"$LAYERCTL" images | grep -q "app/gz" || fail "image missing after the second pull"
+f=$(find "$LAYERFS_ROOT/layers" -path '*/diff/usr/bin/blob' | head -1)
+[ -n "$f" ] && cmp -s "$f" "$WORK/t/base/usr/bin/blob" || fail "layer content after the interrupted pull"
+
 step "503 and 429 with Retry-After are retried"
 start_proxy flaky "$REG_plain_PORT" --manifest-503 2 --manifest-429 1
 t0=$(date +%s%N)

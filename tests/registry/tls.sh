@@ -4,7 +4,7 @@
 source "$SRCDIR/tests/registry/lib.sh"
 
 make_ca "$WORK/ca"
-start_registry tls "" "$(tls_yaml "$WORK/ca")"
+REG_ACCESSLOG=1 start_registry tls "" "$(tls_yaml "$WORK/ca")"
 R=127.0.0.1:$REG_tls_PORT
 make_trees "$WORK/t"
 "$MKIMAGE" --out "$WORK/oci" --format oci --tag gz --layer "$WORK/t/base" --layer "$WORK/t/top"
@@ -16,6 +16,12 @@ expect_fail "TLS failure talking to $R: .*(certificate|verify).*--cert-dir" "$RE
 step "--cert-dir with the CA"
 "$REGFETCH" --cert-dir "$WORK/ca/certs" "$R/app/gz:1" >"$WORK/out.json" || fail "--cert-dir"
 grep -q '"bytes"' "$WORK/out.json" || fail "no layers fetched"
+
+# Over TLS the registry (Go) offers HTTP/2 through ALPN, and libcurl takes it.
+grep -qE '"GET /v2/app/gz/blobs/sha256:[0-9a-f]+ HTTP/2.0" 200' "$REG_tls_LOG" || {
+  grep "GET /v2" "$REG_tls_LOG" | tail -3
+  fail "blobs were not fetched over HTTP/2"
+}
 
 step "--tls-verify=false"
 "$REGFETCH" --tls-verify=false "$R/app/gz:1" >/dev/null || fail "--tls-verify=false"
