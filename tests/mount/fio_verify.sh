@@ -31,6 +31,7 @@ mount_layerfs() {
   fail "layerfs did not mount"
 }
 
+cd "$T"   # fio leaves its verify state files in the current directory
 jobfile=$T/jobs.fio
 cat > "$jobfile" <<JOBS
 [global]
