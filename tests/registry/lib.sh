@@ -155,3 +155,20 @@ tls_yaml() {
 
 # count_lines PATTERN FILE
 count_lines() { grep -cE -- "$1" "$2" || true; }
+
+# start_token_server PORT KEY CERT LOG [token_server.py options...]: the test
+# token service (issuer test-issuer, service test-registry) on 127.0.0.1:PORT;
+# sets TOKEN_PID. A registry trusts it with token_yaml PORT CERT.
+start_token_server() {
+  local port=$1 key=$2 cert=$3 log=$4
+  shift 4
+  "$PY" "$HERE/token_server.py" "$port" "$key" "$cert" test-issuer test-registry "$log" "$@" \
+    2>"$log.err" &
+  TOKEN_PID=$!
+  PIDS+=($TOKEN_PID)
+  wait_http "http://127.0.0.1:$port/token"
+  : >"$log"
+}
+token_yaml() {
+  printf 'auth:\n  token:\n    realm: http://127.0.0.1:%s/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: %s\n' "$1" "$2"
+}
