@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <functional>
 #include <set>
 #include <string_view>
 
@@ -197,6 +198,15 @@ DiffStats DiffWriter::write() {
   if (::fstat(top_, &st) != 0) fail("", "stat", errno);
   if (is_opaque(top_)) emit_opaque("", st);
   walk_upper("", top_);
+  std::sort(lower_links_.begin(), lower_links_.end());
+  for (const auto& [path, target] : lower_links_) {
+    Entry e(archive_entry_new());
+    archive_entry_copy_pathname(e.get(), path.c_str());
+    archive_entry_set_filetype(e.get(), AE_IFREG);
+    archive_entry_copy_hardlink(e.get(), target.c_str());
+    archive_entry_set_size(e.get(), 0);
+    header(e.get(), path);
+  }
   if (archive_write_close(a_.get()) != ARCHIVE_OK) fail("", "finish tar");
   if (opt_.progress) opt_.progress(stats_.file_bytes);
   return stats_;
@@ -534,6 +544,79 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
   add_xattrs(e.get(), parent, name);
   header(e.get(), rel);
   write_data(rel, data.get(), st, lower.get(), limit);
+  if (upper && rel == lower_rel && !lower && overlay_xattr(parent, name, "layerfs.origin"))
+    note_lower_links(rel);
+}
+
+// The whole-layer map from inode to the names of its multi-link files.
+const std::multimap<ino_t, std::string>& DiffWriter::lower_inodes(size_t layer) {
+  auto it = lower_inodes_.find(layer);
+  if (it != lower_inodes_.end()) return it->second;
+  auto& m = lower_inodes_[layer];
+  std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
+    for (const auto& n : sorted_names(dirfd, what_ + ": lower '" + rel + "'")) {
+      struct stat st;
+      if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      std::string child = join(rel, n);
+      if (S_ISREG(st.st_mode) && st.st_nlink > 1) m.emplace(st.st_ino, child);
+      if (!S_ISDIR(st.st_mode)) continue;
+      auto fd = sys::open_at(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      if (fd) walk(fd->get(), child);
+    }
+  };
+  walk(lowers_[layer].fd, "");
+  return m;
+}
+
+// True unless `path` is still a lower name in the merged view: its parent
+// is an upper directory (so written to the layer) that is not opaque, under
+// no opaque upper directory, and the upper has nothing at `path`.
+bool DiffWriter::hidden_in_upper(const std::string& path) {
+  int cur = top_;
+  UniqueFd owned;
+  size_t pos = 0;
+  for (;;) {
+    size_t slash = path.find('/', pos);
+    std::string comp =
+        path.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    if (slash == std::string::npos) {
+      struct stat st;
+      return ::fstatat(cur, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+    }
+    auto fd = sys::open_at(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd || is_opaque(fd->get()) || overlay_xattr(fd->get(), "", "redirect")) return true;
+    owned = std::move(fd).value();
+    cur = owned.get();
+    pos = slash + 1;
+  }
+}
+
+// `rel`, written from the upper, is lib/overlay's copy of a lower file. If
+// that lower file has other names the mount shows (and has not linked into
+// the upper yet), they are the same file: the layer gets them as links.
+void DiffWriter::note_lower_links(const std::string& rel) {
+  for (size_t i = 0; i < lowers_.size(); ++i) {
+    struct stat st;
+    auto fd =
+        sys::open_beneath(lowers_[i].fd, rel.c_str(), O_PATH | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
+    if (!fd) {
+      if (fd.error() == ENOENT) continue;
+      return;
+    }
+    if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink < 2) return;
+    auto range = lower_inodes(i).equal_range(st.st_ino);
+    for (auto it = range.first; it != range.second; ++it) {
+      const std::string& other = it->second;
+      if (other == rel || hidden_in_upper(other)) continue;
+      bool shadowed = false;  // a layer above the file's has the name
+      for (size_t j = 0; j < i && !shadowed; ++j) {
+        struct stat s2;
+        shadowed = ::fstatat(lowers_[j].fd, other.c_str(), &s2, AT_SYMLINK_NOFOLLOW) == 0;
+      }
+      if (!shadowed) lower_links_.emplace_back(other, rel);
+    }
+    return;
+  }
 }
 
 void DiffWriter::write_data(const std::string& rel, int fd, const struct stat& st, int lower_fd,

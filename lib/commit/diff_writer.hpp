@@ -7,8 +7,10 @@
 //   a full copy of its merged content, read from the lower layers;
 // - a file whose data is still below (lib/overlay's partial copy-up, the
 //   kernel's metacopy) gets its data from the lower file;
-// - hard links stay links, xattrs are kept with the overlay escaping undone,
-//   the overlay's own xattrs are never written;
+// - hard links stay links (also the names of a copied-up lower file with
+//   several names that lib/overlay links to the upper copy only when they are
+//   looked up: they are added as links at the end), xattrs are kept with the overlay escaping
+//   undone, the overlay's own xattrs are never written;
 // - entries are sorted (in each directory: the opaque marker, whiteouts,
 //   then the rest by name) and mtimes can be clamped, so the same tree gives
 //   the same tar.
@@ -93,6 +95,9 @@ class DiffWriter {
   int open_lower_file(const std::string& lower_rel, struct stat* st);
   int partial_lower(const std::string& marker, off_t* limit);
   void add_xattrs(void* entry, int parent, const std::string& name);
+  void note_lower_links(const std::string& rel);
+  bool hidden_in_upper(const std::string& path);
+  const std::multimap<ino_t, std::string>& lower_inodes(size_t layer);
   int64_t clamp(int64_t t) const;
   void header(void* entry, const std::string& rel);
   void count_entry(const std::string& rel);
@@ -107,6 +112,10 @@ class DiffWriter {
   std::unique_ptr<archive, ArchiveFree> a_;
   std::exception_ptr sink_error_;
   std::map<std::pair<dev_t, ino_t>, std::string> links_;  // first path of each multi-link file
+  // Lower names of copied-up multi-link files that the mount has not linked
+  // into the upper yet: (name, a written path of the same file), added last.
+  std::vector<std::pair<std::string, std::string>> lower_links_;
+  std::map<size_t, std::multimap<ino_t, std::string>> lower_inodes_;  // by lower index
   DiffStats stats_;
   uint64_t reported_ = 0;
 };

@@ -297,3 +297,33 @@ TEST_CASE("compression names") {
   CHECK(commit::layer_media_type(oci::Compression::Gzip) ==
         "application/vnd.oci.image.layer.v1.tar+gzip");
 }
+
+TEST_CASE("lower names of a copied-up multi-link file become links to the copy") {
+  if (!root()) {
+    WARN("needs root (trusted.* xattrs)");
+    return;
+  }
+  TempDir low, up;
+  mkdir_at(low, "bin");
+  mkdir_at(low, "lib");
+  put(low, "bin/perl", "old perl");
+  REQUIRE(::linkat(low.fd.get(), "bin/perl", low.fd.get(), "bin/perl5", 0) == 0);
+  REQUIRE(::linkat(low.fd.get(), "bin/perl", low.fd.get(), "bin/perl6", 0) == 0);
+  REQUIRE(::linkat(low.fd.get(), "bin/perl", low.fd.get(), "lib/perl", 0) == 0);
+  mkdir_at(up, "bin");
+  put(up, "bin/perl", "new perl");
+  setx(up, "bin/perl", "trusted.overlay.layerfs.origin", "12345678");
+  REQUIRE(::mknodat(up.fd.get(), "bin/perl6", S_IFCHR | 0, makedev(0, 0)) == 0);
+  auto es = read_tar(write_tar(up.fd.get(), {{low.fd.get(), low.path}}));
+  // perl6 was removed; lib/ is not in the upper, so lib/perl cannot be linked
+  // without writing a lower directory into the layer (it stays the old file).
+  CHECK(names(es) == std::vector<std::string>{"bin/", "bin/.wh.perl6", "bin/perl", "bin/perl5"});
+  CHECK(find(es, "bin/perl5").hardlink == "bin/perl");
+  CHECK(find(es, "bin/perl").data == "new perl");
+
+  SECTION("a file without the origin marker is not a copy: no links") {
+    REQUIRE(::lremovexattr((up / "bin/perl").c_str(), "trusted.overlay.layerfs.origin") == 0);
+    auto es2 = read_tar(write_tar(up.fd.get(), {{low.fd.get(), low.path}}));
+    CHECK(names(es2) == std::vector<std::string>{"bin/", "bin/.wh.perl6", "bin/perl"});
+  }
+}
