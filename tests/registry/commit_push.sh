@@ -126,6 +126,21 @@ LAYERFS_ROOT=$S2 "$LAYERCTL" mount "$R/zstd/app:1" "$M2" >/dev/null || fail "mou
 listing "$M2" | diff -u "$WORK/view.txt" - || fail "zstd image differs"
 LAYERFS_ROOT=$S2 "$LAYERCTL" umount "$M2" >/dev/null
 
+step "--timestamp / SOURCE_DATE_EPOCH: clamped times, reproducible image"
+"$LAYERCTL" --json commit --timestamp 1000000000 -m "fixed time" c1 "$R/ts/app:1" >"$WORK/ts1.json" || fail "commit --timestamp"
+SOURCE_DATE_EPOCH=1000000000 "$LAYERCTL" --json commit -m "fixed time" c1 "$R/ts/app:2" >"$WORK/ts2.json" || fail "commit SOURCE_DATE_EPOCH"
+ID1=$(json_get '["id"]' <"$WORK/ts1.json")
+[ "$ID1" = "$(json_get '["id"]' <"$WORK/ts2.json")" ] || fail "the same commit at a fixed time gave another image id"
+"$PY" - "$LAYERFS_ROOT/blobs/sha256/${ID1#sha256:}" "$WORK/ts1.json" <<'PY' || fail "config of the committed image"
+import json, sys
+c = json.load(open(sys.argv[1]))
+r = json.load(open(sys.argv[2]))
+assert c["created"] == "2001-09-09T01:46:40Z", c["created"]
+h = c["history"][-1]
+assert h["created_by"] == "layerctl commit" and h["comment"] == "fixed time", h
+assert c["rootfs"]["diff_ids"][-1] == r["layer"]["diff_id"] and len(c["rootfs"]["diff_ids"]) == 3
+PY
+
 step "chunked upload (to a registry with none of the blobs)"
 REG_ACCESSLOG=1 start_registry chunk
 C=127.0.0.1:$REG_chunk_PORT
