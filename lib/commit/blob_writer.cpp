@@ -3,6 +3,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -53,6 +56,12 @@ BlobWriter::BlobWriter(int fd, oci::Compression c, int level, std::string what)
       break;
     case oci::Compression::Zstd:
       r = archive_write_add_filter_zstd(a);
+      // zstd's worker threads: the output is the same for any number >= 1
+      // (not for 0), so the blob does not depend on the machine's cores.
+      if (r == ARCHIVE_OK) {
+        std::string n = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+        archive_write_set_filter_option(a, "zstd", "threads", n.c_str());
+      }
       break;
     case oci::Compression::None:
       r = archive_write_add_filter_none(a);
