@@ -30,6 +30,7 @@ struct MountOptions {
   // SEEK_HOLE, and FUSE passthrough excludes it.
   bool writeback = false;
   bool read_only = false;
+  bool debug = false;    // -o debug: log every request (as -d, without -f)
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).
   std::vector<std::string> fuse_options;
