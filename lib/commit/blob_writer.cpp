@@ -36,12 +36,17 @@ void BlobWriter::ArchiveFree::operator()(archive* a) const {
 
 void BlobWriter::fail(const std::string& what) const {
   if (write_errno_) throw Error(what_ + ": write", write_errno_);
-  const char* msg = archive_error_string(a_.get());
+  const char* msg = a_ ? archive_error_string(a_.get()) : nullptr;
   throw Error(what_ + ": " + what + ": " + (msg ? msg : "libarchive error"));
 }
 
 BlobWriter::BlobWriter(int fd, oci::Compression c, int level, std::string what)
-    : fd_(fd), what_(std::move(what)), a_(archive_write_new()) {
+    : fd_(fd), what_(std::move(what)) {
+  if (c == oci::Compression::Gzip) {
+    gzip_ = std::make_unique<ParallelGzip>([this](const void* p, size_t n) { put(p, n); }, level);
+    return;
+  }
+  a_.reset(archive_write_new());
   archive* a = a_.get();
   if (!a) throw Error(what_ + ": archive_write_new failed");
   // The "raw" format takes the tar stream as the data of one entry; the
@@ -86,6 +91,12 @@ BlobWriter::BlobWriter(int fd, oci::Compression c, int level, std::string what)
 
 BlobWriter::~BlobWriter() = default;
 
+void BlobWriter::put(const void* buf, size_t n) {
+  if (auto r = sys::write_all(fd_, buf, n); !r) throw Error(what_ + ": write", r.error());
+  blob_hash_.update(buf, n);
+  size_ += n;
+}
+
 long BlobWriter::on_write(archive*, void* self, const void* buf, size_t n) {
   auto* w = static_cast<BlobWriter*>(self);
   if (auto r = sys::write_all(w->fd_, buf, n); !r) {
@@ -100,6 +111,7 @@ long BlobWriter::on_write(archive*, void* self, const void* buf, size_t n) {
 void BlobWriter::write(const void* data, size_t n) {
   tar_hash_.update(data, n);
   tar_bytes_ += n;
+  if (gzip_) return gzip_->write(data, n);
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
     la_ssize_t w = archive_write_data(a_.get(), p, n);
@@ -112,7 +124,10 @@ void BlobWriter::write(const void* data, size_t n) {
 void BlobWriter::finish() {
   if (finished_) return;
   finished_ = true;
-  if (archive_write_close(a_.get()) != ARCHIVE_OK) fail("finish compressor");
+  if (gzip_)
+    gzip_->finish();
+  else if (archive_write_close(a_.get()) != ARCHIVE_OK)
+    fail("finish compressor");
   diff_id_ = tar_hash_.finish();
   digest_ = blob_hash_.finish();
 }

@@ -1,6 +1,7 @@
 // BlobWriter: the compression stage of a layer being written. Takes the tar
-// stream, hashes it for the diff_id, compresses it (gzip, zstd or none, with
-// libarchive's filters) and writes the blob to a file descriptor while
+// stream, hashes it for the diff_id, compresses it (gzip on every core with
+// ParallelGzip; zstd, with its own threads, or none through libarchive's
+// filters) and writes the blob to a file descriptor while
 // hashing it for the blob digest: one pass, nothing held in memory. Owns its
 // libarchive handle; borrows the fd. Single-threaded.
 #pragma once
@@ -10,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "commit/parallel_gzip.hpp"
 #include "oci/media_types.hpp"
 #include "util/digest.hpp"
 
@@ -51,7 +53,9 @@ class BlobWriter {
 
   int fd_;
   std::string what_;
-  std::unique_ptr<archive, ArchiveFree> a_;
+  std::unique_ptr<archive, ArchiveFree> a_;  // zstd or none
+  std::unique_ptr<ParallelGzip> gzip_;       // or gzip
+  void put(const void* buf, size_t n);       // a compressed piece: to fd_, hashed
   Hasher tar_hash_;
   Hasher blob_hash_;
   Digest diff_id_;
