@@ -91,8 +91,9 @@ echo base >"$b/etc/os-release"
 skopeo copy -q --dest-tls-verify=false "oci:$work/oci:base" "docker://$R/bench/base:1"
 ch=$work/changes
 mkdir -p "$ch/srv/data"
+seq 1 100000 >"$work/text"
 for f in $(seq 0 99); do
-  { head -c 524288 /dev/urandom; seq 1 100000 | head -c 524288; } >"$ch/srv/data/f$f.bin"
+  { head -c 524288 /dev/urandom; head -c 524288 "$work/text"; } >"$ch/srv/data/f$f.bin"
 done
 change_mb=$(du -sm "$ch" | cut -f1)
 apply_changes() {  # DIR
@@ -110,7 +111,7 @@ skopeo copy -q --src-tls-verify=false "docker://$R/bench/base:1" "oci:$work/um:b
 
 # run_one ENGINE RUN -> "commit_s push_s blob_mb", or "fail".
 run_one() {
-  local e=$1 run=$2 ref=$R/bench/$1:$2 t0 t1 t2 mb=""
+  local e=$1 run=$2 ref=$R/bench/${1//+/-}:$2 t0 t1 t2 mb=""
   case $e in
     layerctl|layerctl-zstd)
       local m=$work/mnt comp=gzip
@@ -141,7 +142,7 @@ run_one() {
       "${PD[@]}" push -q --tls-verify=false "$ref" >/dev/null || return 1
       t2=$(now_us)
       mb=$(curl -s -H "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" \
-        "http://$R/v2/bench/$e/manifests/$run" | python3 -c 'import json,sys; print("%.1f" % (json.load(sys.stdin)["layers"][-1]["size"] / 1048576))')
+        "http://$R/v2/bench/${e//+/-}/manifests/$run" | python3 -c 'import json,sys; print("%.1f" % (json.load(sys.stdin)["layers"][-1]["size"] / 1048576))')
       "${PD[@]}" rm -f "$c" >/dev/null
       "${PD[@]}" rmi -f "$ref" >/dev/null ;;
     umoci+skopeo)
@@ -155,7 +156,7 @@ run_one() {
       skopeo copy -q --dest-tls-verify=false "oci:$work/um:r$run" "docker://$ref" >/dev/null || return 1
       t2=$(now_us)
       mb=$(curl -s -H "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" \
-        "http://$R/v2/bench/$e/manifests/$run" | python3 -c 'import json,sys; print("%.1f" % (json.load(sys.stdin)["layers"][-1]["size"] / 1048576))')
+        "http://$R/v2/bench/${e//+/-}/manifests/$run" | python3 -c 'import json,sys; print("%.1f" % (json.load(sys.stdin)["layers"][-1]["size"] / 1048576))')
       rm -rf "$bundle" ;;
   esac
   awk -v a="$t0" -v b="$t1" -v c="$t2" -v mb="$mb" 'BEGIN { printf "%.2f %.2f %s\n", (b - a) / 1e6, (c - b) / 1e6, mb }'
