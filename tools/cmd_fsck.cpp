@@ -111,26 +111,27 @@ int run_fsck(Globals& g, std::vector<std::string>& args) {
 const Command::Register kRegister({
     "fsck",
     "check the store's layers, blobs and records; --repair fixes what it can",
-    "Usage: layerctl fsck [--repair] [--json] [-q] [registry flags]\n"
-    "\n"
-    "Checks every layer tree against the file list recorded when it was unpacked\n"
-    "(type, mode, owner, size, mtime, link count, symlink target, device number,\n"
-    "xattrs and the sha256 of every regular file), every layer.json, every blob\n"
-    "against its digest, every image against the layers and blobs it names and\n"
-    "its config's diff_ids, and every container against its image, layers and\n"
-    "upper. Prints each difference on its own line, naming the layer (or blob,\n"
-    "image, container) and the path; layers unpacked before file lists existed\n"
-    "are noted as having no manifest. Exits 1 when it finds damage.\n"
-    "\n"
-    "  --repair   move damaged layers and blobs to quarantine/ (never deleted),\n"
-    "             re-pull the images that used them from the source their name\n"
-    "             records (oci:, docker-archive: or a registry), and mark the\n"
-    "             images it cannot restore broken. Containers are left alone.\n"
-    "             Takes the store's exclusive lock. Exits 1 if damage remains.\n"
-    "  --json     print the findings (and repairs) as JSON\n"
-    "  -q         print only damage\n"
-    "\n" std::string("Registry flags (for re-pulls):\n") +
-        registry_flags_usage(),
+    std::string("Usage: layerctl fsck [--repair] [--json] [-q] [registry flags]\n"
+                "\n"
+                "Checks every layer tree against the file list recorded when it was unpacked\n"
+                "(type, mode, owner, size, mtime, link count, symlink target, device number,\n"
+                "xattrs and the sha256 of every regular file), every layer.json, every blob\n"
+                "against its digest, every image against the layers and blobs it names and\n"
+                "its config's diff_ids, and every container against its image, layers and\n"
+                "upper. Prints each difference on its own line, naming the layer (or blob,\n"
+                "image, container) and the path; layers unpacked before file lists existed\n"
+                "are noted as having no manifest. Exits 1 when it finds damage.\n"
+                "\n"
+                "  --repair   move damaged layers and blobs to quarantine/ (never deleted),\n"
+                "             re-pull the images that used them from the source their name\n"
+                "             records (oci:, docker-archive: or a registry), and mark the\n"
+                "             images it cannot restore broken. Containers are left alone.\n"
+                "             Takes the store's exclusive lock. Exits 1 if damage remains.\n"
+                "  --json     print the findings (and repairs) as JSON\n"
+                "  -q         print only damage\n"
+                "\n"
+                "Registry flags (for re-pulls):\n") +
+        std::string(registry_flags_usage()),
     run_fsck,
 });
 

@@ -126,16 +126,23 @@ std::string proc_path(int dirfd, const std::string& name) {
   return p;
 }
 
-// The xattrs of dirfd/name (name "" = dirfd itself), not following symlinks.
+// The xattrs of dirfd/name, not following symlinks; name "" means dirfd
+// itself (a /proc/self/fd/N path would name the magic link, not the dir).
 int read_xattrs(int dirfd, const std::string& name, std::map<std::string, std::string>& out) {
   std::string p = proc_path(dirfd, name);
+  auto list = [&](char* buf, size_t n) {
+    return name.empty() ? ::flistxattr(dirfd, buf, n) : ::llistxattr(p.c_str(), buf, n);
+  };
+  auto get = [&](const char* xn, void* buf, size_t n) {
+    return name.empty() ? ::fgetxattr(dirfd, xn, buf, n) : ::lgetxattr(p.c_str(), xn, buf, n);
+  };
   std::string names;
   for (;;) {
-    ssize_t n = ::llistxattr(p.c_str(), nullptr, 0);
+    ssize_t n = list(nullptr, 0);
     if (n < 0) return errno == ENOTSUP ? 0 : errno;
-    names.resize(static_cast<size_t>(n));
     if (n == 0) return 0;
-    n = ::llistxattr(p.c_str(), names.data(), names.size());
+    names.resize(static_cast<size_t>(n));
+    n = list(names.data(), names.size());
     if (n < 0 && errno == ERANGE) continue;
     if (n < 0) return errno;
     names.resize(static_cast<size_t>(n));
@@ -147,13 +154,13 @@ int read_xattrs(int dirfd, const std::string& name, std::map<std::string, std::s
     if (xn.empty()) continue;
     std::string value;
     for (;;) {
-      ssize_t n = ::lgetxattr(p.c_str(), xn.c_str(), nullptr, 0);
+      ssize_t n = get(xn.c_str(), nullptr, 0);
       if (n < 0) {
         if (errno == ENODATA) break;
         return errno;
       }
       value.resize(static_cast<size_t>(n));
-      n = ::lgetxattr(p.c_str(), xn.c_str(), value.data(), value.size());
+      n = get(xn.c_str(), value.data(), value.size());
       if (n < 0 && errno == ERANGE) continue;
       if (n < 0) return errno;
       value.resize(static_cast<size_t>(n));

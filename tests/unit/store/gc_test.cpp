@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <set>
 #include <string>
 
 #include "../unpack/tar_builder.hpp"
