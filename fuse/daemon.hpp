@@ -11,6 +11,7 @@
 
 #include "overlay/mount_options.hpp"
 #include "overlay/overlay.hpp"
+#include "passthrough.hpp"
 
 namespace layer::fuse {
 
@@ -26,12 +27,14 @@ class Daemon {
   double timeout() const { return opts_.timeout; }
   bool writeback() const { return writeback_; }
   void set_writeback(bool on) { writeback_ = on; }
+  Passthrough& pt() { return pt_; }
   fuse_session* session() const { return se_; }
   void set_session(fuse_session* se) { se_ = se; }
 
  private:
   std::unique_ptr<overlay::Overlay> ov_;
   overlay::MountOptions opts_;
+  Passthrough pt_;
   bool writeback_ = false;      // set once in init, before any other request
   fuse_session* se_ = nullptr;  // set before the loop starts
 };

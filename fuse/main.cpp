@@ -40,6 +40,7 @@ constexpr const char* kUsage =
     "  -o uidmapping=I:O:N[:...], gidmapping=...   map ids (inside:outside:count)\n"
     "  -o squash_to_root, squash_to_uid=N, squash_to_gid=N   show every file as owned by them\n"
     "  -o fsync=0         do not fsync (copy-up, fsync(2)); also 'volatile'\n"
+    "  -o passthrough=0|1 read and write open files in the kernel (default 1, as root)\n"
     "  -o threaded=0|1, noacl, static_nlink, timeout=SECONDS, writeback=0|1, userxattr\n"
     "  -o xattr_permissions=0, log=FILE\n"
     "  -o allow_other, allow_root, default_permissions, suid, nosuid, dev, nodev, exec,\n"
@@ -140,6 +141,8 @@ int main(int argc, char** argv) {
     if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
       std::fprintf(stderr, "layerfs: cannot mount on '%s'\n", mountpoint.c_str());
     } else {
+      if (opts.passthrough && !daemon->pt().install(se))
+        std::fprintf(stderr, "layerfs: cannot hook the FUSE channel; passthrough is off\n");
       fuse_daemonize(foreground ? 1 : 0);
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);

@@ -31,6 +31,7 @@ struct File {
   std::mutex mu;  // guards fd and lower
   UniqueFd fd;
   bool lower;
+  Passthrough::Mode mode = Passthrough::Mode::kCached;
 };
 
 struct Dir {
@@ -139,13 +140,16 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_ATOMIC_O_TRUNC);
   if (d->opts().acl) want(FUSE_CAP_POSIX_ACL);
+  conn->time_gran = 1;
   // Writing as root does not clear set-id bits: let the kernel do it.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  // Passthrough and the writeback cache exclude each other: asking for
+  // writeback=1 turns passthrough off.
+  if (d->pt().negotiate(d->opts().passthrough && !d->opts().writeback)) return;
   if (d->opts().writeback && d->ov().writable() && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
     d->set_writeback(true);
   }
-  conn->time_gran = 1;
 }
 
 // ---------------------------------------------------------------- names
@@ -303,23 +307,62 @@ int adjust_open_flags(Daemon& d, int flags) {
   return flags;
 }
 
+// Chooses how the kernel does I/O on a new open file (passthrough to the real
+// file, or its own page cache) and arranges the reply's flags. False: the
+// open conflicts with passthrough opens of the file's lower copy (ETXTBSY).
+bool set_open_mode(Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
+  int acc = f->flags & O_ACCMODE;
+  bool write = acc != O_RDONLY || (f->flags & O_TRUNC);
+  bool eligible = !d.ov().partial_of(f->node);
+  auto g = d.pt().acquire(f->node, f->fd.get(), !f->lower, write, eligible);
+  f->mode = g.mode;
+  // Nothing to do at close: no FLUSH round trip.
+  fi->noflush = 1;
+  switch (g.mode) {
+    case Passthrough::Mode::kPassthrough:
+      Passthrough::amend_next_reply(g);
+      break;
+    case Passthrough::Mode::kBusy:
+      return false;
+    case Passthrough::Mode::kCached:
+      // Lower layers never change and the upper changes only through us,
+      // but passthrough writes bypass this inode's page cache.
+      fi->keep_cache = d.pt().active() ? 0 : keep_cache;
+      if (fi->flags & O_DIRECT) fi->direct_io = 1;
+      break;
+  }
+  return true;
+}
+
+void reply_open(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
+  if (!set_open_mode(d, f, fi, keep_cache)) {
+    d.ov().unref(f->node);
+    delete f;
+    return reply_err(req, ETXTBSY);
+  }
+  if (fuse_reply_open(req, fi) != 0) {
+    d.pt().release(f->node, f->mode);
+    d.ov().unref(f->node);
+    delete f;
+  }
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guard(req, "open", [&] {
     Daemon& d = daemon_of(req);
     Node* n = node_of(d, ino);
     int flags = adjust_open_flags(d, fi->flags);
+    // A file still being copied up lazily is finished first, so that this
+    // open can go straight to the complete upper file.
+    if (d.pt().active())
+      if (auto p = d.ov().partial_of(n))
+        if (auto w = d.ov().complete(*p); !w) return reply_err(req, w.error());
     auto r = d.ov().open_file(n, flags);
     if (!r) return reply_err(req, r.error());
     auto* f = new File{n, flags, {}, std::move(r->fd), r->lower};
     d.ov().ref(n);
     fi->fh = reinterpret_cast<uint64_t>(f);
-    // Lower layers never change and the upper changes only through us.
-    fi->keep_cache = n->shared.load() ? 0 : 1;
-    if (fi->flags & O_DIRECT) fi->direct_io = 1;
-    if (fuse_reply_open(req, fi) != 0) {
-      d.ov().unref(n);
-      delete f;
-    }
+    reply_open(req, d, f, fi, n->shared.load() ? 0 : 1);
   });
 }
 
@@ -336,14 +379,18 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     auto* f = new File{n, flags, {}, std::move(fd), false};
     d.ov().ref(n);
     fi->fh = reinterpret_cast<uint64_t>(f);
-    fi->keep_cache = 1;
-    if (fi->flags & O_DIRECT) fi->direct_io = 1;
+    if (!set_open_mode(d, f, fi, 1)) {  // cannot happen: a new file has no lower copy
+      d.ov().unref(n, 2);
+      delete f;
+      return reply_err(req, ETXTBSY);
+    }
     fuse_entry_param e{};
     e.ino = reinterpret_cast<fuse_ino_t>(n);
     e.attr = st;
     e.attr_timeout = d.timeout();
     e.entry_timeout = d.timeout();
     if (fuse_reply_create(req, &e, fi) != 0) {
+      d.pt().release(n, f->mode);
       d.ov().unref(n, 2);
       delete f;
     }
@@ -421,6 +468,7 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Daemon& d = daemon_of(req);
   File* f = file_of(fi);
   Node* n = f->node;
+  d.pt().release(n, f->mode);
   delete f;
   d.ov().unref(n);
   fuse_reply_err(req, 0);

@@ -156,6 +156,9 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "writeback") {
       need_value();
       writeback = parse_bool(name, value);
+    } else if (name == "passthrough") {
+      need_value();
+      passthrough = parse_bool(name, value);
     } else if (name == "noxattrs") {
       need_value();
       if (parse_bool(name, value)) throw Error("option 'noxattrs=1' is not supported");

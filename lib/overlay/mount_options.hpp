@@ -29,6 +29,8 @@ struct MountOptions {
   // Off by default: the kernel does not flush its cache before SEEK_DATA/
   // SEEK_HOLE, and FUSE passthrough excludes it.
   bool writeback = false;
+  // FUSE passthrough of open files where the kernel and privileges allow it.
+  bool passthrough = true;
   bool read_only = false;
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).

@@ -122,7 +122,14 @@ Authenticator::Token Authenticator::fetch_token(const std::string& scope) {
   };
   if (std::string service = challenge_.param("service"); !service.empty())
     add_query("service=" + service);
-  if (!scope.empty()) add_query("scope=" + scope);
+  // Several scopes (a push that mounts from another repository) go as
+  // several scope parameters.
+  for (size_t pos = 0; pos < scope.size();) {
+    size_t sp = scope.find(' ', pos);
+    if (sp == std::string::npos) sp = scope.size();
+    if (sp > pos) add_query("scope=" + scope.substr(pos, sp - pos));
+    pos = sp + 1;
+  }
   if (creds_.found) add_query("account=" + creds_.found->username);
 
   HttpRequest req;

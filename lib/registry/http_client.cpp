@@ -131,7 +131,8 @@ void HttpClient::give_back(std::unique_ptr<CurlHandles> h) {
 }
 
 std::unique_ptr<HttpTransfer> HttpClient::start(const HttpRequest& req) {
-  assert(req.method == "GET" || req.method == "HEAD");
+  assert(req.method == "GET" || req.method == "HEAD" || req.method == "PUT" ||
+         req.method == "POST" || req.method == "PATCH");
   return std::make_unique<HttpTransfer>(*this, lease(), req);
 }
 

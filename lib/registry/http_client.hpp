@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "registry/http_body.hpp"
 #include "util/error.hpp"
 
 namespace layer::registry {
@@ -24,11 +25,12 @@ struct TlsConfig {
 };
 
 struct HttpRequest {
-  std::string method = "GET";        // "GET" or "HEAD"
+  std::string method = "GET";        // GET, HEAD, or with a body: PUT, POST, PATCH
   std::string url;                   // http:// or https:// only
   std::vector<std::string> headers;  // "Name: value"
   std::string authorization;         // Authorization header value; empty: none
   long long range_from = -1;         // >= 0: "Range: bytes=N-"
+  std::shared_ptr<HttpBody> body;    // PUT/POST/PATCH (null: empty); rewound per attempt
 };
 
 // A failure below HTTP (DNS, connect, TLS, a cut connection), from curl.

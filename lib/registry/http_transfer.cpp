@@ -54,6 +54,15 @@ HttpTransfer::HttpTransfer(HttpClient& client, std::unique_ptr<CurlHandles> h,
   curl_easy_setopt(e, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   if (req.method == "HEAD") curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  const bool upload = req.method == "PUT" || req.method == "POST" || req.method == "PATCH";
+  if (upload) {
+    upload_ = req.body ? req.body : std::make_shared<StringBody>(std::string());
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    if (req.method != "PUT") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(upload_->size()));
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, &HttpTransfer::on_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, this);
+  }
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);  // redirects are ours: see RegistryClient
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -90,6 +99,7 @@ HttpTransfer::HttpTransfer(HttpClient& client, std::unique_ptr<CurlHandles> h,
     list = next;
   };
   for (const auto& hdr : req.headers) append(hdr);
+  if (upload) append("Expect:");  // no 100-continue round trip
   if (!req.authorization.empty()) append("Authorization: " + req.authorization);
   header_list_.reset(list);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
@@ -123,6 +133,16 @@ size_t HttpTransfer::on_header(char* data, size_t size, size_t n, void* self) {
     t->headers_.add(trim(line.substr(0, colon)), trim(line.substr(colon + 1)));
   }
   return size * n;
+}
+
+size_t HttpTransfer::on_read(char* data, size_t size, size_t n, void* self) {
+  auto* t = static_cast<HttpTransfer*>(self);
+  try {
+    return t->upload_->read(data, size * n);
+  } catch (...) {
+    t->upload_error_ = std::current_exception();
+    return CURL_READFUNC_ABORT;
+  }
 }
 
 size_t HttpTransfer::on_body(char* data, size_t size, size_t n, void* self) {
@@ -170,6 +190,7 @@ void HttpTransfer::drive() {
 }
 
 void HttpTransfer::throw_failure() const {
+  if (upload_error_) std::rethrow_exception(upload_error_);
   std::string msg = errbuf_[0] ? std::string(errbuf_) : curl_easy_strerror(result_);
   long os_errno = 0;
   curl_easy_getinfo(h_->easy, CURLINFO_OS_ERRNO, &os_errno);

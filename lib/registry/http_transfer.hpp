@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,7 @@ class HttpTransfer {
  private:
   static size_t on_header(char* data, size_t size, size_t n, void* self);
   static size_t on_body(char* data, size_t size, size_t n, void* self);
+  static size_t on_read(char* data, size_t size, size_t n, void* self);
   void drive();  // one curl_multi_perform, then a poll if nothing happened
   void check_done();
   size_t available() const { return buf_.size() - pos_; }
@@ -74,7 +76,9 @@ class HttpTransfer {
   bool done_ = false;
   bool paused_ = false;
   CURLcode result_ = CURLE_OK;
-  std::vector<char> buf_;  // received body bytes; [pos_, size) unread
+  std::vector<char> buf_;             // received body bytes; [pos_, size) unread
+  std::shared_ptr<HttpBody> upload_;  // the request body, or null
+  std::exception_ptr upload_error_;   // thrown by upload_ inside curl
   size_t pos_ = 0;
 };
 

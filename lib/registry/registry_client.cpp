@@ -219,6 +219,7 @@ std::unique_ptr<HttpTransfer> RegistryClient::follow(std::string url, HttpReques
     req.url = url;
     // Credentials belong to the registry: never sent to the host of a redirect.
     req.authorization = same_origin(url) ? authorization : std::string();
+    if (req.body) req.body->rewind();
     auto t = http_.start(req);
     t->wait_headers();
     long st = t->status();

@@ -366,6 +366,24 @@ void Store::put_blob(const Digest& d, std::string_view data) {
   sys::xremove_tree(tmp_fd_.get(), st.name);
 }
 
+void Store::adopt_blob(const Digest& d, int dirfd, const std::string& name) {
+  if (has_blob(d)) return;
+  if (::renameat(dirfd, name.c_str(), root_fd_.get(), Layout::blob(d).c_str()) < 0)
+    throw_errno("publish blob " + d.str());
+  UniqueFd dir = sys::xopen_at(root_fd_.get(), Layout::blobs_dir(d.algorithm),
+                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "blobs dir");
+  sys::xfsync(dir.get(), root_ + "/" + Layout::blobs_dir(d.algorithm));
+}
+
+UniqueFd Store::open_blob(const Digest& d) const {
+  auto fd = sys::open_at(root_fd_.get(), Layout::blob(d).c_str(), O_RDONLY | O_NOFOLLOW);
+  if (!fd) {
+    if (fd.error() == ENOENT) return UniqueFd();
+    throw Error(root_ + "/" + Layout::blob(d), fd.error());
+  }
+  return std::move(fd).value();
+}
+
 std::optional<std::string> Store::read_blob(const Digest& d, size_t max) const {
   if (!has_blob(d)) return std::nullopt;
   std::string data = sys::xread_file(root_fd_.get(), Layout::blob(d), max, "blob " + d.str());
@@ -584,7 +602,8 @@ GcReport Store::gc(bool dry_run) {
     used_layers.insert(im.diff_ids.begin(), im.diff_ids.end());
     used_blobs.insert(im.manifest);
     used_blobs.insert(im.config);
-    // Layer blobs kept beside their layers stay with the image.
+    // Layer blobs kept in the store (layerctl commit keeps its own) stay
+    // while an image's manifest names them.
     try {
       if (auto m = read_blob(im.manifest, kMaxRecordBytes))
         for (const auto& l : oci::parse_manifest(*m).layers) used_blobs.insert(l.digest);

@@ -86,6 +86,12 @@ class Store {
   bool has_blob(const Digest& d) const;
   void put_blob(const Digest& d, std::string_view data);  // verifies d, publishes atomically
   std::optional<std::string> read_blob(const Digest& d, size_t max) const;
+  // Publishes dirfd/name, a file in a staging dir that the caller wrote,
+  // fsynced and hashed to `d` while writing, as blob d (rename, fsync of
+  // blobs/). A blob already present is kept and the file left where it is.
+  void adopt_blob(const Digest& d, int dirfd, const std::string& name);
+  // An open, read-only fd of blob d; invalid if absent.
+  UniqueFd open_blob(const Digest& d) const;
 
   // Layers.
   bool has_layer(const Digest& diff_id) const;

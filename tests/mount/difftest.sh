@@ -12,6 +12,7 @@
 #                     here: the engine is compared with the kernel mounted
 #                     with OPTS, and the kernel's default must differ (so the
 #                     scenario does exercise the difference).
+#   #! engine: OPTS   extra options for layerfs (e.g. passthrough=0)
 #
 # Usage: difftest.sh SCENARIO [--engine layerfs|fuse-overlayfs] [--keep]
 # Env: FSOPS, LAYERFS (from meson), DIFF_ENGINE (default layerfs).
@@ -50,6 +51,8 @@ esac
 
 kopts=$(sed -n 's/^#! kernel: *//p' "$script" | tr -d ' ')
 better=$(sed -n 's/^#! better: *//p' "$script" | tr -d ' ')
+eopts=$(sed -n 's/^#! engine: *//p' "$script" | tr -d ' ')
+[ "$engine" = layerfs ] && [ -n "$eopts" ] && eopts=,$eopts || eopts=
 
 T=$(mktemp -d "${TMPDIR:-/var/tmp}/layerfs-diff.XXXXXX")
 mounts=()
@@ -108,9 +111,9 @@ wait_fuse() {  # MNT: until the FUSE mount answers
 mount_engine() {  # NAME [ro LOWERS]
   local d=$T/$1
   if [ "${2:-}" = ro ]; then
-    "$engine_bin" -o "lowerdir=$3" "$d/mnt"
+    "$engine_bin" -o "lowerdir=$3$eopts" "$d/mnt"
   else
-    "$engine_bin" -o "lowerdir=$(lowers "$d"),upperdir=$d/upper,workdir=$d/work" "$d/mnt"
+    "$engine_bin" -o "lowerdir=$(lowers "$d"),upperdir=$d/upper,workdir=$d/work$eopts" "$d/mnt"
   fi
   mounts+=("$d/mnt")
   wait_fuse "$d/mnt"

@@ -1,0 +1,231 @@
+// Passthrough: the custom io hooks, the reply amendments and the per-node
+// mode bookkeeping. The protocol pieces are the kernel's UAPI (7.40); Debian
+// bookworm's <linux/fuse.h> predates them, so they are spelled out here.
+#include "passthrough.hpp"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "log.hpp"
+#include "util/unique_fd.hpp"
+
+namespace layer::fuse {
+
+namespace {
+
+// From the kernel's include/uapi/linux/fuse.h (7.40).
+constexpr uint32_t kOpInit = 26;
+constexpr uint32_t kInitExt = 1u << 30;          // FUSE_INIT_EXT: flags2 is valid
+constexpr uint32_t kInitPassthrough2 = 1u << 5;  // FUSE_PASSTHROUGH (bit 37) in flags2
+constexpr uint32_t kFopenPassthrough = 1u << 7;  // FOPEN_PASSTHROUGH
+constexpr uint32_t kMaxStackDepth = 1;           // backing files on a plain filesystem
+struct BackingMap {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+constexpr unsigned long kIocBackingOpen = _IOW(229, 1, BackingMap);
+constexpr unsigned long kIocBackingClose = _IOW(229, 2, uint32_t);
+
+// Byte offsets in the messages (fuse_in_header is 40 bytes; fuse_init_in has
+// flags2 at 16; fuse_init_out has flags at 12, flags2 at 32, max_stack_depth
+// at 36; fuse_open_out is {fh, open_flags, backing_id}, 16 bytes).
+constexpr size_t kInHeader = 40;
+constexpr size_t kOutHeader = 16;
+constexpr size_t kOpenOut = 16;
+
+std::atomic<uint32_t> g_kernel_flags2{0};
+std::atomic<bool> g_saw_init{false};
+
+enum class Amend { kNone, kInit, kOpen };
+struct Pending {
+  Amend what = Amend::kNone;
+  int backing_id = 0;
+};
+thread_local Pending t_pending;
+
+uint32_t load32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+void store32(char* p, uint32_t v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+ssize_t io_read(int fd, void* buf, size_t len, void*) {
+  ssize_t r = ::read(fd, buf, len);
+  if (!g_saw_init.load(std::memory_order_relaxed) && r >= static_cast<ssize_t>(kInHeader + 20)) {
+    const char* p = static_cast<const char*>(buf);
+    if (load32(p + 4) == kOpInit) {
+      uint32_t flags = load32(p + kInHeader + 12);
+      g_kernel_flags2.store((flags & kInitExt) ? load32(p + kInHeader + 16) : 0);
+      g_saw_init.store(true);
+    }
+  }
+  return r;
+}
+
+// Rewrites the reply's payload (the iovecs after the header) into `buf` with
+// the pending amendment applied; returns false if the reply does not fit.
+bool amend(const Pending& a, const struct iovec* iov, int count, char* buf, size_t cap,
+           size_t* len) {
+  size_t n = 0;
+  for (int i = 1; i < count; ++i) {
+    if (n + iov[i].iov_len > cap) return false;
+    std::memcpy(buf + n, iov[i].iov_base, iov[i].iov_len);
+    n += iov[i].iov_len;
+  }
+  *len = n;
+  if (a.what == Amend::kInit) {
+    if (n < 40) return false;
+    store32(buf + 12, load32(buf + 12) | kInitExt);
+    store32(buf + 32, load32(buf + 32) | kInitPassthrough2);
+    store32(buf + 36, kMaxStackDepth);
+    return true;
+  }
+  if (n < kOpenOut) return false;
+  char* open_out = buf + n - kOpenOut;  // an OPEN reply, or the tail of a CREATE reply
+  store32(open_out + 8, load32(open_out + 8) | kFopenPassthrough);
+  store32(open_out + 12, static_cast<uint32_t>(a.backing_id));
+  return true;
+}
+
+ssize_t io_writev(int fd, struct iovec* iov, int count, void*) {
+  Pending a = t_pending;
+  t_pending = Pending{};
+  if (a.what == Amend::kNone || count < 2 || iov[0].iov_len < kOutHeader)
+    return ::writev(fd, iov, count);
+  int32_t error;
+  std::memcpy(&error, static_cast<const char*>(iov[0].iov_base) + 4, sizeof error);
+  if (error != 0) return ::writev(fd, iov, count);
+  char buf[512];
+  size_t len = 0;
+  if (!amend(a, iov, count, buf, sizeof buf, &len)) return ::writev(fd, iov, count);
+  struct iovec out[2] = {iov[0], {buf, len}};
+  return ::writev(fd, out, 2);
+}
+
+// A new open file description of what `fd` refers to.
+UniqueFd reopen(int fd, int flags) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  return UniqueFd(::open(path, flags | O_CLOEXEC));
+}
+
+ssize_t io_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
+                       unsigned int flags, void*) {
+  return ::splice(fdin, offin, fdout, offout, len, flags);
+}
+
+}  // namespace
+
+bool Passthrough::install(fuse_session* se) {
+  static const fuse_custom_io io = {io_writev, io_read, nullptr, io_splice_send};
+  int fd = fuse_session_fd(se);
+  if (fd < 0 || fuse_session_custom_io(se, &io, fd) != 0) return false;
+  devfd_ = fd;
+  installed_ = true;
+  return true;
+}
+
+bool Passthrough::negotiate(bool wanted) {
+  bool on = wanted && installed_ && (g_kernel_flags2.load() & kInitPassthrough2);
+  if (on) t_pending = Pending{Amend::kInit, 0};
+  active_ = on;
+  log_debug("passthrough: %s (kernel %s it)", on ? "on" : "off",
+            (g_kernel_flags2.load() & kInitPassthrough2) ? "offers" : "does not offer");
+  return on;
+}
+
+void Passthrough::amend_next_reply(const Grant& g) {
+  if (g.mode == Mode::kPassthrough) t_pending = Pending{Amend::kOpen, g.backing_id};
+}
+
+void Passthrough::disable(int err) {
+  if (active_.exchange(false))
+    log_info("passthrough: off: the kernel refused a backing file: %s", std::strerror(err));
+}
+
+Passthrough::Grant Passthrough::acquire(const void* node, int fd, bool upper, bool write,
+                                        bool eligible) {
+  std::unique_lock<std::mutex> l(mu_);
+  struct stat st;
+  bool have_st = ::fstat(fd, &st) == 0;
+  // Whether this open can join the node's current passthrough opens (if any).
+  auto fits = [&] {
+    const State& s = nodes_[node];
+    return s.passthrough == 0 || (eligible && have_st && st.st_dev == s.dev && st.st_ino == s.ino &&
+                                  (!write || s.writable));
+  };
+  if (!fits()) {
+    // Opens of the lower file, and now its upper copy: the kernel keeps one
+    // backing file per inode while any passthrough open exists. Their
+    // RELEASE may still be on its way: wait for it, a while.
+    cv_.wait_for(l, std::chrono::seconds(1), fits);
+    if (!fits()) return {Mode::kBusy, 0};
+  }
+  State& s = nodes_[node];
+  if (s.passthrough > 0) {
+    ++s.passthrough;
+    return {Mode::kPassthrough, s.backing_id};
+  }
+  if (active() && eligible && have_st && s.cached == 0) {
+    // A fresh open of the same file is the backing file: the open's own
+    // flags (O_APPEND, O_DIRECT...) must not apply to every open.
+    bool writable = upper;
+    UniqueFd bfd = reopen(fd, writable ? O_RDWR : O_RDONLY);
+    if (!bfd.valid() && writable) bfd = reopen(fd, O_RDONLY), writable = false;
+    int id = -1, err = 0;
+    if (bfd.valid() && (writable || !write)) {
+      BackingMap map{bfd.get(), 0, 0};
+      id = ::ioctl(devfd_, kIocBackingOpen, &map);
+      if (id < 0) err = errno;
+    }
+    if (id > 0) {
+      s.passthrough = 1;
+      s.backing_id = id;
+      s.dev = st.st_dev;
+      s.ino = st.st_ino;
+      s.writable = writable;
+      return {Mode::kPassthrough, id};
+    }
+    // Not allowed at all (no CAP_SYS_ADMIN, no kernel support): stop trying.
+    if (err == EPERM || err == ENOTTY || err == EOPNOTSUPP || err == EINVAL) disable(err);
+  }
+  ++s.cached;
+  return {Mode::kCached, 0};
+}
+
+void Passthrough::release(const void* node, Mode mode) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return;
+  State& s = it->second;
+  switch (mode) {
+    case Mode::kPassthrough:
+      if (--s.passthrough == 0) {
+        uint32_t id = static_cast<uint32_t>(s.backing_id);
+        ::ioctl(devfd_, kIocBackingClose, &id);
+        s.backing_id = 0;
+        cv_.notify_all();
+      }
+      break;
+    case Mode::kCached:
+      --s.cached;
+      break;
+    case Mode::kBusy:
+      break;
+  }
+  if (s.passthrough == 0 && s.cached == 0) nodes_.erase(it);
+}
+
+}  // namespace layer::fuse

@@ -1,0 +1,77 @@
+// Passthrough: FUSE passthrough (kernel 6.9+) from libfuse 3.14, which has no
+// API for it. A custom io on the session watches the INIT request for the
+// kernel's offer and amends our INIT, OPEN and CREATE replies on their way
+// out (see ../shared/notes/fuse-passthrough.md); the backing files are
+// registered with the /dev/fuse ioctls. With it, read, write and mmap of an
+// open file go straight to the real file in the kernel: no daemon round trip,
+// and every mount over a lower file shares that file's page cache.
+//
+// The kernel allows one backing file per FUSE inode while any passthrough
+// open exists, and no other kind of open next to them. Passthrough keeps
+// per-node counts to choose, for each open, passthrough or cached I/O. The
+// one case with no answer: a lower file open for reading in passthrough, and
+// an open of its upper copy (after a copy-up). That open waits a second for
+// the readers to close, then fails with ETXTBSY, as writing a running
+// program does. Thread-safe.
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <unordered_map>
+
+namespace layer::fuse {
+
+class Passthrough {
+ public:
+  enum class Mode { kCached, kPassthrough, kBusy };
+  struct Grant {
+    Mode mode = Mode::kCached;
+    int backing_id = 0;
+  };
+
+  // Installs the custom io on a mounted session (its /dev/fuse fd).
+  bool install(fuse_session* se);
+  // In the INIT handler: turns passthrough on if `wanted`, the custom io is
+  // installed and the kernel offered it; arranges the INIT reply. Returns
+  // whether it is on.
+  bool negotiate(bool wanted);
+  bool active() const { return active_.load(std::memory_order_relaxed); }
+
+  // Chooses the mode of one open of `node`. `fd` is the real file the open
+  // reads (and writes, if `write`); `upper`: it is in the upper layer (the
+  // backing file is then registered read-write, so later writers share it).
+  // `eligible`: the file's data is complete in `fd` (not a partial copy-up).
+  Grant acquire(const void* node, int fd, bool upper, bool write, bool eligible);
+  void release(const void* node, Mode mode);
+
+  // Makes the next fuse_reply_open / fuse_reply_create of this thread carry
+  // the grant (FOPEN_PASSTHROUGH + backing id), if it is a passthrough one.
+  // Call right before replying.
+  static void amend_next_reply(const Grant& g);
+
+ private:
+  struct State {
+    int passthrough = 0;  // open passthrough files
+    int cached = 0;       // open cached files
+    int backing_id = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    bool writable = false;
+  };
+  void disable(int err);
+
+  int devfd_ = -1;
+  std::atomic<bool> installed_{false};
+  std::atomic<bool> active_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;                    // a node's passthrough opens all closed
+  std::unordered_map<const void*, State> nodes_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace layer::fuse

@@ -1,0 +1,157 @@
+// layerctl push: sends an image of the store to a registry.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "command.hpp"
+#include "format.hpp"
+#include "push/pusher.hpp"
+#include "registry_flags.hpp"
+#include "store/store.hpp"
+#include "util/error.hpp"
+
+namespace layer::cli {
+namespace {
+
+uint64_t parse_size(const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+  std::string unit = end ? end : "";
+  uint64_t mul = 1;
+  if (unit == "k" || unit == "K" || unit == "KiB")
+    mul = 1ull << 10;
+  else if (unit == "m" || unit == "M" || unit == "MiB")
+    mul = 1ull << 20;
+  else if (unit == "g" || unit == "G" || unit == "GiB")
+    mul = 1ull << 30;
+  else if (!unit.empty())
+    mul = 0;
+  if (v.empty() || errno || mul == 0 || n == 0)
+    throw UsageError("--chunk-size wants a size like 5242880, 512K or 16M, not '" + v + "'");
+  return n * mul;
+}
+
+const char* state_word(push::BlobState s) {
+  switch (s) {
+    case push::BlobState::Checking:
+      return "checking";
+    case push::BlobState::Exists:
+      return "already there";
+    case push::BlobState::Mounted:
+      return "mounted";
+    case push::BlobState::Regenerating:
+      return "regenerating from the unpacked layer";
+    case push::BlobState::Uploading:
+      return "uploading";
+    case push::BlobState::Done:
+      return "uploaded";
+  }
+  return "";
+}
+
+int run_push(Globals& g, std::vector<std::string>& args) {
+  std::vector<OptSpec> specs = registry_flags();
+  specs.push_back({"chunk-size", true});
+  auto opts = parse_options(args, specs, g);
+  if (args.size() != 2) throw UsageError("wants IMAGE and REF (see 'layerctl push --help')");
+  push::Options po;
+  po.registry = registry_options(opts);
+  if (opts.count("chunk-size")) po.chunk_size = parse_size(opts["chunk-size"]);
+
+  store::Store st = store::Store::open(g.root, store::LockMode::Shared);
+  auto img = st.find_image(args[0]);
+  if (!img) throw Error("'" + args[0] + "': no such image");
+
+  const bool tty = stderr_is_tty() && !g.quiet && !g.json;
+  const bool lines = !g.quiet && !g.json;
+  auto last = std::chrono::steady_clock::now();
+  po.on_blob = [&](const push::BlobEvent& e) {
+    std::string head = e.kind == "config" ? std::string("config")
+                                          : "layer " + std::to_string(e.index + 1) + "/" +
+                                                std::to_string(e.total - 1);
+    head += " " + e.digest.short_hex();
+    if (e.state == push::BlobState::Uploading) {
+      if (!tty) return;
+      auto now = std::chrono::steady_clock::now();
+      if (e.sent != 0 && e.sent != e.size && now - last < std::chrono::milliseconds(100)) return;
+      last = now;
+      std::fprintf(stderr, "\r%s: uploading %s / %s\033[K", head.c_str(),
+                   human_bytes(e.sent).c_str(), human_bytes(e.size).c_str());
+      return;
+    }
+    if (e.state == push::BlobState::Checking) return;
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    if (lines)
+      std::fprintf(stderr, "%s: %s (%s)\n", head.c_str(), state_word(e.state),
+                   human_bytes(e.size).c_str());
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  push::Result r = push::push(st, *img, args[1], po);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (g.json) {
+    nlohmann::json j = {{"image", img->ref},
+                        {"ref", r.ref},
+                        {"manifest", r.manifest.str()},
+                        {"rewritten", r.rewritten},
+                        {"uploaded", r.uploaded},
+                        {"mounted", r.mounted},
+                        {"existed", r.existed},
+                        {"regenerated", r.regenerated},
+                        {"bytes_sent", r.bytes_sent},
+                        {"requests",
+                         {{"head", r.requests.heads},
+                          {"mount", r.requests.mounts},
+                          {"post", r.requests.posts},
+                          {"patch", r.requests.patches},
+                          {"put", r.requests.puts}}},
+                        {"seconds", secs}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else if (g.quiet) {
+    std::printf("%s\n", r.manifest.str().c_str());
+  } else {
+    std::printf("%s: %zu uploaded (%s), %zu mounted, %zu already there in %s; manifest %s\n",
+                r.ref.c_str(), r.uploaded, human_bytes(r.bytes_sent).c_str(), r.mounted, r.existed,
+                human_seconds(secs).c_str(), r.manifest.str().c_str());
+    if (r.rewritten)
+      std::printf(
+          "note: %zu layer(s) were not kept as blobs and were regenerated from the store, so\n"
+          "the pushed image has its own config and manifest (local %s)\n",
+          r.regenerated, img->manifest.str().c_str());
+  }
+  return 0;
+}
+
+const Command::Register kRegister({
+    "push",
+    "send an image to a registry",
+    "Usage: layerctl push IMAGE REF [--chunk-size SIZE] [registry flags]\n"
+    "\n"
+    "Sends IMAGE (a name or id in the store) to REF (\"host[:port]/repo[:tag]\") with\n"
+    "the OCI distribution API. For each layer: a blob the repository has is skipped\n"
+    "(HEAD), a blob of the repository on the same registry the image was pulled from\n"
+    "is mounted from there (POST ?mount=&from=; an upload if the registry declines),\n"
+    "and the others are uploaded: one PUT, or PATCH chunks for blobs above 256 MiB\n"
+    "or --chunk-size. Then the config, and the manifest last; every digest the\n"
+    "registry answers with is checked.\n"
+    "\n"
+    "Layer blobs: 'layerctl commit' keeps the blob of the layer it makes, so a\n"
+    "committed image goes out byte for byte. A pulled layer's blob is not kept;\n"
+    "if the destination can neither find nor mount it, the layer is regenerated\n"
+    "from its unpacked tree (same files, a new tar: new digest and diff_id), and the\n"
+    "config and manifest are rewritten to name it, so the pushed image then has\n"
+    "another digest than the local one (as podman does when it recompresses); a\n"
+    "note says so. Regeneration is deterministic: pushing again finds the blob.\n"
+    "\n"
+    "  --chunk-size SIZE      upload blobs larger than SIZE in chunks of SIZE (512K, 16M)\n" +
+        std::string(registry_flags_usage()) +
+        "  --json                 print a summary object\n"
+        "  -q, --quiet            no progress; print only the manifest digest\n"
+        "\n"
+        "Progress: one line per blob (and a running count on a terminal) on stderr.\n",
+    run_push,
+});
+
+}  // namespace
+}  // namespace layer::cli
