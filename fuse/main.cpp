@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
     return usage_error(e.line());
   }
   if (!opts.threaded) single = true;
+  if (opts.debug) debug = true;  // logs every request; still daemonizes
 
   std::unique_ptr<fuse::Daemon> daemon;
   try {

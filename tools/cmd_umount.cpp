@@ -23,6 +23,9 @@ store::ContainerRecord find_by_dir_or_name(const store::Store& st, const std::st
   std::string dir = absolute_path(arg);
   for (const auto& c : st.containers())
     if (c.mountpoint == dir && c.pid != 0) return c;
+  // A bundle's directory (layerctl bundle mounts at DIR/rootfs).
+  for (const auto& c : st.containers())
+    if (c.mountpoint == dir + "/rootfs" && c.pid != 0) return c;
   if (arg.find('/') == std::string::npos) {
     if (auto c = st.find_container(arg)) return *c;
   }

@@ -26,15 +26,21 @@ std::vector<std::string> split_escaped(const std::string& s, char sep) {
 namespace {
 
 // Splits at unescaped commas but keeps backslashes, so that lowerdir's own
-// split at ':' still sees escaped colons.
+// split at ':' still sees escaped colons. A comma inside double quotes does not
+// split either: SELinux labels come as context="...:s0:c1,c2", as the kernel
+// parses them.
 std::vector<std::string> split_options(const std::string& s) {
   std::vector<std::string> out;
   std::string cur;
+  bool quoted = false;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\' && i + 1 < s.size()) {
       if (s[i + 1] != ',') cur += '\\';
       cur += s[++i];
-    } else if (s[i] == ',') {
+    } else if (s[i] == '"') {
+      quoted = !quoted;
+      cur += s[i];
+    } else if (s[i] == ',' && !quoted) {
       out.push_back(std::move(cur));
       cur.clear();
     } else {
@@ -73,11 +79,18 @@ constexpr const char* kFuseFlags[] = {
     "atime",       "noatime",      "diratime",
     "nodiratime",  "relatime",     "norelatime",
     "strictatime", "sync",         "async",
-    "dirsync",     "auto_unmount", "lazytime",
-    "nolazytime",  "blkdev",       "rw",
+    "dirsync",     "auto_unmount", "blkdev",
+    "rw",
 };
 constexpr const char* kFuseValued[] = {
-    "fsname", "subtype", "max_read", "context", "fscontext", "defcontext", "rootcontext",
+    "fsname", "subtype", "max_read", "fscontext", "defcontext", "rootcontext",
+};
+// Options of mount(8) and fstab that mean nothing to a FUSE daemon (libfuse
+// refuses them); fuse-overlayfs ignores them, and so does layerfs. So is
+// "lazytime", which the kernel's FUSE mount does not take.
+constexpr const char* kIgnoredFlags[] = {
+    "defaults", "auto",  "noauto", "user",    "users",    "nouser",
+    "owner",    "group", "nofail", "_netdev", "lazytime", "nolazytime",
 };
 // Kernel overlayfs options that podman or containers/storage may pass; they
 // describe behaviour layerfs always has (or never needs), so they are accepted.
@@ -167,6 +180,15 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "log") {
       need_value();
       log_file = unescape(value);
+    } else if (name == "debug") {
+      no_value();
+      debug = true;
+    } else if (name == "context") {
+      // SELinux label podman passes on labelled hosts; fuse-overlayfs takes it
+      // and does not hand it to the kernel (which refuses it without SELinux).
+      need_value();
+    } else if (name.rfind("x-", 0) == 0 || name == "comment") {
+      // mount(8)'s userspace options (x-systemd.*, x-gvfs-*, comment=).
     } else if (name == "ro") {
       no_value();
       read_only = true;
@@ -184,6 +206,12 @@ void MountOptions::parse(const std::string& opts) {
         if (name == f) {
           need_value();
           fuse_options.push_back(raw);
+          known = true;
+        }
+      }
+      for (const char* f : kIgnoredFlags) {
+        if (name == f) {
+          no_value();
           known = true;
         }
       }

@@ -32,6 +32,7 @@ struct MountOptions {
   // FUSE passthrough of open files where the kernel and privileges allow it.
   bool passthrough = true;
   bool read_only = false;
+  bool debug = false;    // -o debug: log every request (as -d, without -f)
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).
   std::vector<std::string> fuse_options;

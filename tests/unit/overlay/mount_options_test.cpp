@@ -39,6 +39,19 @@ TEST_CASE("mount options: read-only without upperdir") {
   CHECK(o.upperdir.empty());
 }
 
+TEST_CASE("mount options: what podman, mount(8) and fstab pass, as fuse-overlayfs takes it") {
+  MountOptions o;
+  o.parse("lowerdir=/a,upperdir=/u,workdir=/w,,volatile");  // podman 4.3's exact string
+  o.parse("nodev,context=\"system_u:object_r:container_file_t:s0:c1,c2\"");
+  o.parse("defaults,nofail,_netdev,x-systemd.automount,comment=x,lazytime,noauto,debug");
+  o.validate();
+  CHECK(o.debug);
+  CHECK_FALSE(o.fsync);
+  // Only what the kernel's FUSE mount takes goes to libfuse: no context= (the
+  // kernel refuses it without SELinux), no lazytime, no fstab words.
+  CHECK(o.fuse_options == std::vector<std::string>{"nodev"});
+}
+
 TEST_CASE("mount options: must-fail rows name the option") {
   struct Row {
     const char* opts;
@@ -55,6 +68,9 @@ TEST_CASE("mount options: must-fail rows name the option") {
       {"lowerdir=/a,uidmapping=0:x:5", "uidmapping"},
       {"lowerdir=/a,noacl=1", "noacl"},
       {"lowerdir=/a,plugins=/x.so", "plugins"},
+      {"lowerdir=/a,context=", "context"},
+      {"lowerdir=/a,nofail=1", "nofail"},
+      {"lowerdir=/a,debug=1", "debug"},
   };
   for (const auto& r : rows) {
     INFO(r.opts);

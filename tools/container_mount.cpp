@@ -1,0 +1,208 @@
+#include "container_mount.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "container_state.hpp"
+#include "format.hpp"
+#include "store/layout.hpp"
+#include "util/error.hpp"
+#include "util/sys.hpp"
+
+namespace layer::cli {
+namespace {
+
+constexpr auto kMountTimeout = std::chrono::seconds(30);
+
+std::string random_id() {
+  unsigned char b[32];
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = ::getrandom(b + got, sizeof b - got, 0);
+    if (n < 0 && errno != EINTR) throw_errno("getrandom");
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  std::string hex;
+  char h[3];
+  for (unsigned char c : b) {
+    std::snprintf(h, sizeof h, "%02x", c);
+    hex += h;
+  }
+  return hex;
+}
+
+std::string now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  struct tm tm {};
+  ::gmtime_r(&t, &tm);
+  char b[32];
+  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return b;
+}
+
+// A lowerdir/upperdir value: layerfs splits on ":" and "," and groups in quotes unless escaped.
+std::string escape_opt(const std::string& path) {
+  std::string out;
+  for (char c : path) {
+    if (c == ':' || c == ',' || c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// The last line of the daemon's log, for an error message.
+std::string last_log_line(int root_fd, const std::string& id) {
+  std::string log;
+  try {
+    log = sys::xread_file(root_fd, store::Layout::container_log(id), 1 << 20, "log");
+  } catch (const Error&) {
+    return "";
+  }
+  while (!log.empty() && log.back() == '\n') log.pop_back();
+  auto nl = log.rfind('\n');
+  return nl == std::string::npos ? log : log.substr(nl + 1);
+}
+
+// Starts layerfs in the foreground of a new session, its output in the
+// container's log, and returns its pid.
+pid_t spawn_daemon(const std::vector<std::string>& argv, int log_fd) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    ::setsid();
+    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+    }
+    ::dup2(log_fd, 2);
+    ::execvp(args[0], args.data());
+    std::fprintf(stderr, "layerfs: cannot run '%s': %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
+bool valid_container_name(const std::string& n) {
+  if (n.empty() || n.size() > 64 || n[0] == '.' || n[0] == '-') return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      return false;
+  return true;
+}
+
+void check_mount_request(const store::Store& st, const MountRequest& req) {
+  if (std::string t = mount_type_at(req.dir); !t.empty())
+    throw Error("'" + req.dir + "': already a mount point (" + t + ")");
+  auto img = st.find_image(req.image);
+  if (!img) throw Error("'" + req.image + "': no such image");
+  for (const auto& d : img->diff_ids)
+    if (!st.has_layer(d)) throw Error("'" + req.image + "': layer " + d.str() + " is missing");
+  for (const auto& c : st.containers()) {
+    if (!req.name.empty() && c.name == req.name)
+      throw Error("'" + req.name + "': a container has that name (" + short_id(c.id) + ")");
+    if (c.mountpoint == req.dir && container_state(c) != ContainerState::Stopped)
+      throw Error("'" + req.dir + "': container " + short_id(c.id) + " is mounted there");
+  }
+}
+
+store::ContainerRecord mount_container(store::Store& st, const MountRequest& req) {
+  check_mount_request(st, req);
+  auto img = st.find_image(req.image);
+  const std::string& dir = req.dir;
+  const std::string& root = st.root();
+  struct stat sb {};
+  store::ContainerRecord rec;
+  rec.id = random_id();
+  rec.name = req.name.empty() ? short_id(rec.id) : req.name;
+  rec.image = img->ref;
+  rec.diff_ids = img->diff_ids;
+  rec.mountpoint = dir;
+  rec.read_only = req.read_only;
+  rec.created = now_rfc3339();
+  st.put_container(rec);
+  const int rfd = st.root_fd();
+  pid_t pid = -1;
+  try {
+    using store::Layout;
+    if (!req.read_only) {
+      for (const auto& p : {Layout::container_upper(rec.id), Layout::container_work(rec.id)})
+        if (::mkdirat(rfd, p.c_str(), 0755) != 0) throw_errno(root + "/" + p);
+    }
+    std::string lower;
+    for (auto it = img->diff_ids.rbegin(); it != img->diff_ids.rend(); ++it)
+      lower += (lower.empty() ? "" : ":") + escape_opt(root + "/" + Layout::layer_diff(*it));
+    std::string o = "lowerdir=" + lower;
+    if (!req.read_only)
+      o += ",upperdir=" + escape_opt(root + "/" + Layout::container_upper(rec.id)) +
+           ",workdir=" + escape_opt(root + "/" + Layout::container_work(rec.id));
+    else
+      o += ",ro";
+    o += ",fsname=layerfs-" + short_id(rec.id);
+    UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
+                                 0644, "container log");
+    pid = spawn_daemon({layerfs_binary(), "-f", "-o", o, dir}, log.get());
+
+    // Ready when the mount table shows layerfs at dir and it answers a stat.
+    auto deadline = std::chrono::steady_clock::now() + kMountTimeout;
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        std::string why = last_log_line(rfd, rec.id);
+        throw Error("'" + dir + "': layerfs exited before mounting" +
+                    (why.empty() ? "" : ": " + why));
+      }
+      if (mount_type_at(dir) == "fuse.layerfs" && ::stat(dir.c_str(), &sb) == 0) break;
+      if (std::chrono::steady_clock::now() > deadline)
+        throw Error("'" + dir + "': layerfs did not answer within 30 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    rec.pid = pid;
+    st.put_container(rec);
+  } catch (...) {
+    if (pid > 0) {
+      if (mount_type_at(dir) == "fuse.layerfs") ::umount2(dir.c_str(), MNT_DETACH);
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    try {
+      st.remove_container(rec.id);
+    } catch (const Error&) {
+    }
+    throw;
+  }
+  return rec;
+}
+
+void discard_container(store::Store& st, const store::ContainerRecord& rec) noexcept {
+  if (mount_type_at(rec.mountpoint) == "fuse.layerfs")
+    ::umount2(rec.mountpoint.c_str(), MNT_DETACH);
+  if (rec.pid > 0 && daemon_alive(rec.pid, rec.mountpoint)) {
+    ::kill(rec.pid, SIGKILL);
+    ::waitpid(rec.pid, nullptr, 0);
+  }
+  try {
+    st.remove_container(rec.id);
+  } catch (const std::exception&) {
+  }
+}
+
+}  // namespace layer::cli

@@ -1,0 +1,36 @@
+// mount_container: what `layerctl mount` and `layerctl bundle` share: create a
+// container from an image (upper, work, container.json) and serve it at a
+// directory with a layerfs daemon; and the undo of that. Single-threaded use
+// from a command; the Store is the caller's.
+#pragma once
+
+#include <string>
+
+#include "store/store.hpp"
+
+namespace layer::cli {
+
+struct MountRequest {
+  std::string image;  // ref or config digest, as given
+  std::string dir;    // absolute, an existing directory, not a mount point
+  std::string name;   // empty: the short id
+  bool read_only = false;
+};
+
+// True for a usable container name: letters, digits, '_', '.', '-', at most 64.
+bool valid_container_name(const std::string& name);
+
+// Checks the request against the store (image and layers present, the name
+// and the directory free) without changing anything. Throws Error.
+void check_mount_request(const store::Store& st, const MountRequest& req);
+
+// Creates the container, starts its daemon and returns once the mount answers,
+// with rec.pid set. On failure nothing is left behind (no mount, no daemon, no
+// record). Throws Error naming the image or the directory.
+store::ContainerRecord mount_container(store::Store& st, const MountRequest& req);
+
+// Undoes mount_container for a caller that fails afterwards: detaches the
+// mount, kills the daemon and removes the container with its upper. Never throws.
+void discard_container(store::Store& st, const store::ContainerRecord& rec) noexcept;
+
+}  // namespace layer::cli
