@@ -147,7 +147,8 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   std::vector<OptSpec> specs = {{"platform", true},
                                 {"jobs", true, 'j'},
                                 {"max-layer-bytes", true},
-                                {"max-layer-entries", true}};
+                                {"max-layer-entries", true},
+                                {"no-file-list", false}};
   for (const auto& f : registry_flags()) specs.push_back(f);
   auto o = parse_options(args, specs, g);
   if (args.size() != 1) throw UsageError("wants one image reference (see 'layerctl pull --help')");
@@ -171,6 +172,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   if (o.count("max-layer-entries"))
     opt.unpack.limits.max_entries = parse_count("max-layer-entries", o["max-layer-entries"]);
   opt.unpack.rootless = ::geteuid() != 0;
+  if (o.count("no-file-list")) opt.unpack.record_digests = false;
 
   // Errors from here on name the reference once, at the front.
   std::string name;
@@ -262,6 +264,8 @@ const Command::Register kRegister({
     "  -j, --jobs N                  layers fetched and unpacked at once (default 4)\n"
     "  --max-layer-bytes SIZE        refuse a layer whose tar is larger (default 64G)\n"
     "  --max-layer-entries N         refuse a layer with more entries (default 4000000)\n"
+    "  --no-file-list                do not record the layers' file lists (fsck then\n"
+    "                                cannot check their trees; for measuring the cost)\n"
     "Registry options:\n" +
         std::string(registry_flags_usage()) +
         "Global: --root DIR, --json (a summary object), -q (print only the image id)\n",

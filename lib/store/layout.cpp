@@ -44,6 +44,10 @@ std::string Layout::layer_json(const Digest& diff_id) {
   return layer_dir(diff_id) + "/layer.json";
 }
 
+std::string Layout::layer_files(const Digest& diff_id) {
+  return layer_dir(diff_id) + "/files.json.zst";
+}
+
 std::string Layout::layer_lock(const Digest& diff_id) {
   return tmp() + "/" + diff_id.algorithm + "-" + diff_id.hex + ".lock";
 }

@@ -21,6 +21,9 @@ struct Layout {
   static std::string layer_dir(const Digest& diff_id);          // layers/sha256/<hex>
   static std::string layer_diff(const Digest& diff_id);         // .../diff
   static std::string layer_json(const Digest& diff_id);         // .../layer.json
+  static std::string layer_files(const Digest& diff_id);        // .../files.json.zst
+  // quarantine/: damaged layers and blobs fsck --repair moved aside.
+  static std::string quarantine_dir() { return "quarantine"; }
   // tmp/<alg>-<hex>.lock: flock'ed while the layer is being unpacked.
   static std::string layer_lock(const Digest& diff_id);
   static std::string images_dir() { return "images"; }

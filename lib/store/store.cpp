@@ -14,6 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "oci/image.hpp"
+#include "store/disk_usage.hpp"
+#include "store/file_list.hpp"
 #include "store/layout.hpp"
 #include "unpack/unpacker.hpp"
 #include "util/error.hpp"
@@ -137,14 +140,16 @@ LayerInfo layer_from_json(const json& j) {
 }
 
 json image_to_json(const ImageRecord& r) {
-  return json{{"ref", r.ref},
-              {"manifest", r.manifest.str()},
-              {"config", r.config.str()},
-              {"diff_ids", digest_strings(r.diff_ids)},
-              {"platform", r.platform},
-              {"created", r.created},
-              {"pulled_at", r.pulled_at},
-              {"size", r.size}};
+  json j{{"ref", r.ref},
+         {"manifest", r.manifest.str()},
+         {"config", r.config.str()},
+         {"diff_ids", digest_strings(r.diff_ids)},
+         {"platform", r.platform},
+         {"created", r.created},
+         {"pulled_at", r.pulled_at},
+         {"size", r.size}};
+  if (!r.broken.empty()) j["broken"] = r.broken;
+  return j;
 }
 
 ImageRecord image_from_json(const json& j) {
@@ -157,6 +162,7 @@ ImageRecord image_from_json(const json& j) {
   r.created = j.value("created", "");
   r.pulled_at = j.value("pulled_at", "");
   r.size = j.value("size", uint64_t{0});
+  r.broken = j.value("broken", "");
   return r;
 }
 
@@ -241,7 +247,7 @@ class LayerLock {
 Store::Store(Store&&) noexcept = default;
 Store::~Store() = default;
 
-Store Store::open(const std::string& root, LockMode mode) {
+Store Store::open(const std::string& root, LockMode mode, bool sweep) {
   Store s;
   s.root_ = root;
   s.mode_ = mode;
@@ -284,7 +290,7 @@ Store Store::open(const std::string& root, LockMode mode) {
   mkdir_at(rfd, Layout::containers_dir(), 0755);
   s.tmp_fd_ = sys::xopen_at(rfd, Layout::tmp(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0,
                             root + "/" + Layout::tmp());
-  s.sweep_tmp();
+  if (sweep) s.sweep_tmp();
 
   if (fresh) {
     Staging st = s.make_staging("store-json-");
@@ -298,21 +304,29 @@ Store Store::open(const std::string& root, LockMode mode) {
 // Removes every entry of tmp/ whose flock we can take without waiting: its
 // owner is gone (a crashed pull) or it was never locked. Live processes hold
 // their staging dirs and layer lock files locked.
-void Store::sweep_tmp() const {
+std::vector<GcItem> Store::sweep_tmp(bool dry_run) const {
+  std::vector<GcItem> out;
   for (const auto& name : list_dir(root_fd_.get(), Layout::tmp())) {
     auto r = sys::open_at(tmp_fd_.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     if (!r) {
       // A symlink or socket we cannot open: nothing to lock, just remove it.
-      if (r.error() == ELOOP || r.error() == ENXIO) ::unlinkat(tmp_fd_.get(), name.c_str(), 0);
+      if (r.error() == ELOOP || r.error() == ENXIO) {
+        out.push_back({GcItem::Kind::Tmp, name, DiskUsage().add(tmp_fd_.get(), name)});
+        if (!dry_run) ::unlinkat(tmp_fd_.get(), name.c_str(), 0);
+      }
       continue;
     }
     if (!lock_and_verify(r->get(), tmp_fd_.get(), name, LOCK_EX | LOCK_NB)) continue;
+    out.push_back({GcItem::Kind::Tmp, name, DiskUsage().add(tmp_fd_.get(), name)});
+    if (dry_run) continue;
     try {
       sys::xremove_tree(tmp_fd_.get(), name);
     } catch (const Error&) {
       // Left for the next sweep; opening the store must not fail on garbage.
+      out.pop_back();
     }
   }
+  return out;
 }
 
 Store::Staging Store::make_staging(const std::string& prefix) const {
@@ -431,6 +445,14 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     if (auto w = sys::write_all(lj.get(), text.data(), text.size()); !w)
       throw Error("write staging layer.json", w.error());
     lj.reset();
+    if (opt.record_digests) {
+      // Metadata walk of the fresh tree; contents were hashed while written.
+      std::string list = FileList::scan(diff.get(), stats.content_digests).serialize();
+      UniqueFd ff = sys::xopen_at(st.fd.get(), "files.json.zst", O_WRONLY | O_CREAT | O_EXCL, 0644,
+                                  "staging files.json.zst");
+      if (auto w = sys::write_all(ff.get(), list.data(), list.size()); !w)
+        throw Error("write staging files.json.zst", w.error());
+    }
     // One syncfs for the whole tree instead of an fsync per file: after it,
     // every file, directory and the layer.json are durable, so the rename
     // below publishes a complete layer.
@@ -552,12 +574,29 @@ std::vector<Digest> Store::remove_image(const std::string& name) {
   if (::unlinkat(root_fd_.get(), path.c_str(), 0) < 0 && errno != ENOENT)
     throw_errno("remove " + root_ + "/" + path);
   sys::xfsync(root_fd_.get(), Layout::images_dir());
-  return collect_garbage();
+  std::vector<Digest> removed;
+  for (const auto& item : gc().items)
+    if (item.kind == GcItem::Kind::Layer && Digest::valid(item.name))
+      removed.push_back(Digest::parse(item.name));
+  return removed;
 }
 
-// Removes every layer and blob that no image or container references.
-// REQUIRES: the exclusive store lock (no pull is running).
-std::vector<Digest> Store::collect_garbage() {
+void Store::mark_image_broken(const std::string& ref, const std::string& reason) {
+  std::string path = Layout::image_json(ref);
+  if (!exists_at(root_fd_.get(), path)) throw Error("image '" + ref + "' is not in the store");
+  ImageRecord rec;
+  try {
+    rec = image_from_json(read_json(root_fd_.get(), path));
+  } catch (const json::exception& e) {
+    throw Error(root_ + "/" + path + ": " + e.what());
+  }
+  rec.broken = reason.empty() ? "broken" : reason;
+  write_record(path, image_to_json(rec).dump(2) + "\n");
+}
+
+GcReport Store::gc(bool dry_run) {
+  if (mode_ != LockMode::Exclusive)
+    throw Error("store " + root_ + ": gc needs the exclusive store lock");
   std::set<Digest> used_layers, used_blobs;
   for (const auto& im : images()) {
     used_layers.insert(im.diff_ids.begin(), im.diff_ids.end());
@@ -566,44 +605,95 @@ std::vector<Digest> Store::collect_garbage() {
     // Layer blobs kept in the store (layerctl commit keeps its own) stay
     // while an image's manifest names them.
     try {
-      auto m = read_blob(im.manifest, 4 << 20);
-      if (!m) continue;
-      auto j = nlohmann::json::parse(*m);
-      if (j.contains("layers") && j["layers"].is_array())
-        for (const auto& l : j["layers"])
-          if (l.is_object() && l.contains("digest") && l["digest"].is_string() &&
-              Digest::valid(l["digest"].get<std::string>()))
-            used_blobs.insert(Digest::parse(l["digest"].get<std::string>()));
-    } catch (const std::exception&) {
-      // An unreadable manifest protects nothing more than itself.
+      if (auto m = read_blob(im.manifest, kMaxRecordBytes))
+        for (const auto& l : oci::parse_manifest(*m).layers) used_blobs.insert(l.digest);
+    } catch (const Error&) {
+      // A corrupt or unreadable manifest is fsck's to report; keep what we know.
     }
   }
   for (const auto& c : containers()) used_layers.insert(c.diff_ids.begin(), c.diff_ids.end());
 
-  std::vector<Digest> removed;
+  GcReport report;
+  auto remove = [&](GcItem::Kind kind, const std::string& dir, const std::string& name,
+                    const std::string& shown) {
+    std::string from = dir + "/" + name;
+    GcItem item{kind, shown, 0};
+    {
+      UniqueFd d = sys::xopen_at(root_fd_.get(), dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0,
+                                 root_ + "/" + dir);
+      item.bytes = DiskUsage().add(d.get(), name);
+    }
+    if (!dry_run) {
+      // Renamed into tmp/ first: a crash leaves the whole thing visible or
+      // none of it, and the sweep finishes what was moved.
+      Staging junk = make_staging("rm-");
+      if (::renameat(root_fd_.get(), from.c_str(), junk.fd.get(), "old") < 0)
+        throw_errno("remove " + root_ + "/" + from);
+      sys::xfsync(root_fd_.get(), dir);
+      sys::xremove_tree(tmp_fd_.get(), junk.name);
+    }
+    report.bytes += item.bytes;
+    report.items.push_back(std::move(item));
+  };
   for (const char* alg : {"sha256", "sha512"}) {
     std::string dir = Layout::layers_dir(alg);
     for (const auto& hex : list_dir(root_fd_.get(), dir)) {
       std::string s = std::string(alg) + ":" + hex;
-      if (Digest::valid(s) && used_layers.count(Digest::parse(s))) continue;
-      // Rename into tmp/ first, so a crash never leaves half a layer visible.
-      Staging junk = make_staging("rm-");
-      std::string from = dir + "/" + hex;
-      if (::renameat(root_fd_.get(), from.c_str(), junk.fd.get(), "old") < 0)
-        throw_errno("remove " + root_ + "/" + from);
-      if (Digest::valid(s)) removed.push_back(Digest::parse(s));
-      sys::xremove_tree(tmp_fd_.get(), junk.name);
+      bool valid = Digest::valid(s);
+      if (valid && used_layers.count(Digest::parse(s))) continue;
+      remove(GcItem::Kind::Layer, dir, hex, valid ? s : dir + "/" + hex);
     }
     std::string bdir = Layout::blobs_dir(alg);
     for (const auto& hex : list_dir(root_fd_.get(), bdir)) {
       std::string s = std::string(alg) + ":" + hex;
-      if (Digest::valid(s) && used_blobs.count(Digest::parse(s))) continue;
-      std::string p = bdir + "/" + hex;
-      if (::unlinkat(root_fd_.get(), p.c_str(), 0) < 0 && errno != ENOENT)
-        throw_errno("remove " + root_ + "/" + p);
+      bool valid = Digest::valid(s);
+      if (valid && used_blobs.count(Digest::parse(s))) continue;
+      remove(GcItem::Kind::Blob, bdir, hex, valid ? s : bdir + "/" + hex);
     }
   }
-  return removed;
+  for (auto& item : sweep_tmp(dry_run)) {
+    report.bytes += item.bytes;
+    report.items.push_back(std::move(item));
+  }
+  return report;
+}
+
+std::string Store::quarantine(const std::string& from, const std::string& kind, const Digest& d) {
+  if (mode_ != LockMode::Exclusive)
+    throw Error("store " + root_ + ": quarantine needs the exclusive store lock");
+  mkdir_at(root_fd_.get(), Layout::quarantine_dir(), 0700);
+  std::string stamp = now_rfc3339();
+  for (char& c : stamp)
+    if (c == ':') c = '-';
+  std::string to =
+      Layout::quarantine_dir() + "/" + kind + "-" + d.algorithm + "-" + d.hex + "-" + stamp;
+  for (int n = 1; exists_at(root_fd_.get(), to); ++n)
+    to = Layout::quarantine_dir() + "/" + kind + "-" + d.algorithm + "-" + d.hex + "-" + stamp +
+         "." + std::to_string(n);
+  if (::renameat(root_fd_.get(), from.c_str(), root_fd_.get(), to.c_str()) < 0)
+    throw_errno("move " + root_ + "/" + from + " to " + to);
+  sys::xfsync(root_fd_.get(), Layout::quarantine_dir());
+  return to;
+}
+
+std::string Store::quarantine_layer(const Digest& diff_id) {
+  std::string dir = Layout::layer_dir(diff_id);
+  std::string to = quarantine(dir, "layer", diff_id);
+  sys::xfsync(root_fd_.get(), Layout::layers_dir(diff_id.algorithm));
+  return to;
+}
+
+std::string Store::quarantine_blob(const Digest& d) {
+  std::string to = quarantine(Layout::blob(d), "blob", d);
+  sys::xfsync(root_fd_.get(), Layout::blobs_dir(d.algorithm));
+  return to;
+}
+
+std::optional<FileList> Store::file_list(const Digest& diff_id) const {
+  std::string path = Layout::layer_files(diff_id);
+  if (!exists_at(root_fd_.get(), path)) return std::nullopt;
+  std::string data = sys::xread_file(root_fd_.get(), path, size_t{1} << 30, root_ + "/" + path);
+  return FileList::parse(data, root_ + "/" + path);
 }
 
 // ---- containers

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "store/file_list.hpp"
 #include "util/byte_source.hpp"
 #include "util/digest.hpp"
 #include "util/unique_fd.hpp"
@@ -39,7 +40,8 @@ struct ImageRecord {
   std::string platform;          // "linux/amd64"
   std::string created;           // from the config
   std::string pulled_at;
-  uint64_t size = 0;  // sum of the layers' unpacked sizes
+  uint64_t size = 0;   // sum of the layers' unpacked sizes
+  std::string broken;  // fsck --repair: why the image cannot be used ("" = fine)
 };
 
 struct ContainerRecord {
@@ -54,6 +56,17 @@ struct ContainerRecord {
 };
 
 enum class LockMode { Shared, Exclusive };
+
+// What gc removed (or, with dry_run, would remove).
+struct GcItem {
+  enum class Kind { Layer, Blob, Tmp } kind;
+  std::string name;    // digest, or the tmp/ entry's name
+  uint64_t bytes = 0;  // disk blocks freed (st_blocks * 512, hardlinks once)
+};
+struct GcReport {
+  std::vector<GcItem> items;
+  uint64_t bytes = 0;
+};
 enum class Ingest { Unpacked, AlreadyPresent };
 
 class Store {
@@ -61,7 +74,8 @@ class Store {
   // Opens (creating if absent) the store at `root`, refuses a newer format
   // version, takes the store lock and sweeps tmp/ of entries no live process
   // holds. Throws Error naming the root.
-  static Store open(const std::string& root, LockMode mode = LockMode::Shared);
+  // `sweep` false leaves tmp/ alone (gc sweeps it itself, to account for it).
+  static Store open(const std::string& root, LockMode mode = LockMode::Shared, bool sweep = true);
   Store(Store&&) noexcept;
   ~Store();
 
@@ -83,6 +97,9 @@ class Store {
   bool has_layer(const Digest& diff_id) const;
   std::optional<LayerInfo> layer_info(const Digest& diff_id) const;
   std::vector<LayerInfo> layers() const;
+  // The file list recorded at unpack time; nullopt for a layer unpacked
+  // before file lists existed. Throws Error if it is unreadable or corrupt.
+  std::optional<FileList> file_list(const Digest& diff_id) const;
   // Streams `src` through unpack::unpack_layer into a private staging dir and
   // publishes it as layers/<diff_id> (fsync, rename, fsync). Holds a
   // per-layer lock, so concurrent processes unpack a layer once: a caller
@@ -100,6 +117,26 @@ class Store {
   // container references. REQUIRES LockMode::Exclusive. Returns the layers
   // removed. Throws Error if a container uses the image.
   std::vector<Digest> remove_image(const std::string& name);
+  // Marks an image unusable (fsck --repair, when a layer had to be
+  // quarantined). Cleared by the next put_image of the same ref.
+  void mark_image_broken(const std::string& ref, const std::string& reason);
+
+  // Removes every layer and blob that no image or container references and
+  // every tmp/ entry no live process holds, each by a rename into tmp/ and
+  // then deletion, so a crash leaves nothing half-removed in view. Layers
+  // under quarantine/ are kept. With dry_run, only reports.
+  // REQUIRES LockMode::Exclusive. Safe against concurrent pulls and mounts:
+  // every writer of layers and references holds the shared store lock from
+  // before it publishes a layer until after it has written the image or
+  // container record that references it, so under the exclusive lock no
+  // layer is "published but not yet referenced".
+  GcReport gc(bool dry_run = false);
+
+  // Moves a layer (or blob) out of layers/ (blobs/) into
+  // quarantine/<kind>-<alg>-<hex>-<time>, for fsck --repair. Returns the new
+  // path relative to the root. REQUIRES LockMode::Exclusive.
+  std::string quarantine_layer(const Digest& diff_id);
+  std::string quarantine_blob(const Digest& d);
 
   // Containers (written by layerctl mount; read by rmi/gc).
   std::vector<ContainerRecord> containers() const;
@@ -118,10 +155,11 @@ class Store {
 
  private:
   Store() = default;
-  void sweep_tmp() const;
+  // Removes (or, with dry_run, only lists) tmp/ entries no live process holds.
+  std::vector<GcItem> sweep_tmp(bool dry_run = false) const;
+  std::string quarantine(const std::string& from, const std::string& kind, const Digest& d);
   void record_compressed(const Digest& diff_id, const Digest& compressed);
   void write_record(const std::string& path, const std::string& text);
-  std::vector<Digest> collect_garbage();
 
   LockMode mode_ = LockMode::Shared;
   std::string root_;

@@ -9,8 +9,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 
+#include "util/digest.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -47,6 +50,16 @@ void split(const std::string& path, std::string& parent, std::string& base) {
 
 std::string proc_path(int dirfd, const std::string& base) {
   return "/proc/self/fd/" + std::to_string(dirfd) + "/" + base;
+}
+
+// Feeds n zero bytes (a hole of a sparse file) to `h`.
+void hash_zeros(Hasher& h, uint64_t n) {
+  static const char kZeros[64 << 10] = {};
+  while (n > 0) {
+    size_t k = static_cast<size_t>(std::min<uint64_t>(n, sizeof kZeros));
+    h.update(kZeros, k);
+    n -= k;
+  }
 }
 
 }  // namespace
@@ -313,6 +326,8 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, int parent, const std:
     make_room(parent, base, false);
   }
   int64_t pos = 0;
+  std::optional<Hasher> hash;
+  if (opt_.record_digests) hash.emplace("sha256");
   for (;;) {
     const void* buf;
     size_t n;
@@ -327,14 +342,29 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, int parent, const std:
       // A hole in a sparse file: skip it, the file system keeps it unallocated.
       if (off < 0 || ::lseek(fd.get(), off, SEEK_SET) < 0)
         fail_errno("seek", errno ? errno : EINVAL);
+      if (hash && off > pos) hash_zeros(*hash, static_cast<uint64_t>(off - pos));
+      if (off < pos) hash.reset();  // rewrites earlier bytes: not a stream any more
       pos = off;
     }
     if (auto w = sys::write_all(fd.get(), buf, n); !w) fail_errno("write", w.error());
+    if (hash) hash->update(buf, n);
     pos += static_cast<int64_t>(n);
     file_bytes_ += n;
   }
   if (size >= 0 && pos != size) {
     if (::ftruncate(fd.get(), size) < 0) fail_errno("truncate", errno);
+    if (hash && size > pos) hash_zeros(*hash, static_cast<uint64_t>(size - pos));
+  }
+  if (opt_.record_digests) {
+    // A file whose bytes did not arrive as one stream (truncated below the
+    // data, rewound) gets no digest; the file list reads it instead. The
+    // inode may be a reused one: drop any digest of its former owner.
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) fail_errno("stat", errno);
+    if (hash && !(size >= 0 && size < pos))
+      digests_[st.st_ino] = hash->finish();
+    else
+      digests_.erase(st.st_ino);
   }
   set_owner_fd(fd.get(), e);
   if (::fchmod(fd.get(), archive_entry_perm(e) & 07777) < 0) fail_errno("chmod", errno);

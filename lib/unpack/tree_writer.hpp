@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "unpack/unpacker.hpp"
 #include "util/unique_fd.hpp"
@@ -46,6 +47,8 @@ class TreeWriter {
   void finish();
 
   uint64_t file_bytes() const { return file_bytes_; }
+  // Options::record_digests: content sha256 by inode of the files written.
+  std::unordered_map<uint64_t, Digest>& content_digests() { return digests_; }
 
  private:
   struct DirMeta {
@@ -84,6 +87,7 @@ class TreeWriter {
   std::set<std::string> opaque_;         // directories to mark opaque
   std::map<std::string, DirMeta> dirs_;  // directory metadata to set at the end
   uint64_t file_bytes_ = 0;
+  std::unordered_map<uint64_t, Digest> digests_;
 };
 
 }  // namespace layer::unpack

@@ -188,6 +188,7 @@ Stats unpack_layer(int staging_dir, const LayerSpec& spec, ByteSource& src, cons
   stats.compressed_bytes = stream.compressed_bytes();
   stats.tar_bytes = stream.tar_bytes();
   stats.file_bytes = writer.file_bytes();
+  stats.content_digests = std::move(writer.content_digests());
   if (progress) progress(stats.compressed_bytes);
   return stats;
 }

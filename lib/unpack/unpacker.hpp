@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <unordered_map>
 
 #include "util/byte_source.hpp"
 #include "util/digest.hpp"
@@ -40,6 +41,10 @@ struct Options {
   // where durability does not matter (throwaway stores, benchmarks of the
   // unpack alone).
   bool sync = true;
+  // Hash each regular file's content (sha256) as it is written and return
+  // the digests in Stats::content_digests, for the layer's file list
+  // (store::FileList). Costs one sha256 pass on the writer thread.
+  bool record_digests = true;
 };
 
 struct Stats {
@@ -47,6 +52,10 @@ struct Stats {
   uint64_t tar_bytes = 0;
   uint64_t entries = 0;
   uint64_t file_bytes = 0;
+  // Options::record_digests: the content sha256 of every regular file the
+  // unpack wrote, keyed by inode number in the staging tree (hardlinks share
+  // one entry; a file replaced by a later entry is keyed by its new inode).
+  std::unordered_map<uint64_t, Digest> content_digests;
 };
 
 using ProgressFn = std::function<void(uint64_t compressed_bytes_read)>;

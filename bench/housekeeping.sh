@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Store housekeeping benchmark (issue 6): what the file lists cost and what
+# checking with them costs, on the Debian image bench/images.sh caches
+# (debian-gzip:latest, 4 layers).
+#
+#   pull          `layerctl pull` into a fresh store, with the file list
+#                 recorded (default) and with --no-file-list, alternating
+#   fsck          `layerctl fsck` over that store (every file hashed and its
+#                 metadata compared, blobs and records checked)
+#   sha256sum     `find DIFFS -type f -print0 | xargs -0 sha256sum` over the
+#                 same layer trees (content only)
+#   find+sha256   the mtree-style check done with coreutils: `find -printf`
+#                 of every entry's metadata, then sha256sum of every file
+#                 (no mtree/gomtree package on Debian bookworm)
+# Each check runs cold (after a cache drop) and warm. Medians of --runs
+# (default 3). Writes the "## housekeeping" section of bench/RESULTS.md
+# unless --no-results.
+#
+#   bench/housekeeping.sh [--runs N] [--no-results]
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+need_root
+
+runs=3 write_results=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) runs=$2; shift ;;
+    --no-results) write_results=0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "housekeeping.sh: unknown argument '$1'" ;;
+  esac
+  shift
+done
+
+mkdir -p "$out_dir"
+bench_build || die "layerctl does not build"
+layerctl=$BUILD/tools/layerctl
+img=$cache_dir/images/debian-gzip
+[ -f "$img/index.json" ] || bash "$bench_dir/images.sh"
+ref="oci:$img:latest"
+
+work=$out_dir/housekeeping-work
+rm -rf "$work"
+mkdir -p "$work"
+raw=$out_dir/housekeeping-raw.tsv
+: >"$raw"
+
+# timed NAME CMD...: runs CMD, appends "NAME seconds" to $raw.
+timed() {
+  local name=$1; shift
+  local t0 t1
+  t0=$(now_us)
+  "$@" >"$work/out.log" 2>&1 || { cat "$work/out.log" >&2; die "$name failed"; }
+  t1=$(now_us)
+  python3 -c "print('$name\t%.3f' % (($t1 - $t0) / 1e6))" >>"$raw"
+}
+pull_into() {  # STORE [flags]
+  local store=$1; shift
+  rm -rf "$store"
+  "$layerctl" --root "$store" pull -q "$@" "$ref"
+}
+sha_tree() { find "$1"/layers/sha256/*/diff -type f -print0 | xargs -0 sha256sum >/dev/null; }
+mtree_like() {
+  find "$1"/layers/sha256/*/diff -printf '%P %y %m %U %G %s %T@ %l\n' >/dev/null
+  sha_tree "$1"
+}
+
+# Input warm: the blobs are read once so that pulls time the unpack side.
+cat "$img"/blobs/sha256/* >/dev/null
+for r in $(seq 1 "$runs"); do
+  log "run $r/$runs"
+  # Alternate which pull goes first.
+  if [ $((r % 2)) -eq 1 ]; then order="with without"; else order="without with"; fi
+  for o in $order; do
+    drop_caches
+    if [ "$o" = with ]; then
+      timed "pull with file list" pull_into "$work/store"
+    else
+      timed "pull without file list" pull_into "$work/store-nolist" --no-file-list
+    fi
+  done
+  rm -rf "$work/store-nolist"
+  for mode in cold warm; do
+    for tool in fsck sha256sum find+sha256; do
+      [ "$mode" = cold ] && drop_caches
+      [ "$mode" = warm ] && sha_tree "$work/store"  # warm the page cache
+      case $tool in
+        fsck) timed "$tool $mode" "$layerctl" --root "$work/store" fsck -q ;;
+        sha256sum) timed "$tool $mode" sha_tree "$work/store" ;;
+        find+sha256) timed "$tool $mode" mtree_like "$work/store" ;;
+      esac
+    done
+  done
+done
+
+# Sizes: the layers' trees, their file lists, the number of entries.
+sizes=$("$layerctl" --root "$work/store" --json fsck | python3 -c '
+import json, sys; j = json.load(sys.stdin); print(j["files"], j["hashed_bytes"])')
+lists=$(du -cB1 "$work"/store/layers/sha256/*/files.json.zst | tail -1 | cut -f1)
+trees=$(du -scB1 "$work"/store/layers/sha256/*/diff | tail -1 | cut -f1)
+
+table=$(python3 - "$raw" "$sizes" "$lists" "$trees" "$runs" <<'PY'
+import sys, statistics, collections
+raw, sizes, lists, trees, runs = sys.argv[1:6]
+files, hashed = (int(x) for x in sizes.split())
+v = collections.defaultdict(list)
+for line in open(raw):
+    k, t = line.rstrip("\n").split("\t")
+    v[k].append(float(t))
+med = {k: statistics.median(x) for k, x in v.items()}
+out = ["| what | median s | runs s |", "|---|---:|---|"]
+for k in ["pull with file list", "pull without file list",
+          "fsck cold", "sha256sum cold", "find+sha256 cold",
+          "fsck warm", "sha256sum warm", "find+sha256 warm"]:
+    if k in v:
+        out.append("| %s | %.2f | %s |" % (k, med[k], " ".join("%.2f" % x for x in v[k])))
+out.append("")
+w, wo = med.get("pull with file list"), med.get("pull without file list")
+if w and wo:
+    out.append("- Recording the file list costs %+.1f%% of the pull time (%.2f s vs %.2f s)." %
+               (100 * (w - wo) / wo, w, wo))
+for mode in ("cold", "warm"):
+    f, s, m = med.get("fsck " + mode), med.get("sha256sum " + mode), med.get("find+sha256 " + mode)
+    if f and s and m:
+        out.append("- fsck %s: %.2fx the time of sha256sum over the same trees, %.2fx find+sha256." %
+                   (mode, f / s, f / m))
+out.append("- The image: %d entries in 4 layers, %.0f MiB hashed by fsck (file data and blobs); "
+           "the trees take %.0f MiB on disk, their file lists %.0f KiB (zstd JSON, %.2f%%)." %
+           (files, hashed / 2**20, int(trees) / 2**20, int(lists) / 2**10, 100 * int(lists) / int(trees)))
+print("\n".join(out))
+PY
+)
+echo "$table"
+if [ "$write_results" = 1 ]; then
+  python3 - "$bench_dir/RESULTS.md" "$table" "$(date -u '+%Y-%m-%d %H:%M UTC') $(uname -r), $(nproc) cores, median of $runs runs" <<'PY'
+import re, sys
+path, table, when = sys.argv[1:4]
+text = open(path).read()
+body = ("## housekeeping\n\nMeasured by `bench/housekeeping.sh` (%s). Image: debian-gzip:latest "
+        "from `bench/images.sh`. fsck and both coreutils checks read every file of the same four "
+        "layer trees, single-threaded; fsck also compares each entry's metadata and xattrs against "
+        "the file list and checks the blobs and records. Cold = after `drop_caches`.\n\n%s\n" % (when, table))
+m = re.search(r"^## housekeeping\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+text = text[:m.start()] + body + ("\n" + text[m.end():] if m.end() < len(text) else "") if m else text.rstrip("\n") + "\n\n" + body
+open(path, "w").write(text)
+PY
+  log "wrote the housekeeping section of $bench_dir/RESULTS.md"
+fi

@@ -1,0 +1,77 @@
+// layerctl gc: removes the layers, blobs and tmp/ entries nothing references.
+#include <sys/file.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "command.hpp"
+#include "format.hpp"
+#include "store/store.hpp"
+#include "util/error.hpp"
+
+namespace layer::cli {
+namespace {
+
+const char* kind_name(store::GcItem::Kind k) {
+  switch (k) {
+    case store::GcItem::Kind::Layer:
+      return "layer";
+    case store::GcItem::Kind::Blob:
+      return "blob";
+    case store::GcItem::Kind::Tmp:
+      return "tmp";
+  }
+  return "?";
+}
+
+int run_gc(Globals& g, std::vector<std::string>& args) {
+  auto o = parse_options(args, {{"dry-run", false, 'n'}}, g);
+  if (!args.empty()) throw UsageError("takes no arguments");
+  bool dry = o.count("dry-run") > 0;
+  // The exclusive lock waits for running pulls and mounts (they hold it
+  // shared); tmp/ is swept by gc itself so that it is accounted for.
+  store::Store st = store::Store::open(g.root, store::LockMode::Exclusive, false);
+  store::GcReport rep = st.gc(dry);
+  if (g.json) {
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& i : rep.items)
+      items.push_back({{"kind", kind_name(i.kind)}, {"name", i.name}, {"bytes", i.bytes}});
+    std::printf(
+        "%s\n",
+        nlohmann::json{{"dry_run", dry}, {"removed", items}, {"bytes", rep.bytes}}.dump(2).c_str());
+    return 0;
+  }
+  const char* verb = dry ? "Would remove" : "Removed";
+  if (!g.quiet)
+    for (const auto& i : rep.items)
+      std::printf("%s %s %s (%s)\n", verb, kind_name(i.kind), i.name.c_str(),
+                  human_bytes(i.bytes).c_str());
+  std::printf("%s %zu item%s, %s freed%s\n", dry ? "Would remove" : "Removed", rep.items.size(),
+              rep.items.size() == 1 ? "" : "s", human_bytes(rep.bytes).c_str(),
+              dry ? " (dry run)" : "");
+  return 0;
+}
+
+const Command::Register kRegister({
+    "gc",
+    "remove layers, blobs and temporary files nothing references",
+    "Usage: layerctl gc [--dry-run] [--json] [-q]\n"
+    "\n"
+    "Removes every layer that no image or container uses, every blob (manifest,\n"
+    "config, layer blob) no image references, and every tmp/ entry no running\n"
+    "process holds. Each is renamed into tmp/ before it is deleted, so a crash\n"
+    "never leaves part of a layer in view. Layers under quarantine/ (fsck\n"
+    "--repair) are kept. gc takes the store's exclusive lock: it waits for\n"
+    "running pulls and mounts, which hold the lock until the image or container\n"
+    "record that references their layers is written.\n"
+    "\n"
+    "  -n, --dry-run   list what would be removed and the bytes it would free\n"
+    "  --json          print {dry_run, removed: [{kind, name, bytes}], bytes}\n"
+    "  -q              print only the total\n"
+    "\n"
+    "Bytes are disk blocks (st_blocks), each hardlinked inode counted once.\n",
+    run_gc,
+});
+
+}  // namespace
+}  // namespace layer::cli
