@@ -45,28 +45,27 @@ mkdir -p "$work"
 raw=$out_dir/housekeeping-raw.tsv
 : >"$raw"
 
-# timed NAME CMD...: runs CMD, appends "NAME seconds" to $raw.
+# timed NAME CMD...: runs CMD, appends "NAME<TAB>wall s<TAB>cpu s" (user +
+# system of CMD and its children) to $raw.
 timed() {
   local name=$1; shift
-  local t0 t1
-  t0=$(now_us)
-  "$@" >"$work/out.log" 2>&1 || { cat "$work/out.log" >&2; die "$name failed"; }
-  t1=$(now_us)
-  python3 -c "print('$name\t%.3f' % (($t1 - $t0) / 1e6))" >>"$raw"
-}
-pull_into() {  # STORE [flags]
-  local store=$1; shift
-  rm -rf "$store"
-  "$layerctl" --root "$store" pull -q "$@" "$ref"
+  /usr/bin/time -f '%e %U %S' -o "$work/time" "$@" >"$work/out.log" 2>&1 ||
+    { cat "$work/out.log" >&2; die "$name failed"; }
+  python3 -c "import sys; e, u, s = map(float, open('$work/time').read().split()[-3:]);
+print('$name\t%.3f\t%.3f' % (e, u + s))" >>"$raw"
 }
 sha_tree() { find "$1"/layers/sha256/*/diff -type f -print0 | xargs -0 sha256sum >/dev/null; }
 mtree_like() {
   find "$1"/layers/sha256/*/diff -printf '%P %y %m %U %G %s %T@ %l\n' >/dev/null
   sha_tree "$1"
 }
+export -f sha_tree mtree_like
 
 # Input warm: the blobs are read once so that pulls time the unpack side.
 cat "$img"/blobs/sha256/* >/dev/null
+# Every pull goes into a store of its own and all are removed at the end:
+# ext4 allocates inodes slowly right after many were deleted (its
+# recently_deleted() check), which would tax whichever pull follows a removal.
 for r in $(seq 1 "$runs"); do
   log "run $r/$runs"
   # Alternate which pull goes first.
@@ -74,24 +73,26 @@ for r in $(seq 1 "$runs"); do
   for o in $order; do
     drop_caches
     if [ "$o" = with ]; then
-      timed "pull with file list" pull_into "$work/store"
+      timed "pull with file list" "$layerctl" --root "$work/store-with-$r" pull -q "$ref"
     else
-      timed "pull without file list" pull_into "$work/store-nolist" --no-file-list
+      timed "pull without file list" "$layerctl" --root "$work/store-without-$r" pull -q \
+        --no-file-list "$ref"
     fi
   done
-  rm -rf "$work/store-nolist"
+  store=$work/store-with-$r
   for mode in cold warm; do
     for tool in fsck sha256sum find+sha256; do
       [ "$mode" = cold ] && drop_caches
-      [ "$mode" = warm ] && sha_tree "$work/store"  # warm the page cache
+      [ "$mode" = warm ] && sha_tree "$store"  # warm the page cache
       case $tool in
-        fsck) timed "$tool $mode" "$layerctl" --root "$work/store" fsck -q ;;
-        sha256sum) timed "$tool $mode" sha_tree "$work/store" ;;
-        find+sha256) timed "$tool $mode" mtree_like "$work/store" ;;
+        fsck) timed "$tool $mode" "$layerctl" --root "$store" fsck -q ;;
+        sha256sum) timed "$tool $mode" bash -c 'sha_tree "$0"' "$store" ;;
+        find+sha256) timed "$tool $mode" bash -c 'mtree_like "$0"' "$store" ;;
       esac
     done
   done
 done
+ln -sfn "store-with-$runs" "$work/store"
 
 # Sizes: the layers' trees, their file lists, the number of entries.
 sizes=$("$layerctl" --root "$work/store" --json fsck | python3 -c '
@@ -104,26 +105,33 @@ import sys, statistics, collections
 raw, sizes, lists, trees, runs = sys.argv[1:6]
 files, hashed = (int(x) for x in sizes.split())
 v = collections.defaultdict(list)
+c = collections.defaultdict(list)
 for line in open(raw):
-    k, t = line.rstrip("\n").split("\t")
+    k, t, cpu = line.rstrip("\n").split("\t")
     v[k].append(float(t))
+    c[k].append(float(cpu))
 med = {k: statistics.median(x) for k, x in v.items()}
-out = ["| what | median s | runs s |", "|---|---:|---|"]
+cmed = {k: statistics.median(x) for k, x in c.items()}
+out = ["| what | median wall s | runs wall s | median CPU s (user+sys) |", "|---|---:|---|---:|"]
 for k in ["pull with file list", "pull without file list",
           "fsck cold", "sha256sum cold", "find+sha256 cold",
           "fsck warm", "sha256sum warm", "find+sha256 warm"]:
     if k in v:
-        out.append("| %s | %.2f | %s |" % (k, med[k], " ".join("%.2f" % x for x in v[k])))
+        out.append("| %s | %.2f | %s | %.2f |" % (k, med[k], " ".join("%.2f" % x for x in v[k]), cmed[k]))
 out.append("")
 w, wo = med.get("pull with file list"), med.get("pull without file list")
 if w and wo:
-    out.append("- Recording the file list costs %+.1f%% of the pull time (%.2f s vs %.2f s)." %
-               (100 * (w - wo) / wo, w, wo))
+    cw, cwo = cmed["pull with file list"], cmed["pull without file list"]
+    out.append("- Recording the file list: pull wall time %+.1f%% (%.2f s vs %.2f s), "
+               "CPU time %+.1f%% (%.2f s vs %.2f s)." %
+               (100 * (w - wo) / wo, w, wo, 100 * (cw - cwo) / cwo, cw, cwo))
 for mode in ("cold", "warm"):
     f, s, m = med.get("fsck " + mode), med.get("sha256sum " + mode), med.get("find+sha256 " + mode)
     if f and s and m:
-        out.append("- fsck %s: %.2fx the time of sha256sum over the same trees, %.2fx find+sha256." %
-                   (mode, f / s, f / m))
+        out.append("- fsck %s: %.2fx the wall time of sha256sum over the same trees, %.2fx "
+                   "find+sha256 (CPU: %.2fx, %.2fx)." %
+                   (mode, f / s, f / m, cmed["fsck " + mode] / cmed["sha256sum " + mode],
+                    cmed["fsck " + mode] / cmed["find+sha256 " + mode]))
 out.append("- The image: %d entries in 4 layers, %.0f MiB hashed by fsck (file data and blobs); "
            "the trees take %.0f MiB on disk, their file lists %.0f KiB (zstd JSON, %.2f%%)." %
            (files, hashed / 2**20, int(trees) / 2**20, int(lists) / 2**10, 100 * int(lists) / int(trees)))
@@ -146,3 +154,4 @@ open(path, "w").write(text)
 PY
   log "wrote the housekeeping section of $bench_dir/RESULTS.md"
 fi
+rm -rf "$work"/store*

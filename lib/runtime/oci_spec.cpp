@@ -9,6 +9,7 @@ namespace layer::runtime {
 namespace {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
 constexpr size_t kMaxStrings = 4096;  // entries of Env, Cmd or Entrypoint
 
@@ -46,15 +47,15 @@ bool has_key(const std::vector<std::string>& env, const std::string& key) {
   return false;
 }
 
-json strings(std::initializer_list<const char*> l) {
-  json a = json::array();
+ojson strings(std::initializer_list<const char*> l) {
+  ojson a = ojson::array();
   for (const char* s : l) a.push_back(s);
   return a;
 }
 
-json mount(const char* dest, const char* type, const char* source,
-           std::initializer_list<const char*> options) {
-  json m = {{"destination", dest}, {"type", type}, {"source", source}};
+ojson mount(const char* dest, const char* type, const char* source,
+            std::initializer_list<const char*> options) {
+  ojson m = {{"destination", dest}, {"type", type}, {"source", source}};
   if (options.size() > 0) m["options"] = strings(options);
   return m;
 }
@@ -97,14 +98,14 @@ OciSpec OciSpec::from_image(const ImageProcess& image, const ProcessUser& user,
   return s;
 }
 
-json OciSpec::to_json() const {
+ojson OciSpec::to_json() const {
   assert(!args.empty());
-  json u = {{"uid", user.uid}, {"gid", user.gid}};
+  ojson u = {{"uid", user.uid}, {"gid", user.gid}};
   if (!user.additional_gids.empty()) u["additionalGids"] = user.additional_gids;
   // runc spec's defaults: enough for a plain process, not for one that
   // changes owners or users.
-  json caps = strings({"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"});
-  json process = {
+  ojson caps = strings({"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"});
+  ojson process = {
       {"terminal", false},
       {"user", u},
       {"args", args},
@@ -112,10 +113,10 @@ json OciSpec::to_json() const {
       {"cwd", cwd},
       {"capabilities",
        {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps}}},
-      {"rlimits", json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}})},
+      {"rlimits", ojson::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}})},
       {"noNewPrivileges", true},
   };
-  json mounts = json::array({
+  ojson mounts = ojson::array({
       mount("/proc", "proc", "proc", {}),
       mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}),
       mount("/dev/pts", "devpts", "devpts",
@@ -125,11 +126,11 @@ json OciSpec::to_json() const {
       mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}),
       mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}),
   });
-  json namespaces = json::array();
+  ojson namespaces = ojson::array();
   for (const char* ns : {"pid", "network", "ipc", "uts", "mount"})
     namespaces.push_back({{"type", ns}});
-  json linux_ = {
-      {"resources", {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}}},
+  ojson linux_ = {
+      {"resources", {{"devices", ojson::array({{{"allow", false}, {"access", "rwm"}}})}}},
       {"namespaces", namespaces},
       {"maskedPaths", strings({"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
@@ -137,7 +138,7 @@ json OciSpec::to_json() const {
       {"readonlyPaths",
        strings({"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"})},
   };
-  json doc = {
+  ojson doc = {
       {"ociVersion", "1.0.2"},
       {"process", process},
       {"root", {{"path", root_path}, {"readonly", root_readonly}}},
@@ -146,7 +147,7 @@ json OciSpec::to_json() const {
       {"linux", linux_},
   };
   if (!annotations.empty()) {
-    json a = json::object();
+    ojson a = ojson::object();
     for (const auto& [k, v] : annotations) a[k] = v;
     doc["annotations"] = a;
   }

@@ -47,7 +47,7 @@ struct OciSpec {
                             const std::vector<std::string>& cmd_override);
 
   // The config.json document (ociVersion 1.0.2; terminal false).
-  nlohmann::json to_json() const;
+  nlohmann::ordered_json to_json() const;
 };
 
 }  // namespace layer::runtime

@@ -232,7 +232,7 @@ const char* file_type_name(FileType t) {
   return kTypeNames[static_cast<size_t>(t)];
 }
 
-FileList FileList::scan(int dir, const std::unordered_map<uint64_t, Digest>& known,
+FileList FileList::scan(int dir, const std::unordered_map<std::string, Digest>& known,
                         uint64_t* hashed_bytes) {
   FileList list;
   std::unordered_map<uint64_t, Digest> seen;  // inodes hashed during this scan
@@ -304,7 +304,7 @@ FileList FileList::scan(int dir, const std::unordered_map<uint64_t, Digest>& kno
       } else if (e.type == FileType::Regular) {
         if (st.st_size == 0) {
           e.content = empty_digest();
-        } else if (auto it = known.find(st.st_ino); it != known.end()) {
+        } else if (auto it = known.find(e.path); it != known.end()) {
           e.content = it->second;
         } else if (auto s = seen.find(st.st_ino); s != seen.end()) {
           e.content = s->second;

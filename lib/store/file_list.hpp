@@ -49,10 +49,11 @@ struct FileList {
   std::vector<FileEntry> entries;  // sorted by path
 
   // Walks the tree below `dir` (never following symlinks). A regular file's
-  // content digest comes from `known` (by inode) when it is there; otherwise
-  // the file is read and hashed. `hashed_bytes` (optional) counts bytes read.
-  // Entries that cannot be read carry `error`; other failures throw Error.
-  static FileList scan(int dir, const std::unordered_map<uint64_t, Digest>& known = {},
+  // content digest comes from `known` (by path, as unpack::Stats has them)
+  // when it is there; otherwise the file is read and hashed. `hashed_bytes`
+  // (optional) counts bytes read. Entries that cannot be read carry `error`;
+  // other failures throw Error.
+  static FileList scan(int dir, const std::unordered_map<std::string, Digest>& known = {},
                        uint64_t* hashed_bytes = nullptr);
 
   // zstd-compressed JSON (with the zstd content checksum), and back. parse()

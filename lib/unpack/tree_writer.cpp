@@ -230,7 +230,7 @@ void TreeWriter::apply(archive* a, archive_entry* e) {
     case AE_IFDIR:
       return apply_dir(e, path, p.fd, base);
     case AE_IFREG:
-      return apply_file(a, e, p.fd, base);
+      return apply_file(a, e, path, p.fd, base);
     case AE_IFLNK: {
       const char* target = archive_entry_symlink(e);
       if (!target || !*target) fail("symlink without a target");
@@ -291,9 +291,17 @@ void TreeWriter::apply_hardlink(const std::string& path, const std::string& pare
   if (S_ISLNK(st.st_mode)) fail("hardlink to a symlink");
   Dir p = open_parent(parent, true);
   for (int attempt = 0;; ++attempt) {
-    if (::linkat(tp.fd, tbase.c_str(), p.fd, base.c_str(), 0) == 0) return;
+    if (::linkat(tp.fd, tbase.c_str(), p.fd, base.c_str(), 0) == 0) break;
     if (errno != EEXIST || attempt > 0) fail_errno("hardlink", errno);
     make_room(p.fd, base, false);
+  }
+  if (opt_.record_digests) {
+    // Same inode, same content: the link's digest is its target's now.
+    auto it = digests_.find(tpath);
+    if (it != digests_.end())
+      digests_[path] = it->second;
+    else
+      digests_.erase(path);
   }
 }
 
@@ -311,7 +319,8 @@ void TreeWriter::apply_dir(archive_entry* e, const std::string& path, int parent
   dirs_[path] = dir_meta(e);
 }
 
-void TreeWriter::apply_file(archive* a, archive_entry* e, int parent, const std::string& base) {
+void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& path, int parent,
+                            const std::string& base) {
   int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
   if (size > 0 && static_cast<uint64_t>(size) > opt_.limits.max_bytes)
     fail("file size " + std::to_string(size) + " exceeds the limit");
@@ -357,14 +366,11 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, int parent, const std:
   }
   if (opt_.record_digests) {
     // A file whose bytes did not arrive as one stream (truncated below the
-    // data, rewound) gets no digest; the file list reads it instead. The
-    // inode may be a reused one: drop any digest of its former owner.
-    struct stat st;
-    if (::fstat(fd.get(), &st) < 0) fail_errno("stat", errno);
+    // data, rewound) gets no digest; the file list reads it instead.
     if (hash && !(size >= 0 && size < pos))
-      digests_[st.st_ino] = hash->finish();
+      digests_[path] = hash->finish();
     else
-      digests_.erase(st.st_ino);
+      digests_.erase(path);
   }
   set_owner_fd(fd.get(), e);
   if (::fchmod(fd.get(), archive_entry_perm(e) & 07777) < 0) fail_errno("chmod", errno);

@@ -47,8 +47,8 @@ class TreeWriter {
   void finish();
 
   uint64_t file_bytes() const { return file_bytes_; }
-  // Options::record_digests: content sha256 by inode of the files written.
-  std::unordered_map<uint64_t, Digest>& content_digests() { return digests_; }
+  // Options::record_digests: content sha256 by path of the files written.
+  std::unordered_map<std::string, Digest>& content_digests() { return digests_; }
 
  private:
   struct DirMeta {
@@ -71,7 +71,8 @@ class TreeWriter {
   void apply_hardlink(const std::string& path, const std::string& parent, const std::string& base,
                       const char* target);
   void apply_dir(archive_entry* e, const std::string& path, int parent, const std::string& base);
-  void apply_file(archive* a, archive_entry* e, int parent, const std::string& base);
+  void apply_file(archive* a, archive_entry* e, const std::string& path, int parent,
+                  const std::string& base);
   void apply_special(archive_entry* e, int parent, const std::string& base);
   void set_owner_fd(int fd, archive_entry* e) const;
   void set_xattrs_fd(int fd, archive_entry* e) const;
@@ -87,7 +88,7 @@ class TreeWriter {
   std::set<std::string> opaque_;         // directories to mark opaque
   std::map<std::string, DirMeta> dirs_;  // directory metadata to set at the end
   uint64_t file_bytes_ = 0;
-  std::unordered_map<uint64_t, Digest> digests_;
+  std::unordered_map<std::string, Digest> digests_;  // by path
 };
 
 }  // namespace layer::unpack

@@ -52,10 +52,10 @@ struct Stats {
   uint64_t tar_bytes = 0;
   uint64_t entries = 0;
   uint64_t file_bytes = 0;
-  // Options::record_digests: the content sha256 of every regular file the
-  // unpack wrote, keyed by inode number in the staging tree (hardlinks share
-  // one entry; a file replaced by a later entry is keyed by its new inode).
-  std::unordered_map<uint64_t, Digest> content_digests;
+  // Options::record_digests: the content sha256 of the regular file at each
+  // path of the staging tree, as the last entry for that path left it (a
+  // hardlink gets its target's digest). A path missing here is read instead.
+  std::unordered_map<std::string, Digest> content_digests;
 };
 
 using ProgressFn = std::function<void(uint64_t compressed_bytes_read)>;

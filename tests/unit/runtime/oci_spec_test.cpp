@@ -8,7 +8,7 @@ using layer::Error;
 using layer::runtime::ImageProcess;
 using layer::runtime::OciSpec;
 using layer::runtime::ProcessUser;
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 using Strings = std::vector<std::string>;
 
 TEST_CASE("image process: the config fields") {

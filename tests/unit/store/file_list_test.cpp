@@ -38,6 +38,10 @@ std::string tree_tar() {
   tb.file("empty", "");
   tb.symlink("etc/link", "hello");
   tb.hardlink("etc/hello-again", "etc/hello");
+  // A link keeps the old content when its target's name gets a new file.
+  tb.file("etc/orig", "old content");
+  tb.hardlink("etc/keep", "etc/orig");
+  tb.file("etc/orig", "new");
   tb.sparse("sparse", 3 << 20, {{1 << 20, std::string(5000, 'x')}, {(2 << 20) + 7, "tail"}});
   tb.fifo("pipe");
   if (::geteuid() == 0) tb.device("null", true, 1, 3);
@@ -88,6 +92,8 @@ TEST_CASE("the unpacker's file list matches a full scan of the tree it wrote") {
   }
   CHECK(find(*recorded, "etc/hello-again")->content == hello->content);
   CHECK(find(*recorded, "etc/replaced")->content == Hasher::of("second"));
+  CHECK(find(*recorded, "etc/orig")->content == Hasher::of("new"));
+  CHECK(find(*recorded, "etc/keep")->content == Hasher::of("old content"));
   CHECK(find(*recorded, "etc/link")->target == "hello");
   CHECK(find(*recorded, "etc/tagged")->xattrs.at("user.note") == std::string("bin\0ary", 7));
   std::string sparse(3 << 20, '\0');
@@ -185,4 +191,21 @@ TEST_CASE("compare names every difference by path") {
     CHECK(diffs[i].what.find(rows[i].needle) != std::string::npos);
   }
   CHECK(FileList::compare(want, want).empty());
+}
+
+TEST_CASE("the file list takes content digests from the unpacker and reads no file again") {
+  TempDir t;
+  sys::xmkdir_p(t / "tree");
+  UniqueFd dir = sys::xopen_dir(t / "tree");
+  Blob b = make_blob(tree_tar(), Filter::Gzip);
+  StringSource src(b.bytes);
+  unpack::Stats stats = unpack::unpack_layer(dir.get(), b.spec, src, unpack::Options{});
+  CHECK(stats.content_digests.size() >= 5);
+  uint64_t hashed = 0;
+  FileList with = FileList::scan(dir.get(), stats.content_digests, &hashed);
+  CHECK(hashed == 0);
+  uint64_t reread = 0;
+  FileList without = FileList::scan(dir.get(), {}, &reread);
+  CHECK(reread > 0);
+  CHECK(FileList::compare(with, without).empty());
 }
