@@ -182,11 +182,20 @@ Passthrough::Grant Passthrough::acquire(const void* node, int fd, bool upper, bo
     // A fresh open of the same file is the backing file: the open's own
     // flags (O_APPEND, O_DIRECT...) must not apply to every open.
     bool writable = upper;
-    UniqueFd bfd = reopen(fd, writable ? O_RDWR : O_RDONLY);
-    if (!bfd.valid() && writable) bfd = reopen(fd, O_RDONLY), writable = false;
+    // The open's own file serves when its flags are the backing file's (the
+    // kernel takes its own reference); else a fresh open of the same file.
+    int fl = ::fcntl(fd, F_GETFL);
+    bool own = fl >= 0 && (fl & O_ACCMODE) == (writable ? O_RDWR : O_RDONLY) &&
+               !(fl & (O_APPEND | O_DIRECT | O_SYNC | O_DSYNC));
+    UniqueFd bfd;
+    if (!own) {
+      bfd = reopen(fd, writable ? O_RDWR : O_RDONLY);
+      if (!bfd.valid() && writable) bfd = reopen(fd, O_RDONLY), writable = false;
+    }
+    int backing = own ? fd : bfd.get();
     int id = -1, err = 0;
-    if (bfd.valid() && (writable || !write)) {
-      BackingMap map{bfd.get(), 0, 0};
+    if (backing >= 0 && (writable || !write)) {
+      BackingMap map{backing, 0, 0};
       id = ::ioctl(devfd_, kIocBackingOpen, &map);
       if (id < 0) err = errno;
     }
