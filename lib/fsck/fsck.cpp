@@ -25,44 +25,9 @@ using store::Layout;
 
 constexpr size_t kMaxRecordBytes = 4 << 20;
 
-struct DirCloser {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
-using DirPtr = std::unique_ptr<DIR, DirCloser>;
-
-// Entry names of dirfd/name, sorted; missing: empty.
-std::vector<std::string> list_dir(int dirfd, const std::string& name) {
-  std::vector<std::string> out;
-  auto r = sys::open_at(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (!r) {
-    if (r.error() == ENOENT) return out;
-    throw Error("open " + name, r.error());
-  }
-  int fd = r->release();
-  DirPtr d(::fdopendir(fd));
-  if (!d) {
-    ::close(fd);
-    throw_errno("opendir " + name);
-  }
-  errno = 0;
-  while (struct dirent* e = ::readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(std::move(n));
-    errno = 0;
-  }
-  if (errno) throw_errno("readdir " + name);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 bool is_dir_at(int dirfd, const std::string& path) {
   struct stat st;
   return ::fstatat(dirfd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool exists_at(int dirfd, const std::string& path) {
-  struct stat st;
-  return ::fstatat(dirfd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 // The digest of the file dirfd/path, by streaming it.
@@ -125,7 +90,7 @@ class Checker {
     int root = st_.root_fd();
     for (const char* alg : {"sha256", "sha512"}) {
       std::string dir = Layout::layers_dir(alg);
-      for (const auto& hex : list_dir(root, dir)) {
+      for (const auto& hex : sys::xlist_dir(root, dir)) {
         std::string s = std::string(alg) + ":" + hex;
         ++r_.layers;
         if (!Digest::valid(s)) {
@@ -184,7 +149,7 @@ class Checker {
     int root = st_.root_fd();
     for (const char* alg : {"sha256", "sha512"}) {
       std::string dir = Layout::blobs_dir(alg);
-      for (const auto& hex : list_dir(root, dir)) {
+      for (const auto& hex : sys::xlist_dir(root, dir)) {
         std::string s = std::string(alg) + ":" + hex;
         ++r_.blobs;
         if (!Digest::valid(s)) {
@@ -309,7 +274,7 @@ std::vector<RepairAction> repair(store::Store& st, const Report& report,
   // 1. Move the damaged things aside: out of view, never deleted.
   std::map<Digest, std::string> quarantined;
   for (const auto& d : report.damaged_layers) {
-    if (!exists_at(st.root_fd(), Layout::layer_dir(d))) continue;
+    if (!sys::exists_at(st.root_fd(), Layout::layer_dir(d))) continue;
     quarantined[d] = st.quarantine_layer(d);
     act("layer " + d.str(), "quarantined at " + quarantined[d]);
   }

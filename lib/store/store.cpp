@@ -30,11 +30,6 @@ using nlohmann::json;
 
 constexpr size_t kMaxRecordBytes = 4 << 20;  // store.json, layer.json, images, containers
 
-struct DirCloser {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
-using DirPtr = std::unique_ptr<DIR, DirCloser>;
-
 std::string now_rfc3339() {
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -64,36 +59,6 @@ std::string random_hex(size_t bytes) {
     out += kHex[raw[i] & 15];
   }
   return out;
-}
-
-// Names of the entries of directory `name` beneath `dirfd` (missing: empty).
-std::vector<std::string> list_dir(int dirfd, const std::string& name) {
-  std::vector<std::string> out;
-  auto r = sys::open_at(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (!r) {
-    if (r.error() == ENOENT) return out;
-    throw Error("open " + name, r.error());
-  }
-  int fd = r->release();
-  DirPtr d(::fdopendir(fd));
-  if (!d) {
-    ::close(fd);
-    throw_errno("opendir " + name);
-  }
-  errno = 0;
-  while (struct dirent* e = ::readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(std::move(n));
-    errno = 0;
-  }
-  if (errno) throw_errno("readdir " + name);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-bool exists_at(int dirfd, const std::string& path) {
-  struct stat st;
-  return ::fstatat(dirfd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 void mkdir_at(int dirfd, const std::string& path, mode_t mode) {
@@ -267,7 +232,7 @@ Store Store::open(const std::string& root, LockMode mode, bool sweep) {
   if (sys::retry_eintr([&] { return ::flock(s.lock_fd_.get(), op); }) < 0)
     throw_errno("lock store " + root);
 
-  bool fresh = !exists_at(rfd, Layout::store_json());
+  bool fresh = !sys::exists_at(rfd, Layout::store_json());
   if (!fresh) {
     json j = read_json(rfd, Layout::store_json());
     if (!j.is_object() || !j.contains("version") || !j["version"].is_number_integer())
@@ -306,7 +271,7 @@ Store Store::open(const std::string& root, LockMode mode, bool sweep) {
 // their staging dirs and layer lock files locked.
 std::vector<GcItem> Store::sweep_tmp(bool dry_run) const {
   std::vector<GcItem> out;
-  for (const auto& name : list_dir(root_fd_.get(), Layout::tmp())) {
+  for (const auto& name : sys::xlist_dir(root_fd_.get(), Layout::tmp())) {
     auto r = sys::open_at(tmp_fd_.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     if (!r) {
       // A symlink or socket we cannot open: nothing to lock, just remove it.
@@ -349,7 +314,7 @@ Store::Staging Store::make_staging(const std::string& prefix) const {
 // ---- blobs
 
 bool Store::has_blob(const Digest& d) const {
-  return exists_at(root_fd_.get(), Layout::blob(d));
+  return sys::exists_at(root_fd_.get(), Layout::blob(d));
 }
 
 void Store::put_blob(const Digest& d, std::string_view data) {
@@ -395,7 +360,7 @@ std::optional<std::string> Store::read_blob(const Digest& d, size_t max) const {
 // ---- layers
 
 bool Store::has_layer(const Digest& diff_id) const {
-  return exists_at(root_fd_.get(), Layout::layer_json(diff_id));
+  return sys::exists_at(root_fd_.get(), Layout::layer_json(diff_id));
 }
 
 std::optional<LayerInfo> Store::layer_info(const Digest& diff_id) const {
@@ -411,7 +376,7 @@ std::optional<LayerInfo> Store::layer_info(const Digest& diff_id) const {
 std::vector<LayerInfo> Store::layers() const {
   std::vector<LayerInfo> out;
   for (const char* alg : {"sha256", "sha512"}) {
-    for (const auto& hex : list_dir(root_fd_.get(), Layout::layers_dir(alg))) {
+    for (const auto& hex : sys::xlist_dir(root_fd_.get(), Layout::layers_dir(alg))) {
       std::string s = std::string(alg) + ":" + hex;
       if (!Digest::valid(s)) continue;
       if (auto info = layer_info(Digest::parse(s))) out.push_back(std::move(*info));
@@ -461,7 +426,7 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "layers dir");
     // A leftover directory without layer.json (never published by us; a
     // foreign mess) would block the rename: move it to tmp/ for the sweep.
-    if (exists_at(layers.get(), spec.diff_id.hex)) {
+    if (sys::exists_at(layers.get(), spec.diff_id.hex)) {
       Staging junk = make_staging("junk-");
       if (::renameat(layers.get(), spec.diff_id.hex.c_str(), junk.fd.get(), "old") < 0)
         throw_errno("move aside " + Layout::layer_dir(spec.diff_id));
@@ -516,7 +481,7 @@ void Store::put_image(const ImageRecord& rec) {
 
 std::vector<ImageRecord> Store::images() const {
   std::vector<ImageRecord> out;
-  for (const auto& name : list_dir(root_fd_.get(), Layout::images_dir())) {
+  for (const auto& name : sys::xlist_dir(root_fd_.get(), Layout::images_dir())) {
     if (name.size() <= 5 || name.compare(name.size() - 5, 5, ".json") != 0) continue;
     std::string path = Layout::images_dir() + "/" + name;
     try {
@@ -583,7 +548,7 @@ std::vector<Digest> Store::remove_image(const std::string& name) {
 
 void Store::mark_image_broken(const std::string& ref, const std::string& reason) {
   std::string path = Layout::image_json(ref);
-  if (!exists_at(root_fd_.get(), path)) throw Error("image '" + ref + "' is not in the store");
+  if (!sys::exists_at(root_fd_.get(), path)) throw Error("image '" + ref + "' is not in the store");
   ImageRecord rec;
   try {
     rec = image_from_json(read_json(root_fd_.get(), path));
@@ -637,14 +602,14 @@ GcReport Store::gc(bool dry_run) {
   };
   for (const char* alg : {"sha256", "sha512"}) {
     std::string dir = Layout::layers_dir(alg);
-    for (const auto& hex : list_dir(root_fd_.get(), dir)) {
+    for (const auto& hex : sys::xlist_dir(root_fd_.get(), dir)) {
       std::string s = std::string(alg) + ":" + hex;
       bool valid = Digest::valid(s);
       if (valid && used_layers.count(Digest::parse(s))) continue;
       remove(GcItem::Kind::Layer, dir, hex, valid ? s : dir + "/" + hex);
     }
     std::string bdir = Layout::blobs_dir(alg);
-    for (const auto& hex : list_dir(root_fd_.get(), bdir)) {
+    for (const auto& hex : sys::xlist_dir(root_fd_.get(), bdir)) {
       std::string s = std::string(alg) + ":" + hex;
       bool valid = Digest::valid(s);
       if (valid && used_blobs.count(Digest::parse(s))) continue;
@@ -667,7 +632,7 @@ std::string Store::quarantine(const std::string& from, const std::string& kind, 
     if (c == ':') c = '-';
   std::string to =
       Layout::quarantine_dir() + "/" + kind + "-" + d.algorithm + "-" + d.hex + "-" + stamp;
-  for (int n = 1; exists_at(root_fd_.get(), to); ++n)
+  for (int n = 1; sys::exists_at(root_fd_.get(), to); ++n)
     to = Layout::quarantine_dir() + "/" + kind + "-" + d.algorithm + "-" + d.hex + "-" + stamp +
          "." + std::to_string(n);
   if (::renameat(root_fd_.get(), from.c_str(), root_fd_.get(), to.c_str()) < 0)
@@ -691,7 +656,7 @@ std::string Store::quarantine_blob(const Digest& d) {
 
 std::optional<FileList> Store::file_list(const Digest& diff_id) const {
   std::string path = Layout::layer_files(diff_id);
-  if (!exists_at(root_fd_.get(), path)) return std::nullopt;
+  if (!sys::exists_at(root_fd_.get(), path)) return std::nullopt;
   std::string data = sys::xread_file(root_fd_.get(), path, size_t{1} << 30, root_ + "/" + path);
   return FileList::parse(data, root_ + "/" + path);
 }
@@ -700,9 +665,9 @@ std::optional<FileList> Store::file_list(const Digest& diff_id) const {
 
 std::vector<ContainerRecord> Store::containers() const {
   std::vector<ContainerRecord> out;
-  for (const auto& id : list_dir(root_fd_.get(), Layout::containers_dir())) {
+  for (const auto& id : sys::xlist_dir(root_fd_.get(), Layout::containers_dir())) {
     std::string path = Layout::container_json(id);
-    if (!exists_at(root_fd_.get(), path)) continue;
+    if (!sys::exists_at(root_fd_.get(), path)) continue;
     try {
       out.push_back(container_from_json(read_json(root_fd_.get(), path)));
     } catch (const json::exception& e) {
@@ -735,7 +700,7 @@ void Store::put_container(const ContainerRecord& rec) {
 void Store::remove_container(const std::string& id) {
   check_container_id(id);
   std::string dir = Layout::container_dir(id);
-  if (!exists_at(root_fd_.get(), dir)) return;
+  if (!sys::exists_at(root_fd_.get(), dir)) return;
   Staging junk = make_staging("rm-");
   if (::renameat(root_fd_.get(), dir.c_str(), junk.fd.get(), "old") < 0)
     throw_errno("remove " + root_ + "/" + dir);

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "util/error.hpp"
@@ -123,6 +124,36 @@ struct DirCloser {
   void operator()(DIR* d) const { ::closedir(d); }
 };
 }  // namespace
+
+std::vector<std::string> xlist_dir(int dirfd, const std::string& name) {
+  std::vector<std::string> out;
+  auto r = open_at(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!r) {
+    if (r.error() == ENOENT) return out;
+    throw Error("open " + name, r.error());
+  }
+  int fd = r->release();
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    throw_errno("opendir " + name);
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(d, ::closedir);
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(std::move(n));
+    errno = 0;
+  }
+  if (errno) throw_errno("readdir " + name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool exists_at(int dirfd, const std::string& path) {
+  struct stat st;
+  return ::fstatat(dirfd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
 
 void xremove_tree(int dirfd, const std::string& name) {
   if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return;

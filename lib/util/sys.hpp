@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/result.hpp"
 #include "util/unique_fd.hpp"
@@ -53,6 +54,13 @@ std::string xread_file(int dirfd, const std::string& path, size_t max, const std
 // at any point leaves either the old state or the new one.
 void xwrite_file_atomic(int tmpdir, const std::string& tmpname, int dstdir,
                         const std::string& dstname, std::string_view data, mode_t mode = 0644);
+
+// Entry names of directory `name` beneath dirfd (not followed if a symlink),
+// sorted, without . and ..; a missing directory is empty.
+std::vector<std::string> xlist_dir(int dirfd, const std::string& name);
+
+// Whether `path` beneath dirfd exists (the last component not followed).
+bool exists_at(int dirfd, const std::string& path);
 
 // Removes `name` beneath dirfd recursively, never following symlinks.
 // Missing is not an error.

@@ -33,7 +33,7 @@ d = json.load(open(sys.argv[1]))
 assert d["mounted"] == 2, d
 assert d["uploaded"] == 1 and d["bytes_sent"] < 4096, d  # only the config
 PY
-grep -q "user=bob scope=repository:dst/app:pull,push,repository:src/app:pull service=test-registry status=200" \
+grep -qE "user=bob scope=repository:dst/app:(pull,push|push,pull),repository:src/app:pull service=test-registry status=200" \
   "$TOKEN_LOG" || fail "no token asked for both repositories"
 grep -Eq '"POST /v2/dst/app/blobs/uploads/\?[^"]*mount=sha256[^"]*" 201' "$REG_tok_LOG" \
   || fail "the registry did not mount"
