@@ -216,6 +216,18 @@ uint32_t Overlay::lower_names(uint64_t ino, const struct stat& upper_st) {
   return v;
 }
 
+nlink_t Overlay::indexed_nlink(uint64_t ino, const struct stat& upper_st) {
+  nlink_t n = upper_st.st_nlink;
+  // A copy whose upper names are all gone is held by the index's ".keep" link.
+  struct stat k;
+  if (::fstatat(index_.get(), (index_name(ino) + ".keep").c_str(), &k, AT_SYMLINK_NOFOLLOW) == 0 &&
+      k.st_ino == upper_st.st_ino && n > 0)
+    --n;
+  uint32_t lower = lower_names(ino, upper_st);
+  if (lower != UINT32_MAX) n += lower;
+  return n;
+}
+
 void Overlay::mark_impure(int dirfd) {
   // The kernel's marker for "holds copied-up entries": it then takes d_ino
   // from the entries' origins in readdir, as it does for st_ino.

@@ -90,6 +90,10 @@ struct Node {
   std::shared_ptr<Partial> partial;        // regular files still being filled, or null
 
   std::mutex copy_mu;  // serializes copy-up of this node; held across syscalls
+
+  // A file made without a name (O_TMPFILE): an O_PATH fd of it, set before the
+  // node is published and constant after; invalid for every other node.
+  UniqueFd anon;
 };
 
 }  // namespace layer::overlay
