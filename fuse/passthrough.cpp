@@ -24,7 +24,7 @@ namespace {
 // From the kernel's include/uapi/linux/fuse.h (7.40).
 constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kOpCreate = 35;
-constexpr uint32_t kOpTmpfile = 51;  // FUSE_TMPFILE (7.37): a CREATE's body and reply
+constexpr uint32_t kOpTmpfile = 51;              // FUSE_TMPFILE (7.37): a CREATE's body and reply
 constexpr uint32_t kInitExt = 1u << 30;          // FUSE_INIT_EXT: flags2 is valid
 constexpr uint32_t kInitPassthrough2 = 1u << 5;  // FUSE_PASSTHROUGH (bit 37) in flags2
 constexpr uint32_t kFopenPassthrough = 1u << 7;  // FOPEN_PASSTHROUGH

@@ -22,20 +22,6 @@ namespace layer::overlay {
 
 namespace {
 
-class NodeRef {
- public:
-  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
-  NodeRef(const NodeRef&) = delete;
-  NodeRef& operator=(const NodeRef&) = delete;
-  ~NodeRef() {
-    if (n_) ov_->unref(n_);
-  }
-
- private:
-  Overlay* ov_;
-  Node* n_;
-};
-
 int64_t now_ns() {
   struct timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC, &ts);

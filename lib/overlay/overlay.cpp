@@ -331,24 +331,9 @@ void Overlay::invalidate_listing(Node* dir) {
   ++dir->listing_gen;
 }
 
-namespace {
-// Releases one reference when it goes out of scope.
-class NodeRef {
- public:
-  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
-  NodeRef(const NodeRef&) = delete;
-  NodeRef& operator=(const NodeRef&) = delete;
-  ~NodeRef() {
-    if (n_) ov_->unref(n_);
-  }
-  Node* get() const { return n_; }
-  Node* release() { return std::exchange(n_, nullptr); }
-
- private:
-  Overlay* ov_;
-  Node* n_;
-};
-}  // namespace
+NodeRef::~NodeRef() {
+  if (n_) ov_->unref(n_);
+}
 
 Result<Overlay::Located> Overlay::locate(Node* n) {
   // The layer can move from lower to upper between reading it and reading the

@@ -240,6 +240,9 @@ class Overlay {
   Result<void> copy_data(int src, int dst, off_t size);
   std::string temp_name();
   Result<void> make_whiteout(int dirfd, const char* name);
+  // Renames (fromdir, from) to (todir, to), leaving a whiteout at the old name
+  // if `whiteout` (RENAME_WHITEOUT, or a rename and make_whiteout without it).
+  Result<void> move_name(int fromdir, const char* from, int todir, const char* to, bool whiteout);
   Result<bool> is_upper_whiteout(int dirfd, const char* name);
   Result<void> remove_in_work(const char* name);
   Result<void> set_owner(int dirfd, const char* name, const Caller& c, const struct stat& pst,

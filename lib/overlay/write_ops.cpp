@@ -23,22 +23,6 @@ namespace layer::overlay {
 
 namespace {
 
-class NodeRef {
- public:
-  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
-  NodeRef(const NodeRef&) = delete;
-  NodeRef& operator=(const NodeRef&) = delete;
-  ~NodeRef() {
-    if (n_) ov_->unref(n_);
-  }
-  Node* get() const { return n_; }
-  Node* release() { return std::exchange(n_, nullptr); }
-
- private:
-  Overlay* ov_;
-  Node* n_;
-};
-
 std::string to_string(std::string_view s) {
   return std::string(s);
 }
@@ -86,6 +70,16 @@ Result<void> Overlay::make_whiteout(int dirfd, const char* name) {
     return Errno{e};
   }
   return {};
+}
+
+Result<void> Overlay::move_name(int fromdir, const char* from, int todir, const char* to,
+                                bool whiteout) {
+  if (::renameat2(fromdir, from, todir, to, whiteout ? RENAME_WHITEOUT : 0) == 0) return {};
+  // No RENAME_WHITEOUT on this filesystem (EINVAL) or without CAP_MKNOD
+  // (EPERM): the rename, then our own whiteout.
+  if (!whiteout || (errno != EINVAL && errno != EPERM)) return last_errno();
+  if (::renameat(fromdir, from, todir, to) != 0) return last_errno();
+  return make_whiteout(fromdir, from);
 }
 
 Result<bool> Overlay::is_upper_whiteout(int dirfd, const char* name) {
@@ -352,13 +346,8 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   if (n.get()->layer.load() == kUpper) {
     if (lower) {
       std::string tmp = temp_name();
-      if (::renameat2(ufd, nm.c_str(), work_.get(), tmp.c_str(), RENAME_WHITEOUT) == 0) {
-        ::unlinkat(work_.get(), tmp.c_str(), 0);
-      } else {
-        if (errno != EINVAL && errno != EPERM) return last_errno();
-        if (::unlinkat(ufd, nm.c_str(), 0) != 0) return last_errno();
-        if (auto r = make_whiteout(ufd, nm.c_str()); !r) return r;
-      }
+      if (auto r = move_name(ufd, nm.c_str(), work_.get(), tmp.c_str(), true); !r) return r;
+      ::unlinkat(work_.get(), tmp.c_str(), 0);
     } else if (::unlinkat(ufd, nm.c_str(), 0) != 0) {
       return last_errno();
     }
@@ -392,13 +381,9 @@ Result<void> Overlay::rmdir(Node* parent, std::string_view name) {
     // The upper directory may still hold whiteouts: move it to work/ (leaving
     // a whiteout if a lower layer has the name) and remove it there.
     std::string tmp = temp_name();
-    if (!lower && ::unlinkat(ufd, nm.c_str(), AT_REMOVEDIR) == 0) {
-      // done
-    } else if (::renameat2(ufd, nm.c_str(), work_.get(), tmp.c_str(),
-                           lower ? RENAME_WHITEOUT : 0) == 0) {
+    if (lower || ::unlinkat(ufd, nm.c_str(), AT_REMOVEDIR) != 0) {
+      if (auto r = move_name(ufd, nm.c_str(), work_.get(), tmp.c_str(), lower); !r) return r;
       (void)remove_in_work(tmp.c_str());
-    } else {
-      return last_errno();
     }
   } else if (auto r = make_whiteout(ufd, nm.c_str()); !r) {
     return r;
@@ -527,19 +512,16 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
     if (d && d->is_dir() && d->layer.load() == kUpper) {
       // The upper directory being replaced may hold whiteouts; move it away.
       moved_out = temp_name();
-      if (::renameat2(u2, b.c_str(), work_.get(), moved_out.c_str(),
-                      dst_lower ? RENAME_WHITEOUT : 0) != 0)
-        return last_errno();
+      if (auto r = move_name(u2, b.c_str(), work_.get(), moved_out.c_str(), dst_lower); !r)
+        return r;
     }
     auto wh = is_upper_whiteout(u2, b.c_str());
     bool dst_is_wh = wh.ok() && wh.value();
     if (s->is_dir() && dst_is_wh) {
       if (::renameat2(u1, a.c_str(), u2, b.c_str(), RENAME_EXCHANGE) != 0) return last_errno();
       if (!src_lower) ::unlinkat(u1, a.c_str(), 0);  // the whiteout now at the old name
-    } else if (::renameat2(u1, a.c_str(), u2, b.c_str(), src_lower ? RENAME_WHITEOUT : 0) != 0) {
-      if (!src_lower || (errno != EINVAL && errno != EPERM)) return last_errno();
-      if (::renameat(u1, a.c_str(), u2, b.c_str()) != 0) return last_errno();
-      if (auto r = make_whiteout(u1, a.c_str()); !r) return r;
+    } else if (auto r = move_name(u1, a.c_str(), u2, b.c_str(), src_lower); !r) {
+      return r;
     }
     if (!moved_out.empty()) (void)remove_in_work(moved_out.c_str());
   }

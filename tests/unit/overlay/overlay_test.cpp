@@ -440,8 +440,8 @@ TEST_CASE("reading another name of a copied-up hard link writes nothing to the u
   for (int round = 0; round < 2; ++round) {
     auto ov = L.mount();
     for (int again = 0; again < 2; ++again) {
-      std::string before = upper_state(L, "u") + "|" + upper_state(L, "u/d") + "|" +
-                           upper_state(L, "u/e");
+      std::string before =
+          upper_state(L, "u") + "|" + upper_state(L, "u/d") + "|" + upper_state(L, "u/e");
       for (const char* name : {"d/two", "e/three"}) {
         INFO(name);
         Held h(*ov, name);
