@@ -750,7 +750,12 @@ Result<void> Overlay::setxattr(Node* n, const char* name, const void* value, siz
 Result<void> Overlay::removexattr(Node* n, const char* name) {
   if (!writable()) return Errno{EROFS};
   std::string_view nm(name);
-  if (private_xattr(nm)) return Errno{EPERM};
+  if (private_xattr(nm)) {
+    // Invisible, hence absent, as the kernel answers; one a kernel mount
+    // stored escaped stays, as setting them is refused.
+    auto g = getxattr(n, name, nullptr, 0);
+    return Errno{g ? EPERM : ENODATA};
+  }
   if (auto r = copy_up(n); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};

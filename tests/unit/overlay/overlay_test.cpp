@@ -275,6 +275,9 @@ TEST_CASE("copy-up keeps data, holes, mode, owner, times, xattrs and st_ino") {
   CHECK(ov->setxattr(f.n, "user.overlay.opaque", "y", 1, 0).error() == EPERM);
   CHECK(ov->setxattr(f.n, "trusted.overlay.mine", "m", 1, 0).error() == EPERM);
   CHECK(ov->removexattr(f.n, "trusted.overlay.esc").error() == EPERM);
+  // The overlay's own are invisible, so absent, as the kernel says.
+  CHECK(ov->removexattr(f.n, "trusted.overlay.mine").error() == ENODATA);
+  CHECK(ov->removexattr(f.n, "user.overlay.opaque").error() == ENODATA);
 
   // A metadata change copies up with the times as they were.
   L.write("l1/d/g", "g");
