@@ -142,8 +142,11 @@ int main(int argc, char** argv) {
     if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
       std::fprintf(stderr, "layerfs: cannot mount on '%s'\n", mountpoint.c_str());
     } else {
-      if (opts.passthrough && !daemon->pt().install(se))
-        std::fprintf(stderr, "layerfs: cannot hook the FUSE channel; passthrough is off\n");
+      // Always: the hook also carries O_TMPFILE opens; passthrough itself is
+      // chosen at INIT.
+      if (!daemon->pt().install(se))
+        std::fprintf(stderr,
+                     "layerfs: cannot hook the FUSE channel; passthrough and O_TMPFILE are off\n");
       fuse_daemonize(foreground ? 1 : 0);
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);

@@ -373,7 +373,9 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     int flags = adjust_open_flags(d, fi->flags);
     struct stat st;
     UniqueFd fd;
-    auto r = d.ov().create(node_of(d, parent), name, mode, flags, caller_of(req), &st, &fd);
+    auto r = std::strcmp(name, kTmpfileName) == 0
+                 ? d.ov().tmpfile(node_of(d, parent), mode, flags, caller_of(req), &st, &fd)
+                 : d.ov().create(node_of(d, parent), name, mode, flags, caller_of(req), &st, &fd);
     if (!r) return reply_err(req, r.error());
     Node* n = r.value();
     auto* f = new File{n, flags, {}, std::move(fd), false};

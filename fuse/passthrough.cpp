@@ -23,6 +23,8 @@ namespace {
 
 // From the kernel's include/uapi/linux/fuse.h (7.40).
 constexpr uint32_t kOpInit = 26;
+constexpr uint32_t kOpCreate = 35;
+constexpr uint32_t kOpTmpfile = 51;              // FUSE_TMPFILE (7.37): a CREATE's body and reply
 constexpr uint32_t kInitExt = 1u << 30;          // FUSE_INIT_EXT: flags2 is valid
 constexpr uint32_t kInitPassthrough2 = 1u << 5;  // FUSE_PASSTHROUGH (bit 37) in flags2
 constexpr uint32_t kFopenPassthrough = 1u << 7;  // FOPEN_PASSTHROUGH
@@ -63,6 +65,12 @@ void store32(char* p, uint32_t v) {
 
 ssize_t io_read(int fd, void* buf, size_t len, void*) {
   ssize_t r = ::read(fd, buf, len);
+  if (r >= static_cast<ssize_t>(kInHeader) &&
+      load32(static_cast<const char*>(buf) + 4) == kOpTmpfile) {
+    // libfuse 3.14 has no tmpfile op: an O_TMPFILE open comes in as a CREATE
+    // of the name "/", which no real CREATE can carry (see kTmpfileName).
+    store32(static_cast<char*>(buf) + 4, kOpCreate);
+  }
   if (!g_saw_init.load(std::memory_order_relaxed) && r >= static_cast<ssize_t>(kInHeader + 20)) {
     const char* p = static_cast<const char*>(buf);
     if (load32(p + 4) == kOpInit) {

@@ -13,6 +13,9 @@
 // an open of its upper copy (after a copy-up). That open waits a second for
 // the readers to close, then fails with ETXTBSY, as writing a running
 // program does. Thread-safe.
+//
+// The same custom io lets O_TMPFILE opens reach the daemon: libfuse 3.14 does
+// not know FUSE_TMPFILE, so it is handed over as a CREATE (kTmpfileName).
 #pragma once
 
 #define FUSE_USE_VERSION 312
@@ -26,6 +29,10 @@
 #include <unordered_map>
 
 namespace layer::fuse {
+
+// The name of an O_TMPFILE open's CREATE: the custom io turns the kernel's
+// FUSE_TMPFILE (a CREATE with the VFS's placeholder name "/") into a CREATE.
+inline constexpr const char* kTmpfileName = "/";
 
 class Passthrough {
  public:

@@ -22,20 +22,6 @@ namespace layer::overlay {
 
 namespace {
 
-class NodeRef {
- public:
-  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
-  NodeRef(const NodeRef&) = delete;
-  NodeRef& operator=(const NodeRef&) = delete;
-  ~NodeRef() {
-    if (n_) ov_->unref(n_);
-  }
-
- private:
-  Overlay* ov_;
-  Node* n_;
-};
-
 int64_t now_ns() {
   struct timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -214,6 +200,18 @@ uint32_t Overlay::lower_names(uint64_t ino, const struct stat& upper_st) {
   uint32_t v = 0;
   if (::fgetxattr(fd.value().get(), names_xattr_.c_str(), &v, sizeof(v)) != sizeof(v)) return 0;
   return v;
+}
+
+nlink_t Overlay::indexed_nlink(uint64_t ino, const struct stat& upper_st) {
+  nlink_t n = upper_st.st_nlink;
+  // A copy whose upper names are all gone is held by the index's ".keep" link.
+  struct stat k;
+  if (::fstatat(index_.get(), (index_name(ino) + ".keep").c_str(), &k, AT_SYMLINK_NOFOLLOW) == 0 &&
+      k.st_ino == upper_st.st_ino && n > 0)
+    --n;
+  uint32_t lower = lower_names(ino, upper_st);
+  if (lower != UINT32_MAX) n += lower;
+  return n;
 }
 
 void Overlay::mark_impure(int dirfd) {

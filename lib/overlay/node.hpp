@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "util/unique_fd.hpp"
@@ -90,6 +91,28 @@ struct Node {
   std::shared_ptr<Partial> partial;        // regular files still being filled, or null
 
   std::mutex copy_mu;  // serializes copy-up of this node; held across syscalls
+
+  // A file made without a name (O_TMPFILE): an O_PATH fd of it, set before the
+  // node is published and constant after; invalid for every other node.
+  UniqueFd anon;
+};
+
+class Overlay;
+
+// One reference on a Node (or none: null), dropped with Overlay::unref when it
+// goes out of scope. A value on the stack of one thread.
+class NodeRef {
+ public:
+  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
+  NodeRef(const NodeRef&) = delete;
+  NodeRef& operator=(const NodeRef&) = delete;
+  ~NodeRef();  // in overlay.cpp, which knows Overlay
+  Node* get() const { return n_; }
+  Node* release() { return std::exchange(n_, nullptr); }
+
+ private:
+  Overlay* ov_;
+  Node* n_;
 };
 
 }  // namespace layer::overlay

@@ -88,6 +88,20 @@ bool valid_name(std::string_view name) {
 
 Result<Overlay::Real> Overlay::real_of(Node* n) {
   Real r;
+  if (n->anon.valid()) {
+    int dup = ::fcntl(n->anon.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return last_errno();
+    r.own = UniqueFd(dup);
+    r.dirfd = dup;
+    return r;
+  }
+  auto copy = indexed_copy(n);
+  if (!copy) return Errno{copy.error()};
+  if (copy->valid()) {
+    r.own = std::move(copy).value();
+    r.dirfd = r.own.get();
+    return r;
+  }
   if (n->is_dir()) {
     r.keep = stack_of(n);
     r.dirfd = r.keep->front().fd.get();
@@ -317,24 +331,9 @@ void Overlay::invalidate_listing(Node* dir) {
   ++dir->listing_gen;
 }
 
-namespace {
-// Releases one reference when it goes out of scope.
-class NodeRef {
- public:
-  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
-  NodeRef(const NodeRef&) = delete;
-  NodeRef& operator=(const NodeRef&) = delete;
-  ~NodeRef() {
-    if (n_) ov_->unref(n_);
-  }
-  Node* get() const { return n_; }
-  Node* release() { return std::exchange(n_, nullptr); }
-
- private:
-  Overlay* ov_;
-  Node* n_;
-};
-}  // namespace
+NodeRef::~NodeRef() {
+  if (n_) ov_->unref(n_);
+}
 
 Result<Overlay::Located> Overlay::locate(Node* n) {
   // The layer can move from lower to upper between reading it and reading the
@@ -485,23 +484,9 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
   auto stack = stack_of(parent);
   auto f = resolve(*stack, name, true);
   if (!f) return Errno{f.error()};
-  if (f->layer != kUpper && S_ISREG(f->st.st_mode) && f->st.st_nlink > 1 && index_.valid()) {
-    // Another name of this lower file was copied up: this name is linked to
-    // the same upper copy (hard links survive copy-up).
-    uint64_t lino = map_ino_raw(f->st.st_dev, f->st.st_ino);
-    if (has_index(lino)) {
-      if (auto r = copy_up(parent); !r) return Errno{r.error()};
-      std::shared_ptr<const DirStack> keep;
-      auto ufd = upper_dirfd(parent, &keep);
-      if (!ufd) return Errno{ufd.error()};
-      std::string nm(name);
-      auto l = link_from_index(lino, ufd.value(), nm.c_str());
-      if (!l && l.error() != EEXIST && l.error() != ENOENT) return Errno{l.error()};
-      stack = stack_of(parent);
-      f = resolve(*stack, name, true);
-      if (!f) return Errno{f.error()};
-    }
-  }
+  // A lower file with several names, one of which was copied up already: this
+  // name stays below until it is changed (a lookup never writes the upper);
+  // reads go to the upper copy through the index (see indexed_copy).
   uint64_t ino;
   if (f->stack) {
     ino = map_ino(f->layer, f->st, f->stack->front().fd.get(), nullptr, true);
@@ -559,6 +544,9 @@ Result<uint32_t> Overlay::merged_nlink(Node* dir) {
 Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
   if (fd >= 0) {
     if (::fstat(fd, st) != 0) return last_errno();
+    // An open of a lower name may be of the indexed upper copy (open_file).
+    if (S_ISREG(st->st_mode) && n->layer.load() != kUpper && n->shared.load() && index_.valid())
+      st->st_nlink = indexed_nlink(n->ino, *st);
   } else if (n->is_dir()) {
     auto stack = stack_of(n);
     if (::fstat(stack->front().fd.get(), st) != 0) return last_errno();
@@ -571,14 +559,25 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
         st->st_nlink = nl.value();
       }
     }
+  } else if (n->anon.valid()) {
+    if (::fstat(n->anon.get(), st) != 0) return last_errno();
   } else {
-    if (auto r = follow_index(n); !r) return r;
+    auto copy = indexed_copy(n);
+    if (!copy) return Errno{copy.error()};
+    if (copy->valid()) {
+      if (::fstat(copy->get(), st) != 0) return last_errno();
+      st->st_nlink = indexed_nlink(n->ino, *st);
+      fix_stat(n, st);
+      return {};
+    }
     auto loc = locate(n);
     if (!loc) return Errno{loc.error()};
     if (!stat_at(loc->dirfd, loc->name.c_str(), st)) return last_errno();
     if (loc->layer != kUpper && n->shared.load() && index_.valid()) {
-      uint32_t c = index_count(n->ino);  // some of its names were removed
-      if (c != UINT32_MAX) st->st_nlink = c + 1;
+      // Some of its names were removed: the entry counts the names left, all
+      // below (there is no upper copy, or indexed_copy would have found it).
+      uint32_t c = index_count(n->ino);
+      if (c != UINT32_MAX) st->st_nlink = c > 0 ? c : 1;
     }
   }
   if (S_ISREG(st->st_mode) && n->layer.load() == kUpper && index_.valid()) {
@@ -611,9 +610,18 @@ Result<struct statvfs> Overlay::statfs() {
 
 Result<void> Overlay::follow_index(Node* n) {
   // Another name of this lower file was copied up since this one was looked
-  // up: link this name to that copy too.
+  // up: link this name to that copy too. Only for changes: reads go through
+  // indexed_copy and leave the upper alone.
   if (!n->shared.load() || n->layer.load() == kUpper || !has_index(n->ino)) return {};
   return copy_up(n);
+}
+
+Result<UniqueFd> Overlay::indexed_copy(Node* n) {
+  if (n->type != S_IFREG || !n->shared.load() || n->layer.load() == kUpper || !index_.valid())
+    return UniqueFd();
+  auto fd = open_index(n->ino, nullptr);
+  if (!fd && fd.error() == ENOENT) return UniqueFd();  // no copy (yet, or a count only)
+  return fd;
 }
 
 bool Overlay::attach_partial_only(Node* n, const struct stat& st) {

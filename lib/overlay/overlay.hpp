@@ -120,6 +120,10 @@ class Overlay {
   Result<UniqueFd> reopen_upper(Node* n, int flags);
   Result<Node*> create(Node* parent, std::string_view name, mode_t mode, int flags, const Caller& c,
                        struct stat* st, UniqueFd* fd);
+  // An unnamed regular file in `parent`'s upper directory (open(2)'s O_TMPFILE):
+  // a node with no name until link() gives it one; `fd` is open with `flags`.
+  Result<Node*> tmpfile(Node* parent, mode_t mode, int flags, const Caller& c, struct stat* st,
+                        UniqueFd* fd);
   // How much of a regular file's data a copy-up takes along.
   enum class CopyData {
     kAll,   // everything now (small files), or the rest in the background (big ones)
@@ -201,6 +205,12 @@ class Overlay {
   void attach_partial(Node* n, const struct stat& upper_st);
   bool attach_partial_only(Node* n, const struct stat& upper_st);
   Result<void> follow_index(Node* n);
+  // The upper copy of a lower node whose other name was copied up (hard links
+  // survive copy-up), as an O_PATH fd; an invalid fd when there is none. Reads
+  // of the node use it, so they see the copy without writing the upper.
+  Result<UniqueFd> indexed_copy(Node* n);
+  // The link count of an indexed upper copy `upper_st` as every name sees it.
+  nlink_t indexed_nlink(uint64_t ino, const struct stat& upper_st);
   void partial_worker();
   void recover_partials();  // cold path: completes what a crash left
   static std::string index_name(uint64_t ino);
@@ -230,6 +240,9 @@ class Overlay {
   Result<void> copy_data(int src, int dst, off_t size);
   std::string temp_name();
   Result<void> make_whiteout(int dirfd, const char* name);
+  // Renames (fromdir, from) to (todir, to), leaving a whiteout at the old name
+  // if `whiteout` (RENAME_WHITEOUT, or a rename and make_whiteout without it).
+  Result<void> move_name(int fromdir, const char* from, int todir, const char* to, bool whiteout);
   Result<bool> is_upper_whiteout(int dirfd, const char* name);
   Result<void> remove_in_work(const char* name);
   Result<void> set_owner(int dirfd, const char* name, const Caller& c, const struct stat& pst,
@@ -238,6 +251,7 @@ class Overlay {
     std::shared_ptr<const DirStack> keep;  // keeps dirfd open
     std::string name;                      // empty for a directory (dirfd is the object)
     int dirfd = -1;
+    UniqueFd own;  // the object itself, when it has no name of its own (indexed copy)
   };
   Result<Real> real_of(Node* n);
   template <typename MakeFn>

@@ -11,6 +11,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -21,22 +22,6 @@
 namespace layer::overlay {
 
 namespace {
-
-class NodeRef {
- public:
-  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
-  NodeRef(const NodeRef&) = delete;
-  NodeRef& operator=(const NodeRef&) = delete;
-  ~NodeRef() {
-    if (n_) ov_->unref(n_);
-  }
-  Node* get() const { return n_; }
-  Node* release() { return std::exchange(n_, nullptr); }
-
- private:
-  Overlay* ov_;
-  Node* n_;
-};
 
 std::string to_string(std::string_view s) {
   return std::string(s);
@@ -85,6 +70,16 @@ Result<void> Overlay::make_whiteout(int dirfd, const char* name) {
     return Errno{e};
   }
   return {};
+}
+
+Result<void> Overlay::move_name(int fromdir, const char* from, int todir, const char* to,
+                                bool whiteout) {
+  if (::renameat2(fromdir, from, todir, to, whiteout ? RENAME_WHITEOUT : 0) == 0) return {};
+  // No RENAME_WHITEOUT on this filesystem (EINVAL) or without CAP_MKNOD
+  // (EPERM): the rename, then our own whiteout.
+  if (!whiteout || (errno != EINVAL && errno != EPERM)) return last_errno();
+  if (::renameat(fromdir, from, todir, to) != 0) return last_errno();
+  return make_whiteout(fromdir, from);
 }
 
 Result<bool> Overlay::is_upper_whiteout(int dirfd, const char* name) {
@@ -216,12 +211,70 @@ Result<Node*> Overlay::create(Node* parent, std::string_view name, mode_t mode, 
   });
 }
 
+Result<Node*> Overlay::tmpfile(Node* parent, mode_t mode, int flags, const Caller& c,
+                               struct stat* st, UniqueFd* fd) {
+  if (!writable()) return Errno{EROFS};
+  if (!parent->is_dir()) return Errno{ENOTDIR};
+  if (auto r = copy_up(parent); !r) return Errno{r.error()};
+  std::shared_ptr<const DirStack> keep;
+  auto ufd = upper_dirfd(parent, &keep);
+  if (!ufd) return Errno{ufd.error()};
+  struct stat pst;
+  if (::fstat(ufd.value(), &pst) != 0) return last_errno();
+  mode &= ~c.umask & 07777;
+  // O_EXCL stays: such a file can never be given a name.
+  int oflags = (flags & ~(O_CREAT | O_TRUNC | O_NOCTTY | O_TMPFILE)) | O_TMPFILE;
+  auto f = sys::open_at(ufd.value(), ".", oflags, mode);
+  if (!f) return Errno{f.error()};
+  int tfd = f.value().get();
+  uid_t uid = opts_.uid_map.to_outside(c.uid);
+  gid_t gid = (pst.st_mode & S_ISGID) ? pst.st_gid : opts_.gid_map.to_outside(c.gid);
+  if (::fchown(tfd, uid, gid) != 0) return last_errno();
+  // chown clears the set-id bits: put back what was asked for.
+  if ((mode & (S_ISUID | S_ISGID)) && ::fchmod(tfd, mode) != 0) return last_errno();
+  char path[32];
+  std::snprintf(path, sizeof(path), "/proc/self/fd/%d", tfd);
+  auto anon = sys::open_at(AT_FDCWD, path, O_PATH);
+  if (!anon) return Errno{anon.error()};
+  struct stat fst;
+  if (::fstat(tfd, &fst) != 0) return last_errno();
+  Node* n = new Node(S_IFREG, map_ino_raw(fst.st_dev, fst.st_ino));
+  n->layer = kUpper;
+  n->anon = std::move(anon).value();
+  {
+    std::lock_guard<std::mutex> g(tree_mu_);
+    n->refs = 1;
+    n->unlinked = true;  // in no directory: freed with its last reference
+    detached_.insert(n);
+    ++nodes_;
+  }
+  *st = fst;
+  fix_stat(n, st);
+  *fd = std::move(f).value();
+  return n;
+}
+
 Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, struct stat* st) {
   if (src->is_dir()) return Errno{EPERM};
   if (!writable()) return Errno{EROFS};
   if (auto r = copy_up(src); !r) return Errno{r.error()};
-  auto loc = locate(src);
-  if (!loc) return Errno{loc.error()};
+  Located loc;
+  char anon_path[32] = "";
+  if (src->anon.valid()) {  // O_TMPFILE: linked through /proc, unless made O_EXCL
+    std::snprintf(anon_path, sizeof(anon_path), "/proc/self/fd/%d", src->anon.get());
+  } else {
+    auto l = locate(src);
+    if (!l) return Errno{l.error()};
+    loc = std::move(l).value();
+  }
+  auto link_src = [&](int dfd, const char* dname) {
+    if (!anon_path[0]) return ::linkat(loc.dirfd, loc.name.c_str(), dfd, dname, 0);
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (before Linux 6.10): without it,
+    // ENOENT, and the /proc link is the way (an O_EXCL file refuses both).
+    if (::linkat(src->anon.get(), "", dfd, dname, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT) return -1;
+    return ::linkat(AT_FDCWD, anon_path, dfd, dname, AT_SYMLINK_FOLLOW);
+  };
   if (!parent->is_dir()) return Errno{ENOTDIR};
   auto existing = lookup_node(parent, name);
   if (existing) {
@@ -238,11 +291,10 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
   auto wh = is_upper_whiteout(ufd, nm.c_str());
   if (!wh) return Errno{wh.error()};
   if (!wh.value()) {
-    if (::linkat(loc->dirfd, loc->name.c_str(), ufd, nm.c_str(), 0) != 0) return last_errno();
+    if (link_src(ufd, nm.c_str()) != 0) return last_errno();
   } else {
     std::string tmp = temp_name();
-    if (::linkat(loc->dirfd, loc->name.c_str(), work_.get(), tmp.c_str(), 0) != 0)
-      return last_errno();
+    if (link_src(work_.get(), tmp.c_str()) != 0) return last_errno();
     if (::renameat(work_.get(), tmp.c_str(), ufd, nm.c_str()) != 0) {
       int e = errno;
       ::unlinkat(work_.get(), tmp.c_str(), 0);
@@ -294,13 +346,8 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   if (n.get()->layer.load() == kUpper) {
     if (lower) {
       std::string tmp = temp_name();
-      if (::renameat2(ufd, nm.c_str(), work_.get(), tmp.c_str(), RENAME_WHITEOUT) == 0) {
-        ::unlinkat(work_.get(), tmp.c_str(), 0);
-      } else {
-        if (errno != EINVAL && errno != EPERM) return last_errno();
-        if (::unlinkat(ufd, nm.c_str(), 0) != 0) return last_errno();
-        if (auto r = make_whiteout(ufd, nm.c_str()); !r) return r;
-      }
+      if (auto r = move_name(ufd, nm.c_str(), work_.get(), tmp.c_str(), true); !r) return r;
+      ::unlinkat(work_.get(), tmp.c_str(), 0);
     } else if (::unlinkat(ufd, nm.c_str(), 0) != 0) {
       return last_errno();
     }
@@ -334,13 +381,9 @@ Result<void> Overlay::rmdir(Node* parent, std::string_view name) {
     // The upper directory may still hold whiteouts: move it to work/ (leaving
     // a whiteout if a lower layer has the name) and remove it there.
     std::string tmp = temp_name();
-    if (!lower && ::unlinkat(ufd, nm.c_str(), AT_REMOVEDIR) == 0) {
-      // done
-    } else if (::renameat2(ufd, nm.c_str(), work_.get(), tmp.c_str(),
-                           lower ? RENAME_WHITEOUT : 0) == 0) {
+    if (lower || ::unlinkat(ufd, nm.c_str(), AT_REMOVEDIR) != 0) {
+      if (auto r = move_name(ufd, nm.c_str(), work_.get(), tmp.c_str(), lower); !r) return r;
       (void)remove_in_work(tmp.c_str());
-    } else {
-      return last_errno();
     }
   } else if (auto r = make_whiteout(ufd, nm.c_str()); !r) {
     return r;
@@ -469,19 +512,16 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
     if (d && d->is_dir() && d->layer.load() == kUpper) {
       // The upper directory being replaced may hold whiteouts; move it away.
       moved_out = temp_name();
-      if (::renameat2(u2, b.c_str(), work_.get(), moved_out.c_str(),
-                      dst_lower ? RENAME_WHITEOUT : 0) != 0)
-        return last_errno();
+      if (auto r = move_name(u2, b.c_str(), work_.get(), moved_out.c_str(), dst_lower); !r)
+        return r;
     }
     auto wh = is_upper_whiteout(u2, b.c_str());
     bool dst_is_wh = wh.ok() && wh.value();
     if (s->is_dir() && dst_is_wh) {
       if (::renameat2(u1, a.c_str(), u2, b.c_str(), RENAME_EXCHANGE) != 0) return last_errno();
       if (!src_lower) ::unlinkat(u1, a.c_str(), 0);  // the whiteout now at the old name
-    } else if (::renameat2(u1, a.c_str(), u2, b.c_str(), src_lower ? RENAME_WHITEOUT : 0) != 0) {
-      if (!src_lower || (errno != EINVAL && errno != EPERM)) return last_errno();
-      if (::renameat(u1, a.c_str(), u2, b.c_str()) != 0) return last_errno();
-      if (auto r = make_whiteout(u1, a.c_str()); !r) return r;
+    } else if (auto r = move_name(u1, a.c_str(), u2, b.c_str(), src_lower); !r) {
+      return r;
     }
     if (!moved_out.empty()) (void)remove_in_work(moved_out.c_str());
   }
@@ -535,9 +575,21 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
 
 Result<OpenFile> Overlay::open_file(Node* n, int flags) {
   if (n->is_dir()) return Errno{EISDIR};
-  if (auto r = follow_index(n); !r) return Errno{r.error()};
   bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-  if (write) {
+  auto reopen = [flags](int fd) -> Result<OpenFile> {
+    char path[32];
+    std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    auto r = sys::open_at(AT_FDCWD, path, flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
+    if (!r) return Errno{r.error()};
+    return OpenFile{std::move(r).value(), false};  // an upper inode: never stale
+  };
+  if (n->anon.valid()) return reopen(n->anon.get());
+  if (!write) {
+    // Another name was copied up: read that copy, and write nothing.
+    auto copy = indexed_copy(n);
+    if (!copy) return Errno{copy.error()};
+    if (copy->valid()) return reopen(copy->get());
+  } else {
     if (!writable()) return Errno{EROFS};
     // O_TRUNC: the data is about to go, copy none of it.
     auto mode = (flags & O_TRUNC) && n->type == S_IFREG ? CopyData::kNone : CopyData::kAll;
@@ -611,7 +663,8 @@ Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c
     if (fd >= 0) {
       if (::ftruncate(fd, a.size) != 0) return last_errno();
     } else {
-      auto f = sys::open_at(dirfd, name, O_WRONLY | O_NOFOLLOW);
+      auto f = name ? sys::open_at(dirfd, name, O_WRONLY | O_NOFOLLOW)
+                    : sys::open_at(AT_FDCWD, p, O_WRONLY);
       if (!f) return Errno{f.error()};
       if (::ftruncate(f.value().get(), a.size) != 0) return last_errno();
     }
@@ -684,7 +737,6 @@ Result<void> Overlay::setxattr(Node* n, const char* name, const void* value, siz
                                int flags) {
   if (!writable()) return Errno{EROFS};
   std::string_view nm(name);
-  std::string real;
   // The overlay's own xattrs cannot be set from inside (as in the kernel).
   if (private_xattr(nm)) return Errno{EPERM};
   if (auto r = copy_up(n); !r) return r;
@@ -698,8 +750,12 @@ Result<void> Overlay::setxattr(Node* n, const char* name, const void* value, siz
 Result<void> Overlay::removexattr(Node* n, const char* name) {
   if (!writable()) return Errno{EROFS};
   std::string_view nm(name);
-  std::string real;
-  if (private_xattr(nm)) return Errno{EPERM};
+  if (private_xattr(nm)) {
+    // Invisible, hence absent, as the kernel answers; one a kernel mount
+    // stored escaped stays, as setting them is refused.
+    auto g = getxattr(n, name, nullptr, 0);
+    return Errno{g ? EPERM : ENODATA};
+  }
   if (auto r = copy_up(n); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};

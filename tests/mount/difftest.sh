@@ -199,7 +199,40 @@ for side in kernel engine; do
   fi
 done
 
-# --- the engine's upper is kernel-format: the kernel shows the engine's tree
+# --- the engine's upper is kernel-format: the kernel shows the engine's tree.
+# One exception, the engine's index: like the kernel with index=on, it keeps
+# the names of a hard-linked lower file linked once one of them is copied up,
+# and the names not changed since stay below (a lookup never writes the
+# upper). The kernel, which does not read that index, shows those names as
+# the lower file, not linked to the copy. Where no data changed through a
+# link, that is the only difference allowed: same files, other link counts
+# and inode identities for the multiply linked ones. With index=on, data
+# changed through one name shows in the others, so the check is skipped.
+hardlinks_only() {  # ENGINE-TREE KERNEL-TREE: differ only in hard links?
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+def load(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'^(.*?) ([fdlcbps]) ([0-7]{4}) ', line)
+        out[m.group(1) if m else line] = (m.group(2) if m else '', re.sub(r' ino=#\d+', '', line))
+    return out
+eng, ker = load(sys.argv[1]), load(sys.argv[2])
+if list(eng) != list(ker):
+    sys.exit(1)
+nl = re.compile(r' nlink=(\d+)')
+for path, (t, e) in eng.items():
+    k = ker[path][1]
+    if e == k:
+        continue
+    multi = t == 'f' and any(int(m) > 1 for m in nl.findall(e) + nl.findall(k))
+    if not multi or nl.sub('', e) != nl.sub('', k):
+        sys.exit(1)
+PY
+}
+if [[ "$better$kopts" == *index=on* ]]; then
+  note "skipped: the kernel over $engine's upper (index=on semantics)"
+else
 mkdir -p "$T/xk/mnt"
 follow=redirect_dir=follow
 mount -t overlay overlay -o "lowerdir=$T/engine/upper:$(lowers "$T/engine"),$follow" "$T/xk/mnt"
@@ -208,8 +241,14 @@ fsops_on "$T/xk.out" "$T/xk/mnt" --role kernel || failure "fsops failed on the k
 umount "$T/xk/mnt"
 if ! diff -u --label "$engine" --label "kernel over $engine's upper" <(tree_of "$T/engine.out") \
      "$T/xk.out" > "$T/xk.diff"; then
-  head -40 "$T/xk.diff"
-  failure "the kernel's overlayfs shows $engine's upper differently"
+  if hardlinks_only <(tree_of "$T/engine.out") "$T/xk.out"; then
+    note "the kernel over $engine's upper shows hard-linked lower files unlinked (no index):"
+    grep '^[-+][^-+]' "$T/xk.diff" | grep -v ' nlink=1 ' | head -6 || true
+  else
+    head -40 "$T/xk.diff"
+    failure "the kernel's overlayfs shows $engine's upper differently"
+  fi
+fi
 fi
 
 # --- and the other way round: the engine shows the kernel's upper (read-only

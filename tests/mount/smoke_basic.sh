@@ -104,6 +104,23 @@ t("link", lambda: os.link("newfile", "nf2"))
 t("link exists", lambda: os.link("newfile", "nf2"))
 t("mkfifo", lambda: os.mkfifo("fifo2"))
 t("symlink", lambda: os.symlink("target", "sl"))
+def tmpfile(name, flags):
+    # open(2) with O_TMPFILE in a lower directory, written, then given a name
+    # with linkat(fd, "", AT_EMPTY_PATH) (we are root).
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open("etc", os.O_TMPFILE | os.O_RDWR | flags, 0o640)
+    try:
+        os.write(fd, b"made unnamed\n")
+        print("  links before", os.fstat(fd).st_nlink)
+        if libc.linkat(fd, b"", -100, name.encode(), 0x1000) != 0:  # AT_FDCWD, AT_EMPTY_PATH
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        print("  read back", open(name).read().strip(), "links", os.fstat(fd).st_nlink)
+    finally:
+        os.close(fd)
+t("O_TMPFILE then linkat", lambda: tmpfile("etc/tmpnamed", 0))
+t("O_TMPFILE|O_EXCL then linkat", lambda: tmpfile("etc/never", os.O_EXCL))
 t("setxattr", lambda: os.setxattr("etc/passwd", "user.foo", b"bar"))
 t("removexattr", lambda: os.removexattr("etc/passwd", "user.color"))
 t("removexattr missing", lambda: os.removexattr("etc/passwd", "user.none"))

@@ -1,5 +1,6 @@
 #include "overlay/overlay.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -274,6 +275,9 @@ TEST_CASE("copy-up keeps data, holes, mode, owner, times, xattrs and st_ino") {
   CHECK(ov->setxattr(f.n, "user.overlay.opaque", "y", 1, 0).error() == EPERM);
   CHECK(ov->setxattr(f.n, "trusted.overlay.mine", "m", 1, 0).error() == EPERM);
   CHECK(ov->removexattr(f.n, "trusted.overlay.esc").error() == EPERM);
+  // The overlay's own are invisible, so absent, as the kernel says.
+  CHECK(ov->removexattr(f.n, "trusted.overlay.mine").error() == ENODATA);
+  CHECK(ov->removexattr(f.n, "user.overlay.opaque").error() == ENODATA);
 
   // A metadata change copies up with the times as they were.
   L.write("l1/d/g", "g");
@@ -394,6 +398,142 @@ TEST_CASE("a copied-up hard link keeps its other names") {
   CHECK(a.st_nlink == 2);
   CHECK(b.st_nlink == 2);
   CHECK(L.read("l1/two") == "same");
+}
+
+// What a program can observe of a directory in the upper layer: its names
+// and its change times.
+std::string upper_state(const Layers& L, const std::string& rel) {
+  struct stat st;
+  REQUIRE(::lstat(L.p(rel).c_str(), &st) == 0);
+  std::string out = std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) +
+                    " " + std::to_string(st.st_ctim.tv_sec) + "." +
+                    std::to_string(st.st_ctim.tv_nsec) + ":";
+  std::set<std::string> names;
+  DIR* d = ::opendir(L.p(rel).c_str());
+  REQUIRE(d != nullptr);
+  while (struct dirent* e = ::readdir(d)) names.insert(e->d_name);
+  ::closedir(d);
+  for (const auto& n : names) out += " " + n;
+  return out;
+}
+
+TEST_CASE("reading another name of a copied-up hard link writes nothing to the upper") {
+  if (!is_root()) return;
+  Layers L;
+  L.mkdir("l1/d");
+  L.mkdir("l1/e");
+  L.write("l1/d/one", "same");
+  REQUIRE(::link(L.p("l1/d/one").c_str(), L.p("l1/d/two").c_str()) == 0);
+  REQUIRE(::link(L.p("l1/d/one").c_str(), L.p("l1/e/three").c_str()) == 0);
+  {
+    auto ov = L.mount();
+    Held one(*ov, "d/one");
+    auto f = ov->open_file(one.n, O_WRONLY | O_TRUNC);
+    REQUIRE(f.ok());
+    REQUIRE(::write(f->fd.get(), "new!", 4) == 4);
+    REQUIRE(ov->setxattr(one.n, "user.k", "v", 1, 0).ok());
+  }
+  L.mkdir("u/e");  // as a copy-up of e would leave it, with e's times
+  struct stat est;
+  REQUIRE(::lstat(L.p("l1/e").c_str(), &est) == 0);
+  struct timespec ts[2] = {est.st_atim, est.st_mtim};
+  REQUIRE(::utimensat(AT_FDCWD, L.p("u/e").c_str(), ts, 0) == 0);
+  // Each round on a fresh mount (the lookups find no node yet) and again on
+  // the same one (the nodes are known).
+  for (int round = 0; round < 2; ++round) {
+    auto ov = L.mount();
+    for (int again = 0; again < 2; ++again) {
+      std::string before =
+          upper_state(L, "u") + "|" + upper_state(L, "u/d") + "|" + upper_state(L, "u/e");
+      for (const char* name : {"d/two", "e/three"}) {
+        INFO(name);
+        Held h(*ov, name);
+        struct stat st;
+        REQUIRE(ov->getattr(h.n, -1, &st).ok());
+        CHECK(st.st_nlink == 3);
+        CHECK(st.st_size == 4);
+        auto f = ov->open_file(h.n, O_RDONLY);
+        REQUIRE(f.ok());
+        char buf[8] = {};
+        REQUIRE(::read(f->fd.get(), buf, sizeof(buf)) == 4);
+        CHECK(std::string(buf) == "new!");
+        struct stat fst;
+        REQUIRE(ov->getattr(h.n, f->fd.get(), &fst).ok());
+        CHECK(fst.st_nlink == 3);
+        CHECK(fst.st_ino == st.st_ino);
+        char v[4] = {};
+        auto g = ov->getxattr(h.n, "user.k", v, sizeof(v));
+        REQUIRE(g.ok());
+        CHECK(std::string(v, g.value()) == "v");
+        REQUIRE(ov->listxattr(h.n, nullptr, 0).ok());
+        auto l = ov->list(ov->root());
+        REQUIRE(l.ok());
+      }
+      CHECK(upper_state(L, "u") + "|" + upper_state(L, "u/d") + "|" + upper_state(L, "u/e") ==
+            before);
+      CHECK_FALSE(L.exists("u/d/two"));
+      CHECK_FALSE(L.exists("u/e/three"));
+    }
+  }
+  // A change does link the name to the copy.
+  auto ov = L.mount();
+  {
+    Held three(*ov, "e/three");
+    auto f = ov->open_file(three.n, O_WRONLY | O_APPEND);
+    REQUIRE(f.ok());
+    REQUIRE(::write(f->fd.get(), "+", 1) == 1);
+  }
+  struct stat a, b;
+  REQUIRE(::lstat(L.p("u/d/one").c_str(), &a) == 0);
+  REQUIRE(::lstat(L.p("u/e/three").c_str(), &b) == 0);
+  CHECK(a.st_ino == b.st_ino);
+  CHECK(L.read("u/d/one") == "new!+");
+  Held two(*ov, "d/two");
+  struct stat st;
+  REQUIRE(ov->getattr(two.n, -1, &st).ok());
+  CHECK(st.st_nlink == 3);
+  CHECK(st.st_size == 5);
+  CHECK(L.read("l1/d/two") == "same");
+}
+
+TEST_CASE("O_TMPFILE: a file with no name until link() gives it one") {
+  if (!is_root()) return;
+  Layers L;
+  L.mkdir("l1/d");
+  L.write("l1/d/old", "o");
+  auto ov = L.mount();
+  Held d(*ov, "d");
+  Caller c;
+  c.umask = 022;
+  struct stat st;
+  UniqueFd fd;
+  auto t = ov->tmpfile(d.n, 0666, O_RDWR, c, &st, &fd);
+  REQUIRE(t.ok());
+  Node* tn = t.value();  // referenced; the overlay frees it at the end if a check fails
+  CHECK(S_ISREG(st.st_mode));
+  CHECK((st.st_mode & 07777) == 0644);
+  CHECK(st.st_nlink == 0);
+  REQUIRE(::write(fd.get(), "tmp", 3) == 3);
+  CHECK(names(*ov, "d") == std::set<std::string>{"old"});
+  CHECK(L.exists("u/d"));  // its directory was copied up, nothing else
+  CHECK_FALSE(L.exists("u/d/old"));
+  struct stat lst;
+  auto named = ov->link(tn, d.n, "named", &lst);
+  REQUIRE(named.ok());
+  ov->unref(named.value());
+  CHECK(L.read("u/d/named") == "tmp");
+  REQUIRE(ov->getattr(tn, -1, &st).ok());
+  CHECK(st.st_nlink == 1);
+  CHECK(st.st_ino == lst.st_ino);
+  ov->unref(tn);
+  // O_EXCL: never linkable.
+  UniqueFd fd2;
+  auto t2 = ov->tmpfile(d.n, 0600, O_RDWR | O_EXCL, c, &st, &fd2);
+  REQUIRE(t2.ok());
+  auto no = ov->link(t2.value(), d.n, "never", &lst);
+  CHECK_FALSE(no.ok());
+  ov->unref(t2.value());
+  CHECK_FALSE(L.exists("u/d/never"));
 }
 
 TEST_CASE("nothing escapes the layers through symlinks") {
