@@ -47,15 +47,38 @@ mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
+# Unmounts everything mounted at or below each DIR, deepest first. debootstrap
+# can leave /proc (and /sys, devpts) mounted inside its target when it fails or
+# is interrupted; `rm -rf` would then descend into the host's /proc and /sys.
+unmount_below() {
+  local d real m
+  for d in "$@"; do
+    [ -e "$d" ] || continue
+    real=$(realpath -e "$d")
+    # mountinfo field 5 is the mount point (octal escapes for spaces etc.).
+    awk -v r="$real" '$5 == r || index($5, r "/") == 1 {print $5}' /proc/self/mountinfo |
+      sort -r | while read -r m; do
+        m=$(printf '%b' "$m")
+        umount "$m" 2>/dev/null || umount -l "$m" || die "cannot unmount $m"
+      done
+  done
+}
+
 # 1. rootfs
-if [ $force_rootfs -eq 1 ]; then rm -rf rootfs rootfs.complete; fi
+if [ $force_rootfs -eq 1 ]; then unmount_below rootfs rootfs.tmp; rm -rf rootfs rootfs.complete; fi
 if [ ! -f rootfs.complete ]; then
+  unmount_below rootfs rootfs.tmp
   rm -rf rootfs rootfs.tmp
   m=$(mirror)
   log "debootstrap bookworm from $m (a few minutes)"
   debootstrap --variant=minbase \
     --include=python3,perl,git,curl,ca-certificates,procps,less,openssl \
-    bookworm rootfs.tmp "$m" >debootstrap.log 2>&1 || { tail -n 20 debootstrap.log; die "debootstrap failed"; }
+    bookworm rootfs.tmp "$m" >debootstrap.log 2>&1 || {
+    tail -n 20 debootstrap.log
+    unmount_below rootfs.tmp
+    die "debootstrap failed"
+  }
+  unmount_below rootfs.tmp
   rm -rf rootfs.tmp/var/cache/apt/archives/*.deb rootfs.tmp/var/lib/apt/lists/*_Packages
   mv rootfs.tmp rootfs
   touch rootfs.complete
