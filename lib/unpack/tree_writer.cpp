@@ -54,23 +54,23 @@ std::string proc_path(int dirfd, const std::string& base) {
 
 // The process umask, read without changing it (umask(2) can only set it,
 // which would race with other threads creating files). 0777 when unknown:
-// then every mode is set explicitly.
+// then every mode is set explicitly. Read once per layer, not cached: the
+// process may change its umask between layers.
 mode_t current_umask() {
-  static const mode_t cached = [] {
-    auto fd = sys::open_at(AT_FDCWD, "/proc/self/status", O_RDONLY);
-    if (!fd) return mode_t{0777};
-    char buf[4096];
-    auto n = sys::read_full(fd->get(), buf, sizeof buf - 1);
-    if (!n) return mode_t{0777};
-    std::string_view text(buf, *n);
-    auto at = text.find("\nUmask:\t");
-    if (at == std::string_view::npos) return mode_t{0777};
-    mode_t m = 0;
-    for (size_t i = at + 8; i < text.size() && text[i] >= '0' && text[i] <= '7'; ++i)
-      m = static_cast<mode_t>(m * 8 + static_cast<mode_t>(text[i] - '0'));
-    return static_cast<mode_t>(m & 0777);
-  }();
-  return cached;
+  auto fd = sys::open_at(AT_FDCWD, "/proc/self/status", O_RDONLY);
+  if (!fd) return 0777;
+  char buf[4096];
+  auto n = sys::read_full(fd->get(), buf, sizeof buf);
+  if (!n) return 0777;
+  std::string_view text(buf, *n);
+  auto at = text.find("\nUmask:\t");
+  if (at == std::string_view::npos) return 0777;
+  mode_t m = 0;
+  size_t i = at + 8;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '7'; ++i)
+    m = static_cast<mode_t>(m * 8 + static_cast<mode_t>(text[i] - '0'));
+  if (i == at + 8 || i == text.size()) return 0777;  // no digits, or cut short
+  return static_cast<mode_t>(m & 0777);
 }
 
 // Feeds n zero bytes (a hole of a sparse file) to `h`.
