@@ -54,6 +54,32 @@ now_us() {
   echo "$t"
 }
 
+# bench_seconds T0 T1: the interval between two now_us readings, in seconds.
+bench_seconds() {
+  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f\n", (b - a) / 1e6 }'
+}
+
+# bench_rounds RAW RUNS "TOOL..." FIELD...: RUNS rounds of `run_one TOOL FIELD...`
+# (defined by the calling script) for every tool, the order rotating each round
+# so that no tool always runs first, on a warm or a cold machine. run_one prints
+# seconds, or nothing when the tool does not apply. Appends one line
+# "FIELD...<tab>TOOL<tab>ROUND<tab>SECONDS" to RAW per timed run.
+bench_rounds() {
+  local raw=$1 runs=$2 tools r k tool s fields
+  read -r -a tools <<<"$3"
+  shift 3
+  fields=$(IFS=$'\t'; echo "$*")
+  for ((r = 0; r < runs; r++)); do
+    for ((k = 0; k < ${#tools[@]}; k++)); do
+      tool=${tools[$(((k + r) % ${#tools[@]}))]}
+      s=$(run_one "$tool" "$@")
+      [ -n "$s" ] || continue
+      printf '%s\t%s\t%d\t%s\n' "$fields" "$tool" "$r" "$s" >>"$raw"
+      log "$* $tool run $r: ${s}s"
+    done
+  done
+}
+
 # Median of the numbers on stdin.
 median() {
   python3 -c 'import sys,statistics; v=[float(x) for x in sys.stdin.read().split()]; print(statistics.median(v) if v else "nan")'

@@ -47,26 +47,37 @@ mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-# Unmounts whatever is mounted below DIR (debootstrap leaves /proc mounted
-# in its target when it fails or is interrupted), deepest first, so that
-# rm -rf never walks into a live /proc or /sys.
+# Unmounts everything mounted at or below each DIR, deepest first. debootstrap
+# can leave /proc (and /sys, devpts) mounted inside its target when it fails or
+# is interrupted; `rm -rf` would then descend into the host's /proc and /sys.
 unmount_below() {
-  local dir m
-  dir=$(realpath -m "$1")
-  awk -v d="$dir" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts |
-    sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  local d real m
+  for d in "$@"; do
+    [ -e "$d" ] || continue
+    real=$(realpath -e "$d")
+    # mountinfo field 5 is the mount point (octal escapes for spaces etc.).
+    awk -v r="$real" '$5 == r || index($5, r "/") == 1 {print $5}' /proc/self/mountinfo |
+      sort -r | while read -r m; do
+        m=$(printf '%b' "$m")
+        umount "$m" 2>/dev/null || umount -l "$m" || die "cannot unmount $m"
+      done
+  done
 }
 
 # 1. rootfs
-if [ $force_rootfs -eq 1 ]; then unmount_below rootfs; rm -rf rootfs rootfs.complete; fi
+if [ $force_rootfs -eq 1 ]; then unmount_below rootfs rootfs.tmp; rm -rf rootfs rootfs.complete; fi
 if [ ! -f rootfs.complete ]; then
-  unmount_below rootfs; unmount_below rootfs.tmp
+  unmount_below rootfs rootfs.tmp
   rm -rf rootfs rootfs.tmp
   m=$(mirror)
   log "debootstrap bookworm from $m (a few minutes)"
   debootstrap --variant=minbase \
     --include=python3,perl,git,curl,ca-certificates,procps,less,openssl \
-    bookworm rootfs.tmp "$m" >debootstrap.log 2>&1 || { tail -n 20 debootstrap.log; die "debootstrap failed"; }
+    bookworm rootfs.tmp "$m" >debootstrap.log 2>&1 || {
+    tail -n 20 debootstrap.log
+    unmount_below rootfs.tmp
+    die "debootstrap failed"
+  }
   unmount_below rootfs.tmp
   rm -rf rootfs.tmp/var/cache/apt/archives/*.deb rootfs.tmp/var/lib/apt/lists/*_Packages
   mv rootfs.tmp rootfs

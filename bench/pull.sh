@@ -132,23 +132,13 @@ run_one() {
       [ $ok -eq 0 ] ;;
   esac || { log "$tool $img failed"; echo fail; return 0; }
   t1=$(now_us)
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", (b - a) / 1e6 }'
+  bench_seconds "$t0" "$t1"
 }
 
-tools=(layerctl skopeo+umoci podman baseline)
 raw=$out_dir/pull-raw.tsv
 printf 'image\ttool\trun\tseconds\n' >"$raw"
-for run in $(seq "$runs"); do
-  for img in "${image_list[@]}"; do
-    n=${#tools[@]}
-    for i in $(seq 0 $((n - 1))); do
-      tool=${tools[$(( (i + run) % n ))]}
-      s=$(run_one "$tool" "$img")
-      [ -n "$s" ] || continue
-      log "run $run: $img $tool ${s}s"
-      printf '%s\t%s\t%s\t%s\n' "$img" "$tool" "$run" "$s" >>"$raw"
-    done
-  done
+for img in "${image_list[@]}"; do
+  bench_rounds "$raw" "$runs" "layerctl skopeo+umoci podman baseline" "$img"
 done
 
 # Medians, ratios and the targets.

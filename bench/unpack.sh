@@ -9,7 +9,7 @@
 #
 #   bench/unpack.sh [--runs N] [--images gzip,zstd,tar] [--layers 0,1,2,3,4,all]
 #                   [--no-results]
-# Default layers: 0-4 for every image and the whole image (`all`) for gzip.
+# Default layers: 0-4 and the whole image (`all`) for every image.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
@@ -98,26 +98,16 @@ run_one() {
         { cat "$work/log" >&2; die "umoci unpack failed"; } ;;
   esac
   t1=$(now_us)
-  python3 -c "print(f'{($t1 - $t0) / 1e6:.4f}')"
+  bench_seconds "$t0" "$t1"
 }
 
-tools=(layerctl tar umoci)
 IFS=, read -r -a img_list <<<"$images"
 for img in "${img_list[@]}"; do
   l=$layers
-  [ -n "$l" ] || { l=0,1,2,3,4; [ "$img" != gzip ] || l+=,all; }
+  [ -n "$l" ] || l=0,1,2,3,4,all
   IFS=, read -r -a layer_list <<<"$l"
   for layer in "${layer_list[@]}"; do
-    for ((r = 0; r < runs; r++)); do
-      # rotate the order of the tools every run
-      for ((k = 0; k < ${#tools[@]}; k++)); do
-        tool=${tools[$(((k + r) % ${#tools[@]}))]}
-        s=$(run_one "$tool" "$img" "$layer")
-        [ -n "$s" ] || continue
-        printf '%s\t%s\t%s\t%d\t%s\n' "$img" "$layer" "$tool" "$r" "$s" >>"$raw"
-        log "unpack $img layer $layer $tool run $r: ${s}s"
-      done
-    done
+    bench_rounds "$raw" "$runs" "layerctl tar umoci" "$img" "$layer"
   done
 done
 rm -rf "$work/out"

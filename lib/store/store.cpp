@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "oci/image.hpp"
 #include "store/disk_usage.hpp"
@@ -385,6 +386,32 @@ std::vector<LayerInfo> Store::layers() const {
   return out;
 }
 
+namespace {
+
+// A syncfs(fd) on a thread of its own, started at construction; wait()
+// returns its errno (0 on success). The destructor waits too, so an
+// exception never leaves the thread running. fd < 0: does nothing.
+class EarlySync {
+ public:
+  explicit EarlySync(int fd) {
+    if (fd >= 0) thread_ = std::thread([this, fd] { err_ = ::syncfs(fd) < 0 ? errno : 0; });
+  }
+  ~EarlySync() { wait(); }
+  EarlySync(const EarlySync&) = delete;
+  EarlySync& operator=(const EarlySync&) = delete;
+
+  int wait() {
+    if (thread_.joinable()) thread_.join();
+    return err_;
+  }
+
+ private:
+  std::thread thread_;
+  int err_ = 0;  // written by thread_ before it ends, read after join
+};
+
+}  // namespace
+
 Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
                            const unpack::Options& opt, const unpack::ProgressFn& progress) {
   LayerLock lock(root_fd_.get(), spec.diff_id);
@@ -398,6 +425,9 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     UniqueFd diff =
         sys::xopen_at(st.fd.get(), "diff", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "staging diff");
     unpack::Stats stats = unpack::unpack_layer(diff.get(), spec, src, opt, progress);
+    // The tree's data goes to disk while the file list is built below; the
+    // syncfs after it then has only the record files left to write.
+    EarlySync early(opt.sync ? st.fd.get() : -1);
     LayerInfo info;
     info.diff_id = spec.diff_id;
     info.compressed = {spec.digest};
@@ -420,7 +450,9 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     }
     // One syncfs for the whole tree instead of an fsync per file: after it,
     // every file, directory and the layer.json are durable, so the rename
-    // below publishes a complete layer.
+    // below publishes a complete layer. The early syncfs has already written
+    // most of it; an error it saw is not reported again by this one.
+    if (int err = early.wait(); err) throw Error("syncfs " + root_, err);
     if (opt.sync && ::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
     UniqueFd layers = sys::xopen_at(root_fd_.get(), Layout::layers_dir(spec.diff_id.algorithm),
                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "layers dir");

@@ -52,6 +52,27 @@ std::string proc_path(int dirfd, const std::string& base) {
   return "/proc/self/fd/" + std::to_string(dirfd) + "/" + base;
 }
 
+// The process umask, read without changing it (umask(2) can only set it,
+// which would race with other threads creating files). 0777 when unknown:
+// then every mode is set explicitly. Read once per layer, not cached: the
+// process may change its umask between layers.
+mode_t current_umask() {
+  auto fd = sys::open_at(AT_FDCWD, "/proc/self/status", O_RDONLY);
+  if (!fd) return 0777;
+  char buf[4096];
+  auto n = sys::read_full(fd->get(), buf, sizeof buf);
+  if (!n) return 0777;
+  std::string_view text(buf, *n);
+  auto at = text.find("\nUmask:\t");
+  if (at == std::string_view::npos) return 0777;
+  mode_t m = 0;
+  size_t i = at + 8;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '7'; ++i)
+    m = static_cast<mode_t>(m * 8 + static_cast<mode_t>(text[i] - '0'));
+  if (i == at + 8 || i == text.size()) return 0777;  // no digits, or cut short
+  return static_cast<mode_t>(m & 0777);
+}
+
 // Feeds n zero bytes (a hole of a sparse file) to `h`.
 void hash_zeros(Hasher& h, uint64_t n) {
   static const char kZeros[64 << 10] = {};
@@ -104,7 +125,21 @@ TreeWriter::TreeWriter(int root, const Options& opt, std::string context)
     : root_(root),
       opt_(opt),
       context_(std::move(context)),
-      chown_(!opt.rootless && ::geteuid() == 0) {}
+      chown_(!opt.rootless && ::geteuid() == 0),
+      euid_(::geteuid()),
+      egid_(::getegid()),
+      umask_(current_umask()) {
+  // A setgid root would pass its group (and the setgid bit) down to every
+  // directory made below it; then no file's group can be predicted.
+  struct stat st;
+  if (::fstat(root_, &st) < 0 || (st.st_mode & S_ISGID))
+    group_unknown_ = true;
+  else if (st.st_gid != egid_)
+    foreign_group_.insert("");
+  // A default ACL on the root replaces the umask for everything below it.
+  if (::fgetxattr(root_, "system.posix_acl_default", nullptr, 0) >= 0)
+    mode_unknown_ = true;
+}
 
 void TreeWriter::fail(const std::string& msg) const {
   throw Error(context_ + ": entry '" + shown(entry_) + "': " + msg);
@@ -114,7 +149,7 @@ void TreeWriter::fail_errno(const std::string& what, int err) const {
   throw Error(context_ + ": entry '" + shown(entry_) + "': " + what, err);
 }
 
-TreeWriter::Dir TreeWriter::open_parent(const std::string& parent, bool create) const {
+TreeWriter::Dir TreeWriter::open_parent(const std::string& parent, bool create) {
   Dir d;
   if (parent.empty()) {
     d.fd = root_;
@@ -133,6 +168,9 @@ TreeWriter::Dir TreeWriter::open_parent(const std::string& parent, bool create) 
   if (err != ENOENT || !create) fail_errno("open parent '" + shown(parent) + "'", err);
   // Create the missing directories one component at a time, never following
   // a symlink (O_PATH | O_NOFOLLOW on a symlink plus O_DIRECTORY is ENOTDIR).
+  // Such a directory takes its group from wherever the file system says
+  // (grpid mounts: its parent's), so new files' groups are no longer known.
+  group_unknown_ = true;
   UniqueFd cur;
   int curfd = root_;
   size_t pos = 0;
@@ -209,6 +247,7 @@ void TreeWriter::apply(archive* a, archive_entry* e) {
     // The layer root ("./"): only a directory, whose metadata the root takes.
     if (hardlink || type != AE_IFDIR) fail("entry for the layer root is not a directory");
     set_owner_fd(root_, e);
+    note_dir_group("", e);
     set_xattrs_fd(root_, e);
     dirs_[""] = dir_meta(e);
     return;
@@ -224,13 +263,12 @@ void TreeWriter::apply(archive* a, archive_entry* e) {
   }
   if (starts_with(base, kWhiteoutPrefix)) return apply_whiteout(parent, base);
   if (hardlink) return apply_hardlink(path, parent, base, hardlink);
+  if (type == AE_IFREG) return apply_file(a, e, path, parent, base);
 
   Dir p = open_parent(parent, true);
   switch (type) {
     case AE_IFDIR:
       return apply_dir(e, path, p.fd, base);
-    case AE_IFREG:
-      return apply_file(a, e, path, p.fd, base);
     case AE_IFLNK: {
       const char* target = archive_entry_symlink(e);
       if (!target || !*target) fail("symlink without a target");
@@ -312,28 +350,68 @@ void TreeWriter::apply_dir(archive_entry* e, const std::string& path, int parent
     if (errno != EEXIST || attempt > 0) fail_errno("mkdir", errno);
     if (make_room(parent, base, true)) break;
   }
-  auto fd = sys::open_at(parent, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (!fd) fail_errno("open directory", fd.error());
-  set_owner_fd(fd->get(), e);
-  set_xattrs_fd(fd->get(), e);
+  // `base` in the verified parent is the directory just made or kept (not a
+  // symlink: make_room refuses a directory entry over one), and nothing else
+  // writes the staging tree, so the *at calls below act on it. An fd is
+  // opened only when there are xattrs to set.
+  if (chown_ && ::fchownat(parent, base.c_str(), static_cast<uid_t>(archive_entry_uid(e)),
+                           static_cast<gid_t>(archive_entry_gid(e)), AT_SYMLINK_NOFOLLOW) < 0)
+    fail_errno("chown", errno);
+  note_dir_group(path, e);
+  if (archive_entry_xattr_count(e) > 0) {
+    auto fd = sys::open_at(parent, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd) fail_errno("open directory", fd.error());
+    set_xattrs_fd(fd->get(), e);
+  }
   dirs_[path] = dir_meta(e);
 }
 
-void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& path, int parent,
-                            const std::string& base) {
+void TreeWriter::note_dir_group(const std::string& path, archive_entry* e) {
+  if (chown_ && static_cast<gid_t>(archive_entry_gid(e)) != egid_)
+    foreign_group_.insert(path);
+  else if (chown_)
+    foreign_group_.erase(path);
+}
+
+void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& path,
+                            const std::string& parent, const std::string& base) {
   int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
   if (size > 0 && static_cast<uint64_t>(size) > opt_.limits.max_bytes)
     fail("file size " + std::to_string(size) + " exceeds the limit");
+  const mode_t perm = archive_entry_perm(e) & 07777;
+  // Created with its final permission bits where the umask (and no default
+  // ACL) lets them through unchanged; set-id and sticky bits always need the
+  // fchmod below, after the fchown that would clear them.
+  const mode_t create_mode = perm & 0777;
+  const bool need_chmod = mode_unknown_ || (perm & 07000) != 0 || (create_mode & umask_) != 0;
+  const uid_t uid = static_cast<uid_t>(archive_entry_uid(e));
+  const gid_t gid = static_cast<gid_t>(archive_entry_gid(e));
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+  // Fast path: one openat2 resolves the parent beneath the root without
+  // symlinks and creates the file in it. Anything unusual (a missing parent,
+  // an existing name, a symlink on the way) takes the slow path, which
+  // resolves the parent afresh and reports precisely.
+  auto r = sys::open_beneath(root_, path.c_str(), flags, create_mode, RESOLVE_NO_SYMLINKS);
   UniqueFd fd;
-  for (int attempt = 0;; ++attempt) {
-    auto r = sys::open_at(parent, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
-    if (r) {
-      fd = std::move(r).value();
-      break;
+  if (r) {
+    fd = std::move(r).value();
+  } else {
+    Dir p = open_parent(parent, true);
+    for (int attempt = 0;; ++attempt) {
+      auto c = sys::open_at(p.fd, base.c_str(), flags, create_mode);
+      if (c) {
+        fd = std::move(c).value();
+        break;
+      }
+      if (c.error() != EEXIST || attempt > 0) fail_errno("create", c.error());
+      make_room(p.fd, base, false);
     }
-    if (r.error() != EEXIST || attempt > 0) fail_errno("create", r.error());
-    make_room(parent, base, false);
   }
+  // A new file is owned by our euid and, with no setgid directory in the tree
+  // and its parent in our egid, by our egid (under grpid mounts too). Decided
+  // after the open: open_parent may have made directories.
+  const bool need_chown = chown_ && (uid != euid_ || gid != egid_ || group_unknown_ ||
+                                     foreign_group_.count(parent) != 0);
   int64_t pos = 0;
   std::optional<Hasher> hash;
   if (opt_.record_digests) hash.emplace("sha256");
@@ -372,8 +450,8 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& pat
     else
       digests_.erase(path);
   }
-  set_owner_fd(fd.get(), e);
-  if (::fchmod(fd.get(), archive_entry_perm(e) & 07777) < 0) fail_errno("chmod", errno);
+  if (need_chown && ::fchown(fd.get(), uid, gid) < 0) fail_errno("chown", errno);
+  if (need_chmod && ::fchmod(fd.get(), perm) < 0) fail_errno("chmod", errno);
   set_xattrs_fd(fd.get(), e);
   DirMeta m = dir_meta(e);
   if (m.has_times && ::futimens(fd.get(), m.times) < 0) fail_errno("set times", errno);
@@ -409,7 +487,7 @@ void TreeWriter::set_owner_fd(int fd, archive_entry* e) const {
     fail_errno("chown", errno);
 }
 
-void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) const {
+void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) {
   if (archive_entry_xattr_reset(e) == 0) return;
   const char* name;
   const void* value;
@@ -424,6 +502,8 @@ void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) const {
     std::string real = escape_xattr_name(name);
     if (::fsetxattr(fd, real.c_str(), value, size, 0) < 0)
       fail_errno("set xattr '" + shown(real) + "'", errno);
+    // New files below a directory with a default ACL get their modes from it.
+    if (real == "system.posix_acl_default") mode_unknown_ = true;
   }
 }
 

@@ -63,7 +63,7 @@ class TreeWriter {
 
   [[noreturn]] void fail(const std::string& msg) const;
   [[noreturn]] void fail_errno(const std::string& what, int err) const;
-  Dir open_parent(const std::string& parent, bool create) const;
+  Dir open_parent(const std::string& parent, bool create);
   // Clears `base` in `dir` for a new entry. Returns true if an existing
   // directory is kept because the new entry is a directory too.
   bool make_room(int dir, const std::string& base, bool new_is_dir) const;
@@ -71,11 +71,13 @@ class TreeWriter {
   void apply_hardlink(const std::string& path, const std::string& parent, const std::string& base,
                       const char* target);
   void apply_dir(archive_entry* e, const std::string& path, int parent, const std::string& base);
-  void apply_file(archive* a, archive_entry* e, const std::string& path, int parent,
+  void apply_file(archive* a, archive_entry* e, const std::string& path, const std::string& parent,
                   const std::string& base);
   void apply_special(archive_entry* e, int parent, const std::string& base);
   void set_owner_fd(int fd, archive_entry* e) const;
-  void set_xattrs_fd(int fd, archive_entry* e) const;
+  void set_xattrs_fd(int fd, archive_entry* e);
+  // Records the group a directory entry was given (see foreign_group_).
+  void note_dir_group(const std::string& path, archive_entry* e);
   void set_meta_at(int parent, const std::string& base, archive_entry* e, bool is_link) const;
   DirMeta dir_meta(archive_entry* e) const;
 
@@ -84,6 +86,18 @@ class TreeWriter {
   std::string context_;
   std::string entry_;                    // the current entry's name, for messages
   bool chown_;                           // running as root and not rootless
+  uid_t euid_;
+  gid_t egid_;
+  mode_t umask_;                         // the process umask (0777 if unknown)
+  // What a new file's owner and mode will be before fchown/fchmod, so that
+  // the calls can be skipped when they would change nothing. A file takes
+  // our euid, and our egid unless its parent is setgid or (grpid mounts) in
+  // another group. No directory is setgid while entries are applied (modes
+  // are set in finish()) unless the root was, or a directory was made
+  // implicitly by open_parent: then group_unknown_ and every file is chowned.
+  bool group_unknown_ = false;
+  std::set<std::string> foreign_group_;  // directories whose group is not egid_
+  bool mode_unknown_ = false;            // a default ACL may apply: always fchmod
   std::set<std::string> whiteouts_;      // paths to white out in lower layers
   std::set<std::string> opaque_;         // directories to mark opaque
   std::map<std::string, DirMeta> dirs_;  // directory metadata to set at the end

@@ -159,6 +159,47 @@ TEST_CASE("unpacks every entry type with its metadata, for tar, gzip and zstd") 
   CHECK(lstat_at(t, "empty").st_size == 0);
 }
 
+TEST_CASE("modes and groups come out right whatever the umask and the parents' groups") {
+  // The writer skips fchown/fchmod when creation already gives the right
+  // owner and mode; this covers the cases where it must not.
+  TarBuilder tb(ARCHIVE_FORMAT_TAR_PAX_INTERCHANGE);
+  tb.dir("./", {.mode = 0755});
+  tb.dir("var/", {.mode = 0755});
+  tb.dir("var/mail/", {.mode = 02775, .gid = 8});
+  tb.file("var/mail/root", "x", {.mode = 0644});  // root:root in a setgid gid-8 dir
+  tb.file("var/mail/m8", "x", {.mode = 0660, .gid = 8});
+  tb.file("var/plain", "y", {.mode = 0664});
+  tb.file("var/ro", "z", {.mode = 0444});
+  tb.file("var/none", "z", {.mode = 0});
+  tb.file("a/b/implicit", "w", {.mode = 0775});  // parents made implicitly
+  tb.file("var/after", "v", {.mode = 0666});
+  Blob b = make_blob(tb.finish(), Filter::None);
+  for (mode_t mask : {mode_t{022}, mode_t{077}, mode_t{0}}) {
+    CAPTURE(mask);
+    TempDir t;
+    mode_t old = ::umask(mask);
+    unpack_blob(b, t.fd.get());
+    ::umask(old);
+    auto check = [&](const char* rel, mode_t mode, gid_t gid) {
+      CAPTURE(rel);
+      auto st = lstat_at(t, rel);
+      CHECK((st.st_mode & 07777) == mode);
+      if (::geteuid() == 0) {
+        CHECK(st.st_uid == 0);
+        CHECK(st.st_gid == gid);
+      }
+    };
+    check("var/mail", 02775, 8);
+    check("var/mail/root", 0644, 0);
+    check("var/mail/m8", 0660, 8);
+    check("var/plain", 0664, 0);
+    check("var/ro", 0444, 0);
+    check("var/none", 0, 0);
+    check("a/b/implicit", 0775, 0);
+    check("var/after", 0666, 0);
+  }
+}
+
 TEST_CASE("sparse files keep their holes") {
   std::string a(4096, 'a'), z(8192, 'z');
   TarBuilder tb;
