@@ -102,6 +102,12 @@ struct Held {
     n = r.value();
   }
   ~Held() { ov.unref(n); }
+  // Truncates the file and writes `data` through the overlay (a copy-up).
+  void overwrite(const std::string& data) {
+    auto f = ov.open_file(n, O_WRONLY | O_TRUNC);
+    REQUIRE(f.ok());
+    REQUIRE(::write(f->fd.get(), data.data(), data.size()) == static_cast<ssize_t>(data.size()));
+  }
 };
 
 int lookup_errno(Overlay& ov, const std::string& path) {
@@ -380,9 +386,7 @@ TEST_CASE("a copied-up hard link keeps its other names") {
   auto ov = L.mount();
   {
     Held one(*ov, "one");
-    auto f = ov->open_file(one.n, O_WRONLY | O_TRUNC);
-    REQUIRE(f.ok());
-    REQUIRE(::write(f->fd.get(), "new!", 4) == 4);
+    one.overwrite("new!");
   }
   Held two(*ov, "two");
   auto f = ov->open_file(two.n, O_RDONLY);
@@ -428,9 +432,7 @@ TEST_CASE("reading another name of a copied-up hard link writes nothing to the u
   {
     auto ov = L.mount();
     Held one(*ov, "d/one");
-    auto f = ov->open_file(one.n, O_WRONLY | O_TRUNC);
-    REQUIRE(f.ok());
-    REQUIRE(::write(f->fd.get(), "new!", 4) == 4);
+    one.overwrite("new!");
     REQUIRE(ov->setxattr(one.n, "user.k", "v", 1, 0).ok());
   }
   L.mkdir("u/e");  // as a copy-up of e would leave it, with e's times
