@@ -199,6 +199,45 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
+// Whether the caller of `req` is in group `gid` (its own or a supplementary).
+bool caller_in_group(fuse_req_t req, gid_t gid) {
+  if (fuse_req_ctx(req)->gid == gid) return true;
+  gid_t groups[256];
+  int n = fuse_req_getgroups(req, 256, groups);
+  for (int i = 0; i < n && i < 256; ++i)
+    if (groups[i] == gid) return true;
+  return false;
+}
+
+// FUSE_HANDLE_KILLPRIV_V2 (see Passthrough::kill_suidgid): when the kernel
+// asks, adds to `a` the mode without set-user-id, and without set-group-id
+// if the file is group-executable or the caller is not in its group: the
+// VFS's rule (setattr_should_drop_sgid); the kernel has checked the
+// caller's CAP_FSETID already. False: nothing to clear.
+bool add_kill_suidgid(fuse_req_t req, Daemon& d, Node* n, overlay::SetAttr& a) {
+  if (!Passthrough::kill_suidgid() || n->type != S_IFREG || (a.valid & a.kMode)) return false;
+  struct stat st;
+  if (!d.ov().getattr(n, -1, &st)) return false;
+  mode_t m = st.st_mode & 07777;
+  mode_t k = m & ~S_ISUID;
+  if ((m & S_IXGRP) || ((m & S_ISGID) && !caller_in_group(req, st.st_gid))) k &= ~S_ISGID;
+  if (k == m) return false;
+  a.valid |= a.kMode;
+  a.mode = k;
+  return true;
+}
+
+// The same for an OPEN with O_TRUNC or a WRITE, whose own change the daemon
+// makes as root, which keeps the bits; the kernel's cached mode is dropped.
+Result<void> kill_suidgid(fuse_req_t req, Daemon& d, Node* n, fuse_ino_t ino, int fd) {
+  overlay::SetAttr a;
+  if (!add_kill_suidgid(req, d, n, a)) return {};
+  struct stat st;
+  auto r = d.ov().setattr(n, fd, a, caller_of(req), &st);
+  if (r && d.session()) fuse_lowlevel_notify_inval_inode(d.session(), ino, -1, 0);
+  return r;
+}
+
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   guard(req, "setattr", [&] {
     Daemon& d = daemon_of(req);
@@ -212,6 +251,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     if (to_set & FUSE_SET_ATTR_ATIME_NOW) a.valid |= a.kAtime, a.atime = {0, UTIME_NOW};
     if (to_set & FUSE_SET_ATTR_MTIME) a.valid |= a.kMtime, a.mtime = attr->st_mtim;
     if (to_set & FUSE_SET_ATTR_MTIME_NOW) a.valid |= a.kMtime, a.mtime = {0, UTIME_NOW};
+    add_kill_suidgid(req, d, n, a);
     struct stat st;
     Result<void> r;
     File* f = (fi && !n->is_dir()) ? file_of(fi) : nullptr;
@@ -359,6 +399,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         if (auto w = d.ov().complete(*p); !w) return reply_err(req, w.error());
     auto r = d.ov().open_file(n, flags);
     if (!r) return reply_err(req, r.error());
+    if (flags & O_TRUNC)
+      if (auto k = kill_suidgid(req, d, n, ino, r->fd.get()); !k) return reply_err(req, k.error());
     auto* f = new File{n, flags, {}, std::move(r->fd), r->lower};
     d.ov().ref(n);
     fi->fh = reinterpret_cast<uint64_t>(f);
@@ -438,11 +480,12 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   });
 }
 
-void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   guard(req, "write", [&] {
     Daemon& d = daemon_of(req);
     File* f = file_of(fi);
     size_t size = fuse_buf_size(in);
+    if (auto k = kill_suidgid(req, d, f->node, ino, -1); !k) return reply_err(req, k.error());
     fuse_bufvec out = fd_bufvec(size, current_fd(d, f), off);
     std::unique_lock<std::mutex> partial_lock;
     if (auto p = d.ov().partial_of(f->node)) {

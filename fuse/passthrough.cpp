@@ -22,10 +22,19 @@ namespace layer::fuse {
 namespace {
 
 // From the kernel's include/uapi/linux/fuse.h (7.40).
+constexpr uint32_t kOpSetattr = 4;
+constexpr uint32_t kOpOpen = 14;
+constexpr uint32_t kOpWrite = 16;
 constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kOpCreate = 35;
 constexpr uint32_t kOpTmpfile = 51;              // FUSE_TMPFILE (7.37): a CREATE's body and reply
 constexpr uint32_t kInitExt = 1u << 30;          // FUSE_INIT_EXT: flags2 is valid
+constexpr uint32_t kInitKillprivV2 = 1u << 28;   // FUSE_HANDLE_KILLPRIV_V2
+constexpr uint32_t kFattrFh = 1u << 6;           // FATTR_FH
+constexpr uint32_t kFattrLockowner = 1u << 9;    // FATTR_LOCKOWNER
+constexpr uint32_t kFattrKillSuidgid = 1u << 11;  // FATTR_KILL_SUIDGID
+constexpr uint32_t kWriteKillSuidgid = 1u << 2;   // FUSE_WRITE_KILL_SUIDGID
+constexpr uint32_t kOpenKillSuidgid = 1u << 0;    // FUSE_OPEN_KILL_SUIDGID
 constexpr uint32_t kInitPassthrough2 = 1u << 5;  // FUSE_PASSTHROUGH (bit 37) in flags2
 constexpr uint32_t kFopenPassthrough = 1u << 7;  // FOPEN_PASSTHROUGH
 constexpr uint32_t kMaxStackDepth = 1;           // backing files on a plain filesystem
@@ -38,13 +47,18 @@ constexpr unsigned long kIocBackingOpen = _IOW(229, 1, BackingMap);
 constexpr unsigned long kIocBackingClose = _IOW(229, 2, uint32_t);
 
 // Byte offsets in the messages (fuse_in_header is 40 bytes; fuse_init_in has
-// flags2 at 16; fuse_init_out has flags at 12, flags2 at 32, max_stack_depth
-// at 36; fuse_open_out is {fh, open_flags, backing_id}, 16 bytes).
+// flags at 12, flags2 at 16; fuse_init_out has flags at 12, flags2 at 32,
+// max_stack_depth at 36; fuse_open_out is {fh, open_flags, backing_id}, 16
+// bytes; fuse_setattr_in has valid at 0, fuse_open_in open_flags at 4,
+// fuse_create_in open_flags at 12, fuse_write_in write_flags at 20).
 constexpr size_t kInHeader = 40;
 constexpr size_t kOutHeader = 16;
 constexpr size_t kOpenOut = 16;
 
+std::atomic<uint32_t> g_kernel_flags{0};
 std::atomic<uint32_t> g_kernel_flags2{0};
+std::atomic<bool> g_killpriv_v2{false};  // negotiated: the daemon clears set-id bits
+thread_local bool t_kill = false;        // the current request asks for it
 std::atomic<bool> g_saw_init{false};
 
 enum class Amend { kNone, kInit, kOpen };
@@ -63,21 +77,43 @@ void store32(char* p, uint32_t v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+// The kill-set-id request of a WRITE, OPEN, CREATE or SETATTR message.
+bool asks_kill(const char* p, size_t n) {
+  auto field = [&](size_t off) { return n >= kInHeader + off + 4 ? load32(p + kInHeader + off) : 0; };
+  switch (load32(p + 4)) {
+    case kOpWrite:
+      return field(20) & kWriteKillSuidgid;
+    case kOpOpen:
+      return field(4) & kOpenKillSuidgid;
+    case kOpCreate:
+    case kOpTmpfile:
+      return field(12) & kOpenKillSuidgid;
+    case kOpSetattr: {
+      uint32_t valid = field(0);
+      return (valid & kFattrKillSuidgid) || (valid & ~(kFattrFh | kFattrLockowner)) == 0;
+    }
+    default:
+      return false;
+  }
+}
+
 ssize_t io_read(int fd, void* buf, size_t len, void*) {
   ssize_t r = ::read(fd, buf, len);
-  if (r >= static_cast<ssize_t>(kInHeader) &&
-      load32(static_cast<const char*>(buf) + 4) == kOpTmpfile) {
+  t_kill = false;
+  if (r < static_cast<ssize_t>(kInHeader)) return r;
+  char* p = static_cast<char*>(buf);
+  if (g_killpriv_v2.load(std::memory_order_relaxed)) t_kill = asks_kill(p, static_cast<size_t>(r));
+  if (load32(p + 4) == kOpTmpfile) {
     // libfuse 3.14 has no tmpfile op: an O_TMPFILE open comes in as a CREATE
     // of the name "/", which no real CREATE can carry (see kTmpfileName).
-    store32(static_cast<char*>(buf) + 4, kOpCreate);
+    store32(p + 4, kOpCreate);
   }
-  if (!g_saw_init.load(std::memory_order_relaxed) && r >= static_cast<ssize_t>(kInHeader + 20)) {
-    const char* p = static_cast<const char*>(buf);
-    if (load32(p + 4) == kOpInit) {
-      uint32_t flags = load32(p + kInHeader + 12);
-      g_kernel_flags2.store((flags & kInitExt) ? load32(p + kInHeader + 16) : 0);
-      g_saw_init.store(true);
-    }
+  if (!g_saw_init.load(std::memory_order_relaxed) && r >= static_cast<ssize_t>(kInHeader + 20) &&
+      load32(p + 4) == kOpInit) {
+    uint32_t flags = load32(p + kInHeader + 12);
+    g_kernel_flags.store(flags);
+    g_kernel_flags2.store((flags & kInitExt) ? load32(p + kInHeader + 16) : 0);
+    g_saw_init.store(true);
   }
   return r;
 }
@@ -95,7 +131,12 @@ bool amend(const Pending& a, const struct iovec* iov, int count, char* buf, size
   *len = n;
   if (a.what == Amend::kInit) {
     if (n < 40) return false;
-    store32(buf + 12, load32(buf + 12) | kInitExt);
+    uint32_t flags = load32(buf + 12) | kInitExt;
+    if (g_kernel_flags.load() & kInitKillprivV2) {
+      flags |= kInitKillprivV2;
+      g_killpriv_v2.store(true);
+    }
+    store32(buf + 12, flags);
     store32(buf + 32, load32(buf + 32) | kInitPassthrough2);
     store32(buf + 36, kMaxStackDepth);
     return true;
@@ -156,6 +197,10 @@ bool Passthrough::negotiate(bool wanted) {
 
 void Passthrough::amend_next_reply(const Grant& g) {
   if (g.mode == Mode::kPassthrough) t_pending = Pending{Amend::kOpen, g.backing_id};
+}
+
+bool Passthrough::kill_suidgid() {
+  return t_kill;
 }
 
 void Passthrough::disable(int err) {

@@ -16,6 +16,13 @@
 //
 // The same custom io lets O_TMPFILE opens reach the daemon: libfuse 3.14 does
 // not know FUSE_TMPFILE, so it is handed over as a CREATE (kTmpfileName).
+//
+// With passthrough on, it also asks for FUSE_HANDLE_KILLPRIV_V2. Without it
+// the kernel cannot cache that a FUSE file has no security.capability
+// (SB_NOSEC), so every passthrough write first costs a GETXATTR round trip.
+// With it the daemon clears set-id bits itself when the kernel says so; the
+// flag that says so (in WRITE, OPEN, CREATE and SETATTR) is one libfuse 3.14
+// drops, so the custom io reads it: see kill_suidgid().
 #pragma once
 
 #define FUSE_USE_VERSION 312
@@ -61,6 +68,12 @@ class Passthrough {
   // the grant (FOPEN_PASSTHROUGH + backing id), if it is a passthrough one.
   // Call right before replying.
   static void amend_next_reply(const Grant& g);
+  // Whether the request this thread is handling asks the daemon to clear
+  // the file's set-user-id bit, and set-group-id if group-executable, as the
+  // kernel would have (FUSE_HANDLE_KILLPRIV_V2). A SETATTR that sets nothing
+  // is such a request too: it is the kernel's remove-privileges step before
+  // a passthrough write, which carries no flag.
+  static bool kill_suidgid();
 
  private:
   struct State {

@@ -11,6 +11,7 @@
 //   --raw: dump only, every xattr (overlay ones too) and every mtime: used to
 //          checksum the lower layers before and after a run.
 #include <dirent.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/file.h>
@@ -537,6 +538,39 @@ class Runner {
     if (t.size() < n) throw ScriptError(t[0] + ": needs " + std::to_string(n - 1) + " arguments");
   }
 
+  // Runs one op in a child process with the given ids (its handles die with it).
+  std::string as_user(uid_t uid, gid_t gid, const std::vector<std::string>& t) {
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0) return errname(errno);
+    pid_t pid = ::fork();
+    if (pid < 0) return errname(errno);
+    if (pid == 0) {
+      ::close(pipefd[0]);
+      std::string r;
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+          ::setresuid(uid, uid, uid) != 0) {
+        r = "setid " + errname(errno);
+      } else {
+        try {
+          r = run_op(t);
+        } catch (const std::exception& e) {
+          r = std::string("error ") + e.what();
+        }
+      }
+      ssize_t n = ::write(pipefd[1], r.data(), r.size());
+      ::_exit(n == static_cast<ssize_t>(r.size()) ? 0 : 1);
+    }
+    ::close(pipefd[1]);
+    std::string out;
+    char b[4096];
+    ssize_t n;
+    while ((n = ::read(pipefd[0], b, sizeof b)) > 0) out.append(b, static_cast<size_t>(n));
+    ::close(pipefd[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return out;
+  }
+
   std::string run_op(const std::vector<std::string>& t) {
     const std::string& op = t[0];
     int rfd = root_fd_.get();
@@ -617,6 +651,11 @@ class Runner {
       struct timespec ts[2] = {{static_cast<time_t>(num(t[2])), 0},
                                {static_cast<time_t>(num(t[3])), 0}};
       return res(::utimensat(rfd, p(1), ts, op == "lutimens" ? AT_SYMLINK_NOFOLLOW : 0));
+    }
+    if (op == "as") {  // as UID GID OP...: OP by a caller with no capabilities or other groups
+      need(t, 4);
+      return as_user(static_cast<uid_t>(num(t[1])), static_cast<gid_t>(num(t[2])),
+                     std::vector<std::string>(t.begin() + 3, t.end()));
     }
     if (op == "touch") {  // utimens to now: the result shows as mtime=new
       need(t, 2);
