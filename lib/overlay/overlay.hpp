@@ -186,7 +186,6 @@ class Overlay {
   Result<Found> resolve(const DirStack& parent, std::string_view name, bool want_stack);
   Result<bool> lower_has(const DirStack& parent, std::string_view name);
   // The kernel's redirect_dir xattr of a directory, checked; empty if none.
-  std::string read_redirect(int dirfd);
   Node* insert_child(Node* parent, std::string_view name, Node* fresh);
   Node* find_child(Node* parent, std::string_view name);
   Result<Node*> lookup_node(Node* parent, std::string_view name);
