@@ -11,6 +11,27 @@ log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "run as root"; }
 
+# bench_args SCRIPT "NAME..." "$@": the options every benchmark takes
+# (--runs N, --no-results, --help: the script's header comment) and, for each
+# NAME listed, "--NAME VALUE" setting the variable NAME. Sets write_results;
+# runs and the NAMEs keep the defaults the script gave them.
+bench_args() {
+  local script=$1 extra=" $2 " name
+  shift 2
+  write_results=1
+  while [ $# -gt 0 ]; do
+    name=${1#--}
+    case $1 in
+      --runs) runs=$2; shift ;;
+      --no-results) write_results=0 ;;
+      -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      *) [[ $1 == --* && $extra == *" $name "* ]] || die "$script: unknown argument '$1'"
+         printf -v "$name" '%s' "$2"; shift ;;
+    esac
+    shift
+  done
+}
+
 # Installs the Debian packages the benchmarks use (only those missing).
 bench_install_deps() {
   local pkgs=(debootstrap fio fuse-overlayfs fuse3 umoci zstd gzip tar python3 gcc libc6-dev

@@ -21,16 +21,8 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=3 write_results=1
-while [ $# -gt 0 ]; do
-  case $1 in
-    --runs) runs=$2; shift ;;
-    --no-results) write_results=0 ;;
-    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "housekeeping.sh: unknown argument '$1'" ;;
-  esac
-  shift
-done
+runs=3
+bench_args housekeeping.sh "" "$@"
 
 mkdir -p "$out_dir"
 bench_build || die "layerctl does not build"

@@ -19,16 +19,8 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=5 write_results=1
-while [ $# -gt 0 ]; do
-  case $1 in
-    --runs) runs=$2; shift ;;
-    --no-results) write_results=0 ;;
-    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "runtime.sh: unknown argument '$1'" ;;
-  esac
-  shift
-done
+runs=5
+bench_args runtime.sh "" "$@"
 [ "$runs" -ge 3 ] || die "--runs: at least 3"
 
 bench_install_deps

@@ -14,18 +14,8 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=3 images=gzip,zstd,tar layers= write_results=1
-while [ $# -gt 0 ]; do
-  case $1 in
-    --runs) runs=$2; shift ;;
-    --images) images=$2; shift ;;
-    --layers) layers=$2; shift ;;
-    --no-results) write_results=0 ;;
-    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unpack.sh: unknown argument '$1'" ;;
-  esac
-  shift
-done
+runs=3 images=gzip,zstd,tar layers=
+bench_args unpack.sh "images layers" "$@"
 
 bench_install_deps
 bash "$bench_dir/images.sh"
