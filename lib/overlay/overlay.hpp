@@ -253,6 +253,8 @@ class Overlay {
     UniqueFd own;  // the object itself, when it has no name of its own (indexed copy)
   };
   Result<Real> real_of(Node* n);
+  Result<int> dir_for_new_name(Node* parent, std::string_view name,
+                               std::shared_ptr<const DirStack>* keep);
   template <typename MakeFn>
   Result<Node*> create_common(Node* parent, std::string_view name, mode_t type, const Caller& c,
                               struct stat* st, MakeFn make);

@@ -111,6 +111,21 @@ Result<void> Overlay::set_owner(int dirfd, const char* name, const Caller& c,
   return {};
 }
 
+// Before making `name` in `parent`: EEXIST if the merged view has it, else
+// the parent copied up and its upper directory's fd (open while *keep is).
+Result<int> Overlay::dir_for_new_name(Node* parent, std::string_view name,
+                                      std::shared_ptr<const DirStack>* keep) {
+  if (!parent->is_dir()) return Errno{ENOTDIR};
+  auto existing = lookup_node(parent, name);
+  if (existing) {
+    unref(existing.value());
+    return Errno{EEXIST};
+  }
+  if (existing.error() != ENOENT) return Errno{existing.error()};
+  if (auto r = copy_up(parent); !r) return Errno{r.error()};
+  return upper_dirfd(parent, keep);
+}
+
 // Creates one new name in `parent`: checks that the merged view has no such
 // name, copies the parent up, and calls make(dirfd, name) either straight in
 // the upper directory or, over a whiteout, in work/ followed by a rename over
@@ -119,16 +134,8 @@ template <typename MakeFn>
 Result<Node*> Overlay::create_common(Node* parent, std::string_view name_sv, mode_t mode,
                                      const Caller& c, struct stat* st, MakeFn make) {
   if (!writable()) return Errno{EROFS};
-  if (!parent->is_dir()) return Errno{ENOTDIR};
-  auto existing = lookup_node(parent, name_sv);
-  if (existing) {
-    unref(existing.value());
-    return Errno{EEXIST};
-  }
-  if (existing.error() != ENOENT) return Errno{existing.error()};
-  if (auto r = copy_up(parent); !r) return Errno{r.error()};
   std::shared_ptr<const DirStack> keep;
-  auto ufd_r = upper_dirfd(parent, &keep);
+  auto ufd_r = dir_for_new_name(parent, name_sv, &keep);
   if (!ufd_r) return Errno{ufd_r.error()};
   int ufd = ufd_r.value();
   std::string name = to_string(name_sv);
@@ -275,16 +282,8 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
     if (errno != ENOENT) return -1;
     return ::linkat(AT_FDCWD, anon_path, dfd, dname, AT_SYMLINK_FOLLOW);
   };
-  if (!parent->is_dir()) return Errno{ENOTDIR};
-  auto existing = lookup_node(parent, name);
-  if (existing) {
-    unref(existing.value());
-    return Errno{EEXIST};
-  }
-  if (existing.error() != ENOENT) return Errno{existing.error()};
-  if (auto r = copy_up(parent); !r) return Errno{r.error()};
   std::shared_ptr<const DirStack> keep;
-  auto ufd_r = upper_dirfd(parent, &keep);
+  auto ufd_r = dir_for_new_name(parent, name, &keep);
   if (!ufd_r) return Errno{ufd_r.error()};
   int ufd = ufd_r.value();
   std::string nm = to_string(name);
