@@ -6,13 +6,25 @@
 
 namespace layer::overlay {
 
-std::vector<std::string> split_escaped(const std::string& s, char sep) {
+namespace {
+
+// Splits at unescaped `sep`. For a mount option list (`options`) a backslash
+// stays before what it escapes unless that is the separator, so that
+// lowerdir's own split at ':' still sees escaped colons, and a separator
+// inside double quotes does not split: SELinux labels come as
+// context="...:s0:c1,c2", as the kernel parses them.
+std::vector<std::string> split(const std::string& s, char sep, bool options) {
   std::vector<std::string> out;
   std::string cur;
+  bool quoted = false;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\' && i + 1 < s.size()) {
+      if (options && s[i + 1] != sep) cur += '\\';
       cur += s[++i];
-    } else if (s[i] == sep) {
+    } else if (options && s[i] == '"') {
+      quoted = !quoted;
+      cur += s[i];
+    } else if (s[i] == sep && !quoted) {
       out.push_back(std::move(cur));
       cur.clear();
     } else {
@@ -23,32 +35,8 @@ std::vector<std::string> split_escaped(const std::string& s, char sep) {
   return out;
 }
 
-namespace {
-
-// Splits at unescaped commas but keeps backslashes, so that lowerdir's own
-// split at ':' still sees escaped colons. A comma inside double quotes does not
-// split either: SELinux labels come as context="...:s0:c1,c2", as the kernel
-// parses them.
 std::vector<std::string> split_options(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      if (s[i + 1] != ',') cur += '\\';
-      cur += s[++i];
-    } else if (s[i] == '"') {
-      quoted = !quoted;
-      cur += s[i];
-    } else if (s[i] == ',' && !quoted) {
-      out.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += s[i];
-    }
-  }
-  out.push_back(std::move(cur));
-  return out;
+  return split(s, ',', true);
 }
 
 std::string unescape(const std::string& s) {
@@ -99,6 +87,10 @@ constexpr const char* kIgnoredValued[] = {
 };
 
 }  // namespace
+
+std::vector<std::string> split_escaped(const std::string& s, char sep) {
+  return split(s, sep, false);
+}
 
 void MountOptions::parse(const std::string& opts) {
   for (const auto& raw : split_options(opts)) {
