@@ -621,7 +621,12 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       continue;
     }
     const auto& ent = entries[static_cast<size_t>(i - 2)];
-    if (!plus) {
+    // READDIRPLUS resolves directories only: a walk (find, ls -R, du of
+    // names) descends into them, so the kernel would look each up anyway,
+    // while resolving every file would stat it in each layer. A file goes
+    // out as name, type and d_ino with node id 0, which the kernel emits
+    // without making a dentry; stat-heavy readers (ls -l) look it up.
+    if (!plus || (ent.type != DT_DIR && ent.type != DT_UNKNOWN)) {
       e.attr.st_ino = ent.ino;
       e.attr.st_mode = static_cast<mode_t>(DTTOIF(ent.type));
       if (!add(ent.name.c_str(), e.attr, &e, i + 1)) break;
