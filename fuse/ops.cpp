@@ -1,6 +1,7 @@
 // The low-level FUSE operations table of layerfs (after libfuse's
 // example/passthrough_hp.cc): a handler decodes, calls the overlay core and
 // replies once.
+#include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -34,12 +35,6 @@ struct File {
   Passthrough::Mode mode = Passthrough::Mode::kCached;
 };
 
-struct Dir {
-  Node* node;
-  std::mutex mu;  // guards listing
-  std::shared_ptr<const overlay::Listing> listing;
-};
-
 Daemon& daemon_of(fuse_req_t req) {
   return *static_cast<Daemon*>(fuse_req_userdata(req));
 }
@@ -50,9 +45,6 @@ Node* node_of(Daemon& d, fuse_ino_t ino) {
 
 File* file_of(fuse_file_info* fi) {
   return reinterpret_cast<File*>(fi->fh);
-}
-Dir* dir_of(fuse_file_info* fi) {
-  return reinterpret_cast<Dir*>(fi->fh);
 }
 
 overlay::Caller caller_of(fuse_req_t req) {
@@ -564,42 +556,21 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info
 
 // ---------------------------------------------------------------- directories
 
-void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  guard(req, "opendir", [&] {
-    Daemon& d = daemon_of(req);
-    Node* n = node_of(d, ino);
-    if (!n->is_dir()) return reply_err(req, ENOTDIR);
-    auto* dir = new Dir{n, {}, {}};
-    d.ov().ref(n);
-    fi->fh = reinterpret_cast<uint64_t>(dir);
-    fi->keep_cache = 1;
-    fi->cache_readdir = 1;
-    if (fuse_reply_open(req, fi) != 0) {
-      d.ov().unref(n);
-      delete dir;
-    }
-  });
+// No OPENDIR or RELEASEDIR round trip per opendir(3): the first OPENDIR
+// answers ENOSYS, after which the kernel opens directories by itself (with
+// FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR). Readdir offsets are name hashes (see
+// overlay::Listing), so no per-open snapshot is needed for telldir/seekdir.
+void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  fuse_reply_err(req, ENOSYS);
 }
 
-// Offsets: 1 after ".", 2 after "..", 2+i+1 after entry i of the snapshot the
-// handle took at offset 0 (telldir/seekdir stay valid while it is held).
-void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
-                bool plus) {
+// Offsets: 1 after ".", 2 after "..", then each entry's own offset.
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Daemon& d = daemon_of(req);
-  Dir* dir = dir_of(fi);
   Node* n = node_of(d, ino);
-  std::shared_ptr<const overlay::Listing> listing;
-  {
-    std::lock_guard<std::mutex> g(dir->mu);
-    listing = dir->listing;
-  }
-  if (off == 0 || !listing) {
-    auto r = d.ov().list(n);
-    if (!r) return reply_err(req, r.error());
-    listing = r.value();
-    std::lock_guard<std::mutex> g(dir->mu);
-    dir->listing = listing;
-  }
+  auto r = d.ov().list(n);
+  if (!r) return reply_err(req, r.error());
+  std::shared_ptr<const overlay::Listing> listing = std::move(r).value();
   std::vector<char> buf(size);
   size_t used = 0;
   auto add = [&](const char* name, const struct stat& st, const fuse_entry_param* e,
@@ -611,16 +582,18 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     used += len;
     return true;
   };
+  fuse_entry_param dot{};
+  dot.attr.st_mode = S_IFDIR;
+  dot.attr.st_ino = n->ino;
+  bool full = false;
+  for (off_t i = off; i < 2 && !full; ++i) full = !add(i == 0 ? "." : "..", dot.attr, &dot, i + 1);
   const auto& entries = listing->entries;
-  for (off_t i = off; i < static_cast<off_t>(entries.size()) + 2; ++i) {
+  auto first = std::upper_bound(entries.begin(), entries.end(), static_cast<uint64_t>(off),
+                                [](uint64_t o, const overlay::DirEntry& e) { return o < e.off; });
+  for (auto it = first; it != entries.end() && !full; ++it) {
     fuse_entry_param e{};
-    if (i < 2) {
-      e.attr.st_mode = S_IFDIR;
-      e.attr.st_ino = n->ino;
-      if (!add(i == 0 ? "." : "..", e.attr, &e, i + 1)) break;
-      continue;
-    }
-    const auto& ent = entries[static_cast<size_t>(i - 2)];
+    const auto& ent = *it;
+    const off_t next = static_cast<off_t>(ent.off);
     // READDIRPLUS resolves directories only: a walk (find, ls -R, du of
     // names) descends into them, so the kernel would look each up anyway,
     // while resolving every file would stat it in each layer. A file goes
@@ -629,50 +602,41 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     if (!plus || (ent.type != DT_DIR && ent.type != DT_UNKNOWN)) {
       e.attr.st_ino = ent.ino;
       e.attr.st_mode = static_cast<mode_t>(DTTOIF(ent.type));
-      if (!add(ent.name.c_str(), e.attr, &e, i + 1)) break;
+      if (!add(ent.name.c_str(), e.attr, &e, next)) break;
       continue;
     }
     struct stat st;
-    auto r = d.ov().lookup(n, ent.name, &st);
-    if (!r) {
-      if (r.error() == ENOENT) continue;  // removed since the snapshot
-      if (used == 0) return reply_err(req, r.error());
+    auto found = d.ov().lookup(n, ent.name, &st);
+    if (!found) {
+      if (found.error() == ENOENT) continue;  // removed since the listing
+      if (used == 0) return reply_err(req, found.error());
       break;
     }
-    e.ino = reinterpret_cast<fuse_ino_t>(r.value());
+    e.ino = reinterpret_cast<fuse_ino_t>(found.value());
     e.attr = st;
-    e.attr_timeout = attr_timeout(d, r.value());
+    e.attr_timeout = attr_timeout(d, found.value());
     e.entry_timeout = d.timeout();
-    if (!add(ent.name.c_str(), st, &e, i + 1)) {
-      d.ov().unref(r.value());
+    if (!add(ent.name.c_str(), st, &e, next)) {
+      d.ov().unref(found.value());
       break;
     }
   }
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  guard(req, "readdir", [&] { do_readdir(req, ino, size, off, fi, false); });
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  guard(req, "readdir", [&] { do_readdir(req, ino, size, off, false); });
 }
 
-void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  guard(req, "readdirplus", [&] { do_readdir(req, ino, size, off, fi, true); });
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  guard(req, "readdirplus", [&] { do_readdir(req, ino, size, off, true); });
 }
 
-void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  Daemon& d = daemon_of(req);
-  Dir* dir = dir_of(fi);
-  Node* n = dir->node;
-  delete dir;
-  d.ov().unref(n);
-  fuse_reply_err(req, 0);
-}
-
-void op_fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   guard(req, "fsyncdir", [&] {
     Daemon& d = daemon_of(req);
     if (!d.opts().fsync || !d.ov().writable()) return reply_err(req, 0);
-    Node* n = dir_of(fi)->node;
+    Node* n = node_of(d, ino);
     if (n->layer.load() != overlay::kUpper) return reply_err(req, 0);
     auto r = d.ov().fsync_dir(n, datasync != 0);
     reply_void(req, r);
@@ -756,7 +720,6 @@ fuse_lowlevel_ops make_ops() {
   o.opendir = op_opendir;
   o.readdir = op_readdir;
   o.readdirplus = op_readdirplus;
-  o.releasedir = op_releasedir;
   o.fsyncdir = op_fsyncdir;
   o.statfs = op_statfs;
   o.setxattr = op_setxattr;

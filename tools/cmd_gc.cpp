@@ -20,18 +20,20 @@ const char* kind_name(store::GcItem::Kind k) {
       return "blob";
     case store::GcItem::Kind::Tmp:
       return "tmp";
+    case store::GcItem::Kind::Quarantined:
+      return "quarantined";
   }
   return "?";
 }
 
 int run_gc(Globals& g, std::vector<std::string>& args) {
-  auto o = parse_options(args, {{"dry-run", false, 'n'}}, g);
+  auto o = parse_options(args, {{"dry-run", false, 'n'}, {"quarantine", false, 0}}, g);
   if (!args.empty()) throw UsageError("takes no arguments");
   bool dry = o.count("dry-run") > 0;
   // The exclusive lock waits for running pulls and mounts (they hold it
   // shared); tmp/ is swept by gc itself so that it is accounted for.
   store::Store st = store::Store::open(g.root, store::LockMode::Exclusive, false);
-  store::GcReport rep = st.gc(dry);
+  store::GcReport rep = st.gc(dry, o.count("quarantine") > 0);
   if (g.json) {
     nlohmann::json items = nlohmann::json::array();
     for (const auto& i : rep.items)
@@ -55,17 +57,18 @@ int run_gc(Globals& g, std::vector<std::string>& args) {
 const Command::Register kRegister({
     "gc",
     "remove layers, blobs and temporary files nothing references",
-    "Usage: layerctl gc [--dry-run] [--json] [-q]\n"
+    "Usage: layerctl gc [--dry-run] [--quarantine] [--json] [-q]\n"
     "\n"
     "Removes every layer that no image or container uses, every blob (manifest,\n"
     "config, layer blob) no image references, and every tmp/ entry no running\n"
     "process holds. Each is renamed into tmp/ before it is deleted, so a crash\n"
     "never leaves part of a layer in view. Layers under quarantine/ (fsck\n"
-    "--repair) are kept. gc takes the store's exclusive lock: it waits for\n"
+    "--repair) are kept unless --quarantine is given. gc takes the store's exclusive lock: it waits for\n"
     "running pulls and mounts, which hold the lock until the image or container\n"
     "record that references their layers is written.\n"
     "\n"
     "  -n, --dry-run   list what would be removed and the bytes it would free\n"
+    "  --quarantine    also remove what fsck --repair moved to quarantine/\n"
     "  --json          print {dry_run, removed: [{kind, name, bytes}], bytes}\n"
     "  -q              print only the total\n"
     "\n"

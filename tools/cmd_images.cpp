@@ -38,7 +38,8 @@ int run_images(Globals& g, std::vector<std::string>& args) {
                      {"size", i.size},
                      {"created", i.created},
                      {"pulled_at", i.pulled_at},
-                     {"layers", layers}});
+                     {"layers", layers},
+                     {"broken", i.broken.empty() ? nlohmann::json(nullptr) : nlohmann::json(i.broken)}});
     }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
@@ -51,7 +52,8 @@ int run_images(Globals& g, std::vector<std::string>& args) {
   }
   std::vector<std::vector<std::string>> rows{{"NAME", "ID", "SIZE", "CREATED"}};
   for (const auto& i : images)
-    rows.push_back({i.ref, short_id(i.config.hex), human_bytes(i.size), short_time(i.created)});
+    rows.push_back({i.broken.empty() ? i.ref : i.ref + " (broken)", short_id(i.config.hex),
+                    human_bytes(i.size), short_time(i.created)});
   print_table(rows);
   return 0;
 }
@@ -62,7 +64,9 @@ const Command::Register kRegister({
     "Usage: layerctl images [--json] [-q]\n"
     "\n"
     "Lists the images in the store: name, id (config digest), unpacked size and\n"
-    "creation time. --json prints every field; -q prints only the ids.\n",
+    "creation time. An image fsck --repair could not restore is shown as\n"
+    "'NAME (broken)' and cannot be mounted until it is pulled again. --json prints\n"
+    "every field (\"broken\": the reason, or null); -q prints only the ids.\n",
     run_images,
 });
 

@@ -113,6 +113,9 @@ void check_mount_request(const store::Store& st, const MountRequest& req) {
     throw Error("'" + req.dir + "': already a mount point (" + t + ")");
   auto img = st.find_image(req.image);
   if (!img) throw Error("'" + req.image + "': no such image");
+  if (!img->broken.empty())
+    throw Error("'" + req.image + "': marked broken by fsck --repair (" + img->broken +
+                "); pull it again or remove it with rmi");
   for (const auto& d : img->diff_ids)
     if (!st.has_layer(d)) throw Error("'" + req.image + "': layer " + d.str() + " is missing");
   for (const auto& c : st.containers()) {

@@ -35,9 +35,15 @@ struct DirEntry {
   std::string name;
   uint64_t ino;
   unsigned char type;  // DT_*
+  uint64_t off = 0;    // its readdir offset: a hash of the name (see Listing)
 };
 // A merged directory's entries (no ".", "..", whiteouts or internal names).
 // Immutable once built; any change to the directory drops the cached one.
+// Entries are sorted by `off`, a hash of the name (>= 3, strictly
+// increasing), as ext4 does for its hashed directories: an offset stays
+// valid across listings, so a reader that resumes (the next READDIR, or
+// seekdir to a telldir value) after entries were added or removed neither
+// repeats nor skips the entries that stayed, with no per-open snapshot.
 struct Listing {
   std::vector<DirEntry> entries;
   uint32_t subdirs = 0;

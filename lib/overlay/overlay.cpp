@@ -11,9 +11,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <string_view>
 #include <unordered_set>
 
 #include "overlay/xattr_path.hpp"
@@ -706,6 +709,14 @@ Result<std::shared_ptr<const Listing>> Overlay::build_listing(const DirStack& st
     }
     for (auto& h : hidden_below) seen.insert(std::move(h));
   }
+  // Offsets 1 and 2 are "." and ".."; names hash into [3, 2^62 + 3).
+  for (auto& e : out->entries) e.off = (std::hash<std::string_view>{}(e.name) >> 2) + 3;
+  std::sort(out->entries.begin(), out->entries.end(), [](const DirEntry& a, const DirEntry& b) {
+    return a.off != b.off ? a.off < b.off : a.name < b.name;
+  });
+  for (size_t i = 1; i < out->entries.size(); ++i)  // a collision: the next free value
+    if (out->entries[i].off <= out->entries[i - 1].off)
+      out->entries[i].off = out->entries[i - 1].off + 1;
   return std::shared_ptr<const Listing>(std::move(out));
 }
 

@@ -591,7 +591,7 @@ void Store::mark_image_broken(const std::string& ref, const std::string& reason)
   write_record(path, image_to_json(rec).dump(2) + "\n");
 }
 
-GcReport Store::gc(bool dry_run) {
+GcReport Store::gc(bool dry_run, bool quarantine) {
   if (mode_ != LockMode::Exclusive)
     throw Error("store " + root_ + ": gc needs the exclusive store lock");
   std::set<Digest> used_layers, used_blobs;
@@ -648,6 +648,9 @@ GcReport Store::gc(bool dry_run) {
       remove(GcItem::Kind::Blob, bdir, hex, valid ? s : bdir + "/" + hex);
     }
   }
+  if (quarantine && sys::exists_at(root_fd_.get(), Layout::quarantine_dir()))
+    for (const auto& name : sys::xlist_dir(root_fd_.get(), Layout::quarantine_dir()))
+      remove(GcItem::Kind::Quarantined, Layout::quarantine_dir(), name, name);
   for (auto& item : sweep_tmp(dry_run)) {
     report.bytes += item.bytes;
     report.items.push_back(std::move(item));

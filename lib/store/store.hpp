@@ -59,8 +59,8 @@ enum class LockMode { Shared, Exclusive };
 
 // What gc removed (or, with dry_run, would remove).
 struct GcItem {
-  enum class Kind { Layer, Blob, Tmp } kind;
-  std::string name;    // digest, or the tmp/ entry's name
+  enum class Kind { Layer, Blob, Tmp, Quarantined } kind;
+  std::string name;    // digest, or the tmp/ or quarantine/ entry's name
   uint64_t bytes = 0;  // disk blocks freed (st_blocks * 512, hardlinks once)
 };
 struct GcReport {
@@ -124,13 +124,14 @@ class Store {
   // Removes every layer and blob that no image or container references and
   // every tmp/ entry no live process holds, each by a rename into tmp/ and
   // then deletion, so a crash leaves nothing half-removed in view. Layers
-  // under quarantine/ are kept. With dry_run, only reports.
+  // under quarantine/ are kept unless `quarantine` is set (they were moved
+  // there by fsck --repair for inspection). With dry_run, only reports.
   // REQUIRES LockMode::Exclusive. Safe against concurrent pulls and mounts:
   // every writer of layers and references holds the shared store lock from
   // before it publishes a layer until after it has written the image or
   // container record that references it, so under the exclusive lock no
   // layer is "published but not yet referenced".
-  GcReport gc(bool dry_run = false);
+  GcReport gc(bool dry_run = false, bool quarantine = false);
 
   // Moves a layer (or blob) out of layers/ (blobs/) into
   // quarantine/<kind>-<alg>-<hex>-<time>, for fsck --repair. Returns the new

@@ -51,6 +51,12 @@ grep -rqx "tampered" $q || fail "the damaged copy of the base layer was not kept
 [ -f "$(ls -d "$STORE"/quarantine/layer-sha256-"${a2id#sha256:}"-*)/diff/srv/intruder" ] ||
   fail "the quarantined layer lost its contents"
 expect_contains "$(lc --json images)" '"name": "oci:'"$T"'/oci2:two"'
+expect_contains "$(lc --json images)" '"broken": "'
+expect_contains "$(lc images)" "oci:$T/oci2:two (broken)"
+expect_not_contains "$(lc images)" "oci:$T/oci:one (broken)"
+rc=0; out=$(lc mount "oci:$T/oci2:two" "$T/mnt-broken" 2>&1) || rc=$?
+[ "$rc" -eq 1 ] || fail "mounting a broken image should fail (exit 1), got $rc: $out"
+expect_contains "$out" "oci:$T/oci2:two': marked broken by fsck --repair"
 rc=0; out=$(lc fsck 2>&1) || rc=$?
 [ "$rc" -eq 1 ] || fail "broken image should still count as damage"
 expect_contains "$out" "image oci:$T/oci2:two: marked broken"
@@ -60,6 +66,17 @@ expect_not_contains "$out" "image oci:$T/oci:one:"
 # Once the broken image is removed, the store is clean again.
 lc rmi "oci:$T/oci2:two" >/dev/null
 out=$(lc fsck) || fail "fsck after rmi of the broken image: $out"
+
+# gc keeps quarantine/ unless asked; --quarantine empties it.
+lc gc >/dev/null
+[ "$(ls "$STORE/quarantine" | wc -l)" -eq 2 ] || fail "gc without --quarantine removed quarantined layers"
+out=$(lc gc --quarantine --dry-run)
+expect_contains "$out" "Would remove quarantined layer-sha256-${a2id#sha256:}-"
+[ "$(ls "$STORE/quarantine" | wc -l)" -eq 2 ] || fail "gc --dry-run removed something"
+out=$(lc gc --quarantine)
+expect_contains "$out" "Removed 2 items"
+[ -z "$(ls "$STORE/quarantine")" ] || fail "gc --quarantine left: $(ls "$STORE/quarantine")"
+out=$(lc fsck) || fail "fsck after gc --quarantine: $out"
 
 # A layer unpacked before file lists existed: noted, not damage.
 rm "$(dirname "$base")/files.json.zst"
