@@ -54,6 +54,7 @@ expect_contains "$(lc --json images)" '"name": "oci:'"$T"'/oci2:two"'
 expect_contains "$(lc --json images)" '"broken": "'
 expect_contains "$(lc images)" "oci:$T/oci2:two (broken)"
 expect_not_contains "$(lc images)" "oci:$T/oci:one (broken)"
+mkdir -p "$T/mnt-broken"
 rc=0; out=$(lc mount "oci:$T/oci2:two" "$T/mnt-broken" 2>&1) || rc=$?
 [ "$rc" -eq 1 ] || fail "mounting a broken image should fail (exit 1), got $rc: $out"
 expect_contains "$out" "oci:$T/oci2:two': marked broken by fsck --repair"
