@@ -379,6 +379,19 @@ void reply_open(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsigned
   }
 }
 
+// With passthrough, the daemon's own fd of an upper file is the backing file
+// when it is opened read-write (see Passthrough::acquire); else every open
+// pays for a second open of the file through /proc. The kernel still
+// enforces the caller's access mode on its side. `fresh`: a file being
+// created (no other opener, nothing to copy up).
+int backing_flags(Daemon& d, Node* n, int flags, bool fresh) {
+  if (!d.pt().active() || (flags & O_ACCMODE) == O_RDWR ||
+      (flags & (O_APPEND | O_DIRECT | O_SYNC | O_DSYNC | O_TRUNC | O_PATH)))
+    return flags;
+  if (!fresh && (n->layer.load() != overlay::kUpper || d.ov().partial_of(n))) return flags;
+  return (flags & ~O_ACCMODE) | O_RDWR;
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guard(req, "open", [&] {
     Daemon& d = daemon_of(req);
@@ -389,7 +402,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (d.pt().active())
       if (auto p = d.ov().partial_of(n))
         if (auto w = d.ov().complete(*p); !w) return reply_err(req, w.error());
-    auto r = d.ov().open_file(n, flags);
+    const int bflags = backing_flags(d, n, flags, false);
+    auto r = d.ov().open_file(n, bflags);
+    if (!r && bflags != flags && r.error() != ENOENT)  // read-write refused: as asked
+      r = d.ov().open_file(n, flags);
     if (!r) return reply_err(req, r.error());
     if (flags & O_TRUNC)
       if (auto k = kill_suidgid(req, d, n, ino, r->fd.get()); !k) return reply_err(req, k.error());
@@ -409,7 +425,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     UniqueFd fd;
     auto r = std::strcmp(name, kTmpfileName) == 0
                  ? d.ov().tmpfile(node_of(d, parent), mode, flags, caller_of(req), &st, &fd)
-                 : d.ov().create(node_of(d, parent), name, mode, flags, caller_of(req), &st, &fd);
+                 : d.ov().create(node_of(d, parent), name, mode,
+                                 backing_flags(d, nullptr, flags, true), caller_of(req), &st, &fd);
     if (!r) return reply_err(req, r.error());
     Node* n = r.value();
     auto* f = new File{n, flags, {}, std::move(fd), false};
