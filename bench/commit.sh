@@ -211,14 +211,7 @@ PY
 )
 echo "$table"
 if [ "$write_results" = 1 ]; then
-  python3 - "$bench_dir/RESULTS.md" "$table" "$(date -u +%Y-%m-%d) $(uname -r), $(nproc) cores" <<'PY'
-import re, sys
-path, table, when = sys.argv[1:4]
-text = open(path).read()
-body = "## commit\n\nMeasured by `bench/commit.sh` (%s).\n\n%s\n" % (when, table)
-m = re.search(r"^## commit\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-text = text[:m.start()] + body + ("\n" + text[m.end():] if m.end() < len(text) else "") if m else text.rstrip("\n") + "\n\n" + body
-open(path, "w").write(text)
-PY
-  log "wrote the commit section of $bench_dir/RESULTS.md"
+  write_results_section commit "Measured by \`bench/commit.sh\` ($(date -u +%Y-%m-%d) $(uname -r), $(nproc) cores).
+
+$table"
 fi

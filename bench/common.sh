@@ -105,3 +105,21 @@ bench_rounds() {
 median() {
   python3 -c 'import sys,statistics; v=[float(x) for x in sys.stdin.read().split()]; print(statistics.median(v) if v else "nan")'
 }
+
+# write_results_section NAME TEXT: replaces (or appends) the "## NAME" section
+# of bench/RESULTS.md with "## NAME", a blank line and TEXT.
+write_results_section() {
+  python3 - "$bench_dir/RESULTS.md" "$1" "$2" <<'PY'
+import re, sys
+path, name, body = sys.argv[1:4]
+body = "## %s\n\n%s\n" % (name, body)
+text = open(path).read()
+m = re.search(r"^## %s\n.*?(?=^## |\Z)" % re.escape(name), text, flags=re.S | re.M)
+if m:
+    text = text[:m.start()] + body + ("\n" + text[m.end():] if m.end() < len(text) else "")
+else:
+    text = text.rstrip("\n") + "\n\n" + body
+open(path, "w").write(text)
+PY
+  log "wrote the $1 section of $bench_dir/RESULTS.md"
+}

@@ -132,18 +132,8 @@ PY
 )
 echo "$table"
 if [ "$write_results" = 1 ]; then
-  python3 - "$bench_dir/RESULTS.md" "$table" "$(date -u '+%Y-%m-%d %H:%M UTC') $(uname -r), $(nproc) cores, median of $runs runs" <<'PY'
-import re, sys
-path, table, when = sys.argv[1:4]
-text = open(path).read()
-body = ("## housekeeping\n\nMeasured by `bench/housekeeping.sh` (%s). Image: debian-gzip:latest "
-        "from `bench/images.sh`. fsck and both coreutils checks read every file of the same four "
-        "layer trees, single-threaded; fsck also compares each entry's metadata and xattrs against "
-        "the file list and checks the blobs and records. Cold = after `drop_caches`.\n\n%s\n" % (when, table))
-m = re.search(r"^## housekeeping\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-text = text[:m.start()] + body + ("\n" + text[m.end():] if m.end() < len(text) else "") if m else text.rstrip("\n") + "\n\n" + body
-open(path, "w").write(text)
-PY
-  log "wrote the housekeeping section of $bench_dir/RESULTS.md"
+  write_results_section housekeeping "Measured by \`bench/housekeeping.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC') $(uname -r), $(nproc) cores, median of $runs runs). Image: debian-gzip:latest from \`bench/images.sh\`. fsck and both coreutils checks read every file of the same four layer trees, single-threaded; fsck also compares each entry's metadata and xattrs against the file list and checks the blobs and records. Cold = after \`drop_caches\`.
+
+$table"
 fi
 rm -rf "$work"/store*

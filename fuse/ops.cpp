@@ -1,12 +1,12 @@
 // The low-level FUSE operations table of layerfs (after libfuse's
 // example/passthrough_hp.cc): a handler decodes, calls the overlay core and
 // replies once.
-#include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <cstring>
 #include <mutex>

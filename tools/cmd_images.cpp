@@ -31,15 +31,16 @@ int run_images(Globals& g, std::vector<std::string>& args) {
     for (const auto& i : images) {
       nlohmann::json layers = nlohmann::json::array();
       for (const auto& d : i.diff_ids) layers.push_back(d.str());
-      out.push_back({{"name", i.ref},
-                     {"id", i.config.str()},
-                     {"manifest", i.manifest.str()},
-                     {"platform", i.platform},
-                     {"size", i.size},
-                     {"created", i.created},
-                     {"pulled_at", i.pulled_at},
-                     {"layers", layers},
-                     {"broken", i.broken.empty() ? nlohmann::json(nullptr) : nlohmann::json(i.broken)}});
+      out.push_back(
+          {{"name", i.ref},
+           {"id", i.config.str()},
+           {"manifest", i.manifest.str()},
+           {"platform", i.platform},
+           {"size", i.size},
+           {"created", i.created},
+           {"pulled_at", i.pulled_at},
+           {"layers", layers},
+           {"broken", i.broken.empty() ? nlohmann::json(nullptr) : nlohmann::json(i.broken)}});
     }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;

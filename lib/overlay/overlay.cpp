@@ -478,7 +478,6 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
   return f;
 }
 
-
 Result<bool> Overlay::lower_has(const DirStack& parent, std::string_view name_sv) {
   char name[NAME_MAX + 1];
   std::memcpy(name, name_sv.data(), name_sv.size());

@@ -4,17 +4,9 @@
 # errors; each upper must then mount with the other implementation and show
 # the same tree; the lower layers must not change.
 set -euo pipefail
-: "${LAYERFS:?}" "${SRCDIR:?}"
-[ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root (kernel overlayfs, mknod)"; exit 77; }
+: "${SRCDIR:?}"
+source "$(dirname "$0")/lib.sh" smoke
 tree="$SRCDIR/tests/mount/smoke_tree.py"
-
-t=$(mktemp -d /tmp/layerfs-smoke.XXXXXX)
-cleanup() {
-  for m in "$t"/*/mnt; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-  rm -rf "$t"
-}
-trap cleanup EXIT
 
 # Two lower layers in the kernel's format, with every kind of marker.
 mk_layers() {

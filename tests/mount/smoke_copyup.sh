@@ -4,16 +4,7 @@
 # data, unmount leaves plain overlay files, and after kill -9 the next mount
 # completes what was left (every file is its lower version or its whole copy).
 set -euo pipefail
-: "${LAYERFS:?}"
-[ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
-
-t=$(mktemp -d /tmp/layerfs-copyup.XXXXXX)
-cleanup() {
-  umount "$t/mnt" 2>/dev/null || umount -l "$t/mnt" 2>/dev/null || true
-  rm -rf "$t"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh" copyup
 mkdir -p "$t/l1" "$t/u" "$t/w" "$t/mnt"
 python3 - "$t/l1" <<'PY'
 import os, sys

@@ -3,16 +3,7 @@
 # read-only mounts, background start with a log file, SIGTERM unmounts and
 # exits cleanly, `umount` ends the daemon.
 set -euo pipefail
-: "${LAYERFS:?}"
-[ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
-
-t=$(mktemp -d /tmp/layerfs-daemon.XXXXXX)
-cleanup() {
-  umount "$t/mnt" 2>/dev/null || umount -l "$t/mnt" 2>/dev/null || true
-  rm -rf "$t"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh" daemon
 mkdir -p "$t/l1" "$t/l2" "$t/u" "$t/w" "$t/mnt"
 echo one >"$t/l2/f"
 echo two >"$t/l1/g"
