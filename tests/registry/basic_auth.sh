@@ -27,6 +27,19 @@ step "--creds"
 expect_fail "HTTP 401 unauthorized .*tried credentials from --creds" "$REGFETCH" "${CERTS[@]}" --creds alice:wrong "$R/private/app:1"
 run "$REGFETCH" "${CERTS[@]}" --creds "alice:$PASS_WORD" "$R/private/app:1" || fail "--creds"
 run "$LAYERCTL" pull -q "${CERTS[@]}" --creds "alice:$PASS_WORD" "$R/private/app:1" || fail "pull --creds"
+
+step "layerctl push over TLS with Basic auth"
+expect_fail "registry $R: HTTP 401 unauthorized" \
+  "$LAYERCTL" push "${CERTS[@]}" "$R/private/app:1" "$R/private/copy:1"
+expect_fail "TLS failure talking to $R" \
+  "$LAYERCTL" push --creds "alice:$PASS_WORD" "$R/private/app:1" "$R/private/copy:1"
+run "$LAYERCTL" push "${CERTS[@]}" --creds "alice:$PASS_WORD" "$R/private/app:1" "$R/private/copy:1" ||
+  fail "push --creds --cert-dir"
+id1=$("$LAYERCTL" images --json | "$PY" -c 'import json,sys; print([i["id"] for i in json.load(sys.stdin) if i["name"].endswith("/private/app:1")][0])')
+LAYERFS_ROOT=$WORK/store2 run "$LAYERCTL" pull -q "${CERTS[@]}" --creds "alice:$PASS_WORD" "$R/private/copy:1" ||
+  fail "pull of the pushed copy"
+id2=$(LAYERFS_ROOT=$WORK/store2 "$LAYERCTL" images --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+[ "$id1" = "$id2" ] || fail "pushed image id $id2, want $id1"
 "$LAYERCTL" rmi "$R/private/app:1" >/dev/null
 
 step "layerctl login: refuses bad credentials, stores good ones in auth.json (0600)"
