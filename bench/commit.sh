@@ -42,7 +42,7 @@ reg_pid=
 mounted=
 cleanup() {
   [ -n "$mounted" ] && { "$layerctl" --root "$work/lc" umount "$mounted" >/dev/null 2>&1 || umount -l "$mounted" 2>/dev/null || true; }
-  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && { wait "$reg_pid" 2>/dev/null || true; }
   podman --root "$work/pd" --runroot "$work/pd-run" --storage-driver overlay rm -af >/dev/null 2>&1 || true
   podman --root "$work/pd" --runroot "$work/pd-run" --storage-driver overlay unshare true >/dev/null 2>&1 || true
   umount -R "$work/pd/overlay" 2>/dev/null || true

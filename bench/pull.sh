@@ -41,7 +41,7 @@ rm -rf "$work"
 mkdir -p "$work"
 reg_pid=
 cleanup() {
-  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && { wait "$reg_pid" 2>/dev/null || true; }
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -1,6 +1,12 @@
 #include "pull/puller.hpp"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <exception>
 #include <mutex>
@@ -8,7 +14,11 @@
 #include <thread>
 
 #include "oci/media_types.hpp"
+#include "overlay/overlay.hpp"
+#include "overlay/xattr_path.hpp"
+#include "store/layout.hpp"
 #include "util/error.hpp"
+#include "util/sys.hpp"
 
 namespace layer::pull {
 
@@ -35,6 +45,83 @@ void verify_document(const std::string& what, const std::string& bytes, const oc
     throw Error(what + " " + d.digest.str() + ": size " + std::to_string(bytes.size()) +
                 " differs from the descriptor's " + std::to_string(d.size));
 }
+
+// Whether the directory `rel` of a layer's tree is opaque (hides the layers
+// below it). False if it is not a directory there.
+bool opaque_in(int diff_dirfd, const std::string& rel) {
+  auto fd = sys::open_beneath(diff_dirfd, rel.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW, 0,
+                              RESOLVE_NO_SYMLINKS);
+  if (!fd) return false;
+  overlay::XattrPath p(fd->get(), nullptr);
+  for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
+    char v[4];
+    if (p.get(name, v, sizeof v) == 1 && v[0] == 'y') return true;
+  }
+  return false;
+}
+
+// Whether `rel` is a symlink in the tree at `diff` (relative to the store root).
+bool symlink_in(const store::Store& store, const Digest& diff_id, const std::string& rel) {
+  std::string path = store::Layout::layer_diff(diff_id) + "/" + rel;
+  auto fd =
+      sys::open_beneath(store.root_fd(), path.c_str(), O_PATH | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
+  struct stat st;
+  return fd && ::fstat(fd->get(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+}  // namespace
+
+void check_write_through(const store::Store& store, const std::vector<Digest>& diff_ids, size_t i,
+                         const store::LayerInfo& info, int diff_dirfd, const std::string& image) {
+  if (i == 0 || info.implicit_dirs.empty()) return;
+  // The layers below, merged exactly as a mount merges them (whiteouts,
+  // opaque directories), read-only.
+  overlay::MountOptions mo;
+  for (size_t j = i; j-- > 0;)
+    mo.lowerdirs.push_back(store.root() + "/" + store::Layout::layer_diff(diff_ids[j]));
+  std::unique_ptr<overlay::Overlay> ov = overlay::Overlay::open(mo);
+  for (const auto& [dir, entry] : info.implicit_dirs) {
+    // Walk down to `dir` in the merged lower view. A component this layer
+    // has an entry for replaces what is below unless both are directories;
+    // an implicit one merges with whatever is below, and a symlink there is
+    // what the entry was written through.
+    overlay::Node* cur = ov->root();
+    ov->ref(cur);
+    std::string through;
+    for (size_t pos = 0; pos <= dir.size();) {
+      size_t slash = dir.find('/', pos);
+      if (slash == std::string::npos) slash = dir.size();
+      std::string comp = dir.substr(pos, slash - pos), prefix = dir.substr(0, slash);
+      pos = slash + 1;
+      bool implicit = info.implicit_dirs.count(prefix) != 0;
+      if (!implicit && opaque_in(diff_dirfd, prefix)) break;
+      struct stat st;
+      auto r = ov->lookup(cur, comp, &st);
+      if (!r) break;
+      ov->unref(cur);
+      cur = r.value();
+      if (S_ISDIR(st.st_mode)) continue;
+      if (S_ISLNK(st.st_mode) && implicit) through = prefix;
+      break;
+    }
+    std::string target;
+    if (!through.empty())
+      if (auto t = ov->readlink(cur)) target = t.value();
+    ov->unref(cur);
+    if (through.empty()) continue;
+    std::string holder = "a lower layer";
+    for (size_t j = i; j-- > 0;)
+      if (symlink_in(store, diff_ids[j], through)) {
+        holder = "layer " + diff_ids[j].str();
+        break;
+      }
+    throw Error("image " + image + ": layer " + info.diff_id.str() + ": entry '" + entry +
+                "' is written through the symlink '" + through + "' -> '" + target + "' of " +
+                holder);
+  }
+}
+
+namespace {
 
 // Shared by the workers of one pull. Lock order: mu_ before cb_mu_ is never
 // needed; each is taken alone.
@@ -115,7 +202,28 @@ class Ingestor {
         if (!error_) error_ = std::current_exception();
         cancel_.store(true);
       }
+      layer_done_.notify_all();
     }
+  }
+
+  // Before layer i is published: if it made directories it has no entries
+  // for, the layers below must be in the store to check them (rarely needed;
+  // they were queued before it, so they are being unpacked or are present).
+  void check_before_publish(size_t i, const store::LayerInfo& info, int diff_dirfd) {
+    if (i == 0 || info.implicit_dirs.empty()) return;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      for (size_t j = 0; j < i;) {
+        if (store_.has_layer(cfg_.diff_ids[j])) {
+          ++j;
+          continue;
+        }
+        if (cancel_.load()) throw Error("cancelled: another layer of the pull failed");
+        // Another process may be the one unpacking it: poll as well.
+        layer_done_.wait_for(lk, std::chrono::milliseconds(100));
+      }
+    }
+    check_write_through(store_, cfg_.diff_ids, i, info, diff_dirfd, name_);
   }
 
   void ingest(size_t i) {
@@ -137,7 +245,10 @@ class Ingestor {
     spec.size = d.size;
     spec.diff_id = diff_id;
     spec.image = name_;
-    store::Ingest r = store_.ingest_layer(spec, counted, opt_.unpack);
+    store::Ingest r = store_.ingest_layer(spec, counted, opt_.unpack, {},
+                                          [&](const store::LayerInfo& info, int diff_dirfd) {
+                                            check_before_publish(i, info, diff_dirfd);
+                                          });
     if (r == store::Ingest::AlreadyPresent) {
       ++reused_;
       emit(event(i, LayerState::Exists));
@@ -153,10 +264,11 @@ class Ingestor {
   const oci::Manifest& m_;
   const oci::ImageConfig& cfg_;
 
-  std::mutex mu_;             // guards next_, error_
-  std::vector<size_t> todo_;  // set before the workers start
-  size_t next_ = 0;           // guarded by mu_
-  std::exception_ptr error_;  // guarded by mu_
+  std::mutex mu_;                       // guards next_, error_
+  std::condition_variable layer_done_;  // a worker finished a layer (with mu_)
+  std::vector<size_t> todo_;            // set before the workers start
+  size_t next_ = 0;                     // guarded by mu_
+  std::exception_ptr error_;            // guarded by mu_
   std::atomic<bool> cancel_{false};
   std::atomic<size_t> reused_{0};
   std::atomic<uint64_t> fetched_{0};
@@ -227,6 +339,15 @@ Result pull(store::Store& store, oci::ImageSource& source, const std::string& na
   size_t present_before = manifest.layers.size() - todo.size() - duplicates.size();
   ingestor.run(todo);
   for (size_t i : duplicates) ingestor.emit(ingestor.event(i, LayerState::Done));
+  // Layers that were already present were checked (if at all) as part of
+  // another image: check them against this image's lower layers too.
+  for (size_t i = 1; i < cfg.diff_ids.size(); ++i) {
+    auto info = store.layer_info(cfg.diff_ids[i]);
+    if (!info || info->implicit_dirs.empty()) continue;
+    UniqueFd diff = sys::xopen_at(store.root_fd(), store::Layout::layer_diff(cfg.diff_ids[i]),
+                                  O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, "layer diff");
+    check_write_through(store, cfg.diff_ids, i, *info, diff.get(), name);
+  }
 
   Result r;
   r.layers_total = manifest.layers.size();

@@ -45,6 +45,16 @@ struct Result {
 
 // `name`: the ref to record the image under. Throws Error on failure; layers
 // already published stay (they are valid), the image record is not written.
+// Refuses an image in which layer `i` (diff/ at `diff_dirfd`, record `info`)
+// writes through a symlink of the layers below it: an entry "a/b" with no
+// entry for "a", where the merged view of layers 0..i-1 has a symlink "a".
+// Unpacked on its own the layer holds a real directory "a" and nothing
+// outside is touched, but a runtime applying the layers the way tar does
+// would write "b" wherever "a" points. Layers 0..i-1 must be in the store.
+// Throws Error naming the image, both layers and the entry.
+void check_write_through(const store::Store& store, const std::vector<Digest>& diff_ids, size_t i,
+                         const store::LayerInfo& info, int diff_dirfd, const std::string& image);
+
 Result pull(store::Store& store, oci::ImageSource& source, const std::string& name,
             const Options& opt);
 

@@ -88,11 +88,13 @@ std::vector<Digest> parse_digests(const json& j) {
 }
 
 json layer_to_json(const LayerInfo& l) {
-  return json{{"diff_id", l.diff_id.str()},
-              {"compressed", digest_strings(l.compressed)},
-              {"size", l.size},
-              {"entries", l.entries},
-              {"unpacked_at", l.unpacked_at}};
+  json j{{"diff_id", l.diff_id.str()},
+         {"compressed", digest_strings(l.compressed)},
+         {"size", l.size},
+         {"entries", l.entries},
+         {"unpacked_at", l.unpacked_at}};
+  if (!l.implicit_dirs.empty()) j["implicit_dirs"] = l.implicit_dirs;
+  return j;
 }
 
 LayerInfo layer_from_json(const json& j) {
@@ -102,6 +104,8 @@ LayerInfo layer_from_json(const json& j) {
   l.size = j.at("size").get<uint64_t>();
   l.entries = j.at("entries").get<uint64_t>();
   l.unpacked_at = j.value("unpacked_at", "");
+  if (auto it = j.find("implicit_dirs"); it != j.end())
+    l.implicit_dirs = it->get<std::map<std::string, std::string>>();
   return l;
 }
 
@@ -413,7 +417,8 @@ class EarlySync {
 }  // namespace
 
 Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
-                           const unpack::Options& opt, const unpack::ProgressFn& progress) {
+                           const unpack::Options& opt, const unpack::ProgressFn& progress,
+                           const BeforePublish& before_publish) {
   LayerLock lock(root_fd_.get(), spec.diff_id);
   if (has_layer(spec.diff_id)) {
     record_compressed(spec.diff_id, spec.digest);
@@ -434,6 +439,7 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     info.size = stats.file_bytes;
     info.entries = stats.entries;
     info.unpacked_at = now_rfc3339();
+    info.implicit_dirs = std::move(stats.implicit_dirs);
     UniqueFd lj = sys::xopen_at(st.fd.get(), "layer.json", O_WRONLY | O_CREAT | O_EXCL, 0644,
                                 "staging layer.json");
     std::string text = layer_to_json(info).dump(2) + "\n";
@@ -454,6 +460,7 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     // most of it; an error it saw is not reported again by this one.
     if (int err = early.wait(); err) throw Error("syncfs " + root_, err);
     if (opt.sync && ::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
+    if (before_publish) before_publish(info, diff.get());
     UniqueFd layers = sys::xopen_at(root_fd_.get(), Layout::layers_dir(spec.diff_id.algorithm),
                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "layers dir");
     // A leftover directory without layer.json (never published by us; a

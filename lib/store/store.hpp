@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,9 @@ struct LayerInfo {
   uint64_t size = 0;               // bytes of file data in diff/
   uint64_t entries = 0;
   std::string unpacked_at;  // RFC 3339
+  // Directories without a tar entry, made for an entry below them: path ->
+  // that entry (unpack::Stats::implicit_dirs). Mostly empty.
+  std::map<std::string, std::string> implicit_dirs;
 };
 
 struct ImageRecord {
@@ -104,9 +108,13 @@ class Store {
   // publishes it as layers/<diff_id> (fsync, rename, fsync). Holds a
   // per-layer lock, so concurrent processes unpack a layer once: a caller
   // that finds it present after waiting gets AlreadyPresent without reading
-  // `src`. On any error nothing appears under layers/.
+  // `src`. On any error nothing appears under layers/. `before_publish`, if
+  // set, sees the finished layer (its record and its diff/ directory, still
+  // in staging) last and may refuse it by throwing.
+  using BeforePublish = std::function<void(const LayerInfo&, int diff_dirfd)>;
   Ingest ingest_layer(const unpack::LayerSpec& spec, ByteSource& src, const unpack::Options& opt,
-                      const unpack::ProgressFn& progress = {});
+                      const unpack::ProgressFn& progress = {},
+                      const BeforePublish& before_publish = {});
 
   // Images. put_image REQUIRES every diff_id present; it is published last.
   void put_image(const ImageRecord& rec);

@@ -49,6 +49,9 @@ class TreeWriter {
   uint64_t file_bytes() const { return file_bytes_; }
   // Options::record_digests: content sha256 by path of the files written.
   std::unordered_map<std::string, Digest>& content_digests() { return digests_; }
+  // Directories the layer has no entry for, made because an entry below them
+  // needed a parent: path -> the first entry that needed it.
+  const std::map<std::string, std::string>& implicit_dirs() const { return implicit_dirs_; }
 
  private:
   struct DirMeta {
@@ -64,9 +67,10 @@ class TreeWriter {
   [[noreturn]] void fail(const std::string& msg) const;
   [[noreturn]] void fail_errno(const std::string& what, int err) const;
   Dir open_parent(const std::string& parent, bool create);
-  // Clears `base` in `dir` for a new entry. Returns true if an existing
-  // directory is kept because the new entry is a directory too.
-  bool make_room(int dir, const std::string& base, bool new_is_dir) const;
+  // Clears `base` in `dir` for a new entry of type `new_type` (S_IFDIR...).
+  // Returns true if an existing directory is kept because the new entry is a
+  // directory too. Refuses to put anything but a symlink over a symlink.
+  bool make_room(int dir, const std::string& base, mode_t new_type) const;
   void apply_whiteout(const std::string& parent, const std::string& base);
   void apply_hardlink(const std::string& path, const std::string& parent, const std::string& base,
                       const char* target);
@@ -84,11 +88,11 @@ class TreeWriter {
   int root_;
   Options opt_;
   std::string context_;
-  std::string entry_;                    // the current entry's name, for messages
-  bool chown_;                           // running as root and not rootless
+  std::string entry_;  // the current entry's name, for messages
+  bool chown_;         // running as root and not rootless
   uid_t euid_;
   gid_t egid_;
-  mode_t umask_;                         // the process umask (0777 if unknown)
+  mode_t umask_;  // the process umask (0777 if unknown)
   // What a new file's owner and mode will be before fchown/fchmod, so that
   // the calls can be skipped when they would change nothing. A file takes
   // our euid, and our egid unless its parent is setgid or (grpid mounts) in
@@ -103,6 +107,7 @@ class TreeWriter {
   std::map<std::string, DirMeta> dirs_;  // directory metadata to set at the end
   uint64_t file_bytes_ = 0;
   std::unordered_map<std::string, Digest> digests_;  // by path
+  std::map<std::string, std::string> implicit_dirs_;
 };
 
 }  // namespace layer::unpack

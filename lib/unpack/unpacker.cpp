@@ -189,6 +189,7 @@ Stats unpack_layer(int staging_dir, const LayerSpec& spec, ByteSource& src, cons
   stats.tar_bytes = stream.tar_bytes();
   stats.file_bytes = writer.file_bytes();
   stats.content_digests = std::move(writer.content_digests());
+  stats.implicit_dirs = writer.implicit_dirs();
   if (progress) progress(stats.compressed_bytes);
   return stats;
 }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
 
@@ -56,6 +57,11 @@ struct Stats {
   // path of the staging tree, as the last entry for that path left it (a
   // hardlink gets its target's digest). A path missing here is read instead.
   std::unordered_map<std::string, Digest> content_digests;
+  // Directories made only because an entry below them needed a parent (no
+  // entry of their own): path -> that entry. Where an earlier layer of an
+  // image has a symlink at such a path, the entry was written "through" it
+  // (pull::check_write_through refuses that image).
+  std::map<std::string, std::string> implicit_dirs;
 };
 
 using ProgressFn = std::function<void(uint64_t compressed_bytes_read)>;

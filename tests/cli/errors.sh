@@ -38,11 +38,11 @@ check schema1 "schema 1"
 
 # Layers (the unpacker's checks; the bottom layer may be published, the bad
 # top one never is).
-check_layer() {  # check_layer MUTATION NEEDLE
+check_layer() {  # check_layer MUTATION NEEDLE [GOOD_LAYERS]
   mut "$1"
   rm -rf "$STORE"
   expect_fail_line "$2" lc pull --jobs 1 "oci:$T/$1:t"
-  [ "$(layer_count)" -le 1 ] || fail "$1: the bad layer was published"
+  [ "$(layer_count)" -le "${3:-1}" ] || fail "$1: the bad layer was published"
   [ "$(lc --json images)" = "[]" ] || fail "$1: an image was recorded"
   expect_contains "$LAST_ERR" "layerctl: pull: 'oci:$T/$1:t': "
 }
@@ -51,6 +51,26 @@ check_layer layer-size-large "size"
 check_layer layer-content "layer sha256:"
 check_layer diff-id-wrong "diff_id"
 check_layer layer-missing "blob sha256:"
+
+# A later layer writing through an earlier layer's symlink: refused before
+# that layer is published; the host directory the symlink names is untouched.
+export SENTINEL=$T/sentinel
+mkdir -p "$SENTINEL"
+check_layer write-through "entry 'evil/pwned' is written through the symlink 'evil' -> '$SENTINEL' of layer sha256:" 3
+[ -z "$(ls -A "$SENTINEL")" ] || fail "write-through: the host directory was written"
+mut symlink-replaced
+rm -rf "$STORE"
+lc pull -q "oci:$T/symlink-replaced:t" >/dev/null
+[ "$(lc --json images | grep -c '"name"')" -eq 1 ] || fail "symlink-replaced: image not recorded"
+[ -z "$(ls -A "$SENTINEL")" ] || fail "symlink-replaced: the host directory was written"
+# The same top layer, unpacked first for an image where nothing is below it
+# (fine), is refused when another image puts it over the symlink.
+mut through-only
+rm -rf "$STORE"
+lc pull -q "oci:$T/through-only:t" >/dev/null
+expect_fail_line "entry 'evil/pwned' is written through the symlink 'evil'" lc pull "oci:$T/write-through:t"
+[ "$(lc --json images | grep -c '"name"')" -eq 1 ] || fail "write-through over a present layer: image recorded"
+rm -rf "$STORE"
 
 # Refs and usage.
 expect_fail_line "'oci:$T/nowhere': " lc pull "oci:$T/nowhere"

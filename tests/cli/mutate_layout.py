@@ -88,5 +88,31 @@ elif m == "schema1":
     manifest["schemaVersion"] = 1; save(config_changed=False)
 elif m == "layer-missing":
     os.unlink(os.path.join(blobs, manifest["layers"][-1]["digest"].split(":")[1]))
+elif m in ("write-through", "symlink-replaced", "through-only"):
+    # Two more layers: the first has a symlink "evil" to $SENTINEL (a host
+    # directory), the second writes "evil/pwned", with no entry for "evil"
+    # itself (write-through) or after a directory entry "evil/" that replaces
+    # the symlink (symlink-replaced, a legitimate image). through-only: just
+    # the second layer (legitimate: there is no symlink below it).
+    import gzip, io, tarfile
+    def layer(build):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+            build(t)
+        tar = raw.getvalue()
+        blob = gzip.compress(tar, mtime=0)
+        manifest["layers"].append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                   "digest": put(blob), "size": len(blob)})
+        config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(tar).hexdigest())
+    def link(t):
+        i = tarfile.TarInfo("evil"); i.type = tarfile.SYMTYPE; i.linkname = os.environ["SENTINEL"]
+        t.addfile(i)
+    def through(t):
+        if m == "symlink-replaced":
+            d = tarfile.TarInfo("evil"); d.type = tarfile.DIRTYPE; d.mode = 0o755; t.addfile(d)
+        data = b"pwned\n"
+        f = tarfile.TarInfo("evil/pwned"); f.size = len(data); t.addfile(f, io.BytesIO(data))
+    if m != "through-only": layer(link)
+    layer(through); save()
 else:
     sys.exit("unknown mutation " + m)

@@ -4,6 +4,7 @@
 // naming the image, the layer and (for entry errors) the entry, leave nothing
 // under layers/ or tmp/, and change nothing in a sentinel directory outside.
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,10 +13,12 @@
 #include <map>
 #include <string>
 
+#include "pull/puller.hpp"
 #include "store/layout.hpp"
 #include "store/store.hpp"
 #include "tar_builder.hpp"
 #include "util/error.hpp"
+#include "util/sys.hpp"
 
 using namespace layer;
 using namespace layer::testing;
@@ -178,6 +181,18 @@ TEST_CASE("symlinks cannot be written through") {
     tb.symlink("l", fx.sentinel + "/dir");
     tb.dir("l/", {.mode = 0777});
     CHECK_THAT(fx.fail_ingest(blob_of(tb)), Catch::Contains("over a symlink"));
+  }
+  SECTION("a file, hardlink or device over a symlink of the same layer") {
+    for (int kind = 0; kind < 3; ++kind) {
+      TarBuilder tb;
+      tb.file("real", "x");
+      tb.symlink("l", fx.sentinel + "/file");
+      if (kind == 0) tb.file("l", "pwned");
+      if (kind == 1) tb.hardlink("l", "real");
+      if (kind == 2) tb.fifo("l");
+      CHECK_THAT(fx.fail_ingest(blob_of(tb)),
+                 Catch::Contains("entry 'l'") && Catch::Contains("over a symlink"));
+    }
   }
 }
 
@@ -349,23 +364,102 @@ TEST_CASE("digests and sizes must match the descriptor") {
 TEST_CASE("a symlink from an earlier layer cannot be followed by a later one") {
   // Each layer unpacks into its own empty directory, so the later layer's
   // "evil/file" creates a real directory there instead of following layer
-  // 1's symlink; nothing outside changes.
+  // 1's symlink; nothing outside changes. The layer records that it made
+  // "evil" without an entry for it, and the image-level check
+  // (pull::check_write_through, run before such a layer is published)
+  // refuses the image.
   Fixture fx;
   Store s = Store::open(fx.t / "store");
+  TarBuilder l0;
+  l0.dir("etc/");
+  Blob b0 = blob_of(l0);
+  StringSource s0(b0.bytes);
+  s.ingest_layer(b0.spec, s0, {});
   TarBuilder l1;
   l1.symlink("evil", fx.sentinel);
+  l1.symlink("etc/alias", "/etc");
   Blob b1 = blob_of(l1);
   StringSource s1(b1.bytes);
   s.ingest_layer(b1.spec, s1, {});
-  TarBuilder l2;
-  l2.file("evil/file", "pwned");
-  Blob b2 = blob_of(l2);
-  StringSource s2(b2.bytes);
-  s.ingest_layer(b2.spec, s2, {});
-  struct stat st;
-  std::string p = fx.t / "store/" + store::Layout::layer_diff(b2.spec.diff_id) + "/evil";
-  REQUIRE(::lstat(p.c_str(), &st) == 0);
-  CHECK(S_ISDIR(st.st_mode));
+  std::vector<Digest> ids{b0.spec.diff_id, b1.spec.diff_id};
+  auto ingest_top = [&](TarBuilder& tb) {
+    Blob b = blob_of(tb);
+    StringSource src(b.bytes);
+    ids.resize(2);
+    ids.push_back(b.spec.diff_id);
+    std::string err;
+    try {
+      s.ingest_layer(b.spec, src, {}, {}, [&](const store::LayerInfo& info, int fd) {
+        pull::check_write_through(s, ids, 2, info, fd, "evil.example/img:1");
+      });
+    } catch (const Error& e) {
+      err = e.what();
+    }
+    CHECK(s.has_layer(b.spec.diff_id) == err.empty());
+    return err;
+  };
+  SECTION("a file below the symlink's name") {
+    TarBuilder l2;
+    l2.file("evil/file", "pwned");
+    std::string err = ingest_top(l2);
+    CHECK_THAT(err,
+               Catch::Contains("image evil.example/img:1") &&
+                   Catch::Contains("entry 'evil/file' is written through the symlink 'evil'") &&
+                   Catch::Contains("of layer " + b1.spec.diff_id.str()));
+    // The layer on its own, with nothing below it, is fine.
+    Blob b2 = blob_of(l2);
+    StringSource s2(b2.bytes);
+    s.ingest_layer(b2.spec, s2, {});
+    struct stat st;
+    std::string p = fx.t / "store/" + store::Layout::layer_diff(b2.spec.diff_id) + "/evil";
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    CHECK(S_ISDIR(st.st_mode));
+    auto info = s.layer_info(b2.spec.diff_id);
+    REQUIRE(info);
+    CHECK(info->implicit_dirs == std::map<std::string, std::string>{{"evil", "evil/file"}});
+  }
+  SECTION("deeper, through a symlink in a merged directory") {
+    TarBuilder l2;
+    l2.file("etc/alias/sub/passwd", "pwned");
+    CHECK_THAT(ingest_top(l2),
+               Catch::Contains("entry 'etc/alias/sub/passwd'") && Catch::Contains("'etc/alias'"));
+  }
+  SECTION("legitimate: the symlink replaced by a directory entry first") {
+    TarBuilder l2;
+    l2.dir("evil/");
+    l2.file("evil/file", "x");
+    CHECK(ingest_top(l2).empty());
+  }
+  SECTION("legitimate: the symlink's parent replaced by an opaque directory") {
+    TarBuilder l2;
+    l2.dir("etc/");
+    l2.file("etc/.wh..wh..opq", "");
+    l2.file("etc/alias/x", "x");
+    CHECK(ingest_top(l2).empty());
+  }
+  SECTION("legitimate: the symlink whited out in between") {
+    TarBuilder l2;
+    l2.file(".wh.evil", "");
+    Blob b2 = blob_of(l2);
+    StringSource s2(b2.bytes);
+    s.ingest_layer(b2.spec, s2, {});
+    TarBuilder l3;
+    l3.file("evil/file", "x");
+    Blob b3 = blob_of(l3);
+    StringSource s3(b3.bytes);
+    s.ingest_layer(b3.spec, s3, {});
+    ids.push_back(b2.spec.diff_id);
+    ids.push_back(b3.spec.diff_id);
+    auto info = s.layer_info(b3.spec.diff_id);
+    REQUIRE(info);
+    UniqueFd fd = sys::xopen_at(s.root_fd(), store::Layout::layer_diff(b3.spec.diff_id),
+                                O_PATH | O_DIRECTORY, 0, "diff");
+    CHECK_NOTHROW(pull::check_write_through(s, ids, 3, *info, fd.get(), "img"));
+    // Without the whiteout layer in the stack, the same layer is refused.
+    std::vector<Digest> direct{ids[0], ids[1], b3.spec.diff_id};
+    CHECK_THROWS_WITH(pull::check_write_through(s, direct, 2, *info, fd.get(), "img"),
+                      Catch::Contains("written through the symlink 'evil'"));
+  }
   CHECK(snapshot(fx.sentinel) == fx.before);
 }
 
