@@ -83,6 +83,17 @@ run_one() {
           --same-owner --xattrs --xattrs-include='*' || die "tar failed on $b"
         n=$((n + 1))
       done ;;
+    tar+sync)
+      # GNU tar, then its output made durable (as layerctl's is): `sync -f`
+      # syncs the file system holding the output, like layerctl's syncfs.
+      local n=0
+      for b in "${blobs[@]}"; do
+        mkdir "$work/out/$n"
+        tar -x "${zflag[@]}" -f "$b" -C "$work/out/$n" --numeric-owner --same-permissions \
+          --same-owner --xattrs --xattrs-include='*' || die "tar failed on $b"
+        n=$((n + 1))
+      done
+      sync -f "$work/out" ;;
     umoci)
       umoci unpack --image "$layout:$tag" "$work/out/bundle" >"$work/log" 2>&1 ||
         { cat "$work/log" >&2; die "umoci unpack failed"; } ;;
@@ -97,7 +108,7 @@ for img in "${img_list[@]}"; do
   [ -n "$l" ] || l=0,1,2,3,4,all
   IFS=, read -r -a layer_list <<<"$l"
   for layer in "${layer_list[@]}"; do
-    bench_rounds "$raw" "$runs" "layerctl tar umoci" "$img" "$layer"
+    bench_rounds "$raw" "$runs" "layerctl tar tar+sync umoci" "$img" "$layer"
   done
 done
 rm -rf "$work/out"

@@ -77,18 +77,21 @@ def report_unpack(args):
     images = list(dict.fromkeys(r["image"] for r in rows))
     out = [f"Measured {stamp(args)}; median of {args.runs} runs, seconds (lower is better). "
            "`vs tar` and `vs umoci` are how many times faster layerctl is "
-           "(target: >= 1 vs tar, >= 2 vs umoci). Layer `all` = the whole 5-layer image "
+           "(target: >= 1 vs tar, >= 2 vs umoci); `tar+sync` is GNU tar followed by `sync -f` "
+           "of its output, i.e. tar made as durable as layerctl's result, and `vs tar+sync` "
+           "compares with that. Layer `all` = the whole 5-layer image "
            "(layerctl pulls its layers concurrently; tar extracts them one after the other; "
            "umoci unpacks them in order and applies whiteouts).", ""]
     if args.notes:
         out += [args.notes, ""]
-    out += ["| image | layer | blob MiB | tar MiB | layerctl s | GNU tar s | umoci s | vs tar | vs umoci |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out += ["| image | layer | blob MiB | tar MiB | layerctl s | GNU tar s | tar+sync s | umoci s "
+            "| vs tar | vs tar+sync | vs umoci |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for img in images:
         layers = list(dict.fromkeys(r["layer"] for r in rows if r["image"] == img))
         for layer in layers:
             med = {t: (statistics.median(vals[(img, layer, t)]) if vals.get((img, layer, t)) else None)
-                   for t in ("layerctl", "tar", "umoci")}
+                   for t in ("layerctl", "tar", "tar+sync", "umoci")}
             ls = list(info.get(img, {}).values()) if layer == "all" else \
                 [info.get(img, {}).get(layer)] if info.get(img, {}).get(layer) else []
             blob = sum(l["size"] for l in ls) / 2**20 if ls else None
@@ -96,9 +99,12 @@ def report_unpack(args):
             lc = med["layerctl"]
             r_tar = med["tar"] / lc if lc and med["tar"] else None
             r_umoci = med["umoci"] / lc if lc and med["umoci"] else None
+            r_sync = med["tar+sync"] / lc if lc and med["tar+sync"] else None
             out.append(f"| {img} | {layer} | {fmt(blob)} | {fmt(tsize)} | {fmt(lc)} | {fmt(med['tar'])} | "
+                       f"{fmt(med['tar+sync'])} | "
                        f"{fmt(med['umoci']) if img != 'zstd' else 'no zstd'} | "
-                       f"{fmt(r_tar) + 'x' if r_tar else 'n/a'} | {fmt(r_umoci) + 'x' if r_umoci else 'n/a'} |")
+                       f"{fmt(r_tar) + 'x' if r_tar else 'n/a'} | {fmt(r_sync) + 'x' if r_sync else 'n/a'} | "
+                       f"{fmt(r_umoci) + 'x' if r_umoci else 'n/a'} |")
     out += ["", "Method: `bench/unpack.sh`. Each timed run starts from an empty output "
             "directory (a fresh store for layerctl) after `sync` and a cache drop, with the "
             "blob read once beforehand (input warm, output cold). layerctl's time includes "

@@ -17,6 +17,8 @@ usage: cut_proxy.py PORT UPSTREAM_PORT LOG [--cut-after N] [--range honest|ignor
 --upstream-auth U:P: requests go upstream with Basic U:P, whatever the client sent.
 --delay-blobs S: every blob GET waits S seconds before it is forwarded.
 --manifest-content-type T: manifests are served with Content-Type T.
+--deny-repo NAME: every request for repository NAME gets 403 with a DENIED
+  error body, as Docker Hub and Harbor answer a token without pull rights.
 Logs one line per request: "METHOD PATH range=<Range or -> auth=<yes|no> -> STATUS [cut]".
 """
 import base64, http.client, socket, struct, sys, threading, time
@@ -32,6 +34,7 @@ manifest_type = opt("--manifest-content-type")
 delay_blobs = float(opt("--delay-blobs", "0"))
 redirect_port = opt("--redirect-blobs")
 upstream_auth = opt("--upstream-auth")
+deny_repo = opt("--deny-repo")
 fail_counts = {"503": int(opt("--manifest-503", "0")), "429": int(opt("--manifest-429", "0"))}
 lock = threading.Lock()
 seen_blobs = set()
@@ -55,6 +58,16 @@ class Proxy(BaseHTTPRequestHandler):
         auth = "yes" if self.headers.get("Authorization") else "no"
         is_blob = "/blobs/" in self.path and self.command == "GET"
         is_manifest = "/manifests/" in self.path
+        if deny_repo and self.path.startswith("/v2/" + deny_repo + "/"):
+            log("%s %s range=%s auth=%s -> 403 denied" % (self.command, self.path, rng or "-", auth))
+            body = b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return
         if is_manifest:
             for code in ("503", "429"):
                 with lock:

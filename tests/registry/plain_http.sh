@@ -108,6 +108,13 @@ if have_registry_pull; then
   n=$(find "$LAYERFS_ROOT/layers" -path '*/diff/usr/bin/blob' | wc -l)
   [ "$n" -eq 1 ] || fail "base layer stored $n times"
   expect_fail "manifest unknown" "$LAYERCTL" pull -q "$R/app/gz:nope"
+  step "403 forbidden: named with the registry, the manifest and what was tried"
+  start_proxy deny "$REG_plain_PORT" --deny-repo app/gz
+  D=127.0.0.1:$PROXY_deny_PORT
+  expect_fail "registry $D: HTTP 403 forbidden: access to manifest '$D/app/gz:1' denied; tried anonymous.* \\(registry says: requested access to the resource is denied\\)" \
+    "$LAYERCTL" pull -q "$D/app/gz:1"
+  "$LAYERCTL" images | grep -q "$D/app/gz" && fail "an image was recorded for the denied pull"
+  "$LAYERCTL" pull -q "$D/app/zst:1" || fail "the proxy denies only app/gz"
 else
   echo "(layerctl pull does not take registry refs yet: end-to-end part not run)"
 fi
