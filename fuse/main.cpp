@@ -42,7 +42,8 @@ constexpr const char* kUsage =
     "  -o fsync=0         do not fsync (copy-up, fsync(2)); also 'volatile'\n"
     "  -o passthrough=0|1 read and write open files in the kernel (default 1, as root)\n"
     "  -o threaded=0|1, noacl, static_nlink, timeout=SECONDS, writeback=0|1, userxattr\n"
-    "  -o xattr_permissions=0 (1 and 2, owners in xattrs, are refused), log=FILE\n"
+    "  -o xattr_permissions=0|1|2 (1, 2: owners and modes of files and directories kept\n"
+    "     in the security. / user.fuseoverlayfs.override_stat xattr), log=FILE\n"
     "  -o allow_other, allow_root, default_permissions, suid, nosuid, dev, nodev, exec,\n"
     "     noexec, atime, noatime, relatime, fsname=, subtype=, context=...  (passed to FUSE)\n";
 

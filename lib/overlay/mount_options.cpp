@@ -151,12 +151,9 @@ void MountOptions::parse(const std::string& opts) {
       static_nlink = true;
     } else if (name == "xattr_permissions") {
       need_value();
+      // fuse-overlayfs's: 1 and 2 keep owners and modes in the
+      // security. / user.fuseoverlayfs.override_stat xattr (Overlay).
       xattr_permissions = static_cast<int>(parse_long(name, value, 0, 2));
-      // fuse-overlayfs's 1 and 2 keep owners and modes in an override_stat
-      // xattr; not implemented, so refused rather than silently ignored.
-      if (xattr_permissions != 0)
-        throw Error("option 'xattr_permissions=" + std::string(value) +
-                    "': owners and modes kept in xattrs are not supported (only 0)");
     } else if (name == "userxattr") {
       no_value();
       userxattr = true;

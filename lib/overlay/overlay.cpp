@@ -153,6 +153,8 @@ Overlay::Overlay(const MountOptions& opts) : opts_(opts) {
   names_xattr_ = xattr_prefix_ + "layerfs.lowernames";
   partial_xattr_ = xattr_prefix_ + "layerfs.partial";
   impure_xattr_ = xattr_prefix_ + "impure";
+  if (opts.xattr_permissions == 1) perm_xattr_ = "security.fuseoverlayfs.override_stat";
+  if (opts.xattr_permissions == 2) perm_xattr_ = "user.fuseoverlayfs.override_stat";
 }
 
 std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
@@ -541,7 +543,25 @@ Result<Node*> Overlay::lookup(Node* parent, std::string_view name, struct stat* 
 
 // ---------------------------------------------------------------- attributes
 
+void Overlay::read_perm_override(const XattrPath& p, struct stat* st) const {
+  char buf[64];
+  ssize_t len = p.get(perm_xattr_.c_str(), buf, sizeof(buf) - 1);
+  if (len <= 0) return;
+  buf[len] = '\0';
+  unsigned uid, gid, mode;
+  char end;
+  if (std::sscanf(buf, "%u:%u:%o%c", &uid, &gid, &mode, &end) != 3) return;  // not ours: ignored
+  st->st_uid = uid;
+  st->st_gid = gid;
+  st->st_mode = (st->st_mode & S_IFMT) | (mode & 07777);
+}
+
 void Overlay::fix_stat(Node* n, struct stat* st) {
+  if (perm_in_xattr(st->st_mode)) {
+    if (auto real = real_of(n))
+      read_perm_override(XattrPath(real->dirfd, real->name.empty() ? nullptr : real->name.c_str()),
+                         st);
+  }
   st->st_ino = n->ino;
   if (opts_.squash_to_root) {
     st->st_uid = 0;

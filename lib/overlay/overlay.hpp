@@ -36,6 +36,8 @@
 
 namespace layer::overlay {
 
+class XattrPath;
+
 struct IndexEntry;
 
 // Who asks: the ids are as seen inside the mount (before id mapping).
@@ -196,6 +198,15 @@ class Overlay {
                    bool upper_origin);
   uint64_t map_ino_raw(dev_t dev, ino_t ino) const;
   void fix_stat(Node* n, struct stat* st);
+  // xattr_permissions=1|2 (fuse-overlayfs's option): owner and mode of
+  // regular files and directories live in the perm_xattr_ xattr,
+  // "UID:GID:MODE" (host ids, octal mode), not in the real inode, for
+  // daemons that cannot chown. read_ overrides st from it if present.
+  void read_perm_override(const XattrPath& p, struct stat* st) const;
+  Result<void> write_perm_override(int dirfd, const char* name, uid_t uid, gid_t gid, mode_t mode);
+  bool perm_in_xattr(mode_t type) const {
+    return !perm_xattr_.empty() && (S_ISREG(type) || S_ISDIR(type));
+  }
   Result<uint32_t> merged_nlink(Node* dir);
 
   Result<void> copy_up_locked(Node* n, Node* parent, const std::string& name, CopyData data);
@@ -286,6 +297,7 @@ class Overlay {
   std::string origin_xattr_;
   std::string opaque_xattr_;
   std::string names_xattr_;
+  std::string perm_xattr_;    // xattr_permissions: where owner and mode live ("" = off)
   std::string impure_xattr_;  // on an index entry: its names still only below
   std::atomic<uint64_t> temp_counter_{0};
 

@@ -41,6 +41,8 @@ bool Overlay::escaped_xattr(std::string_view name) const {
 
 bool Overlay::private_xattr(std::string_view name) const {
   if (name.substr(0, xattr_prefix_.size()) == xattr_prefix_) return true;
+  // A program must not read or forge the owner and mode xattr_permissions keeps.
+  if (!perm_xattr_.empty() && name == perm_xattr_) return true;
   // The other namespace's markers are read too (whiteouts, opaque dirs), so a
   // program must not set them either.
   std::string_view other = opts_.userxattr ? "trusted.overlay." : "user.overlay.";
@@ -95,6 +97,16 @@ Result<bool> Overlay::is_upper_whiteout(int dirfd, const char* name) {
   return Errno{EEXIST};  // a real object: the caller's merged lookup missed it
 }
 
+Result<void> Overlay::write_perm_override(int dirfd, const char* name, uid_t uid, gid_t gid,
+                                          mode_t mode) {
+  char buf[64];
+  int len = std::snprintf(buf, sizeof(buf), "%u:%u:%o", static_cast<unsigned>(uid),
+                          static_cast<unsigned>(gid), static_cast<unsigned>(mode & 07777));
+  if (XattrPath(dirfd, name).set(perm_xattr_.c_str(), buf, static_cast<size_t>(len), 0) != 0)
+    return last_errno();
+  return {};
+}
+
 Result<void> Overlay::set_owner(int dirfd, const char* name, const Caller& c,
                                 const struct stat& pst, mode_t mode) {
   uid_t uid = opts_.uid_map.to_outside(c.uid);
@@ -103,6 +115,7 @@ Result<void> Overlay::set_owner(int dirfd, const char* name, const Caller& c,
     gid = pst.st_gid;
     if (S_ISDIR(mode)) mode |= S_ISGID;
   }
+  if (perm_in_xattr(mode)) return write_perm_override(dirfd, name, uid, gid, mode);
   if (::fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
   // chown clears the set-id bits: put back what was asked for.
   if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) &&
@@ -628,11 +641,27 @@ Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c
   XattrPath path(dirfd, name);  // /proc/self/fd form, usable for every call below
   bool a_size_done = false;
   const char* p = path.path();
-  if (a.valid & SetAttr::kMode) {
+  if (perm_in_xattr(n->type) && (a.valid & (SetAttr::kMode | SetAttr::kUid | SetAttr::kGid))) {
+    // Owner and mode change in the xattr only; the real inode keeps its own.
+    struct stat cur;
+    if ((name ? ::fstatat(dirfd, name, &cur, AT_SYMLINK_NOFOLLOW) : ::fstat(dirfd, &cur)) != 0)
+      return last_errno();
+    read_perm_override(path, &cur);
+    uid_t uid = (a.valid & SetAttr::kUid) ? opts_.uid_map.to_outside(a.uid) : cur.st_uid;
+    gid_t gid = (a.valid & SetAttr::kGid) ? opts_.gid_map.to_outside(a.gid) : cur.st_gid;
+    mode_t mode = (a.valid & SetAttr::kMode) ? a.mode & 07777 : cur.st_mode & 07777;
+    // As chown(2): a change of owner drops set-user-ID, and set-group-ID
+    // where group execute is set, of a non-directory.
+    if (!(a.valid & SetAttr::kMode) && n->type == S_IFREG) {
+      mode &= ~S_ISUID;
+      if (mode & S_IXGRP) mode &= ~S_ISGID;
+    }
+    if (auto w = write_perm_override(dirfd, name, uid, gid, mode); !w) return w;
+  } else if (a.valid & SetAttr::kMode) {
     if (n->type == S_IFLNK) return Errno{EOPNOTSUPP};
     if (::chmod(p, a.mode & 07777) != 0) return last_errno();
   }
-  if (a.valid & (SetAttr::kUid | SetAttr::kGid)) {
+  if (!perm_in_xattr(n->type) && (a.valid & (SetAttr::kUid | SetAttr::kGid))) {
     uid_t uid =
         (a.valid & SetAttr::kUid) ? opts_.uid_map.to_outside(a.uid) : static_cast<uid_t>(-1);
     gid_t gid =

@@ -211,6 +211,11 @@ class Ingestor {
   // they were queued before it, so they are being unpacked or are present).
   void check_before_publish(size_t i, const store::LayerInfo& info, int diff_dirfd) {
     if (i == 0 || info.implicit_dirs.empty()) return;
+    // Bounded: two processes pulling images that stack two such layers in
+    // opposite orders could each hold one and wait for the other. After the
+    // bound the layer is published unchecked, and the check of the whole
+    // image before its record is written still refuses a bad image.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     {
       std::unique_lock<std::mutex> lk(mu_);
       for (size_t j = 0; j < i;) {
@@ -219,6 +224,7 @@ class Ingestor {
           continue;
         }
         if (cancel_.load()) throw Error("cancelled: another layer of the pull failed");
+        if (std::chrono::steady_clock::now() > give_up) return;
         // Another process may be the one unpacking it: poll as well.
         layer_done_.wait_for(lk, std::chrono::milliseconds(100));
       }

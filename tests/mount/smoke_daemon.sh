@@ -64,4 +64,29 @@ mounted
 [ "$(cat "$t/mnt/h")" = three ]
 umount "$t/mnt"
 wait "$fg"
+# xattr_permissions=2 (fuse-overlayfs's): chown and chmod on the mount go to
+# user.fuseoverlayfs.override_stat on the upper copy, whose real owner stays
+# root; the kernel's permission checks follow the owner and mode shown; the
+# xattr is invisible inside; a remount shows the same.
+getx() { python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False).decode())' "$@"; }
+mkdir -p "$t/xu" "$t/xw"
+chmod 755 "$t"  # mktemp's 0700 would stop the other users below at $t
+xmount() { "$LAYERFS" -o "lowerdir=$t/l1:$t/l2,upperdir=$t/xu,workdir=$t/xw,xattr_permissions=2" "$t/mnt"; }
+xmount
+mounted
+chown 1234:5678 "$t/mnt/f"
+chmod 0600 "$t/mnt/f"
+[ "$(stat -c %u:%g:%a "$t/mnt/f")" = 1234:5678:600 ] || { echo "override not shown: $(stat -c %u:%g:%a "$t/mnt/f")"; exit 1; }
+[ "$(stat -c %u:%g "$t/xu/f")" = 0:0 ] || { echo "the upper file was really chowned"; exit 1; }
+[ "$(getx "$t/xu/f" user.fuseoverlayfs.override_stat)" = 1234:5678:600 ] || { echo "xattr on the upper: wrong"; exit 1; }
+if getx "$t/mnt/f" user.fuseoverlayfs.override_stat >/dev/null 2>&1; then echo "override xattr visible inside"; exit 1; fi
+if setpriv --reuid=4321 --regid=4321 --clear-groups cat "$t/mnt/f" >/dev/null 2>&1; then
+  echo "a stranger read a 0600 file"; exit 1
+fi
+[ "$(setpriv --reuid=1234 --regid=5678 --clear-groups cat "$t/mnt/f")" = one ] || { echo "the owner cannot read"; exit 1; }
+umount "$t/mnt"
+xmount
+[ "$(stat -c %u:%g:%a "$t/mnt/f")" = 1234:5678:600 ] || { echo "override lost on remount"; exit 1; }
+umount "$t/mnt"
+
 echo "smoke_daemon: ok"

@@ -498,6 +498,108 @@ TEST_CASE("reading another name of a copied-up hard link writes nothing to the u
   CHECK(L.read("l1/d/two") == "same");
 }
 
+TEST_CASE("xattr_permissions: owners and modes kept in the override_stat xattr") {
+  if (!is_root()) return;
+  for (int level : {1, 2}) {
+    const char* xname =
+        level == 1 ? "security.fuseoverlayfs.override_stat" : "user.fuseoverlayfs.override_stat";
+    DYNAMIC_SECTION("xattr_permissions=" << level) {
+      Layers L;
+      L.mkdir("l1/d");
+      L.write("l1/d/f", "lower");
+      L.write("l1/d/marked", "m");
+      L.xattr("l1/d/marked", xname, "4:5:4750");
+      MountOptions o;
+      o.lowerdirs = {L.p("l1")};
+      o.upperdir = L.p("u");
+      o.workdir = L.p("w");
+      o.xattr_permissions = level;
+      auto ov = Overlay::open(o);
+      auto real = [&](const std::string& rel) {
+        struct stat st;
+        REQUIRE(::lstat(L.p(rel).c_str(), &st) == 0);
+        return st;
+      };
+      auto xattr = [&](const std::string& rel) {
+        char buf[64];
+        ssize_t n = ::lgetxattr(L.p(rel).c_str(), xname, buf, sizeof buf);
+        return n < 0 ? std::string("none") : std::string(buf, static_cast<size_t>(n));
+      };
+      struct stat st;
+      // A lower file's override is read.
+      {
+        Held m(*ov, "d/marked");
+        REQUIRE(ov->getattr(m.n, -1, &st).ok());
+        CHECK(st.st_uid == 4);
+        CHECK(st.st_gid == 5);
+        CHECK((st.st_mode & 07777) == 04750);
+        CHECK(S_ISREG(st.st_mode));
+        // Hidden from the programs on the mount, and not settable by them.
+        char buf[64];
+        CHECK(ov->getxattr(m.n, xname, buf, sizeof buf).error() == ENODATA);
+        CHECK(ov->setxattr(m.n, xname, "0:0:7777", 8, 0).error() == EPERM);
+      }
+      // chown and chmod write the xattr; the real inode keeps root's owner
+      // and its own mode.
+      Held f(*ov, "d/f");
+      SetAttr a;
+      a.valid = SetAttr::kUid | SetAttr::kGid;
+      a.uid = 1234;
+      a.gid = 5678;
+      Caller c;
+      REQUIRE(ov->setattr(f.n, -1, a, c, &st).ok());
+      CHECK(st.st_uid == 1234);
+      CHECK(st.st_gid == 5678);
+      CHECK((st.st_mode & 07777) == (real("l1/d/f").st_mode & 07777));
+      CHECK(real("u/d/f").st_uid == 0);
+      CHECK(xattr("u/d/f") == "1234:5678:" + [&] {
+        char m[8];
+        std::snprintf(m, sizeof m, "%o", real("l1/d/f").st_mode & 07777);
+        return std::string(m);
+      }());
+      a.valid = SetAttr::kMode;
+      a.mode = 04711;
+      REQUIRE(ov->setattr(f.n, -1, a, c, &st).ok());
+      CHECK((st.st_mode & 07777) == 04711);
+      CHECK(st.st_uid == 1234);
+      CHECK((real("u/d/f").st_mode & 07777) != 04711);
+      CHECK(xattr("u/d/f") == "1234:5678:4711");
+      // chown drops set-user-ID, as chown(2) does.
+      a.valid = SetAttr::kUid;
+      a.uid = 99;
+      REQUIRE(ov->setattr(f.n, -1, a, c, &st).ok());
+      CHECK((st.st_mode & 07777) == 0711);
+      CHECK(xattr("u/d/f") == "99:5678:711");
+      // New files and directories get the caller's owner in the xattr.
+      Held d(*ov, "d");
+      c.uid = 1000;
+      c.gid = 1001;
+      c.umask = 022;
+      UniqueFd fd;
+      auto nf = ov->create(d.n, "new", 0666, O_WRONLY, c, &st, &fd);
+      REQUIRE(nf.ok());
+      ov->unref(nf.value());
+      CHECK(st.st_uid == 1000);
+      CHECK(st.st_gid == 1001);
+      CHECK((st.st_mode & 07777) == 0644);
+      CHECK(real("u/d/new").st_uid == 0);
+      CHECK(xattr("u/d/new") == "1000:1001:644");
+      auto nd = ov->mkdir(d.n, "sub", 0777, c, &st);
+      REQUIRE(nd.ok());
+      ov->unref(nd.value());
+      CHECK(st.st_uid == 1000);
+      CHECK((st.st_mode & 07777) == 0755);
+      CHECK(xattr("u/d/sub") == "1000:1001:755");
+      // Symlinks keep real owners (no xattr on them).
+      auto sl = ov->symlink(d.n, "link", "f", c, &st);
+      REQUIRE(sl.ok());
+      ov->unref(sl.value());
+      CHECK(st.st_uid == 1000);
+      CHECK(xattr("u/d/link") == "none");
+    }
+  }
+}
+
 TEST_CASE("O_TMPFILE: a file with no name until link() gives it one") {
   if (!is_root()) return;
   Layers L;
