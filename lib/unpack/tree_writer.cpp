@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include "util/digest.hpp"
 #include "util/error.hpp"
@@ -87,6 +88,67 @@ void start_writeback(int fd, int64_t& flushed, int64_t to) {
   // nothing, the syncfs before publishing still reports real write errors.
   (void)::sync_file_range(fd, flushed, to - flushed, SYNC_FILE_RANGE_WRITE);
   flushed = to;
+}
+
+// The kernel's system.posix_acl_* xattr value (uapi/linux/posix_acl_xattr.h:
+// a version-2 header, then {tag, perm, id} entries sorted by tag and id, all
+// little-endian) for the entry's ACL of `type`; empty if it has none beyond
+// its mode. libarchive gives the three mode entries (owner, group, other)
+// itself for an access ACL.
+std::string posix_acl_xattr(archive_entry* e, int type) {
+  int n = archive_entry_acl_reset(e, type);
+  if (n <= (type == ARCHIVE_ENTRY_ACL_TYPE_ACCESS ? 3 : 0)) return {};
+  struct Ent {
+    uint16_t tag, perm;
+    uint32_t id;
+  };
+  std::vector<Ent> ents;
+  int etype, permset, tag, qual;
+  const char* name;
+  while (archive_entry_acl_next(e, type, &etype, &permset, &tag, &qual, &name) == ARCHIVE_OK) {
+    uint16_t kt;
+    switch (tag) {
+      case ARCHIVE_ENTRY_ACL_USER_OBJ:
+        kt = 0x01;
+        break;
+      case ARCHIVE_ENTRY_ACL_USER:
+        kt = 0x02;
+        break;
+      case ARCHIVE_ENTRY_ACL_GROUP_OBJ:
+        kt = 0x04;
+        break;
+      case ARCHIVE_ENTRY_ACL_GROUP:
+        kt = 0x08;
+        break;
+      case ARCHIVE_ENTRY_ACL_MASK:
+        kt = 0x10;
+        break;
+      case ARCHIVE_ENTRY_ACL_OTHER:
+        kt = 0x20;
+        break;
+      default:
+        continue;  // NFSv4 "everyone@" and the like: not POSIX
+    }
+    uint16_t perm = static_cast<uint16_t>(((permset & ARCHIVE_ENTRY_ACL_READ) ? 4 : 0) |
+                                          ((permset & ARCHIVE_ENTRY_ACL_WRITE) ? 2 : 0) |
+                                          ((permset & ARCHIVE_ENTRY_ACL_EXECUTE) ? 1 : 0));
+    uint32_t id = (kt == 0x02 || kt == 0x08) ? static_cast<uint32_t>(qual) : 0xFFFFFFFFu;
+    ents.push_back({kt, perm, id});
+  }
+  std::sort(ents.begin(), ents.end(), [](const Ent& a, const Ent& b) {
+    return a.tag != b.tag ? a.tag < b.tag : a.id < b.id;
+  });
+  std::string out;
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(2, 4);  // POSIX_ACL_XATTR_VERSION
+  for (const Ent& x : ents) {
+    put(x.tag, 2);
+    put(x.perm, 2);
+    put(x.id, 4);
+  }
+  return out;
 }
 
 // Feeds n zero bytes (a hole of a sparse file) to `h`.
@@ -382,7 +444,8 @@ void TreeWriter::apply_dir(archive_entry* e, const std::string& path, int parent
     fail_errno("chown", errno);
   note_dir_group(path, e);
   implicit_dirs_.erase(path);  // the layer does have an entry for it
-  if (archive_entry_xattr_count(e) > 0) {
+  if (archive_entry_xattr_count(e) > 0 ||
+      archive_entry_acl_count(e, ARCHIVE_ENTRY_ACL_TYPE_POSIX1E) > 0) {
     auto fd = sys::open_at(parent, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (!fd) fail_errno("open directory", fd.error());
     set_xattrs_fd(fd->get(), e);
@@ -515,6 +578,20 @@ void TreeWriter::set_owner_fd(int fd, archive_entry* e) const {
 }
 
 void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) {
+  // POSIX ACLs carried as pax records (SCHILY.acl.*, as GNU tar --acls and
+  // star write them; libarchive parses them into the entry). Those carried as
+  // system.posix_acl_* xattrs (Docker's form) come with the xattrs below.
+  for (int type : {ARCHIVE_ENTRY_ACL_TYPE_ACCESS, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT}) {
+    std::string v = posix_acl_xattr(e, type);
+    if (v.empty()) continue;
+    const char* xname = type == ARCHIVE_ENTRY_ACL_TYPE_ACCESS ? "system.posix_acl_access"
+                                                              : "system.posix_acl_default";
+    if (::fsetxattr(fd, xname, v.data(), v.size(), 0) < 0)
+      fail_errno(
+          std::string("set ") + (type == ARCHIVE_ENTRY_ACL_TYPE_ACCESS ? "" : "default ") + "ACL",
+          errno);
+    if (type == ARCHIVE_ENTRY_ACL_TYPE_DEFAULT) mode_unknown_ = true;
+  }
   if (archive_entry_xattr_reset(e) == 0) return;
   const char* name;
   const void* value;

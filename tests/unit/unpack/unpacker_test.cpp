@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "tar_builder.hpp"
 #include "unpack/layer_stream.hpp"
@@ -295,6 +297,70 @@ TEST_CASE("OCI whiteouts become overlay whiteouts; same-layer entries survive") 
   for (const char* n :
        {"a/.wh.gone", "a/.wh.kept", "a/.wh.also", "o/.wh..wh..opq", "p/.wh..wh..opq", ".wh.d"})
     CHECK_FALSE(exists(t, n));
+}
+
+TEST_CASE("POSIX ACLs from pax records become system.posix_acl_* xattrs") {
+  // GNU tar --acls writes SCHILY.acl.access / SCHILY.acl.default records;
+  // libarchive's pax writer does the same from an entry's ACL.
+  TarBuilder tb(ARCHIVE_FORMAT_TAR_PAX_INTERCHANGE);
+  EntryOpts fo;
+  fo.mode = 0640;
+  auto f = TarBuilder::entry("f", AE_IFREG, fo);
+  archive_entry_set_size(f.get(), 2);
+  archive_entry_acl_add_entry(f.get(), ARCHIVE_ENTRY_ACL_TYPE_ACCESS,
+                              ARCHIVE_ENTRY_ACL_READ | ARCHIVE_ENTRY_ACL_WRITE,
+                              ARCHIVE_ENTRY_ACL_USER, 1234, "u1234");
+  archive_entry_acl_add_entry(f.get(), ARCHIVE_ENTRY_ACL_TYPE_ACCESS,
+                              ARCHIVE_ENTRY_ACL_READ | ARCHIVE_ENTRY_ACL_WRITE,
+                              ARCHIVE_ENTRY_ACL_MASK, -1, nullptr);
+  tb.raw(f.get(), "hi");
+  EntryOpts dopt;
+  dopt.mode = 0755;
+  auto d = TarBuilder::entry("d", AE_IFDIR, dopt);
+  for (auto [tag, perm, id] :
+       {std::tuple{ARCHIVE_ENTRY_ACL_USER_OBJ, 7, -1},
+        std::tuple{ARCHIVE_ENTRY_ACL_GROUP_OBJ, 5, -1}, std::tuple{ARCHIVE_ENTRY_ACL_OTHER, 5, -1},
+        std::tuple{ARCHIVE_ENTRY_ACL_GROUP, 7, 4321}, std::tuple{ARCHIVE_ENTRY_ACL_MASK, 7, -1}}) {
+    int ps = ((perm & 4) ? ARCHIVE_ENTRY_ACL_READ : 0) |
+             ((perm & 2) ? ARCHIVE_ENTRY_ACL_WRITE : 0) |
+             ((perm & 1) ? ARCHIVE_ENTRY_ACL_EXECUTE : 0);
+    archive_entry_acl_add_entry(d.get(), ARCHIVE_ENTRY_ACL_TYPE_DEFAULT, ps, tag, id,
+                                tag == ARCHIVE_ENTRY_ACL_GROUP ? "g4321" : nullptr);
+  }
+  tb.raw(d.get());
+  tb.file("plain", "p");
+  std::string tar = tb.finish();
+  REQUIRE(tar.find("SCHILY.acl.access") != std::string::npos);
+  REQUIRE(tar.find("SCHILY.acl.default") != std::string::npos);
+  TempDir t;
+  unpack_blob(make_blob(tar, Filter::Gzip), t.fd.get(), {});
+  // Decoded: (tag, perm, id) triples after the 4-byte version header.
+  auto acl = [&](const std::string& rel, const char* name) {
+    std::string v = xattr_of(t / rel, name);
+    std::vector<std::tuple<int, int, long>> out;
+    if (v == "<none>") return out;
+    REQUIRE(v.size() >= 4);
+    REQUIRE(v.substr(0, 4) == std::string("\x02\0\0\0", 4));
+    REQUIRE((v.size() - 4) % 8 == 0);
+    auto u = [&](size_t at, int n) {
+      long x = 0;
+      for (int i = n - 1; i >= 0; --i) x = x * 256 + static_cast<unsigned char>(v[at + i]);
+      return x;
+    };
+    for (size_t at = 4; at < v.size(); at += 8)
+      out.emplace_back(static_cast<int>(u(at, 2)), static_cast<int>(u(at + 2, 2)), u(at + 4, 4));
+    return out;
+  };
+  using T = std::vector<std::tuple<int, int, long>>;
+  const long none = 0xFFFFFFFFL;
+  CHECK(acl("f", "system.posix_acl_access") ==
+        T{{0x01, 6, none}, {0x02, 6, 1234}, {0x04, 4, none}, {0x10, 6, none}, {0x20, 0, none}});
+  CHECK(read_at(t, "f") == "hi");
+  CHECK((lstat_at(t, "f").st_mode & 0777) == 0660);  // the group bits show the mask
+  CHECK(acl("d", "system.posix_acl_default") ==
+        T{{0x01, 7, none}, {0x04, 5, none}, {0x08, 7, 4321}, {0x10, 7, none}, {0x20, 5, none}});
+  CHECK(acl("d", "system.posix_acl_access").empty());
+  CHECK(acl("plain", "system.posix_acl_access").empty());
 }
 
 TEST_CASE("overlay xattrs inside a tar are escaped") {
