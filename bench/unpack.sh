@@ -51,6 +51,18 @@ for l in json.load(open(sys.argv[1]))["layers"]:
 EOF
 }
 
+# tar_blobs: GNU tar extracts each of run_one's ${blobs[@]} (with its
+# ${zflag[@]}) into its own directory under $work/out.
+tar_blobs() {
+  local n=0 b
+  for b in "${blobs[@]}"; do
+    mkdir "$work/out/$n"
+    tar -x "${zflag[@]}" -f "$b" -C "$work/out/$n" --numeric-owner --same-permissions \
+      --same-owner --xattrs --xattrs-include='*' || die "tar failed on $b"
+    n=$((n + 1))
+  done
+}
+
 # run_one TOOL IMAGE LAYER -> prints seconds, or nothing if not applicable
 run_one() {
   local tool=$1 img=$2 layer=$3 layout=$cache_dir/images/debian-$2 t0 t1 tag blobs=() b
@@ -75,24 +87,11 @@ run_one() {
     layerctl)
       "$layerctl" --root "$work/out/store" pull "oci:$layout:$tag" >"$work/log" 2>&1 ||
         { cat "$work/log" >&2; die "layerctl pull failed"; } ;;
-    tar)
-      local n=0
-      for b in "${blobs[@]}"; do
-        mkdir "$work/out/$n"
-        tar -x "${zflag[@]}" -f "$b" -C "$work/out/$n" --numeric-owner --same-permissions \
-          --same-owner --xattrs --xattrs-include='*' || die "tar failed on $b"
-        n=$((n + 1))
-      done ;;
+    tar) tar_blobs ;;
     tar+sync)
       # GNU tar, then its output made durable (as layerctl's is): `sync -f`
       # syncs the file system holding the output, like layerctl's syncfs.
-      local n=0
-      for b in "${blobs[@]}"; do
-        mkdir "$work/out/$n"
-        tar -x "${zflag[@]}" -f "$b" -C "$work/out/$n" --numeric-owner --same-permissions \
-          --same-owner --xattrs --xattrs-include='*' || die "tar failed on $b"
-        n=$((n + 1))
-      done
+      tar_blobs
       sync -f "$work/out" ;;
     umoci)
       umoci unpack --image "$layout:$tag" "$work/out/bundle" >"$work/log" 2>&1 ||
