@@ -123,3 +123,23 @@ open(path, "w").write(text)
 PY
   log "wrote the $1 section of $bench_dir/RESULTS.md"
 }
+
+# start_registry DIR: docker-registry (the CNCF distribution registry) on a
+# free loopback port, plain HTTP, storage and log under DIR; sets reg_pid
+# and R (127.0.0.1:PORT) once it answers. The caller kills $reg_pid.
+start_registry() {
+  local dir=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$dir/registry.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $dir/registry}
+http:
+  addr: 127.0.0.1:$port
+YML
+  docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
+  reg_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
+  R=127.0.0.1:$port
+}

@@ -47,19 +47,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The registry, with both images pushed once.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage:
-  filesystem: {rootdirectory: $work/registry}
-http:
-  addr: 127.0.0.1:$port
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
-R=127.0.0.1:$port
+start_registry "$work"
 IFS=, read -r -a image_list <<<"$images"
 # Pushed through the distribution API as they are: skopeo would substitute
 # blobs it already pushed with another compression (same diff_ids), which
