@@ -345,7 +345,7 @@ int adjust_open_flags(Daemon& d, int flags) {
 bool set_open_mode(Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
   int acc = f->flags & O_ACCMODE;
   bool write = acc != O_RDONLY || (f->flags & O_TRUNC);
-  bool eligible = !d.ov().partial_of(f->node);
+  bool eligible = !d.ov().unfilled_of(f->node);
   auto g = d.pt().acquire(f->node, f->fd.get(), !f->lower, write, eligible);
   f->mode = g.mode;
   // Nothing to do at close: no FLUSH round trip.
@@ -388,7 +388,7 @@ int backing_flags(Daemon& d, Node* n, int flags, bool fresh) {
   if (!d.pt().active() || (flags & O_ACCMODE) == O_RDWR ||
       (flags & (O_APPEND | O_DIRECT | O_SYNC | O_DSYNC | O_TRUNC | O_PATH)))
     return flags;
-  if (!fresh && (n->layer.load() != overlay::kUpper || d.ov().partial_of(n))) return flags;
+  if (!fresh && (n->layer.load() != overlay::kUpper || d.ov().unfilled_of(n))) return flags;
   return (flags & ~O_ACCMODE) | O_RDWR;
 }
 
@@ -397,11 +397,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     Daemon& d = daemon_of(req);
     Node* n = node_of(d, ino);
     int flags = adjust_open_flags(d, fi->flags);
-    // A file still being copied up lazily is finished first, so that this
-    // open can go straight to the complete upper file.
+    // A file still being copied up lazily gets the rest of its data first
+    // (its fsync is left to the background), so that this open can go
+    // straight to the upper file.
     if (d.pt().active())
-      if (auto p = d.ov().partial_of(n))
-        if (auto w = d.ov().complete(*p); !w) return reply_err(req, w.error());
+      if (auto p = d.ov().unfilled_of(n))
+        if (auto w = d.ov().fill(*p); !w) return reply_err(req, w.error());
     const int bflags = backing_flags(d, n, flags, false);
     auto r = d.ov().open_file(n, bflags);
     if (!r && bflags != flags && r.error() != ENOENT)  // read-write refused: as asked
@@ -450,9 +451,14 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   });
 }
 
-// Operations that need all of a file's data in the upper file finish a lazy
-// copy-up first.
+// Operations that need all of a file's data in the upper file fill a lazy
+// copy-up first; those that can make holes in it also wait for it to be
+// complete (a crash would fill the holes from the lower again).
 Result<void> whole(Daemon& d, File* f) {
+  if (auto p = d.ov().unfilled_of(f->node)) return d.ov().fill(*p);
+  return {};
+}
+Result<void> complete(Daemon& d, File* f) {
   if (auto p = d.ov().partial_of(f->node)) return d.ov().complete(*p);
   return {};
 }
@@ -476,7 +482,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
     Daemon& d = daemon_of(req);
     File* f = file_of(fi);
     int fd = current_fd(d, f);
-    if (auto p = d.ov().partial_of(f->node)) {
+    if (auto p = d.ov().unfilled_of(f->node)) {
       // Still being copied up: the upper's blocks and the lower's bytes.
       std::vector<char> data(size);
       auto r = d.ov().read_partial(*p, data.data(), size, off);
@@ -497,7 +503,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
     if (auto k = kill_suidgid(req, d, f->node, ino, -1); !k) return reply_err(req, k.error());
     fuse_bufvec out = fd_bufvec(size, current_fd(d, f), off);
     std::unique_lock<std::mutex> partial_lock;
-    if (auto p = d.ov().partial_of(f->node)) {
+    if (auto p = d.ov().unfilled_of(f->node)) {
       auto l = d.ov().begin_write(*p, off, size);
       if (!l) return reply_err(req, l.error());
       partial_lock = std::move(l).value();
@@ -541,7 +547,7 @@ void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
   guard(req, "fallocate", [&] {
     Daemon& d = daemon_of(req);
-    if (auto w = whole(d, file_of(fi)); !w) return reply_err(req, w.error());
+    if (auto w = complete(d, file_of(fi)); !w) return reply_err(req, w.error());
     int r = ::fallocate(current_fd(d, file_of(fi)), mode, off, len);
     reply_err(req, r == 0 ? 0 : errno);
   });

@@ -28,38 +28,6 @@ int64_t now_ns() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-Result<void> copy_range(int src, int dst, off_t start, off_t end) {
-  off_t in = start, out = start;
-  bool use_cfr = true;
-  std::vector<char> buf;
-  while (in < end) {
-    size_t want = static_cast<size_t>(std::min<off_t>(end - in, off_t{1} << 30));
-    if (use_cfr) {
-      ssize_t n = sys::retry_eintr([&] { return ::copy_file_range(src, &in, dst, &out, want, 0); });
-      if (n > 0) continue;
-      if (n == 0) break;
-      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-        return last_errno();
-      use_cfr = false;
-    }
-    if (buf.empty()) buf.resize(1 << 20);
-    want = std::min(want, buf.size());
-    ssize_t n = sys::retry_eintr([&] { return ::pread(src, buf.data(), want, in); });
-    if (n < 0) return last_errno();
-    if (n == 0) break;
-    size_t done = 0;
-    while (done < static_cast<size_t>(n)) {
-      ssize_t w = sys::retry_eintr(
-          [&] { return ::pwrite(dst, buf.data() + done, static_cast<size_t>(n) - done, out); });
-      if (w < 0) return last_errno();
-      done += static_cast<size_t>(w);
-      out += w;
-    }
-    in += n;
-  }
-  return {};
-}
-
 }  // namespace
 
 std::string Overlay::temp_name() {
@@ -233,7 +201,7 @@ Result<void> Overlay::copy_data(int src, int dst, off_t size) {
     if (data < 0) {
       if (errno == ENXIO) break;
       if (errno == EINVAL) {  // no SEEK_DATA: copy everything
-        auto r = copy_range(src, dst, pos, size);
+        auto r = sys::copy_range(src, dst, pos, size);
         if (!r) return r;
         break;
       }
@@ -241,7 +209,7 @@ Result<void> Overlay::copy_data(int src, int dst, off_t size) {
     }
     off_t hole = ::lseek(src, data, SEEK_HOLE);
     if (hole < 0) return last_errno();
-    auto r = copy_range(src, dst, data, std::min(hole, size));
+    auto r = sys::copy_range(src, dst, data, std::min(hole, size));
     if (!r) return r;
     pos = hole;
   }

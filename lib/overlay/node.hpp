@@ -59,7 +59,10 @@ struct Partial {
   UniqueFd lower;                 // read-only
   UniqueFd upper;                 // read-write
   off_t limit = 0;                // guarded by mu: lower data at or past it is not the file's
-  std::atomic<bool> done{false};  // written under mu
+  // Written under mu. filled: all of the lower's data is in the upper file,
+  // only its fsync and the marker's removal are left; done: those too.
+  std::atomic<bool> filled{false};
+  std::atomic<bool> done{false};
   ino_t upper_ino = 0;
   std::string reg_name;                   // its entry in workdir/layerfs-partial
   std::string marker;                     // the partial xattr: limit, NUL, lowerdir, NUL, path

@@ -136,10 +136,17 @@ class Overlay {
 
   // Files copied up with their data still partly below (see Partial). The
   // daemon reads them through read_partial, holds begin_write's lock across
-  // each write, and completes them before operations that need all data.
-  std::shared_ptr<Partial> partial_of(Node* n);
+  // each write, and fills them before operations that need all data.
+  std::shared_ptr<Partial> partial_of(Node* n);   // until complete (durable)
+  std::shared_ptr<Partial> unfilled_of(Node* n);  // until all data is in the upper
   Result<size_t> read_partial(Partial& p, char* buf, size_t size, off_t off);
   Result<std::unique_lock<std::mutex>> begin_write(Partial& p, off_t off, size_t size);
+  // Copies the rest of the lower's data now, in the kernel; the fsync and the
+  // marker's removal are left to the background thread. Until then a crash
+  // leaves it partial, and recovery fills its holes again from the lower.
+  Result<void> fill(Partial& p);
+  // fill, fsync, marker removed: from here on a plain upper file, also after a
+  // crash. Needed before anything that makes holes in the file.
   Result<void> complete(Partial& p);
   // Starts the thread that fills partial files (after any fork: a daemon
   // calls it once it runs in the background). Without it they are completed
@@ -211,6 +218,9 @@ class Overlay {
 
   Result<void> copy_up_locked(Node* n, Node* parent, const std::string& name, CopyData data);
   Result<void> fill_range(Partial& p, off_t from, off_t to);  // REQUIRES: p.mu held
+  // The file is cut to `size`: lower bytes past it are not its own any more,
+  // even if it grows again (memory and marker). REQUIRES: p.mu held.
+  Result<void> lower_limit(Partial& p, off_t size);
   std::string path_of(Node* n);  // relative to the root, for the partial marker
   void attach_partial(Node* n, const struct stat& upper_st);
   bool attach_partial_only(Node* n, const struct stat& upper_st);

@@ -48,27 +48,6 @@ off_t next_hole(int fd, off_t pos, off_t none) {
   return h < 0 ? none : h;
 }
 
-Result<void> copy_span(int src, int dst, off_t from, off_t to) {
-  std::vector<char> buf(static_cast<size_t>(std::min<off_t>(to - from, kFillChunk)));
-  while (from < to) {
-    size_t want = static_cast<size_t>(std::min<off_t>(to - from, static_cast<off_t>(buf.size())));
-    ssize_t n = sys::retry_eintr([&] { return ::pread(src, buf.data(), want, from); });
-    if (n < 0) return last_errno();
-    if (n == 0) break;
-    size_t done = 0;
-    while (done < static_cast<size_t>(n)) {
-      ssize_t w = sys::retry_eintr([&] {
-        return ::pwrite(dst, buf.data() + done, static_cast<size_t>(n) - done,
-                        from + static_cast<off_t>(done));
-      });
-      if (w < 0) return last_errno();
-      done += static_cast<size_t>(w);
-    }
-    from += n;
-  }
-  return {};
-}
-
 }  // namespace
 
 std::string Overlay::path_of(Node* n) {
@@ -90,6 +69,11 @@ std::shared_ptr<Partial> Overlay::partial_of(Node* n) {
   std::lock_guard<std::mutex> g(n->mu);
   if (n->partial && n->partial->done.load()) n->partial.reset();
   return n->partial;
+}
+
+std::shared_ptr<Partial> Overlay::unfilled_of(Node* n) {
+  auto p = partial_of(n);
+  return p && !p->filled.load() ? p : nullptr;
 }
 
 void Overlay::attach_partial(Node* n, const struct stat& st) {
@@ -120,7 +104,7 @@ Result<void> Overlay::fill_range(Partial& p, off_t from, off_t to) {
       off_t d = next_data(p.lower.get(), q, hole_end);
       if (d >= hole_end) break;
       off_t e = std::min(next_hole(p.lower.get(), d, hole_end), hole_end);
-      if (auto r = copy_span(p.lower.get(), p.upper.get(), d, e); !r) return r;
+      if (auto r = sys::copy_range(p.lower.get(), p.upper.get(), d, e); !r) return r;
       copied = true;
       q = e;
     }
@@ -133,6 +117,17 @@ Result<void> Overlay::fill_range(Partial& p, off_t from, off_t to) {
   return {};
 }
 
+Result<void> Overlay::lower_limit(Partial& p, off_t size) {
+  if (size >= p.limit || p.done.load()) return {};
+  p.limit = size;
+  std::string m = p.marker;
+  m.replace(0, m.find('\0'), std::to_string(size));
+  p.marker = m;
+  if (::fsetxattr(p.upper.get(), partial_xattr_.c_str(), m.data(), m.size(), 0) != 0)
+    return last_errno();
+  return {};
+}
+
 Result<size_t> Overlay::read_partial(Partial& p, char* buf, size_t size, off_t off) {
   std::lock_guard<std::mutex> g(p.mu);
   struct stat st;
@@ -140,7 +135,7 @@ Result<size_t> Overlay::read_partial(Partial& p, char* buf, size_t size, off_t o
   if (off >= st.st_size) return size_t{0};
   off_t end = std::min<off_t>(st.st_size, off + static_cast<off_t>(size));
   off_t pos = off;
-  bool done = p.done.load();
+  bool done = p.filled.load();
   while (pos < end) {
     off_t d = done ? pos : next_data(p.upper.get(), pos, end);
     int src;
@@ -174,7 +169,7 @@ Result<size_t> Overlay::read_partial(Partial& p, char* buf, size_t size, off_t o
 Result<std::unique_lock<std::mutex>> Overlay::begin_write(Partial& p, off_t off, size_t size) {
   p.last_write_ns = now_ns();
   std::unique_lock<std::mutex> lock(p.mu);
-  if (p.done.load() || size == 0) return lock;
+  if (p.filled.load() || size == 0) return lock;
   // The blocks a write only partly covers must hold the lower's bytes first:
   // afterwards the whole block is the upper's data.
   off_t head = off & ~(kBlock - 1);
@@ -186,11 +181,26 @@ Result<std::unique_lock<std::mutex>> Overlay::begin_write(Partial& p, off_t off,
   return lock;
 }
 
+Result<void> Overlay::fill(Partial& p) {
+  {
+    std::lock_guard<std::mutex> g(p.mu);
+    if (p.filled.load()) return {};
+    if (auto r = fill_range(p, 0, p.limit); !r) return r;
+    p.filled = true;
+  }
+  std::lock_guard<std::mutex> g(partial_mu_);
+  partial_cv_.notify_all();  // the worker need not wait for writes to pause
+  return {};
+}
+
 Result<void> Overlay::complete(Partial& p) {
   {
     std::lock_guard<std::mutex> g(p.mu);
     if (p.done.load()) return {};
-    if (auto r = fill_range(p, 0, p.limit); !r) return r;
+    if (!p.filled.load()) {
+      if (auto r = fill_range(p, 0, p.limit); !r) return r;
+      p.filled = true;
+    }
     if (opts_.fsync) {
       if (auto r = sys::fsync_fd(p.upper.get()); !r) return r;
     }
@@ -217,13 +227,13 @@ void Overlay::partial_worker() {
     // while nobody has written to the file for a moment.
     bool stopped = false;
     for (off_t pos = 0;; pos += kFillChunk) {
-      while (now_ns() - p->last_write_ns.load() < kQuietNs) {
+      while (!p->filled.load() && now_ns() - p->last_write_ns.load() < kQuietNs) {
         std::unique_lock<std::mutex> w(partial_mu_);
         if (partial_cv_.wait_for(w, std::chrono::milliseconds(50), [&] { return stop_; })) break;
       }
       {
         std::lock_guard<std::mutex> g(p->mu);
-        if (p->done.load() || pos >= p->limit) break;
+        if (p->filled.load() || pos >= p->limit) break;
         (void)fill_range(*p, pos, pos + kFillChunk);
       }
       std::lock_guard<std::mutex> g(partial_mu_);

@@ -609,7 +609,7 @@ Result<OpenFile> Overlay::open_file(Node* n, int flags) {
     if (flags & O_TRUNC) {
       if (auto p = partial_of(n)) {
         std::lock_guard<std::mutex> g(p->mu);
-        p->limit = 0;
+        if (auto r = lower_limit(*p, 0); !r) return Errno{r.error()};
       }
     }
   }
@@ -675,14 +675,7 @@ Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c
       // Lower bytes past the new size are not the file's any more, even if
       // it grows again later.
       std::lock_guard<std::mutex> g(p->mu);
-      if (a.size < p->limit && !p->done.load()) {
-        p->limit = a.size;
-        std::string m = p->marker;
-        m.replace(0, m.find('\0'), std::to_string(a.size));
-        p->marker = m;
-        if (::fsetxattr(p->upper.get(), partial_xattr_.c_str(), m.data(), m.size(), 0) != 0)
-          return last_errno();
-      }
+      if (auto r = lower_limit(*p, a.size); !r) return r;
       if (::ftruncate(p->upper.get(), a.size) != 0) return last_errno();
       a_size_done = true;
     }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "util/error.hpp"
 
@@ -56,6 +57,38 @@ Result<void> write_all(int fd, const void* buf, size_t len) {
 
 Result<void> fsync_fd(int fd) {
   if (retry_eintr([&] { return ::fsync(fd); }) < 0) return last_errno();
+  return {};
+}
+
+Result<void> copy_range(int src, int dst, off_t start, off_t end) {
+  off_t in = start, out = start;
+  bool use_cfr = true;
+  std::vector<char> buf;
+  while (in < end) {
+    size_t want = static_cast<size_t>(std::min<off_t>(end - in, off_t{1} << 30));
+    if (use_cfr) {
+      ssize_t n = sys::retry_eintr([&] { return ::copy_file_range(src, &in, dst, &out, want, 0); });
+      if (n > 0) continue;
+      if (n == 0) break;
+      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return last_errno();
+      use_cfr = false;
+    }
+    if (buf.empty()) buf.resize(1 << 20);
+    want = std::min(want, buf.size());
+    ssize_t n = sys::retry_eintr([&] { return ::pread(src, buf.data(), want, in); });
+    if (n < 0) return last_errno();
+    if (n == 0) break;
+    size_t done = 0;
+    while (done < static_cast<size_t>(n)) {
+      ssize_t w = sys::retry_eintr(
+          [&] { return ::pwrite(dst, buf.data() + done, static_cast<size_t>(n) - done, out); });
+      if (w < 0) return last_errno();
+      done += static_cast<size_t>(w);
+      out += w;
+    }
+    in += n;
+  }
   return {};
 }
 

@@ -38,6 +38,10 @@ Result<UniqueFd> open_beneath(int dirfd, const char* path, int flags, mode_t mod
 Result<size_t> read_full(int fd, void* buf, size_t len);   // short only at EOF
 Result<void> write_all(int fd, const void* buf, size_t len);
 Result<void> fsync_fd(int fd);
+// Copies bytes [start, end) of src to the same offsets of dst, in the kernel
+// (copy_file_range) where it can, else through a buffer. Stops early at
+// src's end.
+Result<void> copy_range(int src, int dst, off_t start, off_t end);
 
 // Throwing forms for the cold path.
 UniqueFd xopen_at(int dirfd, const std::string& path, int flags, mode_t mode,

@@ -763,3 +763,68 @@ TEST_CASE("big files are copied up lazily, and completed after a crash") {
     CHECK(ost.st_nlink == 1);
   }
 }
+TEST_CASE("a filled lazy copy-up stays recoverable until complete; O_TRUNC lowers its marker") {
+  if (!is_root()) return;
+  Layers L;
+  std::string big(3 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('A' + i % 26);
+  L.write("l1/big", big);
+  L.write("l1/trunc", big);
+  // A child fills one file (the open of a passthrough daemon does), loses
+  // part of the filled data as a machine crash before the fsync would, and
+  // dies; it also truncates the other with O_TRUNC and writes past 2 MiB.
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto ov = L.mount().release();  // never destroyed: like kill -9
+    auto copy_up = [&](const char* name) -> Node* {
+      auto n = walk(*ov, name);
+      if (!n) ::_exit(1);
+      SetAttr a;
+      a.valid = SetAttr::kMode;
+      a.mode = 0600;
+      Caller c;
+      struct stat st;
+      if (!ov->setattr(n.value(), -1, a, c, &st).ok()) ::_exit(2);
+      return n.value();
+    };
+    Node* n = copy_up("big");
+    auto p = ov->partial_of(n);
+    if (!p || !ov->unfilled_of(n)) ::_exit(3);
+    {
+      auto lock = ov->begin_write(*p, 10, 5);
+      auto fd = ov->open_file(n, O_RDWR);
+      if (!lock.ok() || !fd.ok() || ::pwrite(fd->fd.get(), "HELLO", 5, 10) != 5) ::_exit(4);
+    }
+    if (!ov->fill(*p).ok() || !p->filled.load() || p->done.load()) ::_exit(5);
+    if (ov->unfilled_of(n) || !ov->partial_of(n)) ::_exit(6);
+    std::string got(big.size(), '?');
+    auto r = ov->read_partial(*p, got.data(), got.size(), 0);
+    if (!r.ok() || got.compare(20, std::string::npos, big, 20) != 0) ::_exit(7);
+    if (::fallocate(p->upper.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 << 20, 8192) != 0)
+      ::_exit(8);
+    Node* t = copy_up("trunc");
+    auto fd = ov->open_file(t, O_WRONLY | O_TRUNC);
+    if (!fd.ok() || ::pwrite(fd->fd.get(), "xyz", 3, 2 << 20) != 3) ::_exit(9);
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  char v[256];
+  ssize_t len = ::getxattr(L.p("u/trunc").c_str(), "trusted.overlay.layerfs.partial", v, sizeof(v));
+  REQUIRE(len > 2);
+  CHECK(std::string(v, 2) == std::string("0\0", 2));
+  CHECK(::getxattr(L.p("u/big").c_str(), "trusted.overlay.layerfs.partial", v, sizeof(v)) > 0);
+  {
+    auto ov = L.mount();  // recovery
+    std::string want = big;
+    want.replace(10, 5, "HELLO");
+    CHECK(L.read("u/big") == want);
+    CHECK(L.read("u/trunc") == std::string(2 << 20, '\0') + "xyz");
+    CHECK(::getxattr(L.p("u/big").c_str(), "trusted.overlay.layerfs.partial", v, sizeof(v)) < 0);
+    CHECK(::getxattr(L.p("u/trunc").c_str(), "trusted.overlay.layerfs.partial", v, sizeof(v)) < 0);
+  }
+}
+
