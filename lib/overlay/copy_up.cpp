@@ -458,7 +458,7 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
     for (const auto& ld : *n->stack) {
       int dup = ::fcntl(ld.fd.get(), F_DUPFD_CLOEXEC, 0);
       if (dup < 0) return last_errno();
-      stack->push_back(LayerDir{ld.layer, UniqueFd(dup)});
+      stack->push_back(LayerDir{ld.layer, UniqueFd(dup), ld.xwhiteouts});
     }
     n->stack = std::move(stack);
     n->layer = kUpper;

@@ -26,6 +26,12 @@ constexpr int kUpper = 0;
 struct LayerDir {
   int layer;
   UniqueFd fd;  // O_RDONLY|O_DIRECTORY (O_PATH where unreadable)
+  // A lower directory marked as holding xattr whiteouts (overlay.opaque "x"):
+  // the kernel's readdir looks for them only there (its lookup everywhere),
+  // and so does ours, which spares a stat of every lower regular file. The
+  // upper layer is always checked.
+  bool xwhiteouts = false;
+  bool may_hold_xwhiteouts() const { return layer == kUpper || xwhiteouts; }
 };
 // A merged directory's real directories, top first. Immutable once built; a
 // copy-up publishes a new one.

@@ -60,18 +60,13 @@ bool is_whiteout(int dirfd, const char* name, const struct stat& st) {
   return false;
 }
 
-bool xattr_is_y(const XattrPath& p, const char* name) {
-  char v[4];
-  ssize_t n = p.get(name, v, sizeof(v));
-  return n == 1 && v[0] == 'y';
-}
-
 // Opaque: overlay.opaque = "y" (either namespace) or, in a lower layer, an OCI
 // ".wh..wh..opq" marker. Redirect: overlay.redirect (the kernel's
 // redirect_dir), checked against hostile values. A directory with no xattrs
 // at all, the common case, costs one listxattr instead of four getxattrs.
 struct DirMarks {
   bool opaque = false;
+  bool xwhiteouts = false;  // overlay.opaque "x": see LayerDir
   std::string redirect;
 };
 
@@ -93,7 +88,12 @@ DirMarks dir_marks(int fd, int layer) {
   ssize_t names = ::flistxattr(fd, nullptr, 0);
   if (names < 0 && errno == EBADF) names = p.list(nullptr, 0);  // an O_PATH fd
   if (names != 0) {
-    m.opaque = xattr_is_y(p, "trusted.overlay.opaque") || xattr_is_y(p, "user.overlay.opaque");
+    for (const char* ns : {"trusted.overlay.", "user.overlay."}) {
+      char v[4];
+      ssize_t n = p.get((std::string(ns) + "opaque").c_str(), v, sizeof(v));
+      m.opaque = m.opaque || (n == 1 && v[0] == 'y');
+      m.xwhiteouts = m.xwhiteouts || (n == 1 && v[0] == 'x');
+    }
     m.redirect = read_redirect(p);
   }
   struct stat st;
@@ -215,8 +215,9 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
     if (!ov->layer_roots_[i].valid()) continue;
     auto fd = sys::open_at(ov->layer_roots_[i].get(), ".", O_RDONLY | O_DIRECTORY);
     if (!fd) throw Error("layer directory", fd.error());
-    bool opaque = dir_marks(fd.value().get(), static_cast<int>(i)).opaque;
-    stack->push_back(LayerDir{static_cast<int>(i), std::move(fd).value()});
+    DirMarks m = dir_marks(fd.value().get(), static_cast<int>(i));
+    bool opaque = m.opaque;
+    stack->push_back(LayerDir{static_cast<int>(i), std::move(fd).value(), m.xwhiteouts});
     if (opaque && i != 0) break;
   }
   struct stat rst;
@@ -432,7 +433,7 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
   bool opaque = marks.opaque;
   f.opaque = opaque;
   std::string redirect = std::move(marks.redirect);
-  stack->push_back(LayerDir{parent[i].layer, std::move(top).value()});
+  stack->push_back(LayerDir{parent[i].layer, std::move(top).value(), marks.xwhiteouts});
   // Below, the same name in the parent's directories, unless the kernel's
   // redirect_dir moved this directory: "/a/b" is that path from each lower
   // layer's root, "x" the name x in the parent's directories.
@@ -453,7 +454,7 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
         DirMarks m = dir_marks(fd.value().get(), static_cast<int>(l));
         opaque = m.opaque;
         std::string next = std::move(m.redirect);
-        stack->push_back(LayerDir{static_cast<int>(l), std::move(fd).value()});
+        stack->push_back(LayerDir{static_cast<int>(l), std::move(fd).value(), m.xwhiteouts});
         if (!next.empty() && next[0] == '/') redirect = next;
       }
       break;
@@ -474,7 +475,7 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
     DirMarks m = dir_marks(fd.value().get(), ld.layer);
     opaque = m.opaque;
     redirect = std::move(m.redirect);
-    stack->push_back(LayerDir{ld.layer, std::move(fd).value()});
+    stack->push_back(LayerDir{ld.layer, std::move(fd).value(), m.xwhiteouts});
   }
   f.stack = std::move(stack);
   return f;
@@ -710,7 +711,9 @@ Result<std::shared_ptr<const Listing>> Overlay::build_listing(const DirStack& st
       struct stat st;
       st.st_dev = dst.st_dev;
       st.st_ino = e->d_ino;
-      if (type == DT_UNKNOWN || type == DT_CHR || type == DT_REG) {
+      // Regular files are stat'ed only where they may be xattr whiteouts
+      // (see LayerDir::xwhiteouts).
+      if (type == DT_UNKNOWN || type == DT_CHR || (type == DT_REG && ld.may_hold_xwhiteouts())) {
         if (!stat_at(ld.fd.get(), e->d_name, &st)) {
           if (errno == ENOENT) continue;
           return last_errno();

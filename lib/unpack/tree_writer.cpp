@@ -646,6 +646,9 @@ void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry*
 
 void TreeWriter::finish() {
   const char* opaque_name = opt_.rootless ? "user.overlay.opaque" : "trusted.overlay.opaque";
+  // Directories holding xattr whiteouts are marked overlay.opaque "x": the
+  // kernel's readdir (and ours) looks for those whiteouts only there.
+  std::set<std::string> xwhiteout_dirs;
   entry_.clear();
   for (const auto& path : whiteouts_) {
     entry_ = path;
@@ -668,9 +671,11 @@ void TreeWriter::finish() {
       if (!fd) fail_errno("create whiteout", fd.error());
       if (::fsetxattr(fd->get(), "user.overlay.whiteout", "y", 1, 0) < 0)
         fail_errno("mark whiteout", errno);
+      xwhiteout_dirs.insert(parent);
     }
   }
-  for (const auto& path : opaque_) {
+  for (const auto& path : opaque_) xwhiteout_dirs.erase(path);  // "y" says more
+  auto mark = [&](const std::string& path, const char* value) {
     entry_ = path.empty() ? "." : path;
     UniqueFd owned;
     int fd = root_;
@@ -681,8 +686,10 @@ void TreeWriter::finish() {
       owned = std::move(r).value();
       fd = owned.get();
     }
-    if (::fsetxattr(fd, opaque_name, "y", 1, 0) < 0) fail_errno("mark opaque", errno);
-  }
+    if (::fsetxattr(fd, opaque_name, value, 1, 0) < 0) fail_errno("mark opaque", errno);
+  };
+  for (const auto& path : opaque_) mark(path, "y");
+  for (const auto& path : xwhiteout_dirs) mark(path, "x");
   // Children before parents, so that a parent's restrictive mode never
   // blocks reaching a child, and every directory's mtime is set after its
   // last change.

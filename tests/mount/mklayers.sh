@@ -64,6 +64,8 @@ printf 'was a file\n' > rep/thing
 printf 'p\n' > priv/secret && chown -R 1000:1000 priv && chmod 0700 priv
 printf 'm\n' > mixed/a/b/c
 for i in $(seq 1 40); do printf '%s\n' "$i" > "d2/n$i"; done
+mkdir -p xw/marked xw/legacy xw/plain
+for d in marked legacy plain; do printf 'lower\n' > "xw/$d/f"; done
 
 # --- l2: whiteouts, an opaque dir, replacements
 cd "$dest/l2"
@@ -80,6 +82,13 @@ rmdir rep && printf 'now a file\n' > rep
 printf 'l2\n' > mixed/a/l2
 for i in $(seq 41 60); do printf '%s\n' "$i" > "d2/n$i"; done
 mknod d2/n7 c 0 0
+# xattr whiteouts (empty files with overlay.whiteout): the kernel's readdir
+# hides them only in a directory marked overlay.opaque "x" (6.8 on; the 6.7
+# marker overlay.whiteouts no longer counts), its lookup everywhere.
+mkdir -p xw/marked xw/legacy xw/plain
+for d in marked legacy plain; do : > "xw/$d/f"; setfattr -n trusted.overlay.whiteout -v y "xw/$d/f"; done
+setfattr -n trusted.overlay.opaque -v x xw/marked
+setfattr -n trusted.overlay.whiteouts -v y xw/legacy
 
 # --- l3: top
 cd "$dest/l3"
