@@ -347,7 +347,7 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
       if (::mkdirat(wfd, tn, 0700) != 0) return last_errno();
       break;
     case S_IFREG: {
-      auto src = sys::open_at(sfd, nm, O_RDONLY | O_NOFOLLOW);
+      auto src = open_in_layer(layer, sfd, nm, O_RDONLY | O_NOFOLLOW);
       if (!src) return Errno{src.error()};
       auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
       if (!dst) return Errno{dst.error()};

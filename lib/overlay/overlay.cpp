@@ -101,14 +101,22 @@ DirMarks dir_marks(int fd, int layer) {
   return m;
 }
 
-Result<UniqueFd> open_dir_at(int dirfd, const char* name) {
-  auto r = sys::open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+Result<UniqueFd> open_dir_at(int layer, int dirfd, const char* name) {
+  auto r = open_in_layer(layer, dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!r && r.error() == EACCES)
     return sys::open_at(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
   return r;
 }
 
 }  // namespace
+
+Result<UniqueFd> open_in_layer(int layer, int dirfd, const char* name, int flags) {
+  if (layer != kUpper) {
+    auto r = sys::open_at(dirfd, name, flags | O_NOATIME);
+    if (r || r.error() != EPERM) return r;
+  }
+  return sys::open_at(dirfd, name, flags);
+}
 
 bool valid_name(std::string_view name) {
   return !name.empty() && name.size() <= NAME_MAX && name != "." && name != ".." &&
@@ -213,7 +221,8 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
   auto stack = std::make_shared<DirStack>();
   for (size_t i = 0; i < ov->layer_roots_.size(); ++i) {
     if (!ov->layer_roots_[i].valid()) continue;
-    auto fd = sys::open_at(ov->layer_roots_[i].get(), ".", O_RDONLY | O_DIRECTORY);
+    auto fd = open_in_layer(static_cast<int>(i), ov->layer_roots_[i].get(), ".",
+                            O_RDONLY | O_DIRECTORY);
     if (!fd) throw Error("layer directory", fd.error());
     DirMarks m = dir_marks(fd.value().get(), static_cast<int>(i));
     bool opaque = m.opaque;
@@ -427,7 +436,7 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
   if (!S_ISDIR(f.st.st_mode) || !want_stack) return f;
 
   auto stack = std::make_shared<DirStack>();
-  auto top = open_dir_at(parent[i].fd.get(), name);
+  auto top = open_dir_at(parent[i].layer, parent[i].fd.get(), name);
   if (!top) return Errno{top.error()};
   DirMarks marks = dir_marks(top.value().get(), parent[i].layer);
   bool opaque = marks.opaque;
@@ -445,7 +454,11 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
       for (size_t l = static_cast<size_t>(stack->back().layer) + 1;
            l < layer_roots_.size() && !opaque; ++l) {
         auto fd = sys::open_beneath(layer_roots_[l].get(), redirect.c_str() + 1,
-                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOATIME, 0,
+                                    RESOLVE_NO_SYMLINKS);
+        if (!fd && fd.error() == EPERM)
+          fd = sys::open_beneath(layer_roots_[l].get(), redirect.c_str() + 1,
+                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
         if (!fd) {
           if (fd.error() == ENOENT) continue;
           if (fd.error() == ENOTDIR) break;
@@ -470,7 +483,7 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
       continue;
     }
     if (!S_ISDIR(st.st_mode)) break;  // a whiteout or a non-directory ends the merge
-    auto fd = open_dir_at(ld.fd.get(), cur.c_str());
+    auto fd = open_dir_at(ld.layer, ld.fd.get(), cur.c_str());
     if (!fd) return Errno{fd.error()};
     DirMarks m = dir_marks(fd.value().get(), ld.layer);
     opaque = m.opaque;
@@ -683,7 +696,7 @@ Result<std::shared_ptr<const Listing>> Overlay::build_listing(const DirStack& st
   auto out = std::make_shared<Listing>();
   std::unordered_set<std::string> seen;  // names decided by an upper layer
   for (const auto& ld : stack) {
-    auto dfd = sys::open_at(ld.fd.get(), ".", O_RDONLY | O_DIRECTORY);
+    auto dfd = open_in_layer(ld.layer, ld.fd.get(), ".", O_RDONLY | O_DIRECTORY);
     if (!dfd) return Errno{dfd.error()};
     struct stat dst;
     if (::fstat(dfd.value().get(), &dst) != 0) return last_errno();

@@ -78,6 +78,12 @@ struct OpenFile {
 // too long, or holding '/' or NUL.
 bool valid_name(std::string_view name);
 
+// openat(2) of something in `layer`. Lower layers are opened O_NOATIME, as
+// the kernel's overlayfs opens them: reading through the mount never writes
+// to a lower layer (the store). O_NOATIME needs the owner or CAP_FOWNER;
+// without them, the plain open.
+Result<UniqueFd> open_in_layer(int layer, int dirfd, const char* name, int flags);
+
 class Overlay {
  public:
   // Opens the layers named in `opts` (already validated) and prepares the

@@ -615,8 +615,8 @@ Result<OpenFile> Overlay::open_file(Node* n, int flags) {
   }
   auto loc = locate(n);
   if (!loc) return Errno{loc.error()};
-  auto fd = sys::open_at(loc->dirfd, loc->name.c_str(),
-                         (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW);
+  auto fd = open_in_layer(loc->layer, loc->dirfd, loc->name.c_str(),
+                          (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW);
   if (!fd) return Errno{fd.error()};
   return OpenFile{std::move(fd).value(), loc->layer != kUpper};
 }

@@ -838,3 +838,27 @@ TEST_CASE("a filled lazy copy-up stays recoverable until complete; O_TRUNC lower
   }
 }
 
+
+TEST_CASE("reading through the overlay leaves the lower layers' atimes alone") {
+  Layers L;
+  L.mkdir("l1/d");
+  L.write("l1/d/f", "data");
+  struct timespec old[2] = {{946684800, 0}, {UTIME_OMIT, 0}};  // atime 2000-01-01
+  for (const char* p : {"l1/d", "l1/d/f"})
+    REQUIRE(::utimensat(AT_FDCWD, L.p(p).c_str(), old, 0) == 0);
+  {
+    auto ov = L.mount();
+    CHECK(names(*ov, "d") == std::set<std::string>{"f"});
+    Held f(*ov, "d/f");
+    auto fd = ov->open_file(f.n, O_RDONLY);
+    REQUIRE(fd.ok());
+    char buf[8];
+    CHECK(::read(fd->fd.get(), buf, sizeof(buf)) == 4);
+  }
+  for (const char* p : {"l1/d", "l1/d/f"}) {
+    struct stat st;
+    REQUIRE(::stat(L.p(p).c_str(), &st) == 0);
+    INFO(p);
+    CHECK(st.st_atim.tv_sec == 946684800);  // relatime would have updated it
+  }
+}
