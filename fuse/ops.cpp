@@ -594,13 +594,14 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
   auto r = d.ov().list(n);
   if (!r) return reply_err(req, r.error());
   std::shared_ptr<const overlay::Listing> listing = std::move(r).value();
-  std::vector<char> buf(size);
+  // Not zeroed: the kernel asks for up to 128 KiB and gets what is used.
+  std::unique_ptr<char[]> buf(new char[size]);
   size_t used = 0;
   auto add = [&](const char* name, const struct stat& st, const fuse_entry_param* e,
                  off_t next) -> bool {
     size_t rem = size - used;
-    size_t len = plus ? fuse_add_direntry_plus(req, buf.data() + used, rem, name, e, next)
-                      : fuse_add_direntry(req, buf.data() + used, rem, name, &st, next);
+    size_t len = plus ? fuse_add_direntry_plus(req, buf.get() + used, rem, name, e, next)
+                      : fuse_add_direntry(req, buf.get() + used, rem, name, &st, next);
     if (len > rem) return false;
     used += len;
     return true;
@@ -644,7 +645,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
       break;
     }
   }
-  fuse_reply_buf(req, buf.data(), used);
+  fuse_reply_buf(req, buf.get(), used);
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
