@@ -119,6 +119,13 @@ int lookup_errno(Overlay& ov, const std::string& path) {
   return r.error();
 }
 
+// n bytes cycling through 26 letters from `first`: every offset recognisable.
+std::string letters(size_t n, char first) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(first + i % 26);
+  return s;
+}
+
 std::set<std::string> names(Overlay& ov, const std::string& dir) {
   Held h(ov, dir);
   auto l = ov.list(h.n);
@@ -698,8 +705,7 @@ TEST_CASE("open refuses unusable directories by name") {
 TEST_CASE("big files are copied up lazily, and completed after a crash") {
   if (!is_root()) return;
   Layers L;
-  std::string big(3 << 20, '\0');
-  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  std::string big = letters(3 << 20, 'a');
   L.write("l1/big", big);
   {
     auto ov = L.mount();
@@ -773,11 +779,11 @@ TEST_CASE("big files are copied up lazily, and completed after a crash") {
     CHECK(ost.st_nlink == 1);
   }
 }
+
 TEST_CASE("a filled lazy copy-up stays recoverable until complete; O_TRUNC lowers its marker") {
   if (!is_root()) return;
   Layers L;
-  std::string big(3 << 20, '\0');
-  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('A' + i % 26);
+  std::string big = letters(3 << 20, 'A');
   L.write("l1/big", big);
   L.write("l1/trunc", big);
   // A child fills one file (the open of a passthrough daemon does), loses
