@@ -9,7 +9,8 @@
 # bench/overlay.svg.
 #
 #   bench/overlay.sh [--quick] [--runs N] [--engines layerfs,fuse-overlayfs,kernel,plain]
-#                    [--groups read,cow,write,meta,tree,pagecache] [--layers store|export]
+#                    [--groups read,cow,write,meta,metafresh,tree,pagecache]
+#                    [--layers store|export]
 #                    [--no-results] [--results]
 #
 # --quick: small sizes and 1 run, for iterating (written to RESULTS.md only
@@ -20,7 +21,7 @@ source "$(dirname "$0")/common.sh"
 need_root
 
 quick=0 runs= engines=layerfs,fuse-overlayfs,kernel,plain write_results=1 layer_src=
-groups=read,cow,write,meta,tree,pagecache
+groups=read,cow,write,meta,metafresh,tree,pagecache
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -165,14 +166,17 @@ for p in os.listdir("/proc"):
             break
 EOF
 }
-umount_engine() {  # NAME: unmounts, waits for the daemon to exit, removes the instance
+stop_engine() {  # NAME: unmounts, waits for the daemon to exit
   local d=$ovl/$1 pid k
   pid=$(find_daemon "$d/m")
   umount "$d/m" || { log "umount $d/m failed"; umount -l "$d/m" || true; }
   if [ -n "$pid" ]; then
     for ((k = 0; k < 600; k++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
-  rm -rf "$d"
+}
+umount_engine() {  # NAME: stop_engine, then removes the instance
+  stop_engine "$1"
+  rm -rf "${ovl:?}/$1"
 }
 
 raw=$out_dir/overlay-raw.tsv
@@ -244,16 +248,45 @@ group_write() {
   umount_engine w
 }
 
-group_meta() {
-  local m=$ovl/t/m out k v
-  mount_engine "$engine" t || return 1
-  out=$("$benchtool" meta "$m/bench-meta" "$meta_n" "$meta_size") || return 1
+run_meta() {  # DIR METRIC-PREFIX: benchtool meta in DIR/bench-meta, recorded
+  local out k v
+  out=$("$benchtool" meta "$1/bench-meta" "$meta_n" "$meta_size") || return 1
   for k in create stat read delete; do
     v=$(tr ' ' '\n' <<<"$out" | sed -n "s/^$k=//p")
-    rec "meta_$k" "$v" "$meta_n files of $meta_size B"
+    rec "$2_$k" "$v" "$meta_n files of $meta_size B"
   done
   sync
+}
+
+group_meta() {
+  mount_engine "$engine" t || return 1
+  run_meta "$ovl/t/m" meta || return 1
   umount_engine t
+}
+
+# The same on an upper (and work) dir of a freshly made ext4 (mkfs defaults,
+# with a journal), as on most hosts: this machine's root ext4 has no journal,
+# and there ext4 looks past every inode freed in the last minutes before it
+# reuses one (recently_deleted()), which makes every engine's creates slow
+# after the previous runs' deletes. plain: the fresh filesystem itself.
+group_metafresh() {
+  local d=$ovl/t img=$out_dir/meta-ext4.img rc=0
+  rm -rf "$d" "$img"
+  mkdir -p "$d"
+  truncate -s 2G "$img"
+  mkfs.ext4 -q -F "$img" >/dev/null || return 1
+  mount -o loop "$img" "$d" || return 1
+  mkdir -p "$d/m" "$d/u" "$d/w"
+  if [ "$engine" = plain ]; then
+    run_meta "$d/u" metafs || rc=1
+  else
+    mount_engine "$engine" t noprep || rc=1
+    [ $rc -ne 0 ] || run_meta "$d/m" metafs || rc=1
+    stop_engine t
+  fi
+  umount "$d" || umount -l "$d"
+  rm -rf "$d" "$img"
+  return $rc
 }
 
 group_tree() {

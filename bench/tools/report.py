@@ -138,6 +138,10 @@ METRICS = collections.OrderedDict([
     ("meta_stat", ("stat small files", "ops/s", True)),
     ("meta_read", ("open+read small files", "ops/s", True)),
     ("meta_delete", ("delete small files", "ops/s", True)),
+    ("metafs_create", ("create small files, upper on a fresh ext4", "ops/s", True)),
+    ("metafs_stat", ("stat small files, upper on a fresh ext4", "ops/s", True)),
+    ("metafs_read", ("open+read small files, upper on a fresh ext4", "ops/s", True)),
+    ("metafs_delete", ("delete small files, upper on a fresh ext4", "ops/s", True)),
     ("find_cold", ("find / (whole rootfs), cold", "s", False)),
     ("find_warm", ("find / (whole rootfs), warm", "s", False)),
     ("lsr_cold", ("ls -R /usr/lib, cold", "s", False)),
@@ -215,7 +219,11 @@ after the same read through the same mount. CoW jobs time, with
 mount (or the chmod), then fio rand-writes 4 KiB into it. New-file writes are
 buffered (no fsync in the figure); fsync cost is fio 4 KiB writes each followed
 by fsync. Metadata: benchtool creates, stats, opens+reads and deletes small
-files in a new directory. find and ls -R run after a cache drop (cold) and
+files in a new directory; "upper on a fresh ext4" repeats that with the upper
+and work dirs on a newly made ext4 (mkfs defaults, journaled, on a loop device;
+plain: that filesystem itself), because this machine's root ext4 has no journal
+and there ext4 scans past every recently freed inode on each create, which
+slows every engine's creates after the earlier runs' deletes. find and ls -R run after a cache drop (cold) and
 again (warm). Page cache: 10 mounts of the image (plain: the same directory
 10 times) each read the same set of shared libraries from /usr/lib, after
 their pages were evicted from the lower layers (fadvise DONTNEED); the figure
