@@ -532,12 +532,16 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
     std::string n(name);
     ino = map_ino(f->layer, f->st, dirfd, n.c_str(), true);
   }
-  Node* fresh = new Node(f->st.st_mode, ino);
-  fresh->layer = f->layer;
-  fresh->stack = std::move(f->stack);
-  if (S_ISREG(f->st.st_mode) && f->st.st_nlink > 1) {
-    if (f->layer == kUpper) attach_partial(fresh, f->st);  // its second link is in workdir
-    fresh->shared = f->layer != kUpper || !attach_partial_only(fresh, f->st);
+  return adopt(parent, name, f.value(), ino);
+}
+
+Node* Overlay::adopt(Node* parent, std::string_view name, Found& f, uint64_t ino) {
+  Node* fresh = new Node(f.st.st_mode, ino);
+  fresh->layer = f.layer;
+  fresh->stack = std::move(f.stack);
+  if (S_ISREG(f.st.st_mode) && f.st.st_nlink > 1) {
+    if (f.layer == kUpper) attach_partial(fresh, f.st);  // its second link is in workdir
+    fresh->shared = f.layer != kUpper || !attach_partial_only(fresh, f.st);
   }
   Node* got = insert_child(parent, name, fresh);
   if (got != fresh) delete fresh;

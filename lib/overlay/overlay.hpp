@@ -204,6 +204,9 @@ class Overlay {
   Node* insert_child(Node* parent, std::string_view name, Node* fresh);
   Node* find_child(Node* parent, std::string_view name);
   Result<Node*> lookup_node(Node* parent, std::string_view name);
+  // The node for what resolve() found as `name` in parent, with inode number
+  // `ino`; referenced.
+  Node* adopt(Node* parent, std::string_view name, Found& f, uint64_t ino);
   void detach_child(Node* parent, std::string_view name);
   void invalidate_listing(Node* dir);
   Result<std::shared_ptr<const Listing>> build_listing(const DirStack& stack);

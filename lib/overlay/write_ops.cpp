@@ -116,6 +116,12 @@ Result<void> Overlay::set_owner(int dirfd, const char* name, const Caller& c,
     if (S_ISDIR(mode)) mode |= S_ISGID;
   }
   if (perm_in_xattr(mode)) return write_perm_override(dirfd, name, uid, gid, mode);
+  // Usually the daemon's own ids are the caller's (root in a container):
+  // then the object already has them, and a chown would only cost a write.
+  struct stat made;
+  if (::fstatat(dirfd, name, &made, AT_SYMLINK_NOFOLLOW) == 0 && made.st_uid == uid &&
+      made.st_gid == gid)
+    return {};
   if (::fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
   // chown clears the set-id bits: put back what was asked for.
   if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) &&
@@ -186,7 +192,16 @@ Result<Node*> Overlay::create_common(Node* parent, std::string_view name_sv, mod
     }
   }
   invalidate_listing(parent);
-  return lookup(parent, name_sv, st);
+  if (S_ISDIR(mode)) return lookup(parent, name_sv, st);
+  // A new non-directory: in the upper layer, with no origin and nothing
+  // below it to merge, so its name need not be resolved again.
+  Found f;
+  f.layer = kUpper;
+  if (::fstatat(ufd, name.c_str(), &f.st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  Node* n = adopt(parent, name_sv, f, map_ino_raw(f.st.st_dev, f.st.st_ino));
+  *st = f.st;
+  fix_stat(n, st);
+  return n;
 }
 
 Result<Node*> Overlay::mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev,
