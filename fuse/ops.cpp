@@ -33,6 +33,7 @@ struct File {
   UniqueFd fd;
   bool lower;
   Passthrough::Mode mode = Passthrough::Mode::kCached;
+  std::shared_ptr<overlay::Partial> writer;  // a lazy copy-up this open may write
 };
 
 Daemon& daemon_of(fuse_req_t req) {
@@ -366,16 +367,21 @@ bool set_open_mode(Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) 
   return true;
 }
 
+// The end of an open file: its references on the node and a lazy copy-up.
+void forget_file(Daemon& d, File* f) {
+  if (f->writer) d.ov().drop_writer(f->writer);
+  d.ov().unref(f->node);
+  delete f;
+}
+
 void reply_open(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
   if (!set_open_mode(d, f, fi, keep_cache)) {
-    d.ov().unref(f->node);
-    delete f;
+    forget_file(d, f);
     return reply_err(req, ETXTBSY);
   }
   if (fuse_reply_open(req, fi) != 0) {
     d.pt().release(f->node, f->mode);
-    d.ov().unref(f->node);
-    delete f;
+    forget_file(d, f);
   }
 }
 
@@ -412,6 +418,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (auto k = kill_suidgid(req, d, n, ino, r->fd.get()); !k) return reply_err(req, k.error());
     auto* f = new File{n, flags, {}, std::move(r->fd), r->lower};
     d.ov().ref(n);
+    if ((flags & O_ACCMODE) != O_RDONLY)
+      if ((f->writer = d.ov().partial_of(n))) d.ov().add_writer(*f->writer);
     fi->fh = reinterpret_cast<uint64_t>(f);
     reply_open(req, d, f, fi, n->shared.load() ? 0 : 1);
   });
@@ -529,8 +537,7 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   File* f = file_of(fi);
   Node* n = f->node;
   d.pt().release(n, f->mode);
-  delete f;
-  d.ov().unref(n);
+  forget_file(d, f);
   fuse_reply_err(req, 0);
 }
 

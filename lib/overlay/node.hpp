@@ -73,6 +73,10 @@ struct Partial {
   std::string reg_name;                   // its entry in workdir/layerfs-partial
   std::string marker;                     // the partial xattr: limit, NUL, lowerdir, NUL, path
   std::atomic<int64_t> last_write_ns{0};  // CLOCK_MONOTONIC of the last write
+  // Opens that may write (see Overlay::add_writer): the background thread
+  // leaves the fsync and the marker's removal until the last one closes, so
+  // that writing a filled file back does not stall its writers.
+  std::atomic<int> writers{0};
 };
 
 struct Node {

@@ -154,6 +154,10 @@ class Overlay {
   // fill, fsync, marker removed: from here on a plain upper file, also after a
   // crash. Needed before anything that makes holes in the file.
   Result<void> complete(Partial& p);
+  // An open that may write p (counted until drop_writer): the background
+  // thread completes p only once no such open is left.
+  void add_writer(Partial& p);
+  void drop_writer(const std::shared_ptr<Partial>& p);
   // Starts the thread that fills partial files (after any fork: a daemon
   // calls it once it runs in the background). Without it they are completed
   // by complete() or at destruction.

@@ -242,9 +242,22 @@ void Overlay::partial_worker() {
         break;
       }
     }
-    if (!stopped) (void)complete(*p);  // else finish_partials does it
+    // Else finish_partials does it, or drop_writer queues it again.
+    if (!stopped && p->writers.load() == 0) (void)complete(*p);
     lock.lock();
   }
+}
+
+void Overlay::add_writer(Partial& p) {
+  ++p.writers;
+}
+
+void Overlay::drop_writer(const std::shared_ptr<Partial>& p) {
+  if (--p->writers > 0 || p->done.load()) return;
+  std::lock_guard<std::mutex> g(partial_mu_);
+  if (stop_) return;
+  partial_queue_.push_back(p);
+  partial_cv_.notify_all();
 }
 
 void Overlay::finish_partials() {

@@ -845,6 +845,40 @@ TEST_CASE("a filled lazy copy-up stays recoverable until complete; O_TRUNC lower
 }
 
 
+TEST_CASE("the background thread completes a filled lazy copy-up after its last writer closes") {
+  if (!is_root()) return;
+  Layers L;
+  std::string big = letters(3 << 20, 'w');
+  L.write("l1/big", big);
+  auto ov = L.mount();
+  Held f(*ov, "big");
+  SetAttr a;
+  a.valid = SetAttr::kMode;
+  a.mode = 0600;
+  Caller c;
+  struct stat st;
+  REQUIRE(ov->setattr(f.n, -1, a, c, &st).ok());
+  auto p = ov->partial_of(f.n);
+  REQUIRE(p);
+  ov->add_writer(*p);
+  ov->start_background();
+  REQUIRE(ov->fill(*p).ok());
+  char v[256];
+  auto marked = [&] {
+    return ::getxattr(L.p("u/big").c_str(), "trusted.overlay.layerfs.partial", v, sizeof(v)) > 0;
+  };
+  // Without the writer the thread would complete it at once.
+  ::usleep(800'000);
+  CHECK_FALSE(p->done.load());
+  CHECK(marked());
+  ov->drop_writer(p);
+  for (int i = 0; i < 200 && !p->done.load(); ++i) ::usleep(50'000);
+  CHECK(p->done.load());
+  CHECK_FALSE(marked());
+  CHECK(L.read("u/big") == big);
+}
+
+
 TEST_CASE("reading through the overlay leaves the lower layers' atimes alone") {
   Layers L;
   L.mkdir("l1/d");
