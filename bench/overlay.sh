@@ -291,7 +291,14 @@ group_metafresh() {
 
 group_tree() {
   local m=$ovl/f/m t0 t1 pid
-  ls / >/dev/null  # the binaries are in the page cache: this measures the engine
+  # The binaries are in the page cache (the previous engine's cold find
+  # dropped it): this measures the engine, not the disk.
+  ls / >/dev/null
+  case $engine in
+    layerfs) "$layerfs_bin" --version ;;
+    fuse-overlayfs) fuse-overlayfs --version ;;
+    *) mount --version ;;
+  esac >/dev/null 2>&1 || true
   prep_instance f
   t0=$(now_us)
   mount_engine "$engine" f noprep || return 1

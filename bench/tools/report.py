@@ -223,7 +223,9 @@ files in a new directory; "upper on a fresh ext4" repeats that with the upper
 and work dirs on a newly made ext4 (mkfs defaults, journaled, on a loop device;
 plain: that filesystem itself), because this machine's root ext4 has no journal
 and there ext4 scans past every recently freed inode on each create, which
-slows every engine's creates after the earlier runs' deletes. find and ls -R run after a cache drop (cold) and
+slows every engine's creates after the earlier runs' deletes. Mount to first
+ls: the engine's program (mount, the FUSE daemon) is run once before, so that
+its binary is in the page cache. find and ls -R run after a cache drop (cold) and
 again (warm). Page cache: 10 mounts of the image (plain: the same directory
 10 times) each read the same set of shared libraries from /usr/lib, after
 their pages were evicted from the lower layers (fadvise DONTNEED); the figure
