@@ -12,6 +12,7 @@
 #include "overlay/mount_options.hpp"
 #include "overlay/overlay.hpp"
 #include "passthrough.hpp"
+#include "uring.hpp"
 
 namespace layer::fuse {
 
@@ -28,6 +29,7 @@ class Daemon {
   bool writeback() const { return writeback_; }
   void set_writeback(bool on) { writeback_ = on; }
   Passthrough& pt() { return pt_; }
+  Uring& uring() { return uring_; }
   fuse_session* session() const { return se_; }
   void set_session(fuse_session* se) { se_ = se; }
 
@@ -35,6 +37,7 @@ class Daemon {
   std::unique_ptr<overlay::Overlay> ov_;
   overlay::MountOptions opts_;
   Passthrough pt_;
+  Uring uring_;
   bool writeback_ = false;      // set once in init, before any other request
   fuse_session* se_ = nullptr;  // set before the loop starts
 };

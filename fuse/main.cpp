@@ -41,6 +41,8 @@ constexpr const char* kUsage =
     "  -o squash_to_root, squash_to_uid=N, squash_to_gid=N   show every file as owned by them\n"
     "  -o fsync=0         do not fsync (copy-up, fsync(2)); also 'volatile'\n"
     "  -o passthrough=0|1 read and write open files in the kernel (default 1, as root)\n"
+    "  -o uring=0|1       FUSE over io_uring where the kernel allows it (default 0; needs\n"
+    "                     /sys/module/fuse/parameters/enable_uring = Y, else /dev/fuse)\n"
     "  -o threaded=0|1, noacl, static_nlink, timeout=SECONDS, writeback=0|1, userxattr\n"
     "  -o xattr_permissions=0|1|2 (1, 2: owners and modes of files and directories kept\n"
     "     in the security. / user.fuseoverlayfs.override_stat xattr), log=FILE\n"
@@ -136,6 +138,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   daemon->set_session(se);
+  daemon->uring().set_session(se);
+  fuse::set_uring_instance(&daemon->uring());
   int ret = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     std::fprintf(stderr, "layerfs: cannot install signal handlers\n");
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
         fuse_loop_cfg_destroy(cfg);
       }
       fuse_session_unmount(se);
+      daemon->uring().stop();
       fuse::log_info("unmounted %s; finishing copy-ups", mountpoint.c_str());
       daemon->ov().finish_partials();
       fuse::log_info("exiting");

@@ -122,8 +122,12 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   auto want = [&](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
-  want(FUSE_CAP_SPLICE_WRITE);
-  want(FUSE_CAP_SPLICE_MOVE);
+  // Replies to requests from an io_uring go into its buffers, not through a
+  // pipe to /dev/fuse.
+  if (!d->uring().prepare(d->opts().uring, kernel_init_flags2(), conn->max_write)) {
+    want(FUSE_CAP_SPLICE_WRITE);
+    want(FUSE_CAP_SPLICE_MOVE);
+  }
   want(FUSE_CAP_SPLICE_READ);
   want(FUSE_CAP_READDIRPLUS);
   want(FUSE_CAP_READDIRPLUS_AUTO);

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "log.hpp"
+#include "uring.hpp"
 #include "util/unique_fd.hpp"
 
 namespace layer::fuse {
@@ -60,6 +61,7 @@ std::atomic<uint32_t> g_kernel_flags2{0};
 std::atomic<bool> g_killpriv_v2{false};  // negotiated: the daemon clears set-id bits
 thread_local bool t_kill = false;        // the current request asks for it
 std::atomic<bool> g_saw_init{false};
+std::atomic<bool> g_init_passthrough{false};  // the INIT reply turns passthrough on
 
 enum class Amend { kNone, kInit, kOpen };
 struct Pending {
@@ -97,24 +99,28 @@ bool asks_kill(const char* p, size_t n) {
   }
 }
 
-ssize_t io_read(int fd, void* buf, size_t len, void*) {
-  ssize_t r = ::read(fd, buf, len);
+void inspect_request_impl(char* p, size_t r) {
   t_kill = false;
-  if (r < static_cast<ssize_t>(kInHeader)) return r;
-  char* p = static_cast<char*>(buf);
-  if (g_killpriv_v2.load(std::memory_order_relaxed)) t_kill = asks_kill(p, static_cast<size_t>(r));
+  if (g_killpriv_v2.load(std::memory_order_relaxed)) t_kill = asks_kill(p, r);
   if (load32(p + 4) == kOpTmpfile) {
     // libfuse 3.14 has no tmpfile op: an O_TMPFILE open comes in as a CREATE
     // of the name "/", which no real CREATE can carry (see kTmpfileName).
     store32(p + 4, kOpCreate);
   }
-  if (!g_saw_init.load(std::memory_order_relaxed) && r >= static_cast<ssize_t>(kInHeader + 20) &&
+  if (!g_saw_init.load(std::memory_order_relaxed) && r >= kInHeader + 20 &&
       load32(p + 4) == kOpInit) {
     uint32_t flags = load32(p + kInHeader + 12);
     g_kernel_flags.store(flags);
     g_kernel_flags2.store((flags & kInitExt) ? load32(p + kInHeader + 16) : 0);
     g_saw_init.store(true);
   }
+}
+
+ssize_t io_read(int fd, void* buf, size_t len, void*) {
+  ssize_t r = ::read(fd, buf, len);
+  t_kill = false;
+  if (r < static_cast<ssize_t>(kInHeader)) return r;
+  inspect_request_impl(static_cast<char*>(buf), static_cast<size_t>(r));
   return r;
 }
 
@@ -132,13 +138,18 @@ bool amend(const Pending& a, const struct iovec* iov, int count, char* buf, size
   if (a.what == Amend::kInit) {
     if (n < 40) return false;
     uint32_t flags = load32(buf + 12) | kInitExt;
-    if (g_kernel_flags.load() & kInitKillprivV2) {
-      flags |= kInitKillprivV2;
-      g_killpriv_v2.store(true);
+    uint32_t flags2 = load32(buf + 32);
+    if (g_init_passthrough.load()) {
+      if (g_kernel_flags.load() & kInitKillprivV2) {
+        flags |= kInitKillprivV2;
+        g_killpriv_v2.store(true);
+      }
+      flags2 |= kInitPassthrough2;
+      store32(buf + 36, kMaxStackDepth);
     }
+    if (Uring* u = uring_instance(); u && u->prepared()) flags2 |= Uring::kInitOverIoUring;
     store32(buf + 12, flags);
-    store32(buf + 32, load32(buf + 32) | kInitPassthrough2);
-    store32(buf + 36, kMaxStackDepth);
+    store32(buf + 32, flags2);
     return true;
   }
   if (n < kOpenOut) return false;
@@ -148,19 +159,34 @@ bool amend(const Pending& a, const struct iovec* iov, int count, char* buf, size
   return true;
 }
 
+// A reply to a request served from an io_uring goes back into its ring
+// entry, the rest to /dev/fuse.
+ssize_t send_reply(int fd, const struct iovec* iov, int count) {
+  if (Uring::capture(iov, count)) {
+    size_t n = 0;
+    for (int i = 0; i < count; ++i) n += iov[i].iov_len;
+    return static_cast<ssize_t>(n);
+  }
+  return ::writev(fd, iov, count);
+}
+
 ssize_t io_writev(int fd, struct iovec* iov, int count, void*) {
   Pending a = t_pending;
   t_pending = Pending{};
   if (a.what == Amend::kNone || count < 2 || iov[0].iov_len < kOutHeader)
-    return ::writev(fd, iov, count);
+    return send_reply(fd, iov, count);
   int32_t error;
   std::memcpy(&error, static_cast<const char*>(iov[0].iov_base) + 4, sizeof error);
-  if (error != 0) return ::writev(fd, iov, count);
+  if (error != 0) return send_reply(fd, iov, count);
   char buf[512];
   size_t len = 0;
-  if (!amend(a, iov, count, buf, sizeof buf, &len)) return ::writev(fd, iov, count);
+  if (!amend(a, iov, count, buf, sizeof buf, &len)) return send_reply(fd, iov, count);
   struct iovec out[2] = {iov[0], {buf, len}};
-  return ::writev(fd, out, 2);
+  ssize_t r = send_reply(fd, out, 2);
+  // The kernel has taken the INIT reply: the rings may register now.
+  if (a.what == Amend::kInit && r >= 0)
+    if (Uring* u = uring_instance()) u->launch();
+  return r;
 }
 
 // A new open file description of what `fd` refers to.
@@ -177,6 +203,14 @@ ssize_t io_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t 
 
 }  // namespace
 
+void inspect_request(char* msg, size_t len) {
+  if (len >= kInHeader) inspect_request_impl(msg, len);
+}
+
+uint32_t kernel_init_flags2() {
+  return g_kernel_flags2.load();
+}
+
 bool Passthrough::install(fuse_session* se) {
   static const fuse_custom_io io = {io_writev, io_read, nullptr, io_splice_send};
   int fd = fuse_session_fd(se);
@@ -188,7 +222,8 @@ bool Passthrough::install(fuse_session* se) {
 
 bool Passthrough::negotiate(bool wanted) {
   bool on = wanted && installed_ && (g_kernel_flags2.load() & kInitPassthrough2);
-  if (on) t_pending = Pending{Amend::kInit, 0};
+  g_init_passthrough.store(on);
+  if (on || (uring_instance() && uring_instance()->prepared())) t_pending = Pending{Amend::kInit, 0};
   active_ = on;
   log_debug("passthrough: %s (kernel %s it)", on ? "on" : "off",
             (g_kernel_flags2.load() & kInitPassthrough2) ? "offers" : "does not offer");

@@ -41,6 +41,13 @@ namespace layer::fuse {
 // FUSE_TMPFILE (a CREATE with the VFS's placeholder name "/") into a CREATE.
 inline constexpr const char* kTmpfileName = "/";
 
+// What the custom io does to every request it reads (the kill-set-id flag,
+// FUSE_TMPFILE as CREATE, the kernel's INIT flags), for requests that come
+// another way (FUSE over io_uring, see uring.hpp).
+void inspect_request(char* msg, size_t len);
+// The kernel's INIT flags2 (0 before INIT or without FUSE_INIT_EXT).
+uint32_t kernel_init_flags2();
+
 class Passthrough {
  public:
   enum class Mode { kCached, kPassthrough, kBusy };

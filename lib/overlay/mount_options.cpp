@@ -166,6 +166,9 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "passthrough") {
       need_value();
       passthrough = parse_bool(name, value);
+    } else if (name == "uring") {
+      need_value();
+      uring = parse_bool(name, value);
     } else if (name == "noxattrs") {
       need_value();
       if (parse_bool(name, value)) throw Error("option 'noxattrs=1' is not supported");

@@ -31,6 +31,10 @@ struct MountOptions {
   bool writeback = false;
   // FUSE passthrough of open files where the kernel and privileges allow it.
   bool passthrough = true;
+  // FUSE over io_uring where the kernel allows it (the fuse module's
+  // enable_uring parameter, off by default in the kernel). Opt-in: the
+  // kernel's side is new (6.14).
+  bool uring = false;
   bool read_only = false;
   bool debug = false;    // -o debug: log every request (as -d, without -f)
   std::string log_file;  // empty: syslog (background) or stderr (foreground)

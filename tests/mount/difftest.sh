@@ -53,6 +53,8 @@ kopts=$(sed -n 's/^#! kernel: *//p' "$script" | tr -d ' ')
 better=$(sed -n 's/^#! better: *//p' "$script" | tr -d ' ')
 eopts=$(sed -n 's/^#! engine: *//p' "$script" | tr -d ' ')
 [ "$engine" = layerfs ] && [ -n "$eopts" ] && eopts=,$eopts || eopts=
+# Extra layerfs options for a whole run (uring.sh: FUSE over io_uring).
+[ "$engine" = layerfs ] && [ -n "${DIFF_LAYERFS_OPTS:-}" ] && eopts+=,$DIFF_LAYERFS_OPTS
 
 T=$(mktemp -d "${TMPDIR:-/var/tmp}/layerfs-diff.XXXXXX")
 mounts=()
