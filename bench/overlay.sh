@@ -15,7 +15,8 @@
 #
 # --quick: small sizes and 1 run, for iterating (written to RESULTS.md only
 # with --results).
-# LAYERFS=/path/to/layerfs or BUILD=/path/to/build use an existing build.
+# LAYERFS=/path/to/layerfs or BUILD=/path/to/build use an existing build;
+# LAYERFS_OPTS: extra layerfs -o options (default uring=1; empty: /dev/fuse).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
@@ -104,7 +105,16 @@ cleanup() {
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
 }
-trap cleanup EXIT
+# layerfs runs with FUSE over io_uring (LAYERFS_OPTS= for /dev/fuse): the
+# kernel's fuse.enable_uring is turned on for the run and restored after.
+layerfs_opts=${LAYERFS_OPTS-uring=1}
+uring_param=/sys/module/fuse/parameters/enable_uring uring_old=
+if [[ ",$layerfs_opts," == *,uring=1,* ]] && [ -w "$uring_param" ]; then
+  uring_old=$(cat "$uring_param")
+  echo Y >"$uring_param"
+fi
+restore_uring() { [ -z "$uring_old" ] || echo "$uring_old" >"$uring_param"; }
+trap 'cleanup; restore_uring' EXIT
 cleanup
 rm -rf "$ovl"
 mkdir -p "$ovl"
@@ -147,7 +157,7 @@ mount_engine() {
     kernel) mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$d/u,workdir=$d/w" "$d/m" ;;
     fuse-overlayfs) fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$d/u,workdir=$d/w" "$d/m" \
                       >>"$out_dir/logs/fuse-overlayfs.log" 2>&1 ;;
-    layerfs) "$layerfs_bin" -o "lowerdir=$lowerdir,upperdir=$d/u,workdir=$d/w" "$d/m" \
+    layerfs) "$layerfs_bin" -o "lowerdir=$lowerdir,upperdir=$d/u,workdir=$d/w${layerfs_opts:+,$layerfs_opts}" "$d/m" \
                >>"$out_dir/logs/layerfs.log" 2>&1 ;;
     plain) mount --bind "$plain" "$d/m" ;;
   esac
@@ -421,7 +431,7 @@ done
 
 commit=$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null || echo '?')
 fovl=$(fuse-overlayfs --version 2>/dev/null | grep -i 'fuse-overlayfs' | sed -n 1p || true)
-notes="Engines: ${engine_list[*]}; lower layers from $([ "$layer_src" = store ] && echo 'a layerctl store' || echo 'bench/cache/layers (GNU tar)'), 5 layers; ${fovl:-fuse-overlayfs}; kernel $(uname -r) overlayfs with default options (metacopy=$(cat /sys/module/overlay/parameters/metacopy 2>/dev/null || echo '?')); $(nproc) cores shared with other builds (noisy)."
+notes="Engines: ${engine_list[*]}; layerfs options: ${layerfs_opts:-none}$([ -n "$uring_old" ] && echo " (kernel fuse.enable_uring=Y for the run)"); lower layers from $([ "$layer_src" = store ] && echo 'a layerctl store' || echo 'bench/cache/layers (GNU tar)'), 5 layers; ${fovl:-fuse-overlayfs}; kernel $(uname -r) overlayfs with default options (metacopy=$(cat /sys/module/overlay/parameters/metacopy 2>/dev/null || echo '?')); $(nproc) cores shared with other builds (noisy)."
 [ $quick -eq 0 ] || notes+=" Quick mode: reads of ${read_size} of the 1 GiB file, ${runtime} s random I/O, ${seqw_size} new file, ${meta_n} small files, ${pc_mib} MiB of libraries."
 args=(overlay "$raw" --runs "$runs" --notes "$notes" --commit "$commit")
 if [ $write_results -ge 1 ]; then
