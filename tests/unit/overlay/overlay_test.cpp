@@ -126,6 +126,15 @@ std::string letters(size_t n, char first) {
   return s;
 }
 
+// chmod 0600: a metadata change, which copies a big lower file up lazily.
+bool chmod_600(Overlay& ov, Node* n, struct stat* st) {
+  SetAttr a;
+  a.valid = SetAttr::kMode;
+  a.mode = 0600;
+  Caller c;
+  return ov.setattr(n, -1, a, c, st).ok();
+}
+
 std::set<std::string> names(Overlay& ov, const std::string& dir) {
   Held h(ov, dir);
   auto l = ov.list(h.n);
@@ -711,12 +720,8 @@ TEST_CASE("big files are copied up lazily, and completed after a crash") {
     auto ov = L.mount();
     Held f(*ov, "big");
     // A metadata change copies no data.
-    SetAttr a;
-    a.valid = SetAttr::kMode;
-    a.mode = 0600;
-    Caller c;
     struct stat st;
-    REQUIRE(ov->setattr(f.n, -1, a, c, &st).ok());
+    REQUIRE(chmod_600(*ov, f.n, &st));
     CHECK(st.st_size == static_cast<off_t>(big.size()));
     CHECK(st.st_nlink == 1);
     auto p = ov->partial_of(f.n);
@@ -796,12 +801,8 @@ TEST_CASE("a filled lazy copy-up stays recoverable until complete; O_TRUNC lower
     auto copy_up = [&](const char* name) -> Node* {
       auto n = walk(*ov, name);
       if (!n) ::_exit(1);
-      SetAttr a;
-      a.valid = SetAttr::kMode;
-      a.mode = 0600;
-      Caller c;
       struct stat st;
-      if (!ov->setattr(n.value(), -1, a, c, &st).ok()) ::_exit(2);
+      if (!chmod_600(*ov, n.value(), &st)) ::_exit(2);
       return n.value();
     };
     Node* n = copy_up("big");
@@ -852,12 +853,8 @@ TEST_CASE("the background thread completes a filled lazy copy-up after its last 
   L.write("l1/big", big);
   auto ov = L.mount();
   Held f(*ov, "big");
-  SetAttr a;
-  a.valid = SetAttr::kMode;
-  a.mode = 0600;
-  Caller c;
   struct stat st;
-  REQUIRE(ov->setattr(f.n, -1, a, c, &st).ok());
+  REQUIRE(chmod_600(*ov, f.n, &st));
   auto p = ov->partial_of(f.n);
   REQUIRE(p);
   ov->add_writer(*p);
