@@ -53,6 +53,27 @@ constexpr size_t kSqeSize = 128;  // IORING_SETUP_SQE128
 Uring* g_instance = nullptr;
 std::atomic<bool> g_logged{false};
 
+// The CPUs in a sysfs CPU list ("0-3,8"); empty if unreadable.
+std::vector<int> cpu_list(const char* path) {
+  std::vector<int> out;
+  FILE* f = std::fopen(path, "r");
+  if (!f) return out;
+  char buf[4096];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  for (char* p = buf; *p && *p != '\n';) {
+    char* end;
+    long a = std::strtol(p, &end, 10);
+    if (end == p) break;
+    long b = a;
+    if (*end == '-') b = std::strtol(end + 1, &end, 10);
+    for (long c = a; c <= b && c < 65536; ++c) out.push_back(static_cast<int>(c));
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
 }  // namespace
 
 Uring* uring_instance() {
@@ -205,10 +226,17 @@ bool Uring::prepare(bool wanted, uint32_t kernel_flags2, size_t max_write) {
   // pages, and the kernel may only lower it.
   size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   payload_ = std::max(kMinPayload, (max_write + page - 1) / page * page);
-  int queues = ::get_nprocs_conf();
+  // The kernel makes one queue per possible CPU (num_possible_cpus()) and
+  // holds every request until each has an entry: fewer would hang the
+  // mount, a qid too many is refused (and the connection falls back).
+  // CPUs that are not online get one worker, the others kThreadsPerQueue.
+  std::vector<int> possible = cpu_list("/sys/devices/system/cpu/possible");
+  std::vector<int> online = cpu_list("/sys/devices/system/cpu/online");
+  int queues = possible.empty() ? ::get_nprocs_conf() : static_cast<int>(possible.size());
   std::vector<std::unique_ptr<Worker>> ws;
   for (int q = 0; q < queues; ++q) {
-    for (int t = 0; t < kThreadsPerQueue; ++t) {
+    bool up = online.empty() || std::find(online.begin(), online.end(), q) != online.end();
+    for (int t = 0; t < (up ? kThreadsPerQueue : 1); ++t) {
       auto w = std::make_unique<Worker>();
       w->qid = q;
       if (!w->setup_ring() || !w->setup_buffers(payload_)) {
