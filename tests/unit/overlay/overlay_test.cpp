@@ -135,6 +135,15 @@ bool chmod_600(Overlay& ov, Node* n, struct stat* st) {
   return ov.setattr(n, -1, a, c, st).ok();
 }
 
+// A big lower file copied up lazily by chmod_600: its partial state.
+std::shared_ptr<Partial> lazy_copy_up(Overlay& ov, Node* n) {
+  struct stat st;
+  REQUIRE(chmod_600(ov, n, &st));
+  auto p = ov.partial_of(n);
+  REQUIRE(p);
+  return p;
+}
+
 std::set<std::string> names(Overlay& ov, const std::string& dir) {
   Held h(ov, dir);
   auto l = ov.list(h.n);
@@ -849,14 +858,10 @@ TEST_CASE("a filled lazy copy-up stays recoverable until complete; O_TRUNC lower
 TEST_CASE("the background thread completes a filled lazy copy-up after its last writer closes") {
   if (!is_root()) return;
   Layers L;
-  std::string big = letters(3 << 20, 'w');
-  L.write("l1/big", big);
+  L.write("l1/big", letters(3 << 20, 'w'));
   auto ov = L.mount();
   Held f(*ov, "big");
-  struct stat st;
-  REQUIRE(chmod_600(*ov, f.n, &st));
-  auto p = ov->partial_of(f.n);
-  REQUIRE(p);
+  auto p = lazy_copy_up(*ov, f.n);
   ov->add_writer(*p);
   ov->start_background();
   REQUIRE(ov->fill(*p).ok());
@@ -872,7 +877,7 @@ TEST_CASE("the background thread completes a filled lazy copy-up after its last 
   for (int i = 0; i < 200 && !p->done.load(); ++i) ::usleep(50'000);
   CHECK(p->done.load());
   CHECK_FALSE(marked());
-  CHECK(L.read("u/big") == big);
+  CHECK(L.read("u/big") == letters(3 << 20, 'w'));
 }
 
 
