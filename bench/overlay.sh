@@ -223,22 +223,52 @@ group_read() {
   umount_engine r
 }
 
+# Milliseconds until the upper copy of FILE is complete: layerfs copies a
+# lower file's data up in the background after the first write, and removes
+# its partial marker (an xattr on the upper file) once the copy is durable.
+# The other engines copy before the first write returns: 0.
+copy_up_wait() {
+  python3 - "$1" <<'PY'
+import os, sys, time
+path, t0 = sys.argv[1], time.monotonic()
+while any(x.endswith("layerfs.partial") for x in os.listxattr(path)):
+    if time.monotonic() - t0 > 300:
+        sys.exit(f"{path}: copy-up not complete after 300 s")
+    time.sleep(0.005)
+print(f"{(time.monotonic() - t0) * 1000:.3f}")
+PY
+}
+
+randwrite_job() {  # KEY: fio random writes into the 1 GiB file
+  local out=$out_dir/fio-rw.json
+  FILE=$ovl/c/m/$big_rel SIZE=$big_size RUNTIME=$runtime \
+    fio --output-format=json --output="$out" "$bench_dir/fio/randwrite.fio" >/dev/null 2>>"$out_dir/logs/fio.log" || return 1
+  rec "${1}_iops" "$(python3 "$bench_dir/tools/fioresult.py" "$out" write_iops)" "${runtime} s"
+  rec "${1}_p99" "$(python3 "$bench_dir/tools/fioresult.py" "$out" write_p99_us)" "${runtime} s"
+}
+
+# Modes: write, trunc, append, chmod time the first change of the lower file
+# (write: then fio random writes right after it); done: the first write
+# again, then the wait until the copy-up is complete, then fio.
 group_cow() {
-  local mode m=$ovl/c/m out us
-  for mode in write trunc append chmod; do
+  local mode m=$ovl/c/m out us wait_ms
+  for mode in write done trunc append chmod; do
     mount_engine "$engine" c || return 1
     cat "$big_lower" >/dev/null  # the lower file is in the page cache
     sync
-    out=$("$benchtool" cow "$mode" "$m/$big_rel") || return 1
+    out=$("$benchtool" cow "${mode/done/write}" "$m/$big_rel") || return 1
     us=${out#first_us=}; us=${us%% *}
-    rec "cow_$mode" "$(us_to "$us" 1000)" "1 GiB file"
-    if [ "$mode" = write ]; then
-      out=$out_dir/fio-rw.json
-      FILE=$m/$big_rel SIZE=$big_size RUNTIME=$runtime \
-        fio --output-format=json --output="$out" "$bench_dir/fio/randwrite.fio" >/dev/null 2>>"$out_dir/logs/fio.log" || return 1
-      rec randwrite_iops "$(python3 "$bench_dir/tools/fioresult.py" "$out" write_iops)" "${runtime} s"
-      rec randwrite_p99 "$(python3 "$bench_dir/tools/fioresult.py" "$out" write_p99_us)" "${runtime} s"
-    fi
+    case $mode in
+      write)
+        rec cow_write "$(us_to "$us" 1000)" "1 GiB file"
+        randwrite_job randwrite || return 1 ;;
+      done)
+        wait_ms=0  # plain: no upper
+        [ "$engine" = plain ] || wait_ms=$(copy_up_wait "$ovl/c/u/$big_rel") || return 1
+        rec cow_done "$(python3 -c "print(f'{$us / 1000 + $wait_ms:.4f}')")" "1 GiB file"
+        randwrite_job randwrite_done || return 1 ;;
+      *) rec "cow_$mode" "$(us_to "$us" 1000)" "1 GiB file" ;;
+    esac
     sync
     umount_engine c
     [ "$engine" != plain ] || restore_plain

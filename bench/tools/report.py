@@ -130,8 +130,11 @@ METRICS = collections.OrderedDict([
     ("cow_trunc", ("CoW: same with O_TRUNC", "ms", False)),
     ("cow_append", ("CoW: same with O_APPEND", "ms", False)),
     ("cow_chmod", ("CoW: chmod only", "ms", False)),
-    ("randwrite_iops", ("rand write 4 KiB after copy-up", "IOPS", True)),
-    ("randwrite_p99", ("rand write 4 KiB after copy-up, p99", "us", False)),
+    ("randwrite_iops", ("rand write 4 KiB right after the first write", "IOPS", True)),
+    ("randwrite_p99", ("rand write 4 KiB right after the first write, p99", "us", False)),
+    ("cow_done", ("CoW: first write until the copy-up is complete and durable", "ms", False)),
+    ("randwrite_done_iops", ("rand write 4 KiB after the copy-up is complete", "IOPS", True)),
+    ("randwrite_done_p99", ("rand write 4 KiB after the copy-up is complete, p99", "us", False)),
     ("seqwrite", ("seq write new file 1 MiB", "MiB/s", True)),
     ("fsync", ("4 KiB write+fsync", "us", False)),
     ("meta_create", ("create small files", "ops/s", True)),
@@ -216,7 +219,11 @@ once per engine, the engine order rotating between repetitions. Reads are fio
 (psync, 1 job) over /data/big.bin, the 1 GiB lower file; "warm" runs right
 after the same read through the same mount. CoW jobs time, with
 `bench/tools/benchtool`, the open + first 4 KiB write of that file on a fresh
-mount (or the chmod), then fio rand-writes 4 KiB into it. New-file writes are
+mount (or the chmod), then fio rand-writes 4 KiB into it right away; on a
+second fresh mount, after the same first write, the benchmark waits until the
+copy-up is complete and durable (layerfs copies the rest of the file in the
+background and then removes its partial marker from the upper file; the other
+engines copy before the first write returns), then runs the same fio job. New-file writes are
 buffered (no fsync in the figure); fsync cost is fio 4 KiB writes each followed
 by fsync. Metadata: benchtool creates, stats, opens+reads and deletes small
 files in a new directory; "upper on a fresh ext4" repeats that with the upper
