@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
         std::fputs(kUsage, stdout);
         return 0;
       } else if (a == "-V" || a == "--version") {
-        std::printf("layerfs 0.1.0 (FUSE %d)\n", fuse_version());
+        std::printf("layerfs 0.1.0 (libfuse %s; FUSE passthrough through %s)\n", fuse_pkgversion(),
+                    fuse::Passthrough::native() ? "libfuse's API" : "a custom io");
         return 0;
       } else if (a == "-f") {
         foreground = true;
@@ -156,6 +157,8 @@ int main(int argc, char** argv) {
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
       fuse::log_info("mounted on %s", mountpoint.c_str());
+      if (daemon->ov().user_xattrs() && !opts.userxattr)
+        fuse::log_info("no CAP_SYS_ADMIN for trusted.* xattrs: overlay markers in user.overlay.*");
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       if (single) {
         ret = fuse_session_loop(se);

@@ -142,7 +142,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   // Passthrough and the writeback cache exclude each other: asking for
   // writeback=1 turns passthrough off.
-  if (d->pt().negotiate(d->opts().passthrough && !d->opts().writeback)) return;
+  if (d->pt().negotiate(conn, d->opts().passthrough && !d->opts().writeback)) return;
   if (d->opts().writeback && d->ov().writable() && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
     d->set_writeback(true);
@@ -347,17 +347,17 @@ int adjust_open_flags(Daemon& d, int flags) {
 // Chooses how the kernel does I/O on a new open file (passthrough to the real
 // file, or its own page cache) and arranges the reply's flags. False: the
 // open conflicts with passthrough opens of the file's lower copy (ETXTBSY).
-bool set_open_mode(Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
+bool set_open_mode(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
   int acc = f->flags & O_ACCMODE;
   bool write = acc != O_RDONLY || (f->flags & O_TRUNC);
   bool eligible = !d.ov().unfilled_of(f->node);
-  auto g = d.pt().acquire(f->node, f->fd.get(), !f->lower, write, eligible);
+  auto g = d.pt().acquire(req, f->node, f->fd.get(), !f->lower, write, eligible);
   f->mode = g.mode;
   // Nothing to do at close: no FLUSH round trip.
   fi->noflush = 1;
   switch (g.mode) {
     case Passthrough::Mode::kPassthrough:
-      Passthrough::amend_next_reply(g);
+      Passthrough::attach(g, fi);
       break;
     case Passthrough::Mode::kBusy:
       return false;
@@ -379,12 +379,12 @@ void forget_file(Daemon& d, File* f) {
 }
 
 void reply_open(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
-  if (!set_open_mode(d, f, fi, keep_cache)) {
+  if (!set_open_mode(req, d, f, fi, keep_cache)) {
     forget_file(d, f);
     return reply_err(req, ETXTBSY);
   }
   if (fuse_reply_open(req, fi) != 0) {
-    d.pt().release(f->node, f->mode);
+    d.pt().release(req, f->node, f->mode);
     forget_file(d, f);
   }
 }
@@ -445,7 +445,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     auto* f = new File{n, flags, {}, std::move(fd), false};
     d.ov().ref(n);
     fi->fh = reinterpret_cast<uint64_t>(f);
-    if (!set_open_mode(d, f, fi, 1)) {  // cannot happen: a new file has no lower copy
+    if (!set_open_mode(req, d, f, fi, 1)) {  // cannot happen: a new file has no lower copy
       d.ov().unref(n, 2);
       delete f;
       return reply_err(req, ETXTBSY);
@@ -456,7 +456,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     e.attr_timeout = d.timeout();
     e.entry_timeout = d.timeout();
     if (fuse_reply_create(req, &e, fi) != 0) {
-      d.pt().release(n, f->mode);
+      d.pt().release(req, n, f->mode);
       d.ov().unref(n, 2);
       delete f;
     }
@@ -540,7 +540,7 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Daemon& d = daemon_of(req);
   File* f = file_of(fi);
   Node* n = f->node;
-  d.pt().release(n, f->mode);
+  d.pt().release(req, n, f->mode);
   forget_file(d, f);
   fuse_reply_err(req, 0);
 }

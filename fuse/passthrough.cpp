@@ -1,6 +1,8 @@
 // Passthrough: the custom io hooks, the reply amendments and the per-node
 // mode bookkeeping. The protocol pieces are the kernel's UAPI (7.40); Debian
 // bookworm's <linux/fuse.h> predates them, so they are spelled out here.
+// With LAYERFS_NATIVE_PASSTHROUGH (libfuse >= 3.17) libfuse does the INIT
+// flag, the reply fields and the registration itself.
 #include "passthrough.hpp"
 
 #include <fcntl.h>
@@ -144,8 +146,10 @@ bool amend(const Pending& a, const struct iovec* iov, int count, char* buf, size
         flags |= kInitKillprivV2;
         g_killpriv_v2.store(true);
       }
-      flags2 |= kInitPassthrough2;
-      store32(buf + 36, kMaxStackDepth);
+      if (!Passthrough::native()) {
+        flags2 |= kInitPassthrough2;
+        store32(buf + 36, kMaxStackDepth);
+      }
     }
     if (Uring* u = uring_instance(); u && u->prepared()) flags2 |= Uring::kInitOverIoUring;
     store32(buf + 12, flags);
@@ -220,18 +224,36 @@ bool Passthrough::install(fuse_session* se) {
   return true;
 }
 
-bool Passthrough::negotiate(bool wanted) {
+bool Passthrough::negotiate(fuse_conn_info* conn, bool wanted) {
+#if LAYERFS_NATIVE_PASSTHROUGH
+  bool on = wanted && (conn->capable & FUSE_CAP_PASSTHROUGH);
+  if (on) {
+    conn->want |= FUSE_CAP_PASSTHROUGH;
+    conn->max_backing_stack_depth = kMaxStackDepth;
+  }
+#else
+  (void)conn;
   bool on = wanted && installed_ && (g_kernel_flags2.load() & kInitPassthrough2);
-  g_init_passthrough.store(on);
+#endif
+  // The INIT amendment: FUSE_HANDLE_KILLPRIV_V2 with passthrough, before
+  // libfuse 3.17 passthrough itself.
+  g_init_passthrough.store(on && installed_);
   if (on || (uring_instance() && uring_instance()->prepared())) t_pending = Pending{Amend::kInit, 0};
   active_ = on;
-  log_debug("passthrough: %s (kernel %s it)", on ? "on" : "off",
-            (g_kernel_flags2.load() & kInitPassthrough2) ? "offers" : "does not offer");
+  log_debug("passthrough: %s (kernel %s it; %s)", on ? "on" : "off",
+            (g_kernel_flags2.load() & kInitPassthrough2) ? "offers" : "does not offer",
+            native() ? "libfuse's API" : "custom io");
   return on;
 }
 
-void Passthrough::amend_next_reply(const Grant& g) {
-  if (g.mode == Mode::kPassthrough) t_pending = Pending{Amend::kOpen, g.backing_id};
+void Passthrough::attach(const Grant& g, fuse_file_info* fi) {
+  if (g.mode != Mode::kPassthrough) return;
+#if LAYERFS_NATIVE_PASSTHROUGH
+  fi->backing_id = g.backing_id;
+#else
+  (void)fi;
+  t_pending = Pending{Amend::kOpen, g.backing_id};
+#endif
 }
 
 bool Passthrough::kill_suidgid() {
@@ -243,8 +265,8 @@ void Passthrough::disable(int err) {
     log_info("passthrough: off: the kernel refused a backing file: %s", std::strerror(err));
 }
 
-Passthrough::Grant Passthrough::acquire(const void* node, int fd, bool upper, bool write,
-                                        bool eligible) {
+Passthrough::Grant Passthrough::acquire(fuse_req_t req, const void* node, int fd, bool upper,
+                                        bool write, bool eligible) {
   std::unique_lock<std::mutex> l(mu_);
   struct stat st;
   bool have_st = ::fstat(fd, &st) == 0;
@@ -283,9 +305,16 @@ Passthrough::Grant Passthrough::acquire(const void* node, int fd, bool upper, bo
     int backing = own ? fd : bfd.get();
     int id = -1, err = 0;
     if (backing >= 0 && (writable || !write)) {
+#if LAYERFS_NATIVE_PASSTHROUGH
+      errno = 0;
+      id = fuse_passthrough_open(req, backing);  // 0: refused, errno says why
+      if (id <= 0) err = errno;
+#else
+      (void)req;
       BackingMap map{backing, 0, 0};
       id = ::ioctl(devfd_, kIocBackingOpen, &map);
       if (id < 0) err = errno;
+#endif
     }
     if (id > 0) {
       s.passthrough = 1;
@@ -302,7 +331,7 @@ Passthrough::Grant Passthrough::acquire(const void* node, int fd, bool upper, bo
   return {Mode::kCached, 0};
 }
 
-void Passthrough::release(const void* node, Mode mode) {
+void Passthrough::release(fuse_req_t req, const void* node, Mode mode) {
   std::lock_guard<std::mutex> g(mu_);
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return;
@@ -310,8 +339,13 @@ void Passthrough::release(const void* node, Mode mode) {
   switch (mode) {
     case Mode::kPassthrough:
       if (--s.passthrough == 0) {
+#if LAYERFS_NATIVE_PASSTHROUGH
+        fuse_passthrough_close(req, s.backing_id);
+#else
+        (void)req;
         uint32_t id = static_cast<uint32_t>(s.backing_id);
         ::ioctl(devfd_, kIocBackingClose, &id);
+#endif
         s.backing_id = 0;
         cv_.notify_all();
       }

@@ -1,8 +1,10 @@
-// Passthrough: FUSE passthrough (kernel 6.9+) from libfuse 3.14, which has no
-// API for it. A custom io on the session watches the INIT request for the
-// kernel's offer and amends our INIT, OPEN and CREATE replies on their way
-// out (see ../shared/notes/fuse-passthrough.md); the backing files are
-// registered with the /dev/fuse ioctls. With it, read, write and mmap of an
+// Passthrough: FUSE passthrough (kernel 6.9+). Built against libfuse >= 3.17
+// it uses libfuse's own API (FUSE_CAP_PASSTHROUGH, fuse_passthrough_open,
+// fuse_file_info::backing_id). libfuse 3.14 to 3.16 have none: there a custom
+// io on the session watches the INIT request for the kernel's offer and
+// amends our INIT, OPEN and CREATE replies on their way out (see
+// ../shared/notes/fuse-passthrough.md), and the backing files are registered
+// with the /dev/fuse ioctls. With it, read, write and mmap of an
 // open file go straight to the real file in the kernel: no daemon round trip,
 // and every mount over a lower file shares that file's page cache.
 //
@@ -35,6 +37,13 @@
 #include <mutex>
 #include <unordered_map>
 
+// libfuse >= 3.17 has its own passthrough API (and defines this flag).
+#ifdef FUSE_CAP_PASSTHROUGH
+#define LAYERFS_NATIVE_PASSTHROUGH 1
+#else
+#define LAYERFS_NATIVE_PASSTHROUGH 0
+#endif
+
 namespace layer::fuse {
 
 // The name of an O_TMPFILE open's CREATE: the custom io turns the kernel's
@@ -58,23 +67,27 @@ class Passthrough {
 
   // Installs the custom io on a mounted session (its /dev/fuse fd).
   bool install(fuse_session* se);
-  // In the INIT handler: turns passthrough on if `wanted`, the custom io is
-  // installed and the kernel offered it; arranges the INIT reply. Returns
-  // whether it is on.
-  bool negotiate(bool wanted);
+  // Whether this build registers backing files through libfuse's API.
+  static constexpr bool native() { return LAYERFS_NATIVE_PASSTHROUGH; }
+
+  // In the INIT handler: turns passthrough on if `wanted` and the kernel
+  // offered it (and, before libfuse 3.17, the custom io is installed);
+  // arranges the INIT reply. Returns whether it is on.
+  bool negotiate(fuse_conn_info* conn, bool wanted);
   bool active() const { return active_.load(std::memory_order_relaxed); }
 
   // Chooses the mode of one open of `node`. `fd` is the real file the open
   // reads (and writes, if `write`); `upper`: it is in the upper layer (the
   // backing file is then registered read-write, so later writers share it).
   // `eligible`: the file's data is complete in `fd` (not a partial copy-up).
-  Grant acquire(const void* node, int fd, bool upper, bool write, bool eligible);
-  void release(const void* node, Mode mode);
+  // `req`: the OPEN or CREATE being answered.
+  Grant acquire(fuse_req_t req, const void* node, int fd, bool upper, bool write, bool eligible);
+  void release(fuse_req_t req, const void* node, Mode mode);
 
-  // Makes the next fuse_reply_open / fuse_reply_create of this thread carry
-  // the grant (FOPEN_PASSTHROUGH + backing id), if it is a passthrough one.
-  // Call right before replying.
-  static void amend_next_reply(const Grant& g);
+  // Makes the reply to the open in `fi` (fuse_reply_open / fuse_reply_create)
+  // carry the grant (FOPEN_PASSTHROUGH + backing id), if it is a passthrough
+  // one. Call right before replying.
+  static void attach(const Grant& g, fuse_file_info* fi);
   // Whether the request this thread is handling asks the daemon to clear
   // the file's set-user-id bit, and set-group-id if group-executable, as the
   // kernel would have (FUSE_HANDLE_KILLPRIV_V2). A SETATTR that sets nothing

@@ -155,15 +155,34 @@ Result<Overlay::Real> Overlay::real_of(Node* n) {
 // ---------------------------------------------------------------- setup
 
 Overlay::Overlay(const MountOptions& opts) : opts_(opts) {
-  xattr_prefix_ = opts.userxattr ? "user.overlay." : "trusted.overlay.";
+  name_xattrs();
+  if (opts.xattr_permissions == 1) perm_xattr_ = "security.fuseoverlayfs.override_stat";
+  if (opts.xattr_permissions == 2) perm_xattr_ = "user.fuseoverlayfs.override_stat";
+}
+
+void Overlay::name_xattrs() {
+  xattr_prefix_ = opts_.userxattr ? "user.overlay." : "trusted.overlay.";
   origin_xattr_ = xattr_prefix_ + "layerfs.origin";
   opaque_xattr_ = xattr_prefix_ + "opaque";
   names_xattr_ = xattr_prefix_ + "layerfs.lowernames";
   partial_xattr_ = xattr_prefix_ + "layerfs.partial";
   impure_xattr_ = xattr_prefix_ + "impure";
-  if (opts.xattr_permissions == 1) perm_xattr_ = "security.fuseoverlayfs.override_stat";
-  if (opts.xattr_permissions == 2) perm_xattr_ = "user.fuseoverlayfs.override_stat";
 }
+
+namespace {
+
+// Whether trusted.* xattrs can be set in `dirfd`: not without CAP_SYS_ADMIN
+// in the initial user namespace (a rootless mount).
+bool trusted_xattrs_allowed(int dirfd) {
+  static const char kProbe[] = "trusted.overlay.layerfs.probe";
+  if (::fsetxattr(dirfd, kProbe, "1", 1, 0) == 0) {
+    ::fremovexattr(dirfd, kProbe);
+    return true;
+  }
+  return errno != EPERM;
+}
+
+}  // namespace
 
 std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
   std::unique_ptr<Overlay> ov(new Overlay(opts));
@@ -186,6 +205,13 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
                   opts.upperdir + "'");
     if (ust.st_ino == wst.st_ino)
       throw Error("workdir '" + opts.workdir + "' is the same directory as upperdir");
+    // Rootless: the markers go in user.overlay.* xattrs, as with the
+    // kernel's overlayfs and -o userxattr (fuse-overlayfs too picks its
+    // user.* namespace by itself).
+    if (!opts.userxattr && !trusted_xattrs_allowed(wd.get())) {
+      ov->opts_.userxattr = true;
+      ov->name_xattrs();
+    }
     // Files a crash left half copied up are completed first.
     if (::mkdirat(wd.get(), "layerfs-partial", 0700) != 0 && errno != EEXIST)
       throw Error("workdir '" + opts.workdir + "/layerfs-partial'", errno);

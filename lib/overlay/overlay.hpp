@@ -95,6 +95,9 @@ class Overlay {
 
   Node* root() const { return root_; }
   bool writable() const { return upper_.valid(); }
+  // Whether the markers are user.overlay.* xattrs: -o userxattr, or chosen
+  // at open because trusted.* could not be set (rootless).
+  bool user_xattrs() const { return opts_.userxattr; }
 
   // References: every Node* returned by lookup, create, mkdir, mknod, symlink
   // and link carries one reference for the caller, who hands it to the kernel
@@ -297,6 +300,8 @@ class Overlay {
   bool private_xattr(std::string_view name) const;
   bool escaped_xattr(std::string_view name) const;
   Result<void> set_opaque(int dirfd);
+
+  void name_xattrs();  // the marker xattrs' names, from opts_.userxattr
 
   MountOptions opts_;
   std::vector<UniqueFd> layer_roots_;  // [0] upper (may be invalid), [1..] lowers

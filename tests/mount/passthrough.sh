@@ -47,6 +47,13 @@ mount_one m1
 mount_one m2
 mount_one m3 ,passthrough=0
 
+# 0. the route: libfuse >= 3.17 (soname libfuse3.so.4) has an API for it,
+# older ones reach it through the custom io
+if ldd "$LAYERFS" | grep -q 'libfuse3\.so\.4 '; then route="libfuse's API"; else route="custom io"; fi
+grep -q "passthrough: on (kernel offers it; $route)" "$t/m1.log" ||
+  fail "m1 did not turn passthrough on through $route: $(grep 'passthrough:' "$t/m1.log")"
+echo "passthrough through $route ($("$LAYERFS" --version))"
+
 # 1. reads: no READ requests with passthrough, and the data is right
 [ "$(sha256sum <"$t/m1/data/big" | cut -d' ' -f1)" = "$want" ] || fail "m1 read wrong data"
 [ "$(requests m1 READ)" = 0 ] || fail "m1 (passthrough) got $(requests m1 READ) READ requests"
