@@ -151,8 +151,9 @@ int main(int argc, char** argv) {
       // Always: the hook also carries O_TMPFILE opens; passthrough itself is
       // chosen at INIT.
       if (!daemon->pt().install(se))
-        std::fprintf(stderr,
-                     "layerfs: cannot hook the FUSE channel; passthrough and O_TMPFILE are off\n");
+        std::fprintf(stderr, "layerfs: cannot hook the FUSE channel; %s\n",
+                     fuse::Passthrough::native() ? "O_TMPFILE and FUSE over io_uring are off"
+                                                 : "passthrough, O_TMPFILE and FUSE over io_uring are off");
       fuse_daemonize(foreground ? 1 : 0);
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
