@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
       fuse::log_info("mounted on %s", mountpoint.c_str());
       if (daemon->ov().user_xattrs() && !opts.userxattr)
-        fuse::log_info("no CAP_SYS_ADMIN for trusted.* xattrs: overlay markers in user.overlay.*");
+        fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       if (single) {
         ret = fuse_session_loop(se);

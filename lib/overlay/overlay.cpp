@@ -173,6 +173,9 @@ namespace {
 
 // Whether trusted.* xattrs can be set in `dirfd`: not without CAP_SYS_ADMIN
 // in the initial user namespace (a rootless mount).
+// In the workdir: an earlier mount chose user.overlay.* by itself.
+constexpr char kUserXattrMark[] = "layerfs-userxattr";
+
 bool trusted_xattrs_allowed(int dirfd) {
   static const char kProbe[] = "trusted.overlay.layerfs.probe";
   if (::fsetxattr(dirfd, kProbe, "1", 1, 0) == 0) {
@@ -207,10 +210,20 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
       throw Error("workdir '" + opts.workdir + "' is the same directory as upperdir");
     // Rootless: the markers go in user.overlay.* xattrs, as with the
     // kernel's overlayfs and -o userxattr (fuse-overlayfs too picks its
-    // user.* namespace by itself).
-    if (!opts.userxattr && !trusted_xattrs_allowed(wd.get())) {
-      ov->opts_.userxattr = true;
-      ov->name_xattrs();
+    // user.* namespace by itself). The choice is kept in the workdir, so a
+    // later privileged mount of the same upper reads and writes the same
+    // markers.
+    if (!opts.userxattr) {
+      bool chosen = ::faccessat(wd.get(), kUserXattrMark, F_OK, 0) == 0;
+      if (chosen || !trusted_xattrs_allowed(wd.get())) {
+        if (!chosen) {
+          int fd = ::openat(wd.get(), kUserXattrMark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+          if (fd < 0) throw Error("workdir '" + opts.workdir + "/" + kUserXattrMark + "'", errno);
+          ::close(fd);
+        }
+        ov->opts_.userxattr = true;
+        ov->name_xattrs();
+      }
     }
     // Files a crash left half copied up are completed first.
     if (::mkdirat(wd.get(), "layerfs-partial", 0700) != 0 && errno != EEXIST)

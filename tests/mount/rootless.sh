@@ -3,8 +3,9 @@
 # as for rootless podman) without -o userxattr. trusted.* xattrs cannot be
 # set there, so layerfs keeps its markers in user.overlay.* by itself, and
 # the kernel refuses passthrough backing files, so reads fall back to the
-# cached path. Copy-up, whiteouts and opaque dirs work, survive a remount,
-# and the upper holds no trusted.* xattr.
+# cached path. Copy-up, whiteouts and opaque dirs work and survive a
+# remount; a later privileged mount of the same upper keeps to user.overlay.*
+# (the workdir records the choice), so the upper never holds a trusted.* xattr.
 set -euo pipefail
 : "${LAYERFS:?}"
 [ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
@@ -18,6 +19,8 @@ mkdir -p "$t/l/d/sub" "$t/u" "$t/w" "$t/m"
 echo lower >"$t/l/d/f"
 echo gone >"$t/l/d/g"
 echo old >"$t/l/d/sub/x"
+mkdir -p "$t/l/e/sub2"
+echo z >"$t/l/e/sub2/z"
 
 # Runs its arguments in a new user and mount namespace, with the mount up.
 in_userns() {
@@ -48,6 +51,19 @@ upper" ] || { echo "f: $(cat "$m/d/f")"; exit 1; }
   [ "$(ls "$m/d")" = "f
 sub" ] || { echo "d: $(ls "$m/d")"; exit 1; }
 ' || fail "a second mount does not see the changes"
+
+# A privileged mount of the same upper keeps to user.overlay.* (the workdir
+# remembers the choice): it sees the changes, and its own go there too.
+[ -e "$t/w/layerfs-userxattr" ] || fail "the workdir does not record the choice"
+"$LAYERFS" -o "lowerdir=$t/l,upperdir=$t/u,workdir=$t/w" "$t/m"
+[ "$(cat "$t/m/d/f")" = "lower
+upper" ] || fail "privileged mount: f: $(cat "$t/m/d/f")"
+[ ! -e "$t/m/d/g" ] || fail "privileged mount: the whiteout of g is not seen"
+[ "$(ls "$t/m/d/sub")" = y ] || fail "privileged mount: sub is not opaque: $(ls "$t/m/d/sub")"
+rm -r "$t/m/e/sub2"
+mkdir "$t/m/e/sub2"
+[ -z "$(ls "$t/m/e/sub2")" ] || fail "privileged mount: the new sub2 shows $(ls "$t/m/e/sub2")"
+umount "$t/m"
 
 python3 - "$t/u" <<'PY' || fail "upper xattrs"
 import os, sys
