@@ -28,7 +28,9 @@ namespace {
 
 constexpr off_t kBlock = 4096;
 constexpr off_t kFillChunk = 1 << 20;
-// The background fill stays out of the way of a file being written to.
+// The background fill stays out of the way of a file being written to: it
+// waits while the file is open for writing and was written to in the last
+// kQuietNs; with no writer left it goes on at once.
 constexpr int64_t kQuietNs = 300'000'000;
 
 int64_t now_ns() {
@@ -224,12 +226,18 @@ void Overlay::partial_worker() {
     partial_queue_.pop_front();
     lock.unlock();
     // One chunk at a time, so writers wait for one chunk at most, and only
-    // while nobody has written to the file for a moment.
+    // while nobody has written to the file for a moment (or nobody has it
+    // open for writing any more: drop_writer wakes this wait).
+    auto writing = [&] {
+      return !p->filled.load() && p->writers.load() > 0 &&
+             now_ns() - p->last_write_ns.load() < kQuietNs;
+    };
     bool stopped = false;
     for (off_t pos = 0;; pos += kFillChunk) {
-      while (!p->filled.load() && now_ns() - p->last_write_ns.load() < kQuietNs) {
+      while (writing()) {
         std::unique_lock<std::mutex> w(partial_mu_);
-        if (partial_cv_.wait_for(w, std::chrono::milliseconds(50), [&] { return stop_; })) break;
+        if (partial_cv_.wait_for(w, std::chrono::milliseconds(50), [&] { return stop_ || !writing(); }))
+          break;
       }
       {
         std::lock_guard<std::mutex> g(p->mu);
