@@ -77,6 +77,10 @@ struct Partial {
   // leaves the fsync and the marker's removal until the last one closes, so
   // that writing a filled file back does not stall its writers.
   std::atomic<int> writers{0};
+  // The last of them has closed: the background fill need not wait for
+  // writes to pause. Not before: the open that made the copy-up is counted
+  // only after it, and its first write comes next.
+  std::atomic<bool> writers_gone{false};
 };
 
 struct Node {

@@ -29,8 +29,8 @@ namespace {
 constexpr off_t kBlock = 4096;
 constexpr off_t kFillChunk = 1 << 20;
 // The background fill stays out of the way of a file being written to: it
-// waits while the file is open for writing and was written to in the last
-// kQuietNs; with no writer left it goes on at once.
+// waits until nobody has written to it for kQuietNs, or at once when its
+// last writer has closed (Partial::writers_gone).
 constexpr int64_t kQuietNs = 300'000'000;
 
 int64_t now_ns() {
@@ -229,7 +229,7 @@ void Overlay::partial_worker() {
     // while nobody has written to the file for a moment (or nobody has it
     // open for writing any more: drop_writer wakes this wait).
     auto writing = [&] {
-      return !p->filled.load() && p->writers.load() > 0 &&
+      return !p->filled.load() && (p->writers.load() > 0 || !p->writers_gone.load()) &&
              now_ns() - p->last_write_ns.load() < kQuietNs;
     };
     bool stopped = false;
@@ -261,7 +261,9 @@ void Overlay::add_writer(Partial& p) {
 }
 
 void Overlay::drop_writer(const std::shared_ptr<Partial>& p) {
-  if (--p->writers > 0 || p->done.load()) return;
+  if (--p->writers > 0) return;
+  p->writers_gone = true;
+  if (p->done.load()) return;
   std::lock_guard<std::mutex> g(partial_mu_);
   if (stop_) return;
   partial_queue_.push_back(p);
