@@ -61,14 +61,11 @@ long parse_long(const std::string& name, const std::string& v, long lo, long hi)
 
 // Generic mount options passed on to libfuse unchanged.
 constexpr const char* kFuseFlags[] = {
-    "allow_other", "allow_root",   "default_permissions",
-    "suid",        "nosuid",       "dev",
-    "nodev",       "exec",         "noexec",
-    "atime",       "noatime",      "diratime",
-    "nodiratime",  "relatime",     "norelatime",
-    "strictatime", "sync",         "async",
-    "dirsync",     "auto_unmount", "blkdev",
-    "rw",
+    "allow_other",  "allow_root", "default_permissions",
+    "suid",         "nosuid",     "dev",
+    "nodev",        "exec",       "noexec",
+    "sync",         "async",      "dirsync",
+    "auto_unmount", "blkdev",     "rw",
 };
 constexpr const char* kFuseValued[] = {
     "fsname", "subtype", "max_read", "fscontext", "defcontext", "rootcontext",
@@ -186,6 +183,18 @@ void MountOptions::parse(const std::string& opts) {
       need_value();
     } else if (name.rfind("x-", 0) == 0 || name == "comment") {
       // mount(8)'s userspace options (x-systemd.*, x-gvfs-*, comment=).
+    } else if (name == "noatime" || name == "atime" || name == "relatime" || name == "norelatime" ||
+               name == "strictatime") {
+      // As mount(8) and the kernel read them: the last one given wins, and
+      // atime and norelatime leave the kernel's default, relatime. libfuse
+      // 3.14 refuses all but noatime; the daemon applies them (AtimeMount).
+      no_value();
+      atime = name == "noatime"       ? Atime::kNoatime
+              : name == "strictatime" ? Atime::kStrictatime
+                                      : Atime::kRelatime;
+    } else if (name == "diratime" || name == "nodiratime") {
+      no_value();
+      nodiratime = name == "nodiratime";
     } else if (name == "ro") {
       no_value();
       read_only = true;

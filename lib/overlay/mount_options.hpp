@@ -10,6 +10,10 @@
 
 namespace layer::overlay {
 
+// When reading a file or directory updates its access time, as the kernel's
+// mount options say (relatime is the kernel's default).
+enum class Atime { kRelatime, kStrictatime, kNoatime };
+
 struct MountOptions {
   std::vector<std::string> lowerdirs;  // top first, as given
   std::string upperdir;                // empty: read-only mount
@@ -36,6 +40,11 @@ struct MountOptions {
   // kernel's side is new (6.14).
   bool uring = false;
   bool read_only = false;
+  // The atime rule for the upper layer (lower layers never get atime
+  // updates, as with the kernel's overlayfs): relatime, strictatime,
+  // noatime; atime and norelatime mean the kernel's default, relatime.
+  Atime atime = Atime::kRelatime;
+  bool nodiratime = false;
   bool debug = false;    // -o debug: log every request (as -d, without -f)
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).

@@ -96,7 +96,7 @@ TEST_CASE("mount options: bad combinations") {
 }
 
 TEST_CASE("id map: ranges both ways, unmapped to overflow") {
-  IdMap m = IdMap::parse("0:100000:65536:65536:5000:1", "t");
+  IdMap m = IdMap::parse("100000:0:65536:5000:65536:1", "t");  // disk:mount:count
   CHECK(m.to_inside(100000) == 0);
   CHECK(m.to_inside(100005) == 5);
   CHECK(m.to_inside(5000) == 65536);
