@@ -47,9 +47,9 @@ constexpr const char* kUsage =
     "  -o threaded=0|1, noacl, static_nlink, timeout=SECONDS, writeback=0|1, userxattr\n"
     "  -o xattr_permissions=0|1|2 (1, 2: owners and modes of files and directories kept\n"
     "     in the security. / user.fuseoverlayfs.override_stat xattr), log=FILE\n"
-    "  -o relatime, strictatime, noatime, atime, norelatime, diratime, nodiratime\n"
-    "                     when reads update access times in the upper layer, as for\n"
-    "                     the kernel's mount (default relatime; lower layers: never)\n"
+    "  -o relatime, strictatime, noatime, atime, norelatime, nostrictatime, diratime,\n"
+    "     nodiratime: when reads update access times in the upper layer, as for the\n"
+    "     kernel's mount (default relatime; lower layers: never)\n"
     "  -o allow_other, allow_root, default_permissions, suid, nosuid, dev, nodev, exec,\n"
     "     noexec, fsname=, subtype=, context=...  (passed to FUSE)\n";
 
@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
   for (const auto& o : opts.fuse_options) fopts += "," + o;
   // The daemon applies the atime rule (FUSE inodes never update atime
   // themselves); noatime is also shown in the mount's options.
-  if (opts.atime == overlay::Atime::kNoatime) fopts += ",noatime";
+  if (opts.atime_rule() == overlay::Atime::kNoatime) fopts += ",noatime";
   std::vector<std::string> fargs_s = {argv[0], "-o", fopts};
   if (debug) fargs_s.push_back("-d");
   std::vector<char*> fargv;
@@ -159,14 +159,17 @@ int main(int argc, char** argv) {
       // chosen at INIT.
       if (!daemon->hook().install(se))
         std::fprintf(stderr, "layerfs: cannot hook the FUSE channel; %s\n",
-                     fuse::Passthrough::native() ? "O_TMPFILE and FUSE over io_uring are off"
-                                                 : "passthrough, O_TMPFILE and FUSE over io_uring are off");
+                     fuse::Passthrough::native()
+                         ? "O_TMPFILE and FUSE over io_uring are off"
+                         : "passthrough, O_TMPFILE and FUSE over io_uring are off");
       fuse_daemonize(foreground ? 1 : 0);
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
       fuse::log_info("mounted on %s", mountpoint.c_str());
       if (daemon->ov().user_xattrs() && !opts.userxattr)
-        fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
+        fuse::log_info(
+            "overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at "
+            "an earlier mount of this upper)");
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       if (single) {
         ret = fuse_session_loop(se);

@@ -366,7 +366,7 @@ bool set_open_mode(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsig
       // but passthrough writes bypass this inode's page cache. With
       // strictatime every read must reach the real file.
       fi->keep_cache =
-          d.pt().active() || d.opts().atime == overlay::Atime::kStrictatime ? 0 : keep_cache;
+          d.pt().active() || d.opts().atime_rule() == overlay::Atime::kStrictatime ? 0 : keep_cache;
       if (fi->flags & O_DIRECT) fi->direct_io = 1;
       break;
   }

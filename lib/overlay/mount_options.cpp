@@ -183,18 +183,17 @@ void MountOptions::parse(const std::string& opts) {
       need_value();
     } else if (name.rfind("x-", 0) == 0 || name == "comment") {
       // mount(8)'s userspace options (x-systemd.*, x-gvfs-*, comment=).
-    } else if (name == "noatime" || name == "atime" || name == "relatime" || name == "norelatime" ||
-               name == "strictatime") {
-      // As mount(8) and the kernel read them: the last one given wins, and
-      // atime and norelatime leave the kernel's default, relatime. libfuse
-      // 3.14 refuses all but noatime; the daemon applies them (AtimeMount).
+    } else if (name == "noatime" || name == "atime" || name == "strictatime" ||
+               name == "nostrictatime" || name == "relatime" || name == "norelatime" ||
+               name == "nodiratime" || name == "diratime") {
+      // Flags as mount(8) reads them: each sets or clears its own bit, and
+      // the kernel makes the rule of the bits (strictatime wins, then
+      // noatime, else relatime, its default). libfuse 3.14 refuses most of
+      // them; the daemon applies them itself (AtimeMount).
       no_value();
-      atime = name == "noatime"       ? Atime::kNoatime
-              : name == "strictatime" ? Atime::kStrictatime
-                                      : Atime::kRelatime;
-    } else if (name == "diratime" || name == "nodiratime") {
-      no_value();
-      nodiratime = name == "nodiratime";
+      if (name == "noatime" || name == "atime") noatime = name == "noatime";
+      if (name == "strictatime" || name == "nostrictatime") strictatime = name == "strictatime";
+      if (name == "nodiratime" || name == "diratime") nodiratime = name == "nodiratime";
     } else if (name == "ro") {
       no_value();
       read_only = true;

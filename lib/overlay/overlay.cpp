@@ -202,8 +202,8 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
   };
   ov->layer_roots_.emplace_back();
   if (!opts.upperdir.empty() && !opts.read_only) {
-    through = AtimeMount::clone(common_ancestor(opts.upperdir, opts.workdir), opts.atime,
-                                   opts.nodiratime);
+    through = AtimeMount::clone(common_ancestor(opts.upperdir, opts.workdir), opts.atime_rule(),
+                                opts.nodiratime);
     ov->upper_ = open_layer(opts.upperdir, "upperdir");
     if (::faccessat(ov->upper_.get(), ".", W_OK, AT_EACCESS) != 0)
       throw Error("upperdir '" + opts.upperdir + "'", errno);

@@ -62,7 +62,7 @@ probe() {
 }
 
 for o in relatime norelatime strictatime atime noatime diratime nodiratime noatime,nodiratime \
-         strictatime,nodiratime; do
+         strictatime,nodiratime noatime,relatime noatime,strictatime; do
   want=$(probe kernel "$o")
   for pt in passthrough=1 passthrough=0; do
     got=$(probe "$pt" "$o")

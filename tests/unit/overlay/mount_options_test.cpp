@@ -113,3 +113,35 @@ TEST_CASE("split_escaped") {
   CHECK(split_escaped("a:b\\:c:", ':') == std::vector<std::string>{"a", "b:c", ""});
   CHECK(split_escaped("x\\\\y", ':') == std::vector<std::string>{"x\\y"});
 }
+
+TEST_CASE("mount options: atime as the kernel's mount reads it") {
+  using layer::overlay::Atime;
+  struct Row {
+    const char* opts;
+    Atime atime;
+    bool nodiratime;
+  };
+  const Row rows[] = {
+      {"lowerdir=/a", Atime::kRelatime, false},
+      {"lowerdir=/a,noatime", Atime::kNoatime, false},
+      {"lowerdir=/a,strictatime", Atime::kStrictatime, false},
+      {"lowerdir=/a,relatime", Atime::kRelatime, false},
+      {"lowerdir=/a,noatime,atime", Atime::kRelatime, false},  // atime: the default
+      {"lowerdir=/a,strictatime,norelatime", Atime::kStrictatime, false},
+      {"lowerdir=/a,noatime,relatime", Atime::kNoatime, false},  // bits, as mount(8) sets them
+      {"lowerdir=/a,noatime,strictatime", Atime::kStrictatime, false},
+      {"lowerdir=/a,strictatime,nostrictatime", Atime::kRelatime, false},
+      {"lowerdir=/a,nodiratime", Atime::kRelatime, true},
+      {"lowerdir=/a,nodiratime,diratime,noatime", Atime::kNoatime, false},
+  };
+  for (const Row& r : rows) {
+    MountOptions o;
+    o.parse(r.opts);
+    CAPTURE(r.opts);
+    CHECK(o.atime_rule() == r.atime);
+    CHECK(o.nodiratime == r.nodiratime);
+    CHECK(o.fuse_options.empty());  // the daemon applies them, not libfuse
+  }
+  MountOptions bad;
+  CHECK_THROWS_AS(bad.parse("lowerdir=/a,noatime=1"), Error);
+}
