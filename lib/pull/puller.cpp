@@ -13,9 +13,9 @@
 #include <set>
 #include <thread>
 
+#include "format/overlay_format.hpp"
 #include "oci/media_types.hpp"
 #include "overlay/overlay.hpp"
-#include "overlay/xattr_path.hpp"
 #include "store/layout.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
@@ -52,12 +52,7 @@ bool opaque_in(int diff_dirfd, const std::string& rel) {
   auto fd = sys::open_beneath(diff_dirfd, rel.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW, 0,
                               RESOLVE_NO_SYMLINKS);
   if (!fd) return false;
-  overlay::XattrPath p(fd->get(), nullptr);
-  for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
-    char v[4];
-    if (p.get(name, v, sizeof v) == 1 && v[0] == 'y') return true;
-  }
-  return false;
+  return format::is_opaque(fd->get());
 }
 
 // Whether `rel` is a symlink in the tree at `diff` (relative to the store root).
