@@ -30,11 +30,14 @@ def verbatim(text):
     return [".nf"] + [esc(l) for l in text.rstrip("\n").split("\n")] + [".fi"]
 
 
-def header(name, section_title, version, summary):
+def header(name, version, summary, synopsis):
+    """.TH, NAME and SYNOPSIS; then the DESCRIPTION heading."""
     return [
-        f'.TH {name.upper()} 1 "" "layerfs {version}" "{section_title}"',
+        f'.TH {name.upper()} 1 "" "layerfs {version}" "User Commands"',
         ".SH NAME",
         f"{name} \\- {summary}",
+        ".SH SYNOPSIS", f".B {name}", esc(synopsis),
+        ".SH DESCRIPTION",
     ]
 
 
@@ -49,11 +52,9 @@ def layerctl_page(binary, version):
             commands.append((m.group(1), m.group(2)))
     usage_line = top.split("\n", 1)[0].replace("Usage: ", "")
     global_opts = top.split("Global options:\n", 1)[1].split("\n\n", 1)[0]
-    out = header("layerctl", "User Commands", version,
-                 "manage a container image layer store and its layerfs mounts")
-    out += [".SH SYNOPSIS", ".B layerctl", esc(usage_line.replace("layerctl ", "", 1)),
-            ".SH DESCRIPTION",
-            "layerctl pulls OCI images from registries, OCI layouts and docker archives",
+    out = header("layerctl", version, "manage a container image layer store and its layerfs mounts",
+                 usage_line.replace("layerctl ", "", 1))
+    out += ["layerctl pulls OCI images from registries, OCI layouts and docker archives",
             "into a content-addressable store (each layer unpacked once, keyed by its",
             "diff_id), mounts containers of them with the",
             ".BR layerfs (1)",
@@ -71,7 +72,7 @@ def layerctl_page(binary, version):
             ]
     for name, summary in commands:
         usage = run(binary, name, "--help")
-        out += [f".SS {esc(name)}", esc(summary) + "."]
+        out += [f".SS {esc(name)}", esc(summary) + ".", ".PP"]
         out += verbatim(usage)
     out += [".SH ENVIRONMENT",
             ".TP", ".B LAYERFS_ROOT",
@@ -99,11 +100,9 @@ def layerctl_page(binary, version):
 def layerfs_page(binary, version):
     text = run(binary, "--help")
     usage_line, rest = text.split("\n", 1)
-    out = header("layerfs", "User Commands", version,
-                 "FUSE union filesystem over container image layers")
-    out += [".SH SYNOPSIS", ".B layerfs", esc(usage_line.replace("usage: layerfs ", "", 1)),
-            ".SH DESCRIPTION",
-            "layerfs serves the union of read-only lower directories and a copy-on-write",
+    out = header("layerfs", version, "FUSE union filesystem over container image layers",
+                 usage_line.replace("usage: layerfs ", "", 1))
+    out += ["layerfs serves the union of read-only lower directories and a copy-on-write",
             "upper directory, in the format of the kernel's overlayfs (whiteouts as 0:0",
             "character devices or user.overlay.whiteout files, opaque directories by",
             "xattr), the way",

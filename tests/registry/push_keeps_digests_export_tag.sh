@@ -79,4 +79,13 @@ done
 "$LAYERCTL" images | grep -q "^localhost/mine:2 " || fail "images: $("$LAYERCTL" images)"
 "$LAYERCTL" rmi mine:2 >/dev/null
 "$LAYERCTL" --json inspect "$S/harness/app:1" >/dev/null || fail "rmi of one name removed the image"
+
+step "gc --drop-blobs gives the disk back; push then rebuilds"
+[ -n "$(find "$LAYERFS_ROOT/blobs" -type f -size +100k)" ] || fail "no kept layer blobs before"
+"$LAYERCTL" gc --drop-blobs >"$WORK/gc.out" || fail "gc --drop-blobs"
+grep -q "Removed blob $(head -1 "$WORK/src.layers")" "$WORK/gc.out" || fail "gc: $(cat "$WORK/gc.out")"
+[ -z "$(find "$LAYERFS_ROOT/blobs" -type f -size +100k)" ] || fail "layer blobs left"
+"$LAYERCTL" --json push "$S/harness/app:1" "$D/after-drop/app:1" >"$WORK/push4.json" || fail "push after drop"
+[ "$(py_get '["regenerated"]' <"$WORK/push4.json")" = 3 ] || fail "push after drop: $(cat "$WORK/push4.json")"
+"$LAYERCTL" fsck >/dev/null || fail "fsck after gc --drop-blobs"
 echo PASS
