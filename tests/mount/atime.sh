@@ -8,21 +8,13 @@
 # mtime; strictatime: at every read); a directory's per the rule and
 # nodiratime.
 set -euo pipefail
-: "${LAYERFS:?}"
-[ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
+source "$(dirname "$0")/lib.sh" atime
 
-t=$(mktemp -d /tmp/layerfs-atime.XXXXXX)
-cleanup() {
-  mountpoint -q "$t/m" && { umount "$t/m" || umount -l "$t/m"; }
-  mountpoint -q "$t/fs" && { umount "$t/fs" || umount -l "$t/fs"; }
-  rm -rf "$t"
-}
-trap cleanup EXIT
+trap 'umount "$t/mnt" 2>/dev/null || true; umount "$t/fs" 2>/dev/null || umount -l "$t/fs" 2>/dev/null || true; cleanup' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 # The layers on a relatime tmpfs of their own, as on most hosts.
-mkdir -p "$t/fs" "$t/m"
+mkdir -p "$t/fs" "$t/mnt"
 mount -t tmpfs -o relatime tmpfs "$t/fs"
 mkdir -p "$t/fs/l/d"
 echo lower >"$t/fs/l/f"
@@ -32,7 +24,7 @@ old=978307200    # 2001-01-01
 future=1893456000  # 2030-01-01
 # probe ENGINE OPTS: one line of what stat shows after reads through it
 probe() {
-  local engine=$1 o=$2 m=$t/m
+  local engine=$1 o=$2 m=$t/mnt
   rm -rf "$t/fs/u" "$t/fs/w"
   mkdir -p "$t/fs/u" "$t/fs/w"
   touch -a -d @$old "$t/fs/l/f" "$t/fs/l/d"

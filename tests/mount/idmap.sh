@@ -6,20 +6,11 @@
 # binary with the same options: the owners every lower file shows, and the
 # owners stored in the upper after create, mkdir, symlink and chown.
 set -euo pipefail
-: "${LAYERFS:?}"
-[ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
+source "$(dirname "$0")/lib.sh" idmap
 command -v fuse-overlayfs >/dev/null || { echo "no fuse-overlayfs (.ci/install-deps)"; exit 77; }
-
-t=$(mktemp -d /tmp/layerfs-idmap.XXXXXX)
-cleanup() {
-  mountpoint -q "$t/m" && { umount "$t/m" || umount -l "$t/m"; }
-  rm -rf "$t"
-}
-trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-mkdir -p "$t/l" "$t/m"
+mkdir -p "$t/l" "$t/mnt"
 for id in 0 5 1000 1001 100000 100005 165535; do
   echo "$id" >"$t/l/f$id"
   chown "$id:$id" "$t/l/f$id"
@@ -27,7 +18,7 @@ done
 
 # run ENGINE MAPPING: what the mount shows and what the upper stores
 run() {
-  local engine=$1 map=$2 m=$t/m
+  local engine=$1 map=$2 m=$t/mnt
   rm -rf "$t/u" "$t/w"
   mkdir -p "$t/u" "$t/w"
   local o="lowerdir=$t/l,upperdir=$t/u,workdir=$t/w,uidmapping=$map,gidmapping=$map"

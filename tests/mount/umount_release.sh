@@ -8,22 +8,19 @@
 # without FUSE passthrough and with a file left open by a reader until the
 # umount, must all succeed.
 set -euo pipefail
-: "${LAYERFS:?}"
-[ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
+source "$(dirname "$0")/lib.sh" umount
 
-t=$(mktemp -d /tmp/layerfs-umount.XXXXXX)
-cleanup() {
+release() {
   local m
-  for m in "$t/m" "$t/lower" "$t/upper"; do
+  for m in "$t/mnt" "$t/lower" "$t/upper"; do
     mountpoint -q "$m" 2>/dev/null && { umount "$m" 2>/dev/null || umount -l "$m"; }
   done
-  rm -rf "$t"
+  cleanup
 }
-trap cleanup EXIT
+trap release EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-mkdir -p "$t/m" "$t/lower" "$t/upper"
+mkdir -p "$t/mnt" "$t/lower" "$t/upper"
 for pt in 1 0; do
   for i in $(seq 1 10); do
     mount -t tmpfs tmpfs "$t/lower"
@@ -31,15 +28,15 @@ for pt in 1 0; do
     mkdir -p "$t/lower/d/e" "$t/upper/u" "$t/upper/w"
     for j in $(seq 1 20); do echo "file $j" >"$t/lower/d/e/f$j"; done
     head -c 1M /dev/urandom >"$t/lower/big"
-    "$LAYERFS" -o "lowerdir=$t/lower,upperdir=$t/upper/u,workdir=$t/upper/w,passthrough=$pt" "$t/m"
-    cat "$t/m"/d/e/* >/dev/null
-    ls -R "$t/m" >/dev/null
-    echo changed >>"$t/m/d/e/f1"
-    exec 3<"$t/m/big"  # open in the daemon until the umount
+    "$LAYERFS" -o "lowerdir=$t/lower,upperdir=$t/upper/u,workdir=$t/upper/w,passthrough=$pt" "$t/mnt"
+    cat "$t/mnt"/d/e/* >/dev/null
+    ls -R "$t/mnt" >/dev/null
+    echo changed >>"$t/mnt/d/e/f1"
+    exec 3<"$t/mnt/big"  # open in the daemon until the umount
     exec 3<&-
     # The three umounts back to back from one process, as a storage
     # driver's cleanup does them: no time for the daemon to exit between.
-    python3 - "$t/m" "$t/lower" "$t/upper" <<'PY' || fail "passthrough=$pt cycle $i"
+    python3 - "$t/mnt" "$t/lower" "$t/upper" <<'PY' || fail "passthrough=$pt cycle $i"
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 for what, path in zip(("the mount", "the lower's filesystem", "the upper's filesystem"), sys.argv[1:]):
