@@ -20,6 +20,7 @@
 #include <unordered_set>
 
 #include "format/overlay_format.hpp"
+#include "overlay/atime_mount.hpp"
 #include "util/xattr_path.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
@@ -126,13 +127,20 @@ bool trusted_xattrs_allowed(int dirfd) {
 
 std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
   std::unique_ptr<Overlay> ov(new Overlay(opts));
-  auto open_layer = [](const std::string& path, const char* what) {
-    auto r = sys::open_at(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY);
+  // Layers are opened through private mounts with the mount's atime rule
+  // (lower layers: none, as the kernel's overlayfs never updates their
+  // atime); upper and workdir through one, so that renames and links
+  // between them stay on one mount.
+  AtimeMount through;
+  auto open_layer = [&through](const std::string& path, const char* what) {
+    auto r = through.open_dir(path);
     if (!r) throw Error(std::string(what) + " '" + path + "'", r.error());
     return std::move(r).value();
   };
   ov->layer_roots_.emplace_back();
   if (!opts.upperdir.empty() && !opts.read_only) {
+    through = AtimeMount::clone(common_ancestor(opts.upperdir, opts.workdir), opts.atime_rule(),
+                                opts.nodiratime);
     ov->upper_ = open_layer(opts.upperdir, "upperdir");
     if (::faccessat(ov->upper_.get(), ".", W_OK, AT_EACCESS) != 0)
       throw Error("upperdir '" + opts.upperdir + "'", errno);
@@ -184,6 +192,7 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
     ov->devs_.push_back(ust.st_dev);
   }
   for (const auto& l : opts.lowerdirs) {
+    through = AtimeMount::clone(l, Atime::kNoatime, true);
     UniqueFd fd = open_layer(l, "lowerdir");
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) throw Error("lowerdir '" + l + "'", errno);
