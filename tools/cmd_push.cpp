@@ -67,10 +67,14 @@ int run_export(Globals& g, const std::string& image, const std::string& dest) {
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (g.json) {
-    nlohmann::json j = {{"image", img->ref},          {"ref", r.dest},
-                        {"manifest", r.manifest.str()}, {"layers_written", r.layers},
-                        {"regenerated", r.regenerated}, {"rewritten", r.regenerated > 0},
-                        {"bytes_written", r.bytes},     {"seconds", secs}};
+    nlohmann::json j = {{"image", img->ref},
+                        {"ref", r.dest},
+                        {"manifest", r.manifest.str()},
+                        {"layers_written", r.layers},
+                        {"regenerated", r.regenerated},
+                        {"rewritten", r.regenerated > 0},
+                        {"bytes_written", r.bytes},
+                        {"seconds", secs}};
     std::printf("%s\n", j.dump(2).c_str());
   } else if (g.quiet) {
     std::printf("%s\n", r.manifest.str().c_str());

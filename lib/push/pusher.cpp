@@ -116,8 +116,8 @@ Result push(store::Store& st, const store::ImageRecord& img, const std::string& 
   // Config and manifest: as stored, or rewritten for regenerated layers.
   const LayerBlobs::Documents docs = blobs.documents();
   r.rewritten = blobs.regenerated() > 0;
-  BlobEvent ev{blobs.size(), total, "config", docs.config_digest, docs.config.size(), 0,
-               BlobState::Checking};
+  BlobEvent ev{blobs.size(),       total, "config",           docs.config_digest,
+               docs.config.size(), 0,     BlobState::Checking};
   emit(ev);
   if (up.blob_exists(docs.config_digest)) {
     ++r.existed;
