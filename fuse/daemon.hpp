@@ -9,7 +9,7 @@
 
 #include <memory>
 
-#include "overlay/mount_options.hpp"
+#include "mount_options.hpp"
 #include "overlay/overlay.hpp"
 #include "passthrough.hpp"
 #include "uring.hpp"
@@ -18,13 +18,13 @@ namespace layer::fuse {
 
 class Daemon {
  public:
-  Daemon(std::unique_ptr<overlay::Overlay> ov, const overlay::MountOptions& opts)
+  Daemon(std::unique_ptr<overlay::Overlay> ov, const MountOptions& opts)
       : ov_(std::move(ov)), opts_(opts) {}
 
   static const fuse_lowlevel_ops& ops();
 
   overlay::Overlay& ov() { return *ov_; }
-  const overlay::MountOptions& opts() const { return opts_; }
+  const MountOptions& opts() const { return opts_; }
   double timeout() const { return opts_.timeout; }
   bool writeback() const { return writeback_; }
   void set_writeback(bool on) { writeback_ = on; }
@@ -35,7 +35,7 @@ class Daemon {
 
  private:
   std::unique_ptr<overlay::Overlay> ov_;
-  overlay::MountOptions opts_;
+  MountOptions opts_;
   Passthrough pt_;
   Uring uring_;
   bool writeback_ = false;      // set once in init, before any other request

@@ -17,7 +17,7 @@
 
 #include "daemon.hpp"
 #include "log.hpp"
-#include "overlay/mount_options.hpp"
+#include "mount_options.hpp"
 #include "overlay/overlay.hpp"
 #include "util/error.hpp"
 
@@ -67,7 +67,7 @@ void raise_fd_limit() {
 
 int main(int argc, char** argv) {
   using namespace layer;
-  overlay::MountOptions opts;
+  fuse::MountOptions opts;
   bool foreground = false, debug = false, single = false;
   std::string mountpoint;
   try {
@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
     if (!S_ISDIR(st.st_mode)) throw Error("mount point '" + mountpoint + "'", ENOTDIR);
     raise_fd_limit();
     ::umask(0);
-    daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts), opts);
+    daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
   } catch (const Error& e) {
     std::fprintf(stderr, "layerfs: %s\n", e.line().c_str());
@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
       fuse::log_info("mounted on %s", mountpoint.c_str());
-      if (daemon->ov().user_xattrs() && !opts.userxattr)
+      if (daemon->ov().user_xattrs() && !opts.core.userxattr)
         fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       if (single) {

@@ -1,30 +1,21 @@
 // MountOptions: the layerfs command line (`-o lowerdir=A:B,upperdir=U,workdir=W,...`),
-// parsed the way fuse-overlayfs reads it. Cold path: parse() throws layer::Error
-// naming the offending option. A plain value type; not shared between threads.
+// parsed the way fuse-overlayfs reads it: the overlay core's Config plus the
+// daemon's own settings (FUSE, io_uring, logging). Cold path: parse() throws
+// layer::Error naming the offending option. A plain value type; not shared
+// between threads.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "overlay/id_map.hpp"
+#include "overlay/config.hpp"
 
-namespace layer::overlay {
+namespace layer::fuse {
 
 struct MountOptions {
-  std::vector<std::string> lowerdirs;  // top first, as given
-  std::string upperdir;                // empty: read-only mount
-  std::string workdir;
-  IdMap uid_map;
-  IdMap gid_map;
-  bool squash_to_root = false;
-  long squash_to_uid = -1;
-  long squash_to_gid = -1;
-  bool fsync = true;
+  overlay::Config core;  // what lib/overlay needs
   bool threaded = true;
   bool acl = true;
-  bool static_nlink = false;
-  int xattr_permissions = 0;
-  bool userxattr = false;  // private xattrs under user.overlay. instead of trusted.overlay.
   double timeout = 86400;  // entry/attr timeout, seconds
   // Off by default: the kernel does not flush its cache before SEEK_DATA/
   // SEEK_HOLE, and FUSE passthrough excludes it.
@@ -35,7 +26,6 @@ struct MountOptions {
   // enable_uring parameter, off by default in the kernel). Opt-in: the
   // kernel's side is new (6.14).
   bool uring = false;
-  bool read_only = false;
   bool debug = false;    // -o debug: log every request (as -d, without -f)
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).
@@ -53,4 +43,4 @@ struct MountOptions {
 // Splits s at unescaped `sep`, removing the escaping backslashes.
 std::vector<std::string> split_escaped(const std::string& s, char sep);
 
-}  // namespace layer::overlay
+}  // namespace layer::fuse
