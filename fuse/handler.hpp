@@ -113,13 +113,14 @@ inline bool caller_in_group(fuse_req_t req, gid_t gid) {
   return false;
 }
 
-// FUSE_HANDLE_KILLPRIV_V2 (see Passthrough::kill_suidgid): when the kernel
+// FUSE_HANDLE_KILLPRIV_V2 (see CompatChannelHook::kill_suidgid): when the kernel
 // asks, adds to `a` the mode without set-user-id, and without set-group-id
 // if the file is group-executable or the caller is not in its group: the
 // VFS's rule (setattr_should_drop_sgid); the kernel has checked the
 // caller's CAP_FSETID already. False: nothing to clear.
 inline bool add_kill_suidgid(fuse_req_t req, Daemon& d, Node* n, overlay::SetAttr& a) {
-  if (!Passthrough::kill_suidgid() || n->type != S_IFREG || (a.valid & a.kMode)) return false;
+  if (!CompatChannelHook::kill_suidgid() || n->type != S_IFREG || (a.valid & a.kMode))
+    return false;
   struct stat st;
   if (!d.ov().getattr(n, -1, &st)) return false;
   mode_t m = st.st_mode & 07777;

@@ -29,7 +29,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   };
   // Replies to requests from an io_uring go into its buffers, not through a
   // pipe to /dev/fuse.
-  if (!d->uring().prepare(d->opts().uring, kernel_init_flags2(), conn->max_write)) {
+  if (!d->uring().prepare(d->opts().uring, d->hook().kernel_flags2(), conn->max_write)) {
     want(FUSE_CAP_SPLICE_WRITE);
     want(FUSE_CAP_SPLICE_MOVE);
   }

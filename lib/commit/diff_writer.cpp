@@ -137,11 +137,20 @@ DiffStats DiffWriter::write() {
   walk_upper("", top_);
   std::sort(lower_links_.begin(), lower_links_.end());
   for (const auto& [path, target] : lower_links_) {
+    // As GNU tar and containers/storage write a link: the target's own
+    // mode, owner and mtime (podman and Docker apply them to the file).
+    struct stat ts;
+    if (::fstatat(top_, target.c_str(), &ts, AT_SYMLINK_NOFOLLOW) != 0) fail(target, "stat", errno);
     Entry e(archive_entry_new());
+    archive_entry_copy_stat(e.get(), &ts);
     archive_entry_copy_pathname(e.get(), path.c_str());
-    archive_entry_set_filetype(e.get(), AE_IFREG);
     archive_entry_copy_hardlink(e.get(), target.c_str());
     archive_entry_set_size(e.get(), 0);
+    archive_entry_unset_atime(e.get());
+    archive_entry_unset_ctime(e.get());
+    archive_entry_unset_birthtime(e.get());
+    int64_t m = clamp(ts.st_mtim.tv_sec);
+    archive_entry_set_mtime(e.get(), m, m == ts.st_mtim.tv_sec ? ts.st_mtim.tv_nsec : 0);
     header(e.get(), path);
   }
   if (archive_write_close(a_.get()) != ARCHIVE_OK) fail("", "finish tar");
