@@ -9,8 +9,8 @@
 
 #include <memory>
 
-#include "overlay/mount_options.hpp"
 #include "compat_channel_hook.hpp"
+#include "mount_options.hpp"
 #include "overlay/overlay.hpp"
 #include "passthrough.hpp"
 #include "uring.hpp"
@@ -19,7 +19,7 @@ namespace layer::fuse {
 
 class Daemon {
  public:
-  Daemon(std::unique_ptr<overlay::Overlay> ov, const overlay::MountOptions& opts)
+  Daemon(std::unique_ptr<overlay::Overlay> ov, const MountOptions& opts)
       : ov_(std::move(ov)), opts_(opts) {}
 
   static const fuse_lowlevel_ops& ops();
@@ -28,7 +28,7 @@ class Daemon {
   // After the session: closes every layer and upper fd the overlay holds.
   // REQUIRES: no request is being served and none will be (ov() is gone).
   void close_layers() { ov_.reset(); }
-  const overlay::MountOptions& opts() const { return opts_; }
+  const MountOptions& opts() const { return opts_; }
   double timeout() const { return opts_.timeout; }
   bool writeback() const { return writeback_; }
   void set_writeback(bool on) { writeback_ = on; }
@@ -40,7 +40,7 @@ class Daemon {
 
  private:
   std::unique_ptr<overlay::Overlay> ov_;
-  overlay::MountOptions opts_;
+  MountOptions opts_;
   CompatChannelHook hook_;  // before pt_ and uring_, which use it
   Passthrough pt_{hook_};
   Uring uring_{hook_};

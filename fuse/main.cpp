@@ -17,7 +17,7 @@
 
 #include "daemon.hpp"
 #include "log.hpp"
-#include "overlay/mount_options.hpp"
+#include "mount_options.hpp"
 #include "overlay/overlay.hpp"
 #include "util/error.hpp"
 
@@ -71,7 +71,7 @@ void raise_fd_limit() {
 
 int main(int argc, char** argv) {
   using namespace layer;
-  overlay::MountOptions opts;
+  fuse::MountOptions opts;
   bool foreground = false, debug = false, single = false;
   std::string mountpoint;
   try {
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
     if (!S_ISDIR(st.st_mode)) throw Error("mount point '" + mountpoint + "'", ENOTDIR);
     raise_fd_limit();
     ::umask(0);
-    daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts), opts);
+    daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
   } catch (const Error& e) {
     std::fprintf(stderr, "layerfs: %s\n", e.line().c_str());
@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
   for (const auto& o : opts.fuse_options) fopts += "," + o;
   // The daemon applies the atime rule (FUSE inodes never update atime
   // themselves); noatime is also shown in the mount's options.
-  if (opts.atime_rule() == overlay::Atime::kNoatime) fopts += ",noatime";
+  if (opts.core.atime_rule() == overlay::Atime::kNoatime) fopts += ",noatime";
   std::vector<std::string> fargs_s = {argv[0], "-o", fopts};
   if (debug) fargs_s.push_back("-d");
   std::vector<char*> fargv;
@@ -159,17 +159,14 @@ int main(int argc, char** argv) {
       // chosen at INIT.
       if (!daemon->hook().install(se))
         std::fprintf(stderr, "layerfs: cannot hook the FUSE channel; %s\n",
-                     fuse::Passthrough::native()
-                         ? "O_TMPFILE and FUSE over io_uring are off"
-                         : "passthrough, O_TMPFILE and FUSE over io_uring are off");
+                     fuse::Passthrough::native() ? "O_TMPFILE and FUSE over io_uring are off"
+                                                 : "passthrough, O_TMPFILE and FUSE over io_uring are off");
       fuse_daemonize(foreground ? 1 : 0);
       if (opts.log_file.empty())
         fuse::log_open(foreground ? fuse::LogTarget::Stderr : fuse::LogTarget::Syslog, "", debug);
       fuse::log_info("mounted on %s", mountpoint.c_str());
-      if (daemon->ov().user_xattrs() && !opts.userxattr)
-        fuse::log_info(
-            "overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at "
-            "an earlier mount of this upper)");
+      if (daemon->ov().user_xattrs() && !opts.core.userxattr)
+        fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       if (single) {
         ret = fuse_session_loop(se);

@@ -14,106 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "daemon.hpp"
-#include "log.hpp"
+#include "handler.hpp"
 
 namespace layer::fuse {
 
-using overlay::Node;
-using overlay::Overlay;
-
 namespace {
-
-// An open file. `lower` files are read-only opens of a lower layer's file;
-// if the node is copied up meanwhile, reads switch to the upper copy.
-struct File {
-  Node* node;
-  int flags;
-  std::mutex mu;  // guards fd and lower
-  UniqueFd fd;
-  bool lower;
-  Passthrough::Mode mode = Passthrough::Mode::kCached;
-  std::shared_ptr<overlay::Partial> writer;  // a lazy copy-up this open may write
-};
-
-Daemon& daemon_of(fuse_req_t req) {
-  return *static_cast<Daemon*>(fuse_req_userdata(req));
-}
-
-Node* node_of(Daemon& d, fuse_ino_t ino) {
-  return ino == FUSE_ROOT_ID ? d.ov().root() : reinterpret_cast<Node*>(ino);
-}
-
-File* file_of(fuse_file_info* fi) {
-  return reinterpret_cast<File*>(fi->fh);
-}
-
-overlay::Caller caller_of(fuse_req_t req) {
-  const fuse_ctx* c = fuse_req_ctx(req);
-  return overlay::Caller{c->uid, c->gid, c->umask};
-}
-
-// The catch-all: no exception ever unwinds into libfuse.
-template <typename F>
-void guard(fuse_req_t req, const char* op, F&& f) {
-  try {
-    f();
-  } catch (const std::bad_alloc&) {
-    fuse_reply_err(req, ENOMEM);
-  } catch (const std::exception& e) {
-    log_error("%s: internal error: %s", op, e.what());
-    fuse_reply_err(req, EIO);
-  } catch (...) {
-    log_error("%s: internal error", op);
-    fuse_reply_err(req, EIO);
-  }
-}
-
-// FUSE_BUFVEC_INIT is a C compound literal; this is the same, in C++.
-fuse_bufvec fd_bufvec(size_t size, int fd, off_t pos) {
-  fuse_bufvec v{};
-  v.count = 1;
-  v.buf[0].size = size;
-  v.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  v.buf[0].fd = fd;
-  v.buf[0].pos = pos;
-  return v;
-}
-
-// Reply helpers, one per reply kind.
-void reply_err(fuse_req_t req, int err) {
-  fuse_reply_err(req, err);
-}
-
-// Hard-linked files are several nodes for one inode: their attributes are
-// not cached, so a change through one name shows through the others.
-double attr_timeout(Daemon& d, Node* n) {
-  return n->shared.load() ? 0.0 : d.timeout();
-}
-
-void reply_entry(fuse_req_t req, Daemon& d, Node* n, const struct stat& st) {
-  fuse_entry_param e{};
-  e.ino = reinterpret_cast<fuse_ino_t>(n);
-  e.attr = st;
-  e.attr_timeout = attr_timeout(d, n);
-  e.entry_timeout = d.timeout();
-  if (fuse_reply_entry(req, &e) != 0) d.ov().unref(n);  // the kernel did not take it
-}
-
-void reply_negative(fuse_req_t req, Daemon& d) {
-  fuse_entry_param e{};
-  e.entry_timeout = d.timeout();
-  fuse_reply_entry(req, &e);
-}
-
-void reply_node(fuse_req_t req, Daemon& d, Result<Node*> r, const struct stat& st) {
-  if (!r) return reply_err(req, r.error());
-  reply_entry(req, d, r.value(), st);
-}
-
-void reply_void(fuse_req_t req, const Result<void>& r) {
-  fuse_reply_err(req, r.ok() ? 0 : r.error());
-}
 
 // ---------------------------------------------------------------- lifecycle
 
@@ -179,60 +84,12 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guard(req, "getattr", [&] {
     Daemon& d = daemon_of(req);
     Node* n = node_of(d, ino);
-    int fd = -1;
-    File* f = nullptr;
-    if (fi && !n->is_dir()) f = file_of(fi);
+    File* f = (fi && !n->is_dir()) ? file_of(fi) : nullptr;
     struct stat st;
-    Result<void> r;
-    if (f) {
-      std::lock_guard<std::mutex> g(f->mu);
-      if (!f->lower) fd = f->fd.get();
-      r = d.ov().getattr(n, fd, &st);
-    } else {
-      r = d.ov().getattr(n, -1, &st);
-    }
+    Result<void> r = f ? f->core->getattr(&st) : d.ov().getattr(n, -1, &st);
     if (!r) return reply_err(req, r.error());
     fuse_reply_attr(req, &st, attr_timeout(d, n));
   });
-}
-
-// Whether the caller of `req` is in group `gid` (its own or a supplementary).
-bool caller_in_group(fuse_req_t req, gid_t gid) {
-  if (fuse_req_ctx(req)->gid == gid) return true;
-  gid_t groups[256];
-  int n = fuse_req_getgroups(req, 256, groups);
-  for (int i = 0; i < n && i < 256; ++i)
-    if (groups[i] == gid) return true;
-  return false;
-}
-
-// FUSE_HANDLE_KILLPRIV_V2 (see CompatChannelHook::kill_suidgid): when the kernel
-// asks, adds to `a` the mode without set-user-id, and without set-group-id
-// if the file is group-executable or the caller is not in its group: the
-// VFS's rule (setattr_should_drop_sgid); the kernel has checked the
-// caller's CAP_FSETID already. False: nothing to clear.
-bool add_kill_suidgid(fuse_req_t req, Daemon& d, Node* n, overlay::SetAttr& a) {
-  if (!CompatChannelHook::kill_suidgid() || n->type != S_IFREG || (a.valid & a.kMode)) return false;
-  struct stat st;
-  if (!d.ov().getattr(n, -1, &st)) return false;
-  mode_t m = st.st_mode & 07777;
-  mode_t k = m & ~S_ISUID;
-  if ((m & S_IXGRP) || ((m & S_ISGID) && !caller_in_group(req, st.st_gid))) k &= ~S_ISGID;
-  if (k == m) return false;
-  a.valid |= a.kMode;
-  a.mode = k;
-  return true;
-}
-
-// The same for an OPEN with O_TRUNC or a WRITE, whose own change the daemon
-// makes as root, which keeps the bits; the kernel's cached mode is dropped.
-Result<void> kill_suidgid(fuse_req_t req, Daemon& d, Node* n, fuse_ino_t ino, int fd) {
-  overlay::SetAttr a;
-  if (!add_kill_suidgid(req, d, n, a)) return {};
-  struct stat st;
-  auto r = d.ov().setattr(n, fd, a, caller_of(req), &st);
-  if (r && d.session()) fuse_lowlevel_notify_inval_inode(d.session(), ino, -1, 0);
-  return r;
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
@@ -250,14 +107,9 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     if (to_set & FUSE_SET_ATTR_MTIME_NOW) a.valid |= a.kMtime, a.mtime = {0, UTIME_NOW};
     add_kill_suidgid(req, d, n, a);
     struct stat st;
-    Result<void> r;
     File* f = (fi && !n->is_dir()) ? file_of(fi) : nullptr;
-    if (f) {
-      std::lock_guard<std::mutex> g(f->mu);
-      r = d.ov().setattr(n, f->lower ? -1 : f->fd.get(), a, caller_of(req), &st);
-    } else {
-      r = d.ov().setattr(n, -1, a, caller_of(req), &st);
-    }
+    Result<void> r = f ? f->core->setattr(a, caller_of(req), &st)
+                       : d.ov().setattr(n, -1, a, caller_of(req), &st);
     if (!r) return reply_err(req, r.error());
     fuse_reply_attr(req, &st, attr_timeout(d, n));
   });
@@ -333,262 +185,6 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 }
 
 // ---------------------------------------------------------------- files
-
-int adjust_open_flags(Daemon& d, int flags) {
-  if (d.writeback()) {
-    // The kernel reads through write-only files to fill its cache, and it
-    // handles O_APPEND itself.
-    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
-    flags &= ~O_APPEND;
-  }
-  return flags;
-}
-
-// Chooses how the kernel does I/O on a new open file (passthrough to the real
-// file, or its own page cache) and arranges the reply's flags. False: the
-// open conflicts with passthrough opens of the file's lower copy (ETXTBSY).
-bool set_open_mode(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
-  int acc = f->flags & O_ACCMODE;
-  bool write = acc != O_RDONLY || (f->flags & O_TRUNC);
-  bool eligible = !d.ov().unfilled_of(f->node);
-  auto g = d.pt().acquire(req, f->node, f->fd.get(), !f->lower, write, eligible);
-  f->mode = g.mode;
-  // Nothing to do at close: no FLUSH round trip.
-  fi->noflush = 1;
-  switch (g.mode) {
-    case Passthrough::Mode::kPassthrough:
-      Passthrough::attach(g, fi);
-      break;
-    case Passthrough::Mode::kBusy:
-      return false;
-    case Passthrough::Mode::kCached:
-      // Lower layers never change and the upper changes only through us,
-      // but passthrough writes bypass this inode's page cache. With
-      // strictatime every read must reach the real file.
-      fi->keep_cache =
-          d.pt().active() || d.opts().atime_rule() == overlay::Atime::kStrictatime ? 0 : keep_cache;
-      if (fi->flags & O_DIRECT) fi->direct_io = 1;
-      break;
-  }
-  return true;
-}
-
-// The end of an open file: its references on the node and a lazy copy-up.
-void forget_file(Daemon& d, File* f) {
-  if (f->writer) d.ov().drop_writer(f->writer);
-  d.ov().unref(f->node);
-  delete f;
-}
-
-void reply_open(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsigned keep_cache) {
-  if (!set_open_mode(req, d, f, fi, keep_cache)) {
-    forget_file(d, f);
-    return reply_err(req, ETXTBSY);
-  }
-  if (fuse_reply_open(req, fi) != 0) {
-    d.pt().release(req, f->node, f->mode);
-    forget_file(d, f);
-  }
-}
-
-// With passthrough, the daemon's own fd of an upper file is the backing file
-// when it is opened read-write (see Passthrough::acquire); else every open
-// pays for a second open of the file through /proc. The kernel still
-// enforces the caller's access mode on its side. `fresh`: a file being
-// created (no other opener, nothing to copy up).
-int backing_flags(Daemon& d, Node* n, int flags, bool fresh) {
-  if (!d.pt().active() || (flags & O_ACCMODE) == O_RDWR ||
-      (flags & (O_APPEND | O_DIRECT | O_SYNC | O_DSYNC | O_TRUNC | O_PATH)))
-    return flags;
-  if (!fresh && (n->layer.load() != overlay::kUpper || d.ov().unfilled_of(n))) return flags;
-  return (flags & ~O_ACCMODE) | O_RDWR;
-}
-
-void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  guard(req, "open", [&] {
-    Daemon& d = daemon_of(req);
-    Node* n = node_of(d, ino);
-    int flags = adjust_open_flags(d, fi->flags);
-    // A file still being copied up lazily gets the rest of its data first
-    // (its fsync is left to the background), so that this open can go
-    // straight to the upper file.
-    if (d.pt().active())
-      if (auto p = d.ov().unfilled_of(n))
-        if (auto w = d.ov().fill(*p); !w) return reply_err(req, w.error());
-    const int bflags = backing_flags(d, n, flags, false);
-    auto r = d.ov().open_file(n, bflags);
-    if (!r && bflags != flags && r.error() != ENOENT)  // read-write refused: as asked
-      r = d.ov().open_file(n, flags);
-    if (!r) return reply_err(req, r.error());
-    if (flags & O_TRUNC)
-      if (auto k = kill_suidgid(req, d, n, ino, r->fd.get()); !k) return reply_err(req, k.error());
-    auto* f = new File{n, flags, {}, std::move(r->fd), r->lower};
-    d.ov().ref(n);
-    if ((flags & O_ACCMODE) != O_RDONLY)
-      if ((f->writer = d.ov().partial_of(n))) d.ov().add_writer(*f->writer);
-    fi->fh = reinterpret_cast<uint64_t>(f);
-    reply_open(req, d, f, fi, n->shared.load() ? 0 : 1);
-  });
-}
-
-void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
-               fuse_file_info* fi) {
-  guard(req, "create", [&] {
-    Daemon& d = daemon_of(req);
-    int flags = adjust_open_flags(d, fi->flags);
-    struct stat st;
-    UniqueFd fd;
-    auto r = std::strcmp(name, kTmpfileName) == 0
-                 ? d.ov().tmpfile(node_of(d, parent), mode, flags, caller_of(req), &st, &fd)
-                 : d.ov().create(node_of(d, parent), name, mode,
-                                 backing_flags(d, nullptr, flags, true), caller_of(req), &st, &fd);
-    if (!r) return reply_err(req, r.error());
-    Node* n = r.value();
-    auto* f = new File{n, flags, {}, std::move(fd), false};
-    d.ov().ref(n);
-    fi->fh = reinterpret_cast<uint64_t>(f);
-    if (!set_open_mode(req, d, f, fi, 1)) {  // cannot happen: a new file has no lower copy
-      d.ov().unref(n, 2);
-      delete f;
-      return reply_err(req, ETXTBSY);
-    }
-    fuse_entry_param e{};
-    e.ino = reinterpret_cast<fuse_ino_t>(n);
-    e.attr = st;
-    e.attr_timeout = d.timeout();
-    e.entry_timeout = d.timeout();
-    if (fuse_reply_create(req, &e, fi) != 0) {
-      d.pt().release(req, n, f->mode);
-      d.ov().unref(n, 2);
-      delete f;
-    }
-  });
-}
-
-// Operations that need all of a file's data in the upper file fill a lazy
-// copy-up first; those that can make holes in it also wait for it to be
-// complete (a crash would fill the holes from the lower again).
-Result<void> whole(Daemon& d, File* f) {
-  if (auto p = d.ov().unfilled_of(f->node)) return d.ov().fill(*p);
-  return {};
-}
-Result<void> complete(Daemon& d, File* f) {
-  if (auto p = d.ov().partial_of(f->node)) return d.ov().complete(*p);
-  return {};
-}
-
-// Returns the fd to read from, switching a lower open to the upper copy
-// once the node has been copied up.
-int current_fd(Daemon& d, File* f) {
-  std::lock_guard<std::mutex> g(f->mu);
-  if (f->lower && f->node->layer.load() == overlay::kUpper) {
-    auto r = d.ov().reopen_upper(f->node, f->flags & ~O_TRUNC);
-    if (r) {
-      f->fd = std::move(r).value();
-      f->lower = false;
-    }
-  }
-  return f->fd.get();
-}
-
-void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  guard(req, "read", [&] {
-    Daemon& d = daemon_of(req);
-    File* f = file_of(fi);
-    int fd = current_fd(d, f);
-    if (auto p = d.ov().unfilled_of(f->node)) {
-      // Still being copied up: the upper's blocks and the lower's bytes.
-      std::vector<char> data(size);
-      auto r = d.ov().read_partial(*p, data.data(), size, off);
-      if (!r) return reply_err(req, r.error());
-      fuse_reply_buf(req, data.data(), r.value());
-      return;
-    }
-    fuse_bufvec buf = fd_bufvec(size, fd, off);
-    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
-  });
-}
-
-void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  guard(req, "write", [&] {
-    Daemon& d = daemon_of(req);
-    File* f = file_of(fi);
-    size_t size = fuse_buf_size(in);
-    if (auto k = kill_suidgid(req, d, f->node, ino, -1); !k) return reply_err(req, k.error());
-    fuse_bufvec out = fd_bufvec(size, current_fd(d, f), off);
-    std::unique_lock<std::mutex> partial_lock;
-    if (auto p = d.ov().unfilled_of(f->node)) {
-      auto l = d.ov().begin_write(*p, off, size);
-      if (!l) return reply_err(req, l.error());
-      partial_lock = std::move(l).value();
-    }
-    ssize_t r = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
-    if (partial_lock.owns_lock()) partial_lock.unlock();
-    if (r < 0) return reply_err(req, static_cast<int>(-r));
-    fuse_reply_write(req, static_cast<size_t>(r));
-  });
-}
-
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  guard(req, "flush", [&] {
-    Daemon& d = daemon_of(req);
-    int fd = ::dup(current_fd(d, file_of(fi)));
-    if (fd < 0) return reply_err(req, errno);
-    reply_err(req, ::close(fd) == 0 ? 0 : errno);
-  });
-}
-
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  Daemon& d = daemon_of(req);
-  File* f = file_of(fi);
-  Node* n = f->node;
-  d.pt().release(req, n, f->mode);
-  forget_file(d, f);
-  fuse_reply_err(req, 0);
-}
-
-void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  guard(req, "fsync", [&] {
-    Daemon& d = daemon_of(req);
-    if (!d.opts().fsync) return reply_err(req, 0);
-    int fd = current_fd(d, file_of(fi));
-    int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
-    reply_err(req, r == 0 ? 0 : errno);
-  });
-}
-
-void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
-  guard(req, "fallocate", [&] {
-    Daemon& d = daemon_of(req);
-    if (auto w = complete(d, file_of(fi)); !w) return reply_err(req, w.error());
-    int r = ::fallocate(current_fd(d, file_of(fi)), mode, off, len);
-    reply_err(req, r == 0 ? 0 : errno);
-  });
-}
-
-void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
-  guard(req, "lseek", [&] {
-    Daemon& d = daemon_of(req);
-    if (auto w = whole(d, file_of(fi)); !w) return reply_err(req, w.error());
-    off_t r = ::lseek(current_fd(d, file_of(fi)), off, whence);
-    if (r < 0) return reply_err(req, errno);
-    fuse_reply_lseek(req, r);
-  });
-}
-
-void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
-                        off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
-  guard(req, "copy_file_range", [&] {
-    Daemon& d = daemon_of(req);
-    if (auto w = whole(d, file_of(fi_in)); !w) return reply_err(req, w.error());
-    if (auto w = whole(d, file_of(fi_out)); !w) return reply_err(req, w.error());
-    int in = current_fd(d, file_of(fi_in));
-    int out = current_fd(d, file_of(fi_out));
-    ssize_t r = ::copy_file_range(in, &off_in, out, &off_out, len, static_cast<unsigned>(flags));
-    if (r < 0) return reply_err(req, errno);
-    fuse_reply_write(req, static_cast<size_t>(r));
-  });
-}
 
 // ---------------------------------------------------------------- directories
 
@@ -672,10 +268,8 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   guard(req, "fsyncdir", [&] {
     Daemon& d = daemon_of(req);
-    if (!d.opts().fsync || !d.ov().writable()) return reply_err(req, 0);
-    Node* n = node_of(d, ino);
-    if (n->layer.load() != overlay::kUpper) return reply_err(req, 0);
-    auto r = d.ov().fsync_dir(n, datasync != 0);
+    if (!d.ov().config().fsync || !d.ov().writable()) return reply_err(req, 0);
+    auto r = d.ov().fsync_dir(node_of(d, ino), datasync != 0);
     reply_void(req, r);
   });
 }

@@ -17,12 +17,17 @@
 #include <set>
 #include <string_view>
 
+#include "commit/diff_util.hpp"
 #include "format/overlay_format.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 #include "util/unique_fd.hpp"
 
 namespace layer::commit {
+
+using detail::join;
+using detail::overlay_xattr;
+using detail::sorted_names;
 
 namespace {
 
@@ -35,35 +40,6 @@ struct EntryFree {
   void operator()(archive_entry* e) const { archive_entry_free(e); }
 };
 using Entry = std::unique_ptr<archive_entry, EntryFree>;
-struct DirClose {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
-
-std::string join(const std::string& a, std::string_view b) {
-  return a.empty() ? std::string(b) : a + "/" + std::string(b);
-}
-
-// One xattr's value, or nullopt when absent (or unreadable: an overlay
-// marker we cannot read is one we cannot honour either).
-// `follow`: the path is /proc/self/fd/N for a directory fd itself.
-std::optional<std::string> get_xattr(const std::string& path, const std::string& attr,
-                                     bool follow = false) {
-  char buf[4096];
-  ssize_t n = follow ? ::getxattr(path.c_str(), attr.c_str(), buf, sizeof buf)
-                     : ::lgetxattr(path.c_str(), attr.c_str(), buf, sizeof buf);
-  if (n < 0) return std::nullopt;
-  return std::string(buf, static_cast<size_t>(n));
-}
-
-// An overlay marker (`key` of either namespace); trusted.* wins.
-using Key = std::string_view format::XattrNames::*;
-std::optional<std::string> overlay_xattr(int dirfd, const std::string& name, Key key) {
-  std::string p = sys::proc_path(dirfd, name);
-  for (const format::XattrNames* ns : format::kNamespaces)
-    if (auto v = get_xattr(p, std::string(ns->*key), name.empty())) return v;
-  return std::nullopt;
-}
-
 
 // A redirect value as a path below the layer roots ("a/b"), relative ones
 // resolved against the parent's lower path. Empty: not a usable redirect.
@@ -88,12 +64,6 @@ std::string redirect_target(const std::string& value, const std::string& parent_
 }
 
 }  // namespace
-
-struct DiffWriter::Source {
-  UniqueFd owned;
-  int fd = -1;
-  bool upper = false;
-};
 
 void DiffWriter::ArchiveFree::operator()(archive* a) const {
   archive_write_free(a);
@@ -188,30 +158,6 @@ DiffStats DiffWriter::write() {
   return stats_;
 }
 
-namespace {
-
-std::vector<std::string> sorted_names(int dirfd, const std::string& what) {
-  UniqueFd fd(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
-  if (!fd) throw Error(what, errno);
-  // A dup shares the offset: start from the top whoever read it before.
-  if (::lseek(fd.get(), 0, SEEK_SET) < 0) throw Error(what, errno);
-  std::unique_ptr<DIR, DirClose> d(::fdopendir(fd.get()));
-  if (!d) throw Error(what, errno);
-  fd.release();
-  std::vector<std::string> names;
-  errno = 0;
-  while (struct dirent* e = ::readdir(d.get())) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") names.emplace_back(n);
-    errno = 0;
-  }
-  if (errno) throw Error(what, errno);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-}  // namespace
-
 void DiffWriter::walk_upper(const std::string& rel, int dirfd) {
   struct Item {
     std::string name;
@@ -224,7 +170,8 @@ void DiffWriter::walk_upper(const std::string& rel, int dirfd) {
       if (errno == ENOENT) continue;  // removed meanwhile (a mounted container)
       fail(join(rel, name), "stat", errno);
     }
-    (format::is_whiteout(dirfd, name.c_str(), st) ? whiteouts : rest).push_back(Item{std::move(name), st});
+    (format::is_whiteout(dirfd, name.c_str(), st) ? whiteouts : rest)
+        .push_back(Item{std::move(name), st});
   }
   // Whiteouts before their siblings, as the image spec asks.
   for (const auto& w : whiteouts) {
@@ -328,61 +275,6 @@ void DiffWriter::walk_merged(const std::string& rel, const std::vector<Source>& 
     }
     walk_merged(child, sub, child_lower);
   }
-}
-
-// The lower layers' directories at `lower_rel`, top first, down to the first
-// opaque one or the first layer where the path is not a directory.
-std::vector<DiffWriter::Source> DiffWriter::lower_dirs(const std::string& lower_rel) {
-  std::vector<Source> out;
-  const char* p = lower_rel.empty() ? "." : lower_rel.c_str();
-  for (const auto& l : lowers_) {
-    auto fd = sys::open_beneath(l.fd, p, O_RDONLY | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
-    if (!fd) {
-      if (fd.error() == ENOENT) continue;
-      if (fd.error() == ENOTDIR || fd.error() == ELOOP) break;
-      fail(lower_rel, "open in " + l.path, fd.error());
-    }
-    bool stop = format::is_opaque(fd->get());
-    out.push_back(Source{std::move(fd).value(), -1, false});
-    out.back().fd = out.back().owned.get();
-    if (stop) break;
-  }
-  return out;
-}
-
-// The topmost lower regular file at `lower_rel`; -1 if none. Owned by caller.
-int DiffWriter::open_lower_file(const std::string& lower_rel, struct stat* st) {
-  for (const auto& l : lowers_) {
-    auto fd =
-        sys::open_beneath(l.fd, lower_rel.c_str(), O_RDONLY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
-    if (!fd) {
-      if (fd.error() == ENOENT) continue;
-      return -1;
-    }
-    if (::fstat(fd->get(), st) != 0 || !S_ISREG(st->st_mode)) return -1;
-    return std::move(fd).value().release();
-  }
-  return -1;
-}
-
-// lib/overlay's partial copy-up marker: "<limit>\0<lowerdir>\0<path>". The
-// lowerdir must be one of ours (compared by inode, not by spelling).
-int DiffWriter::partial_lower(const std::string& marker, off_t* limit) {
-  size_t a = marker.find('\0');
-  size_t b = a == std::string::npos ? a : marker.find('\0', a + 1);
-  if (b == std::string::npos) return -1;
-  *limit = std::strtoll(marker.substr(0, a).c_str(), nullptr, 10);
-  std::string dir = marker.substr(a + 1, b - a - 1), path = marker.substr(b + 1);
-  struct stat want;
-  if (::stat(dir.c_str(), &want) != 0) return -1;
-  for (const auto& l : lowers_) {
-    struct stat have;
-    if (::fstat(l.fd, &have) != 0 || have.st_dev != want.st_dev || have.st_ino != want.st_ino)
-      continue;
-    auto fd = sys::open_beneath(l.fd, path.c_str(), O_RDONLY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
-    return fd ? std::move(fd).value().release() : -1;
-  }
-  return -1;
 }
 
 void DiffWriter::add_xattrs(void* entry, int parent, const std::string& name) {
@@ -496,7 +388,7 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
     std::string p = sys::proc_path(parent, name);
     std::optional<std::string> marker;
     for (const format::XattrNames* ns : format::kNamespaces)
-      if (!marker) marker = get_xattr(p, std::string(ns->layerfs_partial));
+      if (!marker) marker = detail::get_xattr(p, std::string(ns->layerfs_partial));
     if (marker) {
       // lib/overlay's lazy copy-up, still being filled: the upper's holes
       // below `limit` are the lower file's bytes.
@@ -520,79 +412,9 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
   add_xattrs(e.get(), parent, name);
   header(e.get(), rel);
   write_data(rel, data.get(), st, lower.get(), limit);
-  if (upper && rel == lower_rel && !lower && overlay_xattr(parent, name, &format::XattrNames::layerfs_origin))
+  if (upper && rel == lower_rel && !lower &&
+      overlay_xattr(parent, name, &format::XattrNames::layerfs_origin))
     note_lower_links(rel);
-}
-
-// The whole-layer map from inode to the names of its multi-link files.
-const std::multimap<ino_t, std::string>& DiffWriter::lower_inodes(size_t layer) {
-  auto it = lower_inodes_.find(layer);
-  if (it != lower_inodes_.end()) return it->second;
-  auto& m = lower_inodes_[layer];
-  std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
-    for (const auto& n : sorted_names(dirfd, what_ + ": lower '" + rel + "'")) {
-      struct stat st;
-      if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-      std::string child = join(rel, n);
-      if (S_ISREG(st.st_mode) && st.st_nlink > 1) m.emplace(st.st_ino, child);
-      if (!S_ISDIR(st.st_mode)) continue;
-      auto fd = sys::open_at(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-      if (fd) walk(fd->get(), child);
-    }
-  };
-  walk(lowers_[layer].fd, "");
-  return m;
-}
-
-// True unless `path` is still a lower name in the merged view: its parent
-// is an upper directory (so written to the layer) that is not opaque, under
-// no opaque upper directory, and the upper has nothing at `path`.
-bool DiffWriter::hidden_in_upper(const std::string& path) {
-  int cur = top_;
-  UniqueFd owned;
-  size_t pos = 0;
-  for (;;) {
-    size_t slash = path.find('/', pos);
-    std::string comp =
-        path.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
-    if (slash == std::string::npos) {
-      struct stat st;
-      return ::fstatat(cur, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
-    }
-    auto fd = sys::open_at(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    if (!fd || format::is_opaque(fd->get()) || overlay_xattr(fd->get(), "", &format::XattrNames::redirect)) return true;
-    owned = std::move(fd).value();
-    cur = owned.get();
-    pos = slash + 1;
-  }
-}
-
-// `rel`, written from the upper, is lib/overlay's copy of a lower file. If
-// that lower file has other names the mount shows (and has not linked into
-// the upper yet), they are the same file: the layer gets them as links.
-void DiffWriter::note_lower_links(const std::string& rel) {
-  for (size_t i = 0; i < lowers_.size(); ++i) {
-    struct stat st;
-    auto fd =
-        sys::open_beneath(lowers_[i].fd, rel.c_str(), O_PATH | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
-    if (!fd) {
-      if (fd.error() == ENOENT) continue;
-      return;
-    }
-    if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink < 2) return;
-    auto range = lower_inodes(i).equal_range(st.st_ino);
-    for (auto it = range.first; it != range.second; ++it) {
-      const std::string& other = it->second;
-      if (other == rel || hidden_in_upper(other)) continue;
-      bool shadowed = false;  // a layer above the file's has the name
-      for (size_t j = 0; j < i && !shadowed; ++j) {
-        struct stat s2;
-        shadowed = ::fstatat(lowers_[j].fd, other.c_str(), &s2, AT_SYMLINK_NOFOLLOW) == 0;
-      }
-      if (!shadowed) lower_links_.emplace_back(other, rel);
-    }
-    return;
-  }
 }
 
 void DiffWriter::write_data(const std::string& rel, int fd, const struct stat& st, int lower_fd,

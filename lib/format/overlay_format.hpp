@@ -39,36 +39,52 @@ enum class XattrNamespace { kTrusted, kUser };
 // `.data()` may be passed to the xattr syscalls.
 struct XattrNames {
   std::string_view prefix;
-  std::string_view opaque;     // "y": opaque; "x": may hold xattr whiteouts
-  std::string_view redirect;   // the kernel's redirect_dir: where a directory came from
-  std::string_view whiteout;   // on a zero-size file: a whiteout (rootless)
-  std::string_view whiteouts;  // the kernel's older name for the "x" mark
-  std::string_view origin;     // the kernel's file handle of a copy-up's lower
-  std::string_view metacopy;   // the kernel's metadata-only copy-up
-  std::string_view impure;     // "y": the directory holds copied-up entries
-  std::string_view nlink;      // the kernel's index link count
-  std::string_view upper;      // the kernel's index: the upper's file handle
-  std::string_view own;        // layerfs's names below the prefix start with this
+  std::string_view opaque;               // "y": opaque; "x": may hold xattr whiteouts
+  std::string_view redirect;             // the kernel's redirect_dir: where a directory came from
+  std::string_view whiteout;             // on a zero-size file: a whiteout (rootless)
+  std::string_view whiteouts;            // the kernel's older name for the "x" mark
+  std::string_view origin;               // the kernel's file handle of a copy-up's lower
+  std::string_view metacopy;             // the kernel's metadata-only copy-up
+  std::string_view impure;               // "y": the directory holds copied-up entries
+  std::string_view nlink;                // the kernel's index link count
+  std::string_view upper;                // the kernel's index: the upper's file handle
+  std::string_view own;                  // layerfs's names below the prefix start with this
   std::string_view layerfs_origin;       // a copy-up's original inode number
   std::string_view layerfs_lower_names;  // index entry: names still only below
   std::string_view layerfs_partial;      // a lazy copy-up not yet filled
   std::string_view layerfs_probe;        // set and removed once to test trusted.*
 };
 
-inline constexpr XattrNames kTrusted{
-    "trusted.overlay.",          "trusted.overlay.opaque",   "trusted.overlay.redirect",
-    "trusted.overlay.whiteout",  "trusted.overlay.whiteouts", "trusted.overlay.origin",
-    "trusted.overlay.metacopy",  "trusted.overlay.impure",   "trusted.overlay.nlink",
-    "trusted.overlay.upper",     "trusted.overlay.layerfs.", "trusted.overlay.layerfs.origin",
-    "trusted.overlay.layerfs.lowernames", "trusted.overlay.layerfs.partial",
-    "trusted.overlay.layerfs.probe"};
-inline constexpr XattrNames kUser{
-    "user.overlay.",          "user.overlay.opaque",   "user.overlay.redirect",
-    "user.overlay.whiteout",  "user.overlay.whiteouts", "user.overlay.origin",
-    "user.overlay.metacopy",  "user.overlay.impure",   "user.overlay.nlink",
-    "user.overlay.upper",     "user.overlay.layerfs.", "user.overlay.layerfs.origin",
-    "user.overlay.layerfs.lowernames", "user.overlay.layerfs.partial",
-    "user.overlay.layerfs.probe"};
+inline constexpr XattrNames kTrusted{"trusted.overlay.",
+                                     "trusted.overlay.opaque",
+                                     "trusted.overlay.redirect",
+                                     "trusted.overlay.whiteout",
+                                     "trusted.overlay.whiteouts",
+                                     "trusted.overlay.origin",
+                                     "trusted.overlay.metacopy",
+                                     "trusted.overlay.impure",
+                                     "trusted.overlay.nlink",
+                                     "trusted.overlay.upper",
+                                     "trusted.overlay.layerfs.",
+                                     "trusted.overlay.layerfs.origin",
+                                     "trusted.overlay.layerfs.lowernames",
+                                     "trusted.overlay.layerfs.partial",
+                                     "trusted.overlay.layerfs.probe"};
+inline constexpr XattrNames kUser{"user.overlay.",
+                                  "user.overlay.opaque",
+                                  "user.overlay.redirect",
+                                  "user.overlay.whiteout",
+                                  "user.overlay.whiteouts",
+                                  "user.overlay.origin",
+                                  "user.overlay.metacopy",
+                                  "user.overlay.impure",
+                                  "user.overlay.nlink",
+                                  "user.overlay.upper",
+                                  "user.overlay.layerfs.",
+                                  "user.overlay.layerfs.origin",
+                                  "user.overlay.layerfs.lowernames",
+                                  "user.overlay.layerfs.partial",
+                                  "user.overlay.layerfs.probe"};
 // Readers look in this order: trusted wins.
 inline constexpr const XattrNames* kNamespaces[] = {&kTrusted, &kUser};
 

@@ -11,7 +11,7 @@
 
 #include <string>
 
-#include "overlay/mount_options.hpp"
+#include "overlay/config.hpp"
 #include "util/result.hpp"
 #include "util/unique_fd.hpp"
 

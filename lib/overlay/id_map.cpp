@@ -2,13 +2,24 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <vector>
 
-#include "overlay/mount_options.hpp"
 #include "util/error.hpp"
 
 namespace layer::overlay {
 
 namespace {
+std::vector<std::string> split_colons(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (;;) {
+    size_t c = s.find(':', pos);
+    out.push_back(s.substr(pos, c == std::string::npos ? std::string::npos : c - pos));
+    if (c == std::string::npos) return out;
+    pos = c + 1;
+  }
+}
+
 uint32_t parse_u32(const std::string& s, const std::string& what) {
   if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
     throw Error(what + ": '" + s + "' is not a number");
@@ -21,7 +32,7 @@ uint32_t parse_u32(const std::string& s, const std::string& what) {
 
 IdMap IdMap::parse(const std::string& spec, const std::string& what) {
   IdMap m;
-  auto parts = split_escaped(spec, ':');
+  auto parts = split_colons(spec);
   if (parts.empty() || parts.size() % 3 != 0)
     throw Error(what + ": expected triples 'disk:mount:count', got '" + spec + "'");
   for (size_t i = 0; i < parts.size(); i += 3) {

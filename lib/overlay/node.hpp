@@ -1,6 +1,7 @@
 // Node: one name in the merged tree, as the kernel knows it (a FUSE inode).
-// Owned by Overlay, which keeps it while it has references (kernel lookups,
-// children, open handles, internal users). Fields say which lock guards them.
+// Owned by the NodeTable, which keeps it while it has references (kernel
+// lookups, children, open handles, internal users). Fields say which lock
+// guards them; the lock order of all the overlay's mutexes is in overlay.hpp.
 #pragma once
 
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "util/result.hpp"
 #include "util/unique_fd.hpp"
 
 namespace layer::overlay {
@@ -55,33 +57,7 @@ struct Listing {
   uint32_t subdirs = 0;
 };
 
-// A copied-up regular file whose data is still partly in its lower file:
-// the upper file has the lower's size, and its holes below `limit` read from
-// the lower file until a background fill (or unmount, or the next mount
-// after a crash) copies them. Blocks are data in the upper file exactly when
-// they are the file's own, because writes first fill the blocks they touch.
-struct Partial {
-  std::mutex mu;                  // held across every write, fill step and truncation
-  UniqueFd lower;                 // read-only
-  UniqueFd upper;                 // read-write
-  off_t limit = 0;                // guarded by mu: lower data at or past it is not the file's
-  // Written under mu. filled: all of the lower's data is in the upper file,
-  // only its fsync and the marker's removal are left; done: those too.
-  std::atomic<bool> filled{false};
-  std::atomic<bool> done{false};
-  ino_t upper_ino = 0;
-  std::string reg_name;                   // its entry in workdir/layerfs-partial
-  std::string marker;                     // the partial xattr: limit, NUL, lowerdir, NUL, path
-  std::atomic<int64_t> last_write_ns{0};  // CLOCK_MONOTONIC of the last write
-  // Opens that may write (see Overlay::add_writer): the background thread
-  // leaves the fsync and the marker's removal until the last one closes, so
-  // that writing a filled file back does not stall its writers.
-  std::atomic<int> writers{0};
-  // The last of them has closed: the background fill need not wait for
-  // writes to pause. Not before: the open that made the copy-up is counted
-  // only after it, and its first write comes next.
-  std::atomic<bool> writers_gone{false};
-};
+struct Partial;  // lazy_copy.hpp
 
 struct Node {
   Node(mode_t t, uint64_t i) : type(t & S_IFMT), ino(i) {}
@@ -93,7 +69,7 @@ struct Node {
   const mode_t type;   // S_IFMT bits; a name replaced by another type is a new Node
   const uint64_t ino;  // st_ino in the mount, stable across copy-up
 
-  // Guarded by Overlay::tree_mu_ (reads of parent/name may also hold mu).
+  // Guarded by NodeTable::mu_ (reads of parent/name may also hold mu).
   Node* parent = nullptr;  // holds a reference on the parent
   std::string name;
   uint64_t refs = 0;
@@ -107,7 +83,7 @@ struct Node {
   // kernel must not cache its attributes or data across opens.
   std::atomic<bool> shared{false};
 
-  std::mutex mu;  // guards stack, listing, partial; lock order: tree_mu_ before mu
+  std::mutex mu;  // guards stack, listing, listing_gen, partial; after NodeTable::mu_
   std::shared_ptr<const DirStack> stack;   // directories only
   std::shared_ptr<const Listing> listing;  // cached merged listing, or null
   uint64_t listing_gen = 0;                // bumped by every change of the directory
@@ -120,21 +96,35 @@ struct Node {
   UniqueFd anon;
 };
 
-class Overlay;
+// A directory's current stack (a snapshot: a copy-up publishes a new one).
+inline std::shared_ptr<const DirStack> stack_of(Node* dir) {
+  std::lock_guard<std::mutex> g(dir->mu);
+  return dir->stack;
+}
 
-// One reference on a Node (or none: null), dropped with Overlay::unref when it
-// goes out of scope. A value on the stack of one thread.
+// dir's upper directory (dir is copied up), open while *keep is held; EIO
+// if it has none.
+inline Result<int> upper_fd(Node* dir, std::shared_ptr<const DirStack>* keep) {
+  *keep = stack_of(dir);
+  if ((*keep)->empty() || (*keep)->front().layer != kUpper) return Errno{EIO};
+  return (*keep)->front().fd.get();
+}
+
+class NodeTable;
+
+// One reference on a Node (or none: null), dropped with NodeTable::unref when
+// it goes out of scope. A value on the stack of one thread.
 class NodeRef {
  public:
-  NodeRef(Overlay* ov, Node* n) : ov_(ov), n_(n) {}
+  NodeRef(NodeTable* t, Node* n) : t_(t), n_(n) {}
   NodeRef(const NodeRef&) = delete;
   NodeRef& operator=(const NodeRef&) = delete;
-  ~NodeRef();  // in overlay.cpp, which knows Overlay
+  ~NodeRef();  // in node_table.cpp
   Node* get() const { return n_; }
   Node* release() { return std::exchange(n_, nullptr); }
 
  private:
-  Overlay* ov_;
+  NodeTable* t_;
   Node* n_;
 };
 

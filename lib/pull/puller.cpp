@@ -72,7 +72,7 @@ void check_write_through(const store::Store& store, const std::vector<Digest>& d
   if (i == 0 || info.implicit_dirs.empty()) return;
   // The layers below, merged exactly as a mount merges them (whiteouts,
   // opaque directories), read-only.
-  overlay::MountOptions mo;
+  overlay::Config mo;
   for (size_t j = i; j-- > 0;)
     mo.lowerdirs.push_back(store.root() + "/" + store::Layout::layer_diff(diff_ids[j]));
   std::unique_ptr<overlay::Overlay> ov = overlay::Overlay::open(mo);

@@ -44,6 +44,19 @@ Result<size_t> read_full(int fd, void* buf, size_t len) {
   return done;
 }
 
+Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off) {
+  size_t done = 0;
+  auto* p = static_cast<char*>(buf);
+  while (done < len) {
+    ssize_t n = retry_eintr(
+        [&] { return ::pread(fd, p + done, len - done, off + static_cast<off_t>(done)); });
+    if (n < 0) return last_errno();
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
 Result<void> write_all(int fd, const void* buf, size_t len) {
   const auto* p = static_cast<const char*>(buf);
   while (len > 0) {

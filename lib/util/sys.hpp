@@ -36,6 +36,7 @@ Result<UniqueFd> open_beneath(int dirfd, const char* path, int flags, mode_t mod
                               uint64_t extra_resolve = 0);
 
 Result<size_t> read_full(int fd, void* buf, size_t len);   // short only at EOF
+Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off);  // the same, at off
 Result<void> write_all(int fd, const void* buf, size_t len);
 Result<void> fsync_fd(int fd);
 // Copies bytes [start, end) of src to the same offsets of dst, in the kernel

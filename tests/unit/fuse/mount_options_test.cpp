@@ -1,4 +1,4 @@
-#include "overlay/mount_options.hpp"
+#include "mount_options.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -6,8 +6,8 @@
 
 using layer::Error;
 using layer::overlay::IdMap;
-using layer::overlay::MountOptions;
-using layer::overlay::split_escaped;
+using layer::fuse::MountOptions;
+using layer::fuse::split_escaped;
 
 TEST_CASE("mount options: the fuse-overlayfs set") {
   MountOptions o;
@@ -15,28 +15,28 @@ TEST_CASE("mount options: the fuse-overlayfs set") {
   o.parse("noacl,static_nlink,threaded=1,xattr_permissions=0,allow_other,nodev,fsname=x");
   o.parse("redirect_dir=off,metacopy=on,volatile");
   o.validate();
-  CHECK(o.lowerdirs == std::vector<std::string>{"/a", "/b:c"});
-  CHECK(o.upperdir == "/u");
-  CHECK(o.workdir == "/w");
-  CHECK_FALSE(o.fsync);
-  CHECK(o.squash_to_uid == 5);
+  CHECK(o.core.lowerdirs == std::vector<std::string>{"/a", "/b:c"});
+  CHECK(o.core.upperdir == "/u");
+  CHECK(o.core.workdir == "/w");
+  CHECK_FALSE(o.core.fsync);
+  CHECK(o.core.squash_to_uid == 5);
   CHECK_FALSE(o.acl);
-  CHECK(o.static_nlink);
+  CHECK(o.core.static_nlink);
   CHECK(o.fuse_options == std::vector<std::string>{"allow_other", "nodev", "fsname=x"});
 }
 
 TEST_CASE("mount options: escaped comma in a path") {
   MountOptions o;
   o.parse("lowerdir=/a\\,b:/c");
-  CHECK(o.lowerdirs == std::vector<std::string>{"/a,b", "/c"});
+  CHECK(o.core.lowerdirs == std::vector<std::string>{"/a,b", "/c"});
 }
 
 TEST_CASE("mount options: read-only without upperdir") {
   MountOptions o;
   o.parse("lowerdir=/a,ro");
   o.validate();
-  CHECK(o.read_only);
-  CHECK(o.upperdir.empty());
+  CHECK(o.core.read_only);
+  CHECK(o.core.upperdir.empty());
 }
 
 TEST_CASE("mount options: what podman, mount(8) and fstab pass, as fuse-overlayfs takes it") {
@@ -46,7 +46,7 @@ TEST_CASE("mount options: what podman, mount(8) and fstab pass, as fuse-overlayf
   o.parse("defaults,nofail,_netdev,x-systemd.automount,comment=x,lazytime,noauto,debug");
   o.validate();
   CHECK(o.debug);
-  CHECK_FALSE(o.fsync);
+  CHECK_FALSE(o.core.fsync);
   // Only what the kernel's FUSE mount takes goes to libfuse: no context= (the
   // kernel refuses it without SELinux), no lazytime, no fstab words.
   CHECK(o.fuse_options == std::vector<std::string>{"nodev"});
@@ -138,8 +138,8 @@ TEST_CASE("mount options: atime as the kernel's mount reads it") {
     MountOptions o;
     o.parse(r.opts);
     CAPTURE(r.opts);
-    CHECK(o.atime_rule() == r.atime);
-    CHECK(o.nodiratime == r.nodiratime);
+    CHECK(o.core.atime_rule() == r.atime);
+    CHECK(o.core.nodiratime == r.nodiratime);
     CHECK(o.fuse_options.empty());  // the daemon applies them, not libfuse
   }
   MountOptions bad;

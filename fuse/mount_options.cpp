@@ -1,10 +1,13 @@
-#include "overlay/mount_options.hpp"
+#include "mount_options.hpp"
 
 #include <cstdlib>
 
 #include "util/error.hpp"
 
-namespace layer::overlay {
+namespace layer::fuse {
+
+using overlay::IdMap;
+using overlay::XattrPermissions;
 
 namespace {
 
@@ -105,38 +108,38 @@ void MountOptions::parse(const std::string& opts) {
 
     if (name == "lowerdir") {
       need_value();
-      lowerdirs.clear();
+      core.lowerdirs.clear();
       for (auto& d : split_escaped(value, ':')) {
         if (d.empty()) throw Error("option 'lowerdir': empty directory in '" + value + "'");
-        lowerdirs.push_back(std::move(d));
+        core.lowerdirs.push_back(std::move(d));
       }
     } else if (name == "upperdir") {
       need_value();
-      upperdir = unescape(value);
+      core.upperdir = unescape(value);
     } else if (name == "workdir") {
       need_value();
-      workdir = unescape(value);
+      core.workdir = unescape(value);
     } else if (name == "uidmapping") {
       need_value();
-      uid_map = IdMap::parse(value, "option 'uidmapping'");
+      core.uid_map = IdMap::parse(value, "option 'uidmapping'");
     } else if (name == "gidmapping") {
       need_value();
-      gid_map = IdMap::parse(value, "option 'gidmapping'");
+      core.gid_map = IdMap::parse(value, "option 'gidmapping'");
     } else if (name == "squash_to_root") {
       no_value();
-      squash_to_root = true;
+      core.squash_to_root = true;
     } else if (name == "squash_to_uid") {
       need_value();
-      squash_to_uid = parse_long(name, value, 0, UINT32_MAX - 1);
+      core.squash_to_uid = parse_long(name, value, 0, UINT32_MAX - 1);
     } else if (name == "squash_to_gid") {
       need_value();
-      squash_to_gid = parse_long(name, value, 0, UINT32_MAX - 1);
+      core.squash_to_gid = parse_long(name, value, 0, UINT32_MAX - 1);
     } else if (name == "fsync") {
       need_value();
-      fsync = parse_bool(name, value);
+      core.fsync = parse_bool(name, value);
     } else if (name == "volatile") {
       no_value();
-      fsync = false;
+      core.fsync = false;
     } else if (name == "threaded") {
       need_value();
       threaded = parse_bool(name, value);
@@ -145,15 +148,18 @@ void MountOptions::parse(const std::string& opts) {
       acl = false;
     } else if (name == "static_nlink") {
       no_value();
-      static_nlink = true;
+      core.static_nlink = true;
     } else if (name == "xattr_permissions") {
       need_value();
       // fuse-overlayfs's: 1 and 2 keep owners and modes in the
       // security. / user.fuseoverlayfs.override_stat xattr (Overlay).
-      xattr_permissions = static_cast<int>(parse_long(name, value, 0, 2));
+      long level = parse_long(name, value, 0, 2);
+      core.xattr_permissions = level == 1   ? XattrPermissions::kSecurity
+                               : level == 2 ? XattrPermissions::kUser
+                                            : XattrPermissions::kOff;
     } else if (name == "userxattr") {
       no_value();
-      userxattr = true;
+      core.userxattr = true;
     } else if (name == "timeout") {
       need_value();
       timeout = static_cast<double>(parse_long(name, value, 0, 100L * 365 * 86400));
@@ -191,12 +197,13 @@ void MountOptions::parse(const std::string& opts) {
       // noatime, else relatime, its default). libfuse 3.14 refuses most of
       // them; the daemon applies them itself (AtimeMount).
       no_value();
-      if (name == "noatime" || name == "atime") noatime = name == "noatime";
-      if (name == "strictatime" || name == "nostrictatime") strictatime = name == "strictatime";
-      if (name == "nodiratime" || name == "diratime") nodiratime = name == "nodiratime";
+      if (name == "noatime" || name == "atime") core.noatime = name == "noatime";
+      if (name == "strictatime" || name == "nostrictatime")
+        core.strictatime = name == "strictatime";
+      if (name == "nodiratime" || name == "diratime") core.nodiratime = name == "nodiratime";
     } else if (name == "ro") {
       no_value();
-      read_only = true;
+      core.read_only = true;
       fuse_options.push_back("ro");
     } else {
       bool known = false;
@@ -232,13 +239,13 @@ void MountOptions::parse(const std::string& opts) {
 }
 
 void MountOptions::validate() const {
-  if (lowerdirs.empty()) throw Error("option 'lowerdir' is required");
-  if (!upperdir.empty() && workdir.empty())
+  if (core.lowerdirs.empty()) throw Error("option 'lowerdir' is required");
+  if (!core.upperdir.empty() && core.workdir.empty())
     throw Error("option 'upperdir' needs option 'workdir' too");
-  if (upperdir.empty() && !workdir.empty())
+  if (core.upperdir.empty() && !core.workdir.empty())
     throw Error("option 'workdir' needs option 'upperdir' too");
-  if (squash_to_root && (squash_to_uid >= 0 || squash_to_gid >= 0))
+  if (core.squash_to_root && (core.squash_to_uid >= 0 || core.squash_to_gid >= 0))
     throw Error("option 'squash_to_root' conflicts with 'squash_to_uid'/'squash_to_gid'");
 }
 
-}  // namespace layer::overlay
+}  // namespace layer::fuse

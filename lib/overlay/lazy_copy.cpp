@@ -1,26 +1,21 @@
-// Overlay: lazy copy-up of big regular files. The copy-up itself creates the
-// upper file with the lower's size and no data, marked with the partial
-// xattr and linked into workdir/layerfs-partial; reads take the upper's data
-// blocks and the lower's bytes for the upper's holes; a background thread
-// fills the holes from the lower file; unmount (and, after a crash, the next
-// mount) finishes whatever is left, so an upper directory at rest is always
-// in the plain overlay format.
+#include "overlay/lazy_copy.hpp"
+
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
 #include <vector>
 
-#include "overlay/overlay.hpp"
-#include "util/xattr_path.hpp"
+#include "overlay/upper_dir.hpp"
 #include "util/sys.hpp"
+#include "util/xattr_path.hpp"
 
 namespace layer::overlay {
 
@@ -52,44 +47,91 @@ off_t next_hole(int fd, off_t pos, off_t none) {
 
 }  // namespace
 
-std::string Overlay::path_of(Node* n) {
-  std::vector<std::string> parts;
-  {
-    std::lock_guard<std::mutex> g(tree_mu_);
-    for (Node* c = n; c && c != root_; c = c->parent) parts.push_back(c->name);
-  }
-  std::string out;
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-    if (!out.empty()) out += '/';
-    out += *it;
-  }
-  return out;
+std::shared_ptr<Partial> LazyCopy::make(UniqueFd lower, off_t size, std::string marker) {
+  auto p = std::make_shared<Partial>();
+  p->lower = std::move(lower);
+  p->limit = size;
+  p->last_write_ns = now_ns();  // the write that asked for it comes next
+  p->marker = std::move(marker);
+  return p;
 }
 
-std::shared_ptr<Partial> Overlay::partial_of(Node* n) {
+Result<void> LazyCopy::mark(int wfd, const char* tn, int data, Partial& p) {
+  if (XattrPath(wfd, tn).set(xattr_, p.marker.data(), p.marker.size(), 0) != 0) return last_errno();
+  struct stat ust;
+  if (::fstat(data, &ust) != 0) return last_errno();
+  p.upper_ino = ust.st_ino;
+  p.reg_name = ino_name(ust.st_ino);
+  if (::linkat(wfd, tn, dir_.get(), p.reg_name.c_str(), 0) != 0) return last_errno();
+  auto rw = sys::open_at(wfd, tn, O_RDWR | O_NOFOLLOW);
+  if (!rw) {
+    unmark(p);
+    return Errno{rw.error()};
+  }
+  p.upper = std::move(rw).value();
+  return {};
+}
+
+void LazyCopy::unmark(Partial& p) {
+  ::unlinkat(dir_.get(), p.reg_name.c_str(), 0);
+}
+
+void LazyCopy::publish(Node* n, const std::shared_ptr<Partial>& p) {
+  {
+    std::lock_guard<std::mutex> g(n->mu);
+    n->partial = p;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  partials_[p->upper_ino] = p;
+  queue_.push_back(p);
+  cv_.notify_one();
+}
+
+Result<void> LazyCopy::cut(Partial& p, off_t size, bool and_truncate) {
+  std::lock_guard<std::mutex> g(p.mu);
+  if (auto r = lower_limit(p, size); !r) return r;
+  if (and_truncate && ::ftruncate(p.upper.get(), size) != 0) return last_errno();
+  return {};
+}
+
+void LazyCopy::start() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!dir_.valid() || thread_.joinable() || stop_) return;
+  thread_ = std::thread([this] { worker(); });
+}
+
+std::shared_ptr<Partial> LazyCopy::partial_of(Node* n) {
   if (n->type != S_IFREG) return nullptr;
   std::lock_guard<std::mutex> g(n->mu);
   if (n->partial && n->partial->done.load()) n->partial.reset();
   return n->partial;
 }
 
-std::shared_ptr<Partial> Overlay::unfilled_of(Node* n) {
+std::shared_ptr<Partial> LazyCopy::unfilled_of(Node* n) {
   auto p = partial_of(n);
   return p && !p->filled.load() ? p : nullptr;
 }
 
-void Overlay::attach_partial(Node* n, const struct stat& st) {
-  std::lock_guard<std::mutex> g(partial_mu_);
-  if (partials_.empty()) return;
-  auto it = partials_.find(st.st_ino);
-  if (it == partials_.end() || it->second->done.load()) return;
-  std::lock_guard<std::mutex> ng(n->mu);
-  n->partial = it->second;
+bool LazyCopy::attach(Node* n, const struct stat& st) {
+  std::shared_ptr<Partial> found;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (partials_.empty()) return false;
+    auto it = partials_.find(st.st_ino);
+    if (it == partials_.end() || it->second->done.load()) return false;
+    found = it->second;
+  }
+  {
+    std::lock_guard<std::mutex> ng(n->mu);
+    n->partial = found;
+  }
+  // An upper file whose only other link is its workdir/layerfs-partial entry.
+  return st.st_nlink == 2;
 }
 
 // Copies the lower file's data (not its holes) in [from, to) into the
 // upper's holes there. REQUIRES: p.mu held.
-Result<void> Overlay::fill_range(Partial& p, off_t from, off_t to) {
+Result<void> LazyCopy::fill_range(Partial& p, off_t from, off_t to) {
   to = std::min(to, p.limit);
   off_t pos = std::max<off_t>(from, 0);
   // Filling is not a change of the file: its times stay as they are.
@@ -119,18 +161,17 @@ Result<void> Overlay::fill_range(Partial& p, off_t from, off_t to) {
   return {};
 }
 
-Result<void> Overlay::lower_limit(Partial& p, off_t size) {
+Result<void> LazyCopy::lower_limit(Partial& p, off_t size) {
   if (size >= p.limit || p.done.load()) return {};
   p.limit = size;
   std::string m = p.marker;
   m.replace(0, m.find('\0'), std::to_string(size));
   p.marker = m;
-  if (::fsetxattr(p.upper.get(), partial_xattr_.c_str(), m.data(), m.size(), 0) != 0)
-    return last_errno();
+  if (::fsetxattr(p.upper.get(), xattr_, m.data(), m.size(), 0) != 0) return last_errno();
   return {};
 }
 
-Result<size_t> Overlay::read_partial(Partial& p, char* buf, size_t size, off_t off) {
+Result<size_t> LazyCopy::read(Partial& p, char* buf, size_t size, off_t off) {
   std::lock_guard<std::mutex> g(p.mu);
   struct stat st;
   if (::fstat(p.upper.get(), &st) != 0) return last_errno();
@@ -154,13 +195,9 @@ Result<size_t> Overlay::read_partial(Partial& p, char* buf, size_t size, off_t o
     char* out = buf + (pos - off);
     size_t got = 0;
     if (src >= 0) {
-      while (got < want) {
-        ssize_t n = sys::retry_eintr(
-            [&] { return ::pread(src, out + got, want - got, pos + static_cast<off_t>(got)); });
-        if (n < 0) return last_errno();
-        if (n == 0) break;
-        got += static_cast<size_t>(n);
-      }
+      auto n = sys::pread_full(src, out, want, pos);
+      if (!n) return Errno{n.error()};
+      got = n.value();
     }
     std::memset(out + got, 0, want - got);
     pos = seg_end;
@@ -168,7 +205,7 @@ Result<size_t> Overlay::read_partial(Partial& p, char* buf, size_t size, off_t o
   return static_cast<size_t>(end - off);
 }
 
-Result<std::unique_lock<std::mutex>> Overlay::begin_write(Partial& p, off_t off, size_t size) {
+Result<std::unique_lock<std::mutex>> LazyCopy::begin_write(Partial& p, off_t off, size_t size) {
   p.last_write_ns = now_ns();
   std::unique_lock<std::mutex> lock(p.mu);
   if (p.filled.load() || size == 0) return lock;
@@ -183,19 +220,19 @@ Result<std::unique_lock<std::mutex>> Overlay::begin_write(Partial& p, off_t off,
   return lock;
 }
 
-Result<void> Overlay::fill(Partial& p) {
+Result<void> LazyCopy::fill(Partial& p) {
   {
     std::lock_guard<std::mutex> g(p.mu);
     if (p.filled.load()) return {};
     if (auto r = fill_range(p, 0, p.limit); !r) return r;
     p.filled = true;
   }
-  std::lock_guard<std::mutex> g(partial_mu_);
-  partial_cv_.notify_all();  // the worker need not wait for writes to pause
+  std::lock_guard<std::mutex> g(mu_);
+  cv_.notify_all();  // the worker need not wait for writes to pause
   return {};
 }
 
-Result<void> Overlay::complete(Partial& p) {
+Result<void> LazyCopy::complete(Partial& p) {
   {
     std::lock_guard<std::mutex> g(p.mu);
     if (p.done.load()) return {};
@@ -203,27 +240,26 @@ Result<void> Overlay::complete(Partial& p) {
       if (auto r = fill_range(p, 0, p.limit); !r) return r;
       p.filled = true;
     }
-    if (opts_.fsync) {
+    if (fsync_) {
       if (auto r = sys::fsync_fd(p.upper.get()); !r) return r;
     }
-    if (::fremovexattr(p.upper.get(), partial_xattr_.c_str()) != 0 && errno != ENODATA)
-      return last_errno();
-    ::unlinkat(partial_dir_.get(), p.reg_name.c_str(), 0);
+    if (::fremovexattr(p.upper.get(), xattr_) != 0 && errno != ENODATA) return last_errno();
+    ::unlinkat(dir_.get(), p.reg_name.c_str(), 0);
     p.done = true;
   }
-  std::lock_guard<std::mutex> g(partial_mu_);
+  std::lock_guard<std::mutex> g(mu_);
   auto it = partials_.find(p.upper_ino);
   if (it != partials_.end() && it->second.get() == &p) partials_.erase(it);
   return {};
 }
 
-void Overlay::partial_worker() {
-  std::unique_lock<std::mutex> lock(partial_mu_);
+void LazyCopy::worker() {
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    partial_cv_.wait(lock, [&] { return stop_ || !partial_queue_.empty(); });
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
     if (stop_) return;
-    auto p = partial_queue_.front();
-    partial_queue_.pop_front();
+    auto p = queue_.front();
+    queue_.pop_front();
     lock.unlock();
     // One chunk at a time, so writers wait for one chunk at most, and only
     // while nobody has written to the file for a moment (or nobody has it
@@ -235,8 +271,8 @@ void Overlay::partial_worker() {
     bool stopped = false;
     for (off_t pos = 0;; pos += kFillChunk) {
       while (writing()) {
-        std::unique_lock<std::mutex> w(partial_mu_);
-        if (partial_cv_.wait_for(w, std::chrono::milliseconds(50), [&] { return stop_ || !writing(); }))
+        std::unique_lock<std::mutex> w(mu_);
+        if (cv_.wait_for(w, std::chrono::milliseconds(50), [&] { return stop_ || !writing(); }))
           break;
       }
       {
@@ -244,7 +280,7 @@ void Overlay::partial_worker() {
         if (p->filled.load() || pos >= p->limit) break;
         (void)fill_range(*p, pos, pos + kFillChunk);
       }
-      std::lock_guard<std::mutex> g(partial_mu_);
+      std::lock_guard<std::mutex> g(mu_);
       if (stop_) {
         stopped = true;
         break;
@@ -256,38 +292,38 @@ void Overlay::partial_worker() {
   }
 }
 
-void Overlay::add_writer(Partial& p) {
+void LazyCopy::add_writer(Partial& p) {
   ++p.writers;
 }
 
-void Overlay::drop_writer(const std::shared_ptr<Partial>& p) {
+void LazyCopy::drop_writer(const std::shared_ptr<Partial>& p) {
   if (--p->writers > 0) return;
   p->writers_gone = true;
   if (p->done.load()) return;
-  std::lock_guard<std::mutex> g(partial_mu_);
+  std::lock_guard<std::mutex> g(mu_);
   if (stop_) return;
-  partial_queue_.push_back(p);
-  partial_cv_.notify_all();
+  queue_.push_back(p);
+  cv_.notify_all();
 }
 
-void Overlay::finish_partials() {
+void LazyCopy::finish() {
   {
-    std::lock_guard<std::mutex> g(partial_mu_);
+    std::lock_guard<std::mutex> g(mu_);
     stop_ = true;
-    partial_cv_.notify_all();
+    cv_.notify_all();
   }
-  if (partial_thread_.joinable()) partial_thread_.join();
+  if (thread_.joinable()) thread_.join();
   std::vector<std::shared_ptr<Partial>> left;
   {
-    std::lock_guard<std::mutex> g(partial_mu_);
+    std::lock_guard<std::mutex> g(mu_);
     for (auto& [ino, p] : partials_) left.push_back(p);
-    partial_queue_.clear();
+    queue_.clear();
   }
   for (auto& p : left) (void)complete(*p);
 }
 
-void Overlay::recover_partials() {
-  auto fd = sys::open_at(partial_dir_.get(), ".", O_RDONLY | O_DIRECTORY);
+void LazyCopy::recover() {
+  auto fd = sys::open_at(dir_.get(), ".", O_RDONLY | O_DIRECTORY);
   if (!fd) return;
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd.value().get()), &::closedir);
   if (!dir) return;
@@ -300,14 +336,14 @@ void Overlay::recover_partials() {
   for (const auto& n : names) {
     Partial p;
     p.reg_name = n;
-    auto up = sys::open_at(partial_dir_.get(), n.c_str(), O_RDWR | O_NOFOLLOW);
+    auto up = sys::open_at(dir_.get(), n.c_str(), O_RDWR | O_NOFOLLOW);
     if (!up) {
-      ::unlinkat(partial_dir_.get(), n.c_str(), 0);
+      ::unlinkat(dir_.get(), n.c_str(), 0);
       continue;
     }
     p.upper = std::move(up).value();
     char marker[8192];
-    ssize_t len = ::fgetxattr(p.upper.get(), partial_xattr_.c_str(), marker, sizeof(marker));
+    ssize_t len = ::fgetxattr(p.upper.get(), xattr_, marker, sizeof(marker));
     std::vector<std::string> parts;
     if (len > 0) {
       std::string m(marker, static_cast<size_t>(len));
@@ -328,8 +364,8 @@ void Overlay::recover_partials() {
       (void)complete(p);
     } else {
       // The lower file is gone: keep what the upper has, as a plain file.
-      ::fremovexattr(p.upper.get(), partial_xattr_.c_str());
-      ::unlinkat(partial_dir_.get(), n.c_str(), 0);
+      ::fremovexattr(p.upper.get(), xattr_);
+      ::unlinkat(dir_.get(), n.c_str(), 0);
     }
   }
 }

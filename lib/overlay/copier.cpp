@@ -1,0 +1,283 @@
+#include "overlay/copier.hpp"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "overlay/config.hpp"
+#include "overlay/lazy_copy.hpp"
+#include "overlay/link_index.hpp"
+#include "overlay/node_table.hpp"
+#include "overlay/resolver.hpp"
+#include "overlay/upper_dir.hpp"
+#include "util/sys.hpp"
+#include "util/xattr_path.hpp"
+
+namespace layer::overlay {
+
+namespace {
+
+// Copies src's data extents to dst (holes stay holes), or clones it.
+Result<void> copy_data(int src, int dst, off_t size) {
+  if (size == 0) return {};
+  if (::ioctl(dst, FICLONE, src) == 0) return {};
+  off_t pos = 0;
+  while (pos < size) {
+    off_t data = ::lseek(src, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;
+      if (errno == EINVAL) {  // no SEEK_DATA: copy everything
+        auto r = sys::copy_range(src, dst, pos, size);
+        if (!r) return r;
+        break;
+      }
+      return last_errno();
+    }
+    off_t hole = ::lseek(src, data, SEEK_HOLE);
+    if (hole < 0) return last_errno();
+    auto r = sys::copy_range(src, dst, data, std::min(hole, size));
+    if (!r) return r;
+    pos = hole;
+  }
+  if (::ftruncate(dst, size) != 0) return last_errno();
+  return {};
+}
+
+}  // namespace
+
+struct Copier::Job {
+  Node* n;
+  Node* parent;
+  const std::string& name;
+  std::shared_ptr<const DirStack> pstack;  // keeps ufd and sfd open
+  int ufd = -1;                            // the parent's upper directory
+  int sfd = -1;                            // the parent's directory in n's layer
+  int layer = 0;
+  struct stat st {};   // the lower object
+  struct stat pst {};  // the upper parent, whose times a copy-up keeps
+  bool indexed = false;
+  std::unique_lock<std::mutex> index_lock;  // held while indexed
+  std::string tmp;                          // its name in work/
+  UniqueFd data;                            // a regular file's work copy
+  std::shared_ptr<Partial> partial;         // a lazy copy's state
+};
+
+Result<void> Copier::copy_up(Node* n, CopyData data) {
+  if (n->layer.load() == kUpper) return {};
+  if (!upper_.valid()) return Errno{EROFS};
+  std::string name;
+  Node* p = nodes_.parent_of(n, &name);
+  if (!p) return Errno{EIO};
+  NodeRef hold(&nodes_, p);
+  auto pr = copy_up(p, CopyData::kAll);  // parents first, each with its metadata
+  if (!pr) return pr;
+  std::lock_guard<std::mutex> g(n->copy_mu);
+  if (n->layer.load() == kUpper) return {};
+  // Renames copy up before they move a node, so the name read before taking
+  // copy_mu is still this node's name.
+  return copy_locked(n, p, name, data);
+}
+
+Result<void> Copier::copy_locked(Node* n, Node* p, const std::string& name, CopyData data) {
+  Job j{n, p, name};
+  auto ufd = upper_fd(p, &j.pstack);
+  if (!ufd) return Errno{ufd.error()};
+  j.ufd = ufd.value();
+  j.layer = n->layer.load();
+  for (const auto& ld : *j.pstack)
+    if (ld.layer == j.layer) j.sfd = ld.fd.get();
+  if (j.sfd < 0) return Errno{EIO};
+  if (::fstatat(j.sfd, name.c_str(), &j.st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  if (::fstat(j.ufd, &j.pst) != 0) return last_errno();
+
+  // A lower file with several names: if another name was copied up already,
+  // this one becomes a link to that copy.
+  j.indexed = S_ISREG(j.st.st_mode) && j.st.st_nlink > 1 && index_.valid();
+  if (j.indexed) {
+    j.index_lock = std::unique_lock<std::mutex>(index_.mu());
+    auto l = index_.link_to(n->ino, j.ufd, name.c_str());
+    if (l) {
+      struct timespec pts[2] = {j.pst.st_atim, j.pst.st_mtim};
+      ::futimens(j.ufd, pts);
+      n->layer = kUpper;
+      return {};
+    }
+    if (l.error() != ENOENT) return l;
+  }
+
+  j.tmp = upper_.temp_name();
+  if (auto r = make_work_copy(j, data); !r) {
+    (void)upper_.remove_in_work(j.tmp.c_str());
+    return r;
+  }
+  if (auto r = copy_metadata(j); !r) {
+    (void)upper_.remove_in_work(j.tmp.c_str());
+    return r;
+  }
+  return publish(j);
+}
+
+Result<void> Copier::make_work_copy(Job& j, CopyData data) {
+  int wfd = upper_.work();
+  const char* tn = j.tmp.c_str();
+  const char* nm = j.name.c_str();
+  switch (j.st.st_mode & S_IFMT) {
+    case S_IFDIR:
+      if (::mkdirat(wfd, tn, 0700) != 0) return last_errno();
+      return {};
+    case S_IFREG: {
+      auto src = open_in_layer(j.layer, j.sfd, nm, O_RDONLY | O_NOFOLLOW);
+      if (!src) return Errno{src.error()};
+      auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+      if (!dst) return Errno{dst.error()};
+      j.data = std::move(dst).value();
+      if (data == CopyData::kNone) return {};
+      if (j.st.st_size >= LazyCopy::kMinSize && !j.indexed && lazy_.enabled()) {
+        // Big file: only the metadata now; the data follows in the background
+        // and is read from the lower file until then.
+        if (::ftruncate(j.data.get(), j.st.st_size) != 0) return last_errno();
+        std::string rel = nodes_.path_of(j.parent);
+        rel += rel.empty() ? j.name : "/" + j.name;
+        std::string marker = std::to_string(j.st.st_size);
+        marker += '\0';
+        marker += c_.lowerdirs.at(static_cast<size_t>(j.layer - 1));
+        marker += '\0';
+        marker += rel;
+        j.partial = lazy_.make(std::move(src).value(), j.st.st_size, std::move(marker));
+        return {};
+      }
+      return copy_data(src.value().get(), j.data.get(), j.st.st_size);
+    }
+    case S_IFLNK: {
+      char target[PATH_MAX];
+      ssize_t len = ::readlinkat(j.sfd, nm, target, sizeof(target) - 1);
+      if (len < 0) return last_errno();
+      target[len] = '\0';
+      if (::symlinkat(target, wfd, tn) != 0) return last_errno();
+      return {};
+    }
+    default:
+      if (::mknodat(wfd, tn, (j.st.st_mode & S_IFMT) | 0600, j.st.st_rdev) != 0)
+        return last_errno();
+      return {};
+  }
+}
+
+Result<void> Copier::copy_metadata(Job& j) {
+  int wfd = upper_.work();
+  const char* tn = j.tmp.c_str();
+  const struct stat& st = j.st;
+  // Owner before mode (chown clears set-id bits), xattrs after both (chown
+  // also drops security.capability), times last.
+  if (::fchownat(wfd, tn, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  if (!S_ISLNK(st.st_mode) && ::fchmodat(wfd, tn, st.st_mode & 07777, 0) != 0) return last_errno();
+  if (auto r = copy_xattrs(j.sfd, j.name.c_str(), wfd, tn); !r) return r;
+  uint64_t origin = j.n->ino;
+  if (XattrPath(wfd, tn).set(upper_.xattrs().layerfs_origin.data(), &origin, sizeof(origin), 0) !=
+          0 &&
+      !S_ISLNK(st.st_mode))
+    return last_errno();
+  struct timespec ts[2] = {st.st_atim, st.st_mtim};
+  if (::utimensat(wfd, tn, ts, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
+  // (A partial file needs no fsync: its data is still the lower's, and the
+  // marker lets the next mount finish it.)
+  if (j.data.valid() && c_.fsync && !j.partial) return sys::fsync_fd(j.data.get());
+  return {};
+}
+
+Result<void> Copier::publish(Job& j) {
+  int wfd = upper_.work();
+  const char* tn = j.tmp.c_str();
+  const char* nm = j.name.c_str();
+  auto fail = [&](int err) -> Result<void> {
+    (void)upper_.remove_in_work(tn);
+    return Errno{err};
+  };
+  if (j.partial) {
+    if (auto r = lazy_.mark(wfd, tn, j.data.get(), *j.partial); !r) return fail(r.error());
+  }
+  j.data.reset();
+  if (::renameat2(wfd, tn, j.ufd, nm, RENAME_NOREPLACE) != 0) {
+    int err = errno;
+    if (j.partial) lazy_.unmark(*j.partial);
+    return fail(err);
+  }
+  upper_.mark_impure(j.ufd);
+  if (j.indexed) {
+    index_.record(j.n->ino, j.ufd, nm, j.st.st_nlink);
+    j.index_lock.unlock();
+  }
+  if (j.partial) lazy_.publish(j.n, j.partial);
+  // The parent's times are not changed by a copy-up.
+  struct timespec pts[2] = {j.pst.st_atim, j.pst.st_mtim};
+  ::futimens(j.ufd, pts);
+
+  if (S_ISDIR(j.st.st_mode)) {
+    auto fd = sys::open_at(j.ufd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd) return Errno{fd.error()};
+    std::lock_guard<std::mutex> g(j.n->mu);
+    auto stack = std::make_shared<DirStack>();
+    stack->push_back(LayerDir{kUpper, std::move(fd).value()});
+    for (const auto& ld : *j.n->stack) {
+      int dup = ::fcntl(ld.fd.get(), F_DUPFD_CLOEXEC, 0);
+      if (dup < 0) return last_errno();
+      stack->push_back(LayerDir{ld.layer, UniqueFd(dup), ld.xwhiteouts});
+    }
+    j.n->stack = std::move(stack);
+    j.n->layer = kUpper;
+    return {};
+  }
+  j.n->layer = kUpper;
+  return {};
+}
+
+Result<void> Copier::copy_xattrs(int sfd, const char* sname, int dfd, const char* dname) {
+  XattrPath src(sfd, sname), dst(dfd, dname);
+  std::vector<char> names(4096);
+  ssize_t len;
+  for (;;) {
+    len = src.list(names.data(), names.size());
+    if (len >= 0) break;
+    if (errno == ENOTSUP || errno == ENODATA) return {};
+    if (errno != ERANGE) return last_errno();
+    ssize_t need = src.list(nullptr, 0);
+    if (need < 0) return last_errno();
+    names.resize(static_cast<size_t>(need) + 1024);
+  }
+  std::vector<char> value(4096);
+  for (ssize_t off = 0; off < len;) {
+    const char* name = names.data() + off;
+    off += static_cast<ssize_t>(std::strlen(name)) + 1;
+    if (upper_.hides(name) && !upper_.escaped(name)) continue;
+    ssize_t vlen;
+    for (;;) {
+      vlen = src.get(name, value.data(), value.size());
+      if (vlen >= 0 || errno != ERANGE) break;
+      ssize_t need = src.get(name, nullptr, 0);
+      if (need < 0) break;
+      value.resize(static_cast<size_t>(need));
+    }
+    if (vlen < 0) {
+      if (errno == ENODATA) continue;
+      return last_errno();
+    }
+    if (dst.set(name, value.data(), static_cast<size_t>(vlen), 0) != 0) {
+      // Some xattrs cannot live on the upper filesystem or on this file type
+      // (user.* on symlinks): the kernel's copy-up skips those too.
+      if (errno == ENOTSUP || errno == EPERM) continue;
+      return last_errno();
+    }
+  }
+  return {};
+}
+
+}  // namespace layer::overlay

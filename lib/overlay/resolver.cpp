@@ -1,0 +1,195 @@
+#include "overlay/resolver.hpp"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "format/overlay_format.hpp"
+#include "util/error.hpp"
+#include "util/sys.hpp"
+#include "util/xattr_path.hpp"
+
+namespace layer::overlay {
+
+namespace {
+
+bool stat_at(int dirfd, const char* name, struct stat* st) {
+  return ::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+format::DirMarks dir_marks(int fd, int layer) {
+  return format::read_dir_marks(fd, layer != kUpper);
+}
+
+Result<UniqueFd> open_dir_at(int layer, int dirfd, const char* name) {
+  auto r = open_in_layer(layer, dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!r && r.error() == EACCES)
+    return sys::open_at(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  return r;
+}
+
+}  // namespace
+
+Result<UniqueFd> open_in_layer(int layer, int dirfd, const char* name, int flags) {
+  if (layer != kUpper) {
+    auto r = sys::open_at(dirfd, name, flags | O_NOATIME);
+    if (r || r.error() != EPERM) return r;
+  }
+  return sys::open_at(dirfd, name, flags);
+}
+
+bool valid_name(std::string_view name) {
+  return !name.empty() && name.size() <= NAME_MAX && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+Resolver::Resolver(std::vector<UniqueFd> roots, std::string origin_xattr)
+    : roots_(std::move(roots)), origin_xattr_(std::move(origin_xattr)) {
+  for (const auto& r : roots_) {
+    struct stat st;
+    if (!r.valid() || ::fstat(r.get(), &st) != 0) continue;
+    bool known = false;
+    for (dev_t d : devs_) known = known || d == st.st_dev;
+    if (!known) devs_.push_back(st.st_dev);
+  }
+}
+
+std::shared_ptr<DirStack> Resolver::root_stack() const {
+  auto stack = std::make_shared<DirStack>();
+  for (size_t i = 0; i < roots_.size(); ++i) {
+    if (!roots_[i].valid()) continue;
+    auto fd = open_in_layer(static_cast<int>(i), roots_[i].get(), ".", O_RDONLY | O_DIRECTORY);
+    if (!fd) throw Error("layer directory", fd.error());
+    format::DirMarks m = dir_marks(fd.value().get(), static_cast<int>(i));
+    bool opaque = m.opaque;
+    stack->push_back(LayerDir{static_cast<int>(i), std::move(fd).value(), m.xwhiteouts});
+    if (opaque && i != 0) break;
+  }
+  return stack;
+}
+
+uint64_t Resolver::map_ino_raw(dev_t dev, ino_t ino) const {
+  // Like the kernel's xino: the first filesystem's inode numbers are used as
+  // they are, others get their filesystem's index in the top bits.
+  for (size_t i = 0; i < devs_.size(); ++i)
+    if (devs_[i] == dev) return i == 0 ? ino : (ino ^ (uint64_t{i} << 56));
+  return ino ^ ((uint64_t{0x80} | (dev & 0x7f)) << 56);
+}
+
+uint64_t Resolver::map_ino(int layer, const struct stat& st, int dirfd, const char* name,
+                           bool upper_origin) const {
+  if (layer == kUpper && upper_origin) {
+    // A copy-up keeps the inode number of its origin (the lower object), so
+    // st_ino does not change when a file is copied up.
+    XattrPath p(dirfd, name);
+    uint64_t v = 0;
+    if (p.get(origin_xattr_.c_str(), &v, sizeof(v)) == sizeof(v) && v != 0) return v;
+  }
+  return map_ino_raw(st.st_dev, st.st_ino);
+}
+
+Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv,
+                                bool want_stack) const {
+  char name[NAME_MAX + 1];
+  std::memcpy(name, name_sv.data(), name_sv.size());
+  name[name_sv.size()] = '\0';
+  bool internal = name_sv.starts_with(format::kWhiteoutPrefix);
+
+  Found f;
+  size_t i = 0;
+  for (; i < parent.size(); ++i) {
+    const LayerDir& ld = parent[i];
+    if (internal && ld.layer != kUpper) continue;  // OCI whiteout names: markers below the upper
+    if (!stat_at(ld.fd.get(), name, &f.st)) {
+      if (errno != ENOENT) return last_errno();
+      if (ld.layer != kUpper && format::has_oci_whiteout(ld.fd.get(), name_sv))
+        return Errno{ENOENT};
+      continue;
+    }
+    if (format::is_whiteout(ld.fd.get(), name, f.st)) return Errno{ENOENT};
+    f.layer = ld.layer;
+    break;
+  }
+  if (i == parent.size()) return Errno{ENOENT};
+  if (!S_ISDIR(f.st.st_mode) || !want_stack) return f;
+
+  auto stack = std::make_shared<DirStack>();
+  auto top = open_dir_at(parent[i].layer, parent[i].fd.get(), name);
+  if (!top) return Errno{top.error()};
+  format::DirMarks marks = dir_marks(top.value().get(), parent[i].layer);
+  bool opaque = marks.opaque;
+  f.opaque = opaque;
+  std::string redirect = std::move(marks.redirect);
+  stack->push_back(LayerDir{parent[i].layer, std::move(top).value(), marks.xwhiteouts});
+  // Below, the same name in the parent's directories, unless the kernel's
+  // redirect_dir moved this directory: "/a/b" is that path from each lower
+  // layer's root, "x" the name x in the parent's directories.
+  std::string cur = name;
+  for (size_t j = i + 1; j < parent.size() && !opaque; ++j) {
+    const LayerDir& ld = parent[j];
+    if (!redirect.empty() && redirect[0] == '/') {
+      // Absolute: every lower layer below, from its root.
+      for (size_t l = static_cast<size_t>(stack->back().layer) + 1; l < roots_.size() && !opaque;
+           ++l) {
+        auto fd = sys::open_beneath(roots_[l].get(), redirect.c_str() + 1,
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOATIME, 0,
+                                    RESOLVE_NO_SYMLINKS);
+        if (!fd && fd.error() == EPERM)
+          fd = sys::open_beneath(roots_[l].get(), redirect.c_str() + 1,
+                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
+        if (!fd) {
+          if (fd.error() == ENOENT) continue;
+          if (fd.error() == ENOTDIR) break;
+          return Errno{fd.error()};
+        }
+        format::DirMarks m = dir_marks(fd.value().get(), static_cast<int>(l));
+        opaque = m.opaque;
+        std::string next = std::move(m.redirect);
+        stack->push_back(LayerDir{static_cast<int>(l), std::move(fd).value(), m.xwhiteouts});
+        if (!next.empty() && next[0] == '/') redirect = next;
+      }
+      break;
+    }
+    if (!redirect.empty()) {
+      cur = redirect;
+      redirect.clear();
+    }
+    struct stat st;
+    if (!stat_at(ld.fd.get(), cur.c_str(), &st)) {
+      if (errno != ENOENT) return last_errno();
+      if (format::has_oci_whiteout(ld.fd.get(), cur)) break;
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode)) break;  // a whiteout or a non-directory ends the merge
+    auto fd = open_dir_at(ld.layer, ld.fd.get(), cur.c_str());
+    if (!fd) return Errno{fd.error()};
+    format::DirMarks m = dir_marks(fd.value().get(), ld.layer);
+    opaque = m.opaque;
+    redirect = std::move(m.redirect);
+    stack->push_back(LayerDir{ld.layer, std::move(fd).value(), m.xwhiteouts});
+  }
+  f.stack = std::move(stack);
+  return f;
+}
+
+Result<bool> Resolver::lower_has(const DirStack& parent, std::string_view name_sv) const {
+  char name[NAME_MAX + 1];
+  std::memcpy(name, name_sv.data(), name_sv.size());
+  name[name_sv.size()] = '\0';
+  bool internal = name_sv.starts_with(format::kWhiteoutPrefix);
+  for (const auto& ld : parent) {
+    if (ld.layer == kUpper || internal) continue;
+    struct stat st;
+    if (!stat_at(ld.fd.get(), name, &st)) {
+      if (errno != ENOENT) return last_errno();
+      if (format::has_oci_whiteout(ld.fd.get(), name_sv)) return false;
+      continue;
+    }
+    return !format::is_whiteout(ld.fd.get(), name, st);
+  }
+  return false;
+}
+
+}  // namespace layer::overlay

@@ -1,0 +1,80 @@
+// Resolver: finds a name in a merged directory, layer by layer, honouring
+// whiteouts, opaque directories and the kernel's redirects, and gives every
+// object its inode number in the mount. Holds the layers' root directory
+// fds. Everything is constant after construction, so it is thread-safe
+// without a lock; it never writes to any layer.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "overlay/node.hpp"
+#include "util/result.hpp"
+#include "util/unique_fd.hpp"
+
+namespace layer::overlay {
+
+// A name a program may use for one directory entry: not empty, ".", "..",
+// too long, or holding '/' or NUL.
+bool valid_name(std::string_view name);
+
+// openat(2) of something in `layer`. Lower layers are opened O_NOATIME, as
+// the kernel's overlayfs opens them: reading through the mount never writes
+// to a lower layer (the store). O_NOATIME needs the owner or CAP_FOWNER;
+// without them, the plain open.
+Result<UniqueFd> open_in_layer(int layer, int dirfd, const char* name, int flags);
+
+// The result of resolving one name in a merged directory.
+struct Found {
+  int layer = -1;
+  struct stat st {};
+  std::shared_ptr<const DirStack> stack;  // directories, when asked for
+  bool opaque = false;
+};
+
+class Resolver {
+ public:
+  // roots[0] is the upper directory (invalid: read-only), roots[1..] the
+  // lowers, top first. `origin_xattr`: where a copy-up keeps its original
+  // inode number.
+  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr);
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+
+  // The merged root: every layer's top directory down to the first opaque
+  // one. Throws layer::Error (cold path).
+  std::shared_ptr<DirStack> root_stack() const;
+  int upper_root() const { return roots_[0].get(); }
+  int lower_root(size_t i) const { return roots_.at(i).get(); }  // 1-based
+
+  // Resolving a name in a merged directory, layer by layer from the top:
+  //   ENOENT in a layer  -> try the next layer (unless its OCI whiteout is there)
+  //   a whiteout         -> stop: ENOENT
+  //   found              -> stop: that layer's object; a directory goes on
+  //                         collecting the same name below it (`want_stack`)
+  //                         until an opaque directory, a whiteout or a
+  //                         non-directory
+  //   any other errno    -> stop and return it
+  Result<Found> resolve(const DirStack& parent, std::string_view name, bool want_stack) const;
+  // Whether a lower layer of `parent` has `name` (whiteouts respected).
+  Result<bool> lower_has(const DirStack& parent, std::string_view name) const;
+
+  // The inode number in the mount of (dirfd, name) in `layer` with stat st;
+  // an upper copy-up keeps its origin's number if `upper_origin`.
+  uint64_t map_ino(int layer, const struct stat& st, int dirfd, const char* name,
+                   bool upper_origin) const;
+  uint64_t map_ino_raw(dev_t dev, ino_t ino) const;
+
+ private:
+  const std::vector<UniqueFd> roots_;
+  std::vector<dev_t> devs_;  // distinct st_dev of the layers; index = ino tag. Constant.
+  const std::string origin_xattr_;
+};
+
+}  // namespace layer::overlay
