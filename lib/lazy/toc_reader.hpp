@@ -32,6 +32,9 @@ inline constexpr const char* kZstdChunkedPositionOld =
     "io.containers.zstd-chunked.manifest-position";
 inline constexpr const char* kZstdChunkedChecksumOld =
     "io.containers.zstd-chunked.manifest-checksum";
+// Written by newer producers; this code reads no tar-split, only drops it with the rest.
+inline constexpr const char* kZstdChunkedTarSplitPosition =
+    "io.github.containers.zstd-chunked.tarsplit-position";
 
 // Where a layer's TOC is, from its descriptor alone.
 struct TocSource {

@@ -6,7 +6,9 @@
 // is regenerated from the unpacked layer: a new tar of the same files, so a
 // new diff_id and digest, and then the config and manifest are rewritten to
 // name it (the image pushed has another digest than the local one, as with
-// podman). Config next, manifest last. Not thread-safe; one push per call.
+// podman). With Options::recompress every layer is regenerated, as eStargz
+// or zstd:chunked. Config next, manifest last. Not thread-safe; one push per
+// call.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +38,14 @@ struct BlobEvent {
 inline constexpr uint64_t kChunkThreshold = 256ull << 20;
 inline constexpr uint64_t kDefaultChunk = 64ull << 20;
 
+// Layers as stored, or every layer rewritten in a lazily pullable format.
+enum class Recompress { Keep, Estargz, ZstdChunked };
+
 struct Options {
   registry::RegistryOptions registry;
+  // Not Keep: every layer is regenerated from the unpacked layer in this
+  // format (with its TOC annotation), whatever the store or the registry has.
+  Recompress recompress = Recompress::Keep;
   // > 0: blobs larger than this go in PATCH chunks of this size. 0: one PUT
   // up to kChunkThreshold, chunks of kDefaultChunk above.
   uint64_t chunk_size = 0;
