@@ -10,6 +10,10 @@
 
 namespace layer::overlay {
 
+// When reading a file or directory updates its access time, as the kernel's
+// mount options say (relatime is the kernel's default).
+enum class Atime { kRelatime, kStrictatime, kNoatime };
+
 struct MountOptions {
   std::vector<std::string> lowerdirs;  // top first, as given
   std::string upperdir;                // empty: read-only mount
@@ -36,6 +40,13 @@ struct MountOptions {
   // kernel's side is new (6.14).
   bool uring = false;
   bool read_only = false;
+  // The atime flags as mount(8) sets them (MS_NOATIME, MS_STRICTATIME,
+  // MS_NODIRATIME; relatime is the kernel's default): atime_rule() is the
+  // rule the kernel makes of them, for the upper layer (lower layers never
+  // get atime updates, as with the kernel's overlayfs).
+  bool noatime = false;
+  bool strictatime = false;
+  bool nodiratime = false;
   bool debug = false;    // -o debug: log every request (as -d, without -f)
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).
@@ -48,6 +59,10 @@ struct MountOptions {
 
   // Checks the combination (lowerdir given, workdir with upperdir...).
   void validate() const;
+
+  Atime atime_rule() const {
+    return strictatime ? Atime::kStrictatime : noatime ? Atime::kNoatime : Atime::kRelatime;
+  }
 };
 
 // Splits s at unescaped `sep`, removing the escaping backslashes.
