@@ -115,35 +115,17 @@ Toc read_estargz_toc(RangeReader& blob, const TocSource& src, const std::string&
   std::vector<DataRef> data;
   for (const RawEntry& r : raws) {
     if (r.type == "chunk") {
-      if (toc.entries.empty() || toc.entries.back().type != EntryType::Reg ||
-          toc.entries.back().chunks.empty())
-        throw Error(what + ": chunk entry without a regular file before it");
-      Entry& f = toc.entries.back();
-      uint64_t off = static_cast<uint64_t>(r.chunk_offset);
-      if (off >= f.size) throw Error(what + ": '" + f.path + "': chunk offset past the file's end");
-      Chunk c;
-      c.blob_offset = static_cast<uint64_t>(r.offset);
+      Chunk& c = add_next_chunk(toc, r, what);
       c.inner_offset = static_cast<uint64_t>(r.inner_offset);
-      c.file_offset = off;
-      c.size = r.chunk_size > 0 ? static_cast<uint64_t>(r.chunk_size) : f.size - off;
-      if (!r.chunk_digest.empty()) c.digest = Digest::parse(r.chunk_digest);
-      f.chunks.push_back(std::move(c));
-      data.push_back({toc.entries.size() - 1, f.chunks.size() - 1, r.offset, r.inner_offset});
+      data.push_back(
+          {toc.entries.size() - 1, toc.entries.back().chunks.size() - 1, r.offset, r.inner_offset});
       continue;
     }
     Entry e;
     fill_entry(e, r, limits, what);
     if (e.type == EntryType::Reg && e.size > 0) {
-      if (!r.digest.empty()) e.digest = Digest::parse(r.digest);
-      if (r.chunk_offset != 0) throw Error(what + ": '" + e.path + "': first chunk not at 0");
-      Chunk c;
-      c.blob_offset = static_cast<uint64_t>(r.offset);
-      c.inner_offset = static_cast<uint64_t>(r.inner_offset);
-      c.size = r.chunk_size > 0 && static_cast<uint64_t>(r.chunk_size) < e.size
-                   ? static_cast<uint64_t>(r.chunk_size)
-                   : e.size;
-      if (!r.chunk_digest.empty()) c.digest = Digest::parse(r.chunk_digest);
-      e.chunks.push_back(std::move(c));
+      add_first_chunk(e, r, what);
+      e.chunks.back().inner_offset = static_cast<uint64_t>(r.inner_offset);
       data.push_back({toc.entries.size(), 0, r.offset, r.inner_offset});
     }
     if (e.path == kPrefetchLandmark) toc.prefetch_end = toc.entries.size();

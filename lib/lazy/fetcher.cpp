@@ -116,7 +116,6 @@ void Fetcher::ensure(size_t i) {
   }
   const Entry& e = toc_.entries[i];
   if (!has_content(e) || objects_.has(*e.digest)) return;
-  Active active(on_demand_active_);
   {
     std::unique_lock lock(mu_);
     if (in_flight_.count(*e.digest)) {
@@ -156,6 +155,9 @@ void Fetcher::ensure(size_t i) {
   }
   std::exception_ptr err;
   try {
+    // Counted only while fetching: a caller that waits for a background
+    // batch must not hold that batch's next request back.
+    Active active(on_demand_active_);
     auto errors = fetch(claimed, opt_.on_demand, false);
     if (auto it = errors.find(i); it != errors.end()) err = it->second;
   } catch (...) {

@@ -274,6 +274,34 @@ void fill_entry(Entry& e, const RawEntry& r, const TocLimits& limits, const std:
   std::sort(e.xattrs.begin(), e.xattrs.end());
 }
 
+void add_first_chunk(Entry& e, const RawEntry& r, const std::string& what) {
+  if (!r.digest.empty()) e.digest = Digest::parse(r.digest);
+  if (r.chunk_offset != 0) throw Error(what + ": '" + e.path + "': first chunk not at 0");
+  Chunk c;
+  c.blob_offset = static_cast<uint64_t>(r.offset);
+  c.size = r.chunk_size > 0 && static_cast<uint64_t>(r.chunk_size) < e.size
+               ? static_cast<uint64_t>(r.chunk_size)
+               : e.size;
+  if (!r.chunk_digest.empty()) c.digest = Digest::parse(r.chunk_digest);
+  e.chunks.push_back(std::move(c));
+}
+
+Chunk& add_next_chunk(Toc& toc, const RawEntry& r, const std::string& what) {
+  if (toc.entries.empty() || toc.entries.back().type != EntryType::Reg ||
+      toc.entries.back().chunks.empty())
+    throw Error(what + ": chunk entry without a regular file before it");
+  Entry& f = toc.entries.back();
+  uint64_t off = static_cast<uint64_t>(r.chunk_offset);
+  if (off >= f.size) throw Error(what + ": '" + f.path + "': chunk offset past the file's end");
+  Chunk c;
+  c.blob_offset = static_cast<uint64_t>(r.offset);
+  c.file_offset = off;
+  c.size = r.chunk_size > 0 ? static_cast<uint64_t>(r.chunk_size) : f.size - off;
+  if (!r.chunk_digest.empty()) c.digest = Digest::parse(r.chunk_digest);
+  f.chunks.push_back(std::move(c));
+  return f.chunks.back();
+}
+
 void check_toc(Toc& toc, const TocLimits& limits, const std::string& what) {
   toc.by_path.clear();
   toc.by_path.reserve(toc.entries.size());

@@ -51,6 +51,13 @@ bool decode_base64(std::string_view in, std::string& out);
 // name, type, mode, ids, link and xattrs as the unpacker would.
 void fill_entry(Entry& e, const RawEntry& r, const TocLimits& limits, const std::string& what);
 
+// The content chunks both formats write alike: a "reg" entry's first chunk
+// (when the file is not empty) and a "chunk" entry continuing the last
+// regular file. They set offsets, sizes and digests; the blob_end and the
+// eStargz inner_offset are the caller's.
+void add_first_chunk(Entry& e, const RawEntry& r, const std::string& what);
+Chunk& add_next_chunk(Toc& toc, const RawEntry& r, const std::string& what);
+
 // Whole-TOC checks once entries and chunks are in: no duplicate paths, hard
 // links to earlier regular files, chunks that tile each file and lie before
 // payload_end, a digest for every non-empty file. Builds toc.by_path.

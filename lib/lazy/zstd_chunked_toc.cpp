@@ -59,17 +59,7 @@ Toc read_zstd_chunked_toc(RangeReader& blob, const TocSource& src, const std::st
   uint64_t end_offset = 0;  // of the file whose chunks are being listed
   for (const RawEntry& r : raws) {
     if (r.type == "chunk") {
-      if (toc.entries.empty() || toc.entries.back().chunks.empty())
-        throw Error(what + ": chunk entry without a regular file before it");
-      Entry& f = toc.entries.back();
-      uint64_t off = static_cast<uint64_t>(r.chunk_offset);
-      if (off >= f.size) throw Error(what + ": '" + f.path + "': chunk offset past the file's end");
-      Chunk c;
-      c.blob_offset = static_cast<uint64_t>(r.offset);
-      c.file_offset = off;
-      c.size = r.chunk_size > 0 ? static_cast<uint64_t>(r.chunk_size) : f.size - off;
-      if (!r.chunk_digest.empty()) c.digest = Digest::parse(r.chunk_digest);
-      f.chunks.push_back(std::move(c));
+      add_next_chunk(toc, r, what);
       continue;
     }
     close_file(toc, end_offset, what);
@@ -77,15 +67,7 @@ Toc read_zstd_chunked_toc(RangeReader& blob, const TocSource& src, const std::st
     fill_entry(e, r, limits, what);
     end_offset = 0;
     if (e.type == EntryType::Reg && e.size > 0) {
-      if (!r.digest.empty()) e.digest = Digest::parse(r.digest);
-      if (r.chunk_offset != 0) throw Error(what + ": '" + e.path + "': first chunk not at 0");
-      Chunk c;
-      c.blob_offset = static_cast<uint64_t>(r.offset);
-      c.size = r.chunk_size > 0 && static_cast<uint64_t>(r.chunk_size) < e.size
-                   ? static_cast<uint64_t>(r.chunk_size)
-                   : e.size;
-      if (!r.chunk_digest.empty()) c.digest = Digest::parse(r.chunk_digest);
-      e.chunks.push_back(std::move(c));
+      add_first_chunk(e, r, what);
       end_offset = static_cast<uint64_t>(r.end_offset);
     }
     toc.entries.push_back(std::move(e));

@@ -1,24 +1,14 @@
 // push(): sends one image of the store to a registry repository with the
 // distribution API (registry::Uploader): for each layer, a blob the
 // repository has is skipped, one on the same registry in the repository the
-<<<<<<< HEAD
-// image came from is mounted, one the store kept (layerctl commit keeps its
-// own) is uploaded as is, and one the store did not keep (pulls keep none)
-// is regenerated from the unpacked layer: a new tar of the same files, so a
-// new diff_id and digest, and then the config and manifest are rewritten to
-// name it (the image pushed has another digest than the local one, as with
-// podman). With Options::recompress every layer is regenerated, as eStargz
-// or zstd:chunked. Config next, manifest last. Not thread-safe; one push per
-// call.
-=======
 // image came from is mounted, one the store kept (pulls and commits keep
 // theirs) is uploaded as is, and one the store did not keep (pull
 // --drop-blobs) is regenerated from the unpacked layer (LayerBlobs): a new
 // tar of the same files, so a new diff_id and digest, and then the config
 // and manifest are rewritten to name it (the image pushed has another digest
-// than the local one, as with podman). Config next, manifest last. Not
-// thread-safe; one push per call.
->>>>>>> main
+// than the local one, as with podman). With Options::recompress every layer
+// is regenerated, as eStargz or zstd:chunked. Config next, manifest last.
+// Not thread-safe; one push per call.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +16,7 @@
 #include <string>
 
 #include "oci/media_types.hpp"
+#include "push/layer_blobs.hpp"
 #include "registry/registry_source.hpp"
 #include "registry/uploader.hpp"
 #include "store/store.hpp"
@@ -47,9 +38,6 @@ struct BlobEvent {
 // Blobs up to this size go in one PUT unless chunk_size says otherwise.
 inline constexpr uint64_t kChunkThreshold = 256ull << 20;
 inline constexpr uint64_t kDefaultChunk = 64ull << 20;
-
-// Layers as stored, or every layer rewritten in a lazily pullable format.
-enum class Recompress { Keep, Estargz, ZstdChunked };
 
 struct Options {
   registry::RegistryOptions registry;

@@ -180,3 +180,20 @@ TEST_CASE("fetcher: completion stops when told to") {
   f.complete({}, stop);
   CHECK(r.log.empty());
 }
+
+TEST_CASE("fetcher: an open during completion waits for the batch holding its file, no deadlock") {
+  Fixture fx(false);
+  SlowReader r(fx.blob);
+  r.delay_ms = 30;
+  MemObjects objs;
+  FetchOptions opt;
+  opt.background = {0, 4096};  // many small background spans
+  Fetcher f(fx.toc, r, objs, opt);
+  std::atomic<bool> stop{false};
+  std::thread bg([&] { f.complete({}, stop); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  f.ensure(fx.at("d/f30"));
+  CHECK(objs.has(Hasher::of(pattern(1030, 30))));
+  bg.join();
+  CHECK(f.missing() == 0);
+}
