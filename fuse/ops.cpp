@@ -409,10 +409,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     int flags = adjust_open_flags(d, fi->flags);
     // A file still being copied up lazily gets the rest of its data first
     // (its fsync is left to the background), so that this open can go
-    // straight to the upper file.
+    // straight to the upper file. A read never fails for it: if the fill
+    // cannot finish, the open reads through the daemon, lower bytes for holes.
     if (d.pt().active())
       if (auto p = d.ov().unfilled_of(n))
-        if (auto w = d.ov().fill(*p); !w) return reply_err(req, w.error());
+        if (auto w = d.ov().fill(*p); !w && (flags & O_ACCMODE) != O_RDONLY)
+          return reply_err(req, w.error());
     const int bflags = backing_flags(d, n, flags, false);
     auto r = d.ov().open_file(n, bflags);
     if (!r && bflags != flags && r.error() != ENOENT)  // read-write refused: as asked

@@ -187,7 +187,8 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   std::unique_ptr<oci::ImageSource> source;
   try {
     if (is_local(ref)) {
-      for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry"})
+      for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry",
+                            "low-speed-limit", "low-speed-time", "retries"})
         if (o.count(r)) throw UsageError(std::string("option '--") + r + "' is for registries");
       source = oci::open_local_source(ref);
       name = source->default_name();
@@ -199,6 +200,8 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   } catch (const Error& e) {
     throw at_fault(e.line(), "");
   }
+  for (const auto& w : source->warnings())
+    std::fprintf(stderr, "layerctl: pull: warning: %s\n", w.c_str());
 
   store::Store st = store::Store::open(g.root, store::LockMode::Shared);
   Progress progress(stderr_is_tty(), g.quiet || g.json);

@@ -158,6 +158,9 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
            ",workdir=" + escape_opt(root + "/" + Layout::container_work(rec.id));
     else
       o += ",ro";
+    // After the daemon's own defaults (suid,dev as root), so these win.
+    o += req.suid ? ",suid" : ",nosuid";
+    o += req.dev ? ",dev" : ",nodev";
     o += ",fsname=layerfs-" + short_id(rec.id);
     UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
                                  0644, "container log");

@@ -217,6 +217,34 @@ Result<void> Overlay::copy_data(int src, int dst, off_t size) {
   return {};
 }
 
+namespace {
+
+// Reserves in `upper` (of `size` bytes, all hole) the blocks the background
+// fill of a lazy copy-up will write: the lower's data ranges. A full upper
+// then fails the copy-up, and with it the write that asked for it, with
+// ENOSPC, instead of leaving a file whose fill can never finish. The fill
+// finds its work with SEEK_HOLE, so the reservation must still read as holes
+// (unwritten extents do on ext4, XFS, btrfs and tmpfs). Returns false when it
+// would not (the caller copies the data at once); true when reserved, or when
+// the filesystem cannot reserve (EOPNOTSUPP: lazy as before).
+Result<bool> reserve_fill(int lower, int upper, off_t size) {
+  for (off_t pos = 0; pos < size;) {
+    off_t d = ::lseek(lower, pos, SEEK_DATA);
+    if (d < 0 || d >= size) break;
+    off_t e = ::lseek(lower, d, SEEK_HOLE);
+    if (e < 0 || e > size) e = size;
+    if (::fallocate(upper, 0, d, e - d) != 0) {
+      if (errno == EOPNOTSUPP) return true;
+      return last_errno();
+    }
+    pos = e;
+  }
+  off_t data = ::lseek(upper, 0, SEEK_DATA);
+  return data < 0 || data >= size;
+}
+
+}  // namespace
+
 Result<void> Overlay::copy_xattrs(int sfd, const char* sname, int dfd, const char* dname) {
   XattrPath src(sfd, sname), dst(dfd, dname);
   std::vector<char> names(4096);
@@ -357,6 +385,13 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
         // Big file: only the metadata now; the data follows in the background
         // and is read from the lower file until then.
         if (::ftruncate(data.get(), st.st_size) != 0) return fail(errno);
+        auto reserved = reserve_fill(src.value().get(), data.get(), st.st_size);
+        if (!reserved) return fail(reserved.error());
+        if (!reserved.value()) {  // no reservation that reads as holes: copy it all now
+          auto c = copy_data(src.value().get(), data.get(), st.st_size);
+          if (!c) return fail(c.error());
+          break;
+        }
         std::string rel = path_of(p);
         rel += rel.empty() ? name : "/" + name;
         std::string marker = std::to_string(st.st_size);

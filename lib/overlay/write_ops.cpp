@@ -43,13 +43,20 @@ bool Overlay::private_xattr(std::string_view name) const {
   if (name.substr(0, xattr_prefix_.size()) == xattr_prefix_) return true;
   // A program must not read or forge the owner and mode xattr_permissions keeps.
   if (!perm_xattr_.empty() && name == perm_xattr_) return true;
-  // The other namespace's markers are read too (whiteouts, opaque dirs), so a
-  // program must not set them either.
+  // The other namespace's markers are read too (whiteouts, opaque dirs,
+  // redirects), so every name of the format is private there as well: a
+  // program that could set user.overlay.redirect in a trusted.overlay mount
+  // would make lookups follow it past the permissions of the path it names.
   std::string_view other = opts_.userxattr ? "trusted.overlay." : "user.overlay.";
   if (name.substr(0, other.size()) == other) {
+    static constexpr std::string_view kFormat[] = {
+        "opaque", "whiteout", "whiteouts", "redirect", "origin",   "metacopy",
+        "impure", "nlink",    "upper",     "uuid",     "protattr",
+    };
     auto rest = name.substr(other.size());
-    return rest == "opaque" || rest == "whiteout" || rest == "whiteouts" ||
-           rest.substr(0, 8) == "layerfs.";
+    for (auto f : kFormat)
+      if (rest == f) return true;
+    return rest.substr(0, 8) == "layerfs." || rest.substr(0, 5) == "index";
   }
   return false;
 }

@@ -28,7 +28,10 @@ namespace layer::store {
 struct LayerInfo {
   Digest diff_id;
   std::vector<Digest> compressed;  // compressed digests this layer was seen as
-  uint64_t size = 0;               // bytes of file data in diff/
+  // Sizes of the compressed blobs this store verified while unpacking them
+  // (records written before this field lack it).
+  std::map<Digest, int64_t> compressed_sizes;
+  uint64_t size = 0;  // bytes of file data in diff/
   uint64_t entries = 0;
   std::string unpacked_at;  // RFC 3339
   // Directories without a tar entry, made for an entry below them: path ->
@@ -167,7 +170,6 @@ class Store {
   // Removes (or, with dry_run, only lists) tmp/ entries no live process holds.
   std::vector<GcItem> sweep_tmp(bool dry_run = false) const;
   std::string quarantine(const std::string& from, const std::string& kind, const Digest& d);
-  void record_compressed(const Digest& diff_id, const Digest& compressed);
   void write_record(const std::string& path, const std::string& text);
 
   LockMode mode_ = LockMode::Shared;
