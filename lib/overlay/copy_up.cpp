@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "overlay/overlay.hpp"
-#include "overlay/xattr_path.hpp"
+#include "util/xattr_path.hpp"
 #include "util/sys.hpp"
 
 namespace layer::overlay {
@@ -111,9 +111,7 @@ bool Overlay::has_index(uint64_t ino) {
 Result<void> Overlay::link_from_index_locked(uint64_t ino, int dirfd, const char* name) {
   auto fd = open_index(ino, nullptr);
   if (!fd) return Errno{fd.error()};
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd.value().get());
-  if (::linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) != 0) return last_errno();
+  if (::linkat(AT_FDCWD, sys::proc_path(fd.value().get()).c_str(), dirfd, name, AT_SYMLINK_FOLLOW) != 0) return last_errno();
   ::unlinkat(index_.get(), (index_name(ino) + ".keep").c_str(), 0);  // a name holds it again
   XattrPath p(index_.get(), index_name(ino).c_str());
   uint32_t v = 0;

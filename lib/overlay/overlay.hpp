@@ -34,9 +34,11 @@
 #include "util/result.hpp"
 #include "util/unique_fd.hpp"
 
-namespace layer::overlay {
-
+namespace layer {
 class XattrPath;
+}
+
+namespace layer::overlay {
 
 struct IndexEntry;
 

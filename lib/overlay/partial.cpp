@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "overlay/overlay.hpp"
-#include "overlay/xattr_path.hpp"
+#include "util/xattr_path.hpp"
 #include "util/sys.hpp"
 
 namespace layer::overlay {

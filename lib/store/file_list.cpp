@@ -120,16 +120,10 @@ std::string get_bytes(const json& j, const std::string& key, const std::string& 
   return {};
 }
 
-std::string proc_path(int dirfd, const std::string& name) {
-  std::string p = "/proc/self/fd/" + std::to_string(dirfd);
-  if (!name.empty()) p += "/" + name;
-  return p;
-}
-
 // The xattrs of dirfd/name, not following symlinks; name "" means dirfd
 // itself (a /proc/self/fd/N path would name the magic link, not the dir).
 int read_xattrs(int dirfd, const std::string& name, std::map<std::string, std::string>& out) {
-  std::string p = proc_path(dirfd, name);
+  std::string p = sys::proc_path(dirfd, name);
   auto list = [&](char* buf, size_t n) {
     return name.empty() ? ::flistxattr(dirfd, buf, n) : ::llistxattr(p.c_str(), buf, n);
   };

@@ -148,6 +148,8 @@ json container_to_json(const ContainerRecord& c) {
               {"mountpoint", c.mountpoint},
               {"pid", c.pid},
               {"read_only", c.read_only},
+              {"suid", c.suid},
+              {"dev", c.dev},
               {"created", c.created}};
 }
 
@@ -160,6 +162,8 @@ ContainerRecord container_from_json(const json& j) {
   c.mountpoint = j.value("mountpoint", "");
   c.pid = j.value("pid", 0);
   c.read_only = j.value("read_only", false);
+  c.suid = j.value("suid", false);
+  c.dev = j.value("dev", false);
   c.created = j.value("created", "");
   return c;
 }
@@ -529,14 +533,16 @@ std::optional<ImageRecord> Store::find_image(const std::string& name) const {
   auto all = images();
   for (const auto& r : all)
     if (r.ref == name) return r;
-  // Docker-style short names: "debian" → "docker.io/library/debian:latest".
+  // Short names: "debian" → "docker.io/library/debian:latest", or a committed
+  // "localhost/debian:latest" (podman's name for local images) before it.
   std::string tagged = name;
   auto slash = name.rfind('/');
   auto colon = name.rfind(':');
   if (name.find('@') == std::string::npos &&
       (colon == std::string::npos || (slash != std::string::npos && colon < slash)))
     tagged += ":latest";
-  for (const std::string& cand : {tagged, "docker.io/" + tagged, "docker.io/library/" + tagged}) {
+  for (const std::string& cand :
+       {tagged, "localhost/" + tagged, "docker.io/" + tagged, "docker.io/library/" + tagged}) {
     for (const auto& r : all)
       if (r.ref == cand) return r;
   }

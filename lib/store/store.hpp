@@ -59,6 +59,10 @@ struct ContainerRecord {
   std::string mountpoint;  // absolute
   int pid = 0;             // layerfs daemon pid, 0 when not mounted
   bool read_only = false;
+  // Mounted with suid / dev (layerctl mount --suid/--dev; a bundle's rootfs
+  // is suid below its 0700 directory); nosuid, nodev otherwise.
+  bool suid = false;
+  bool dev = false;
   std::string created;
 };
 

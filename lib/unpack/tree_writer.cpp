@@ -14,6 +14,7 @@
 #include <optional>
 #include <vector>
 
+#include "format/overlay_format.hpp"
 #include "util/digest.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
@@ -22,12 +23,8 @@ namespace layer::unpack {
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
-
-bool starts_with(std::string_view s, std::string_view p) {
-  return s.substr(0, p.size()) == p;
-}
+using format::kOpaqueMarker;
+using format::kWhiteoutPrefix;
 
 // For messages: the name with control characters replaced, at most 300 bytes.
 std::string shown(std::string_view s) {
@@ -47,10 +44,6 @@ void split(const std::string& path, std::string& parent, std::string& base) {
     parent = path.substr(0, slash);
     base = path.substr(slash + 1);
   }
-}
-
-std::string proc_path(int dirfd, const std::string& base) {
-  return "/proc/self/fd/" + std::to_string(dirfd) + "/" + base;
 }
 
 // The process umask, read without changing it (umask(2) can only set it,
@@ -194,16 +187,7 @@ bool normalize_entry_path(std::string_view raw, std::string& out, std::string& w
 // reads it in place of the inode's): a layer must not decide those for a
 // mount that runs with the option, so a tar carrying it is refused.
 bool stat_override_xattr(std::string_view name) {
-  return starts_with(name, "user.fuseoverlayfs.") || starts_with(name, "security.fuseoverlayfs.");
-}
-
-std::string escape_xattr_name(std::string_view name) {
-  for (std::string_view prefix :
-       {std::string_view("trusted.overlay."), std::string_view("user.overlay.")}) {
-    if (starts_with(name, prefix))
-      return std::string(prefix) + "overlay." + std::string(name.substr(prefix.size()));
-  }
-  return std::string(name);
+  return name.starts_with("user.fuseoverlayfs.") || name.starts_with("security.fuseoverlayfs.");
 }
 
 TreeWriter::TreeWriter(int root, const Options& opt, std::string context)
@@ -349,11 +333,11 @@ void TreeWriter::apply(archive* a, archive_entry* e) {
   for (size_t pos = 0; pos < parent.size();) {
     size_t slash = parent.find('/', pos);
     if (slash == std::string::npos) slash = parent.size();
-    if (starts_with(std::string_view(parent).substr(pos, slash - pos), kWhiteoutPrefix))
+    if (std::string_view(parent).substr(pos, slash - pos).starts_with(kWhiteoutPrefix))
       fail("whiteout name used as a directory");
     pos = slash + 1;
   }
-  if (starts_with(base, kWhiteoutPrefix)) return apply_whiteout(parent, base);
+  if (base.starts_with(kWhiteoutPrefix)) return apply_whiteout(parent, base);
   if (hardlink) return apply_hardlink(path, parent, base, hardlink);
   if (type == AE_IFREG) return apply_file(a, e, path, parent, base);
 
@@ -394,7 +378,7 @@ void TreeWriter::apply_whiteout(const std::string& parent, const std::string& ba
   std::string target = base.substr(kWhiteoutPrefix.size());
   if (target.empty() || target == "." || target == "..")
     fail("whiteout of '" + shown(target) + "' is not a valid name");
-  if (starts_with(target, kWhiteoutPrefix)) fail("unknown whiteout marker");
+  if (target.starts_with(kWhiteoutPrefix)) fail("unknown whiteout marker");
   whiteouts_.insert(parent.empty() ? target : parent + "/" + target);
 }
 
@@ -404,7 +388,7 @@ void TreeWriter::apply_hardlink(const std::string& path, const std::string& pare
   if (!normalize_entry_path(target, tpath, why)) fail("hardlink target: " + why);
   if (tpath.empty()) fail("hardlink to the layer root");
   if (tpath.find(kWhiteoutPrefix) != std::string::npos) {
-    // Only whole components matter, but a ".wh." inside a component is
+    // Only whole components matter, but the whiteout prefix inside a component is
     // harmless to refuse: no real image links to such names.
     fail("hardlink to a whiteout name");
   }
@@ -615,9 +599,10 @@ void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) {
            " bytes");
     if (stat_override_xattr(name))
       fail("xattr '" + shown(name) + "' would set owner and mode under xattr_permissions");
-    if (opt_.rootless && (starts_with(name, "trusted.") || starts_with(name, "security.")))
+    if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
+                          std::string_view(name).starts_with("security.")))
       continue;  // needs privileges we do not have
-    std::string real = escape_xattr_name(name);
+    std::string real = format::escape_xattr_name(name);
     if (::fsetxattr(fd, real.c_str(), value, size, 0) < 0)
       fail_errno("set xattr '" + shown(real) + "'", errno);
     // New files below a directory with a default ACL get their modes from it.
@@ -637,7 +622,7 @@ void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry*
   if (archive_entry_xattr_reset(e) > 0) {
     // No fd-based xattr call works on a symlink or device without opening
     // it; the /proc path goes through our verified parent fd.
-    std::string p = proc_path(parent, base);
+    std::string p = sys::proc_path(parent, base);
     const char* name;
     const void* value;
     size_t size;
@@ -646,11 +631,12 @@ void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry*
       if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX) fail("xattr too large");
       if (stat_override_xattr(name))
         fail("xattr '" + shown(name) + "' would set owner and mode under xattr_permissions");
-      if (opt_.rootless && (starts_with(name, "trusted.") || starts_with(name, "security.")))
+      if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
+                            std::string_view(name).starts_with("security.")))
         continue;
-      std::string real = escape_xattr_name(name);
+      std::string real = format::escape_xattr_name(name);
       if (::lsetxattr(p.c_str(), real.c_str(), value, size, 0) < 0) {
-        if (errno == EPERM && starts_with(real, "user.")) continue;  // user.* on a link/device
+        if (errno == EPERM && real.starts_with("user.")) continue;  // user.* on a link/device
         fail_errno("set xattr '" + shown(real) + "'", errno);
       }
     }
@@ -661,8 +647,8 @@ void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry*
 }
 
 void TreeWriter::finish() {
-  const char* opaque_name = opt_.rootless ? "user.overlay.opaque" : "trusted.overlay.opaque";
-  // Directories holding xattr whiteouts are marked overlay.opaque "x": the
+  const char* opaque_name = (opt_.rootless ? format::kUser : format::kTrusted).opaque.data();
+  // Directories holding xattr whiteouts are marked opaque "x": the
   // kernel's readdir (and ours) looks for those whiteouts only there.
   std::set<std::string> xwhiteout_dirs;
   entry_.clear();
@@ -685,7 +671,7 @@ void TreeWriter::finish() {
     } else {
       auto fd = sys::open_at(p.fd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0);
       if (!fd) fail_errno("create whiteout", fd.error());
-      if (::fsetxattr(fd->get(), "user.overlay.whiteout", "y", 1, 0) < 0)
+      if (::fsetxattr(fd->get(), format::kUser.whiteout.data(), "y", 1, 0) < 0)
         fail_errno("mark whiteout", errno);
       xwhiteout_dirs.insert(parent);
     }

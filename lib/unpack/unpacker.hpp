@@ -34,8 +34,9 @@ struct Limits {
 
 struct Options {
   Limits limits;
-  // Rootless: whiteouts as zero-size files with user.overlay.whiteout, opaque
-  // as user.overlay.opaque, no chown, devices skipped. Default: geteuid() != 0.
+  // Rootless: whiteouts as zero-size files with the user-namespace whiteout
+  // xattr, opaque dirs marked there too (lib/format), no chown, devices
+  // skipped. Default: geteuid() != 0.
   bool rootless = false;
   // Store::ingest_layer: syncfs the staging tree before publishing it, so a
   // power loss cannot leave a published layer with missing data. Off only

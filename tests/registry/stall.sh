@@ -18,38 +18,34 @@ FLOOR=(--low-speed-limit 1024 --low-speed-time 2 --retries 1)
 tmp_empty() {
   [ -z "$(ls -A "$LAYERFS_ROOT/tmp" 2>/dev/null)" ] || fail "tmp/ not empty: $(ls -A "$LAYERFS_ROOT/tmp")"
 }
-# ms_since T0: milliseconds since T0 ($(date +%s%N)).
-ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+# slow_pull NAME PATTERN PROXY_OPTS...: a pull through a proxy started with
+# PROXY_OPTS fails with PATTERN (the proxy's address is $P in it) within 20 s,
+# leaving tmp/ empty and no image.
+slow_pull() {
+  local name=$1 pattern=$2 t0 ms port
+  shift 2
+  start_proxy "$name" "$REG_plain_PORT" "$@"
+  port=PROXY_${name}_PORT
+  P=127.0.0.1:${!port}
+  t0=$(date +%s%N)
+  expect_fail "${pattern//@P@/$P}" "$LAYERCTL" pull -q "${FLOOR[@]}" "$P/app/gz:1"
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  echo "  the pull ended after $ms ms"
+  [ "$ms" -lt 20000 ] || fail "the pull took $ms ms"
+  tmp_empty
+  if "$LAYERCTL" images | grep -q "app/gz"; then fail "a failed pull published the image"; fi
+}
 
 step "a blob that sends 1000 bytes and then nothing"
-start_proxy stall "$REG_plain_PORT" --stall-after 1000
-P=127.0.0.1:$PROXY_stall_PORT
-t0=$(date +%s%N)
-expect_fail "^layerctl: pull: '$P/app/gz:1': registry $P: $P sent less than 1024 bytes/s for 2 s .*downloading blob sha256:[0-9a-f]{64} at byte [0-9]+ of [0-9]+, 2 attempts\)$" \
-  "$LAYERCTL" pull -q "${FLOOR[@]}" "$P/app/gz:1"
-ms=$(ms_since "$t0")
-echo "  stalled pull ended after $ms ms"
-[ "$ms" -lt 20000 ] || fail "the stalled pull took $ms ms"
-tmp_empty
-"$LAYERCTL" images | grep -q "app/gz" && fail "a stalled pull published the image"
+slow_pull stall "^layerctl: pull: '@P@/app/gz:1': registry @P@: @P@ sent less than 1024 bytes/s for 2 s .*downloading blob sha256:[0-9a-f]{64} at byte [0-9]+ of [0-9]+, 2 attempts\)$" \
+  --stall-after 1000
 
 step "a blob sent at 900 bytes/s"
-start_proxy trickle "$REG_plain_PORT" --trickle 900
-P=127.0.0.1:$PROXY_trickle_PORT
-t0=$(date +%s%N)
-expect_fail "registry $P: $P sent less than 1024 bytes/s for 2 s .*downloading blob sha256:" \
-  "$LAYERCTL" pull -q "${FLOOR[@]}" "$P/app/gz:1"
-ms=$(ms_since "$t0")
-echo "  trickled pull ended after $ms ms"
-[ "$ms" -lt 20000 ] || fail "the trickled pull took $ms ms"
-tmp_empty
+slow_pull trickle "registry @P@: @P@ sent less than 1024 bytes/s for 2 s .*downloading blob sha256:" --trickle 900
 
 step "a manifest sent at 2 bytes/s"
-start_proxy mtrickle "$REG_plain_PORT" --trickle-manifest 2
-P=127.0.0.1:$PROXY_mtrickle_PORT
-expect_fail "registry $P: $P sent less than 1024 bytes/s for 2 s .*\(reading manifest '$P/app/gz:1'\)" \
-  "$LAYERCTL" pull -q "${FLOOR[@]}" "$P/app/gz:1"
-tmp_empty
+slow_pull mtrickle "registry @P@: @P@ sent less than 1024 bytes/s for 2 s .*\(reading manifest '@P@/app/gz:1'\)" \
+  --trickle-manifest 2
 
 step "a Content-Length shorter than the body"
 start_proxy short "$REG_plain_PORT" --short-length 100
