@@ -67,10 +67,19 @@ Bundle make_bundle(store::Store& store, const BundleRequest& req) {
       throw Error("'" + dir + "': already a mount point (" + mount_type_at(dir) + ")");
     if (!dir_empty(dir)) throw Error("'" + dir + "': not empty");
   } else if (errno == ENOENT) {
-    if (::mkdir(dir.c_str(), 0755) != 0) throw Error("'" + dir + "'", errno);
+    if (::mkdir(dir.c_str(), 0700) != 0) throw Error("'" + dir + "'", errno);
     created_dir = true;
   } else {
     throw Error("'" + dir + "'", errno);
+  }
+  // The rootfs keeps setuid binaries working for the container (sudo, ping),
+  // so no host user may reach it: DIR becomes ours and 0700, the way
+  // containerd and podman keep rootfs mounts below root-only directories.
+  // Devices come from the runtime's /dev, never from the image (nodev).
+  if (::chown(dir.c_str(), ::geteuid(), ::getegid()) != 0 || ::chmod(dir.c_str(), 0700) != 0) {
+    int err = errno;
+    if (created_dir) ::rmdir(dir.c_str());
+    throw Error("'" + dir + "'", err);
   }
   const std::string rootfs = dir + "/rootfs";
   auto undo_dirs = [&] { remove_bundle_files(Bundle{{}, dir, rootfs, created_dir}); };
@@ -82,7 +91,9 @@ Bundle make_bundle(store::Store& store, const BundleRequest& req) {
 
   store::ContainerRecord rec;
   try {
-    rec = mount_container(store, {image, rootfs, req.name, false});
+    MountRequest mount{image, rootfs, req.name, false};
+    mount.suid = true;  // reachable by root only: see above
+    rec = mount_container(store, mount);
   } catch (...) {
     undo_dirs();
     throw;
@@ -162,6 +173,10 @@ const Command::Register kRegister({
     "/etc/group), runc's default mounts, namespaces (pid, ipc, uts, mount,\n"
     "network) and capabilities, the container's name as hostname. DIR is created,\n"
     "or must be an empty directory. Then: 'runc run -b DIR ID'.\n"
+    "\n"
+    "DIR is made root's and 0700: the rootfs honours the image's setuid bits (for\n"
+    "sudo or ping inside the container), so no host user may reach it. Its device\n"
+    "nodes are never opened as devices (nodev); the runtime's /dev supplies them.\n"
     "\n"
     "  --name NAME    a name for the container (default: its short id)\n"
     "  --json         print id, name, image, bundle, rootfs and daemon pid as JSON\n"

@@ -16,7 +16,8 @@ namespace layer::cli {
 namespace {
 
 int run_mount(Globals& g, std::vector<std::string>& args) {
-  auto opts = parse_options(args, {{"name", true}, {"read-only", false}}, g);
+  auto opts = parse_options(
+      args, {{"name", true}, {"read-only", false}, {"suid", false}, {"dev", false}}, g);
   if (args.size() != 2) throw UsageError("wants IMAGE and DIR (see 'layerctl mount --help')");
   const std::string image = args[0];
   const std::string dir = absolute_path(args[1]);
@@ -30,7 +31,10 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
   if (!S_ISDIR(st.st_mode)) throw Error("'" + args[1] + "'", ENOTDIR);
 
   store::Store store = store::Store::open(g.root, store::LockMode::Shared);
-  store::ContainerRecord rec = mount_container(store, {image, dir, name, read_only});
+  MountRequest req{image, dir, name, read_only};
+  req.suid = opts.count("suid") > 0;
+  req.dev = opts.count("dev") > 0;
+  store::ContainerRecord rec = mount_container(store, req);
   const pid_t pid = rec.pid;
   if (g.json) {
     nlohmann::json j = {{"id", rec.id},      {"name", rec.name}, {"image", rec.image},
@@ -45,7 +49,7 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
 const Command::Register kRegister({
     "mount",
     "create a container from an image and mount it at a directory",
-    "Usage: layerctl mount IMAGE DIR [--name NAME] [--read-only]\n"
+    "Usage: layerctl mount IMAGE DIR [--name NAME] [--read-only] [--suid] [--dev]\n"
     "\n"
     "Creates a container from IMAGE (its own copy-on-write upper directory in the\n"
     "store) and serves the image's layers under it at DIR with a layerfs daemon.\n"
@@ -53,7 +57,14 @@ const Command::Register kRegister({
     "\n"
     "  --name NAME    a name for the container (default: its short id)\n"
     "  --read-only    no upper: the mount refuses every write\n"
+    "  --suid         honour the image's setuid/setgid bits (default: nosuid)\n"
+    "  --dev          open the image's device nodes as devices (default: nodev)\n"
     "  --json         print id, name, image, mount point and daemon pid as JSON\n"
+    "\n"
+    "Any host user who can reach DIR can use the mount: by default it is nosuid\n"
+    "and nodev, so the image's setuid binaries do not run with their owner's ids\n"
+    "and its device nodes do not open host devices. Give --suid or --dev only for\n"
+    "a DIR that only root can reach.\n"
     "\n"
     "The daemon logs to containers/<id>/layerfs.log in the store; if it cannot\n"
     "mount, its own reason is in the error and nothing is kept. Each mount makes a\n"

@@ -185,7 +185,8 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   };
 
   if (is_local(ref)) {
-    for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry"})
+    for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry",
+                          "low-speed-limit", "low-speed-time", "retries"})
       if (o.count(r)) throw UsageError(std::string("option '--") + r + "' is for registries");
   }
   // A short name is tried at each of registries.conf's
@@ -222,6 +223,8 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
       } catch (const Error& e) {
         throw at_fault(e.line(), "");
       }
+      for (const auto& w : source->warnings())
+        std::fprintf(stderr, "layerctl: pull: warning: %s\n", w.c_str());
       try {
         r = pull::pull(st, *source, name, opt);
       } catch (const Error& e) {

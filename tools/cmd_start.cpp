@@ -50,6 +50,9 @@ int run_start(Globals& g, std::vector<std::string>& args) {
       throw Error("'" + args[0] + "': layer " + d.str() + " of its image is gone from the store");
 
   store::ContainerRecord rec = *c;
+  // suid/dev were chosen for the old mount point (a bundle's is below a 0700
+  // directory); a new DIR may be reachable by host users.
+  if (dir != c->mountpoint) rec.suid = rec.dev = false;
   rec.mountpoint = dir;
   start_daemon(st, rec);
   if (g.json) {
@@ -71,7 +74,8 @@ const Command::Register kRegister({
     "without --rm left) again with a layerfs daemon: its image's layers under its\n"
     "own upper directory, with every change made in it so far. DIR defaults to\n"
     "the mount point it had; it must be an existing directory that is not a\n"
-    "mount point. Prints the container's name.\n"
+    "mount point. Prints the container's name. A new DIR is mounted nosuid,nodev\n"
+    "(see 'layerctl mount --help').\n"
     "\n"
     "  --json         print id, name, image, mount point and daemon pid as JSON\n"
     "\n"

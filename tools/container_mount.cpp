@@ -157,6 +157,8 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
   rec.diff_ids = img->diff_ids;
   rec.mountpoint = req.dir;
   rec.read_only = req.read_only;
+  rec.suid = req.suid;
+  rec.dev = req.dev;
   rec.created = now_rfc3339();
   st.put_container(rec);
   try {
@@ -193,6 +195,9 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec) {
            ",workdir=" + escape_opt(root + "/" + Layout::container_work(rec.id));
     else
       o += ",ro";
+    // After the daemon's own defaults (suid,dev as root), so these win.
+    o += rec.suid ? ",suid" : ",nosuid";
+    o += rec.dev ? ",dev" : ",nodev";
     o += ",fsname=layerfs-" + short_id(rec.id);
     UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
                                  0644, "container log");

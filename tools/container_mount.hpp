@@ -15,6 +15,10 @@ struct MountRequest {
   std::string dir;    // absolute, an existing directory, not a mount point
   std::string name;   // empty: the short id
   bool read_only = false;
+  // A mount at a directory host users can reach must not hand them the
+  // image's setuid binaries or device nodes: nosuid and nodev unless asked.
+  bool suid = false;
+  bool dev = false;
 };
 
 // True for a usable container name: letters, digits, '_', '.', '-', at most 64.

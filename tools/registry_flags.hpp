@@ -1,6 +1,7 @@
 // The flags of every command that talks to a registry (pull, login, logout),
 // spelled like skopeo's and podman's: --tls-verify=false, --cert-dir DIR,
-// --creds USER:PASS, --authfile FILE, --insecure-registry HOST (repeatable).
+// --creds USER:PASS, --authfile FILE, --insecure-registry HOST (repeatable),
+// and the stall guards --low-speed-limit, --low-speed-time, --retries.
 // Stateless; thread-safe.
 #pragma once
 

@@ -96,6 +96,8 @@ Platform parse_platform_object(const json& p, const std::string& where) {
   return out;
 }
 
+constexpr size_t kMaxUrls = 16;
+
 Descriptor parse_descriptor(const json& d, const std::string& where) {
   if (!d.is_object()) bad(where, "not an object");
   Descriptor out;
@@ -109,6 +111,15 @@ Descriptor parse_descriptor(const json& d, const std::string& where) {
     for (const auto& [k, v] : a->items()) {
       if (!v.is_string()) bad(where, "annotation '" + shown(k) + "' is not a string");
       out.annotations.emplace(k, v.get<std::string>());
+    }
+  }
+  if (const json* u = field(d, "urls"); u && !u->is_null()) {
+    if (!u->is_array()) bad(where, "'urls' is not an array");
+    if (u->size() > kMaxUrls) bad(where, "more than " + std::to_string(kMaxUrls) + " urls");
+    for (const auto& v : *u) {
+      if (!v.is_string()) bad(where, "a url is not a string");
+      if (v.get_ref<const std::string&>().size() > 4096) bad(where, "a url is too long");
+      out.urls.push_back(v.get<std::string>());
     }
   }
   return out;
@@ -313,7 +324,7 @@ Manifest parse_manifest(std::string_view text) {
   return m;
 }
 
-Index parse_index(std::string_view text) {
+Index parse_index(std::string_view text, std::vector<BadIndexEntry>* bad) {
   json j = parse_json(text, "index");
   check_schema_version(j, "index");
   Index idx;
@@ -331,12 +342,23 @@ Index parse_index(std::string_view text) {
                 std::to_string(kMaxIndexEntries));
   for (size_t i = 0; i < ms.size(); ++i) {
     std::string where = "index: manifests[" + std::to_string(i) + "]";
-    Descriptor d = parse_descriptor(ms[i], where);
-    if ((is_manifest_type(d.media_type) || is_index_type(d.media_type)) &&
-        d.size > static_cast<int64_t>(kMaxDocumentBytes))
-      throw Error(where + ": size " + std::to_string(d.size) + " is over the limit of " +
-                  std::to_string(kMaxDocumentBytes));
-    idx.manifests.push_back(std::move(d));
+    try {
+      Descriptor d = parse_descriptor(ms[i], where);
+      if ((is_manifest_type(d.media_type) || is_index_type(d.media_type)) &&
+          d.size > static_cast<int64_t>(kMaxDocumentBytes))
+        throw Error(where + ": size " + std::to_string(d.size) + " is over the limit of " +
+                    std::to_string(kMaxDocumentBytes));
+      idx.manifests.push_back(std::move(d));
+    } catch (const Error& e) {
+      if (!bad) throw;
+      BadIndexEntry b{i, {}, e.line()};
+      const json* a = ms[i].is_object() ? field(ms[i], "annotations") : nullptr;
+      if (a && a->is_object()) {
+        auto it = a->find("org.opencontainers.image.ref.name");
+        if (it != a->end() && it->is_string()) b.ref_name = it->get<std::string>();
+      }
+      bad->push_back(std::move(b));
+    }
   }
   return idx;
 }

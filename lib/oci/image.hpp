@@ -39,6 +39,7 @@ struct Descriptor {
   int64_t size = -1;
   std::optional<Platform> platform;  // index entries only
   std::map<std::string, std::string> annotations;
+  std::vector<std::string> urls;  // where a non-distributable layer may be fetched
 };
 
 struct Manifest {
@@ -64,8 +65,18 @@ struct ImageConfig {
 enum class DocKind { Manifest, Index };
 DocKind classify(std::string_view json, std::string_view content_type = {});
 
+// An index entry that is not a valid descriptor (bad digest, size, ...).
+struct BadIndexEntry {
+  size_t position;       // in "manifests"
+  std::string ref_name;  // its org.opencontainers.image.ref.name annotation, if a string
+  std::string message;   // the parse error, naming the field at fault
+};
+
 Manifest parse_manifest(std::string_view json);  // throws Error naming the field at fault
-Index parse_index(std::string_view json);
+// With `bad` null an invalid entry throws; otherwise it is left out of the
+// Index and described in *bad (an OCI layout's index.json holds entries for
+// unrelated images: only the one pulled must be valid).
+Index parse_index(std::string_view json, std::vector<BadIndexEntry>* bad = nullptr);
 ImageConfig parse_config(std::string_view json);
 
 // Picks the best manifest in `index` for `want` with containerd's matcher

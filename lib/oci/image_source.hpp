@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "oci/image.hpp"
 #include "util/byte_source.hpp"
@@ -36,6 +37,9 @@ class ImageSource {
   // A layer blob as a stream of its compressed bytes. Unverified: the
   // unpacker checks digest and size while streaming.
   virtual std::unique_ptr<ByteSource> open_blob(const Descriptor& d) = 0;
+  // Problems found and stepped around (an index entry skipped), for the
+  // caller to show; one line each.
+  virtual std::vector<std::string> warnings() const { return {}; }
 };
 
 // Opens "oci:DIR[:TAG]" or "docker-archive:FILE[:REF]"; throws Error.

@@ -71,10 +71,18 @@ LayoutSource::LayoutSource(const std::string& dir, const std::string& tag) : dir
   std::string index_text =
       sys::xread_file(dirfd_.get(), "index.json", kMaxDocumentBytes, what + ": index.json");
   Index index;
+  std::vector<BadIndexEntry> bad;
   try {
-    index = parse_index(index_text);
+    index = parse_index(index_text, &bad);
   } catch (const Error& e) {
     throw Error(what + ": index.json: " + e.line());
+  }
+  // Only the entry pulled must be valid; the others belong to other images.
+  for (const auto& b : bad) {
+    if (!tag_.empty() && b.ref_name == tag_) throw Error(what + ": index.json: " + b.message);
+    warnings_.push_back(what + ": index.json: skipped " +
+                        (b.ref_name.empty() ? "an untagged entry" : "'" + b.ref_name + "'") + ": " +
+                        b.message);
   }
 
   std::vector<std::string> tags;

@@ -23,6 +23,7 @@ class LayoutSource : public ImageSource {
   FetchedDocument get_manifest(const std::optional<Digest>& digest) override;
   std::string get_blob(const Descriptor& d) override;
   std::unique_ptr<ByteSource> open_blob(const Descriptor& d) override;
+  std::vector<std::string> warnings() const override { return warnings_; }
 
  private:
   UniqueFd open_blob_fd(const Digest& d) const;
@@ -33,7 +34,8 @@ class LayoutSource : public ImageSource {
   std::string tag_;       // as given, may be empty
   std::string name_tag_;  // the tag the image is recorded under
   UniqueFd dirfd_;
-  std::vector<Descriptor> selected_;  // index.json entries for the tag
+  std::vector<Descriptor> selected_;   // index.json entries for the tag
+  std::vector<std::string> warnings_;  // index.json entries skipped
 };
 
 }  // namespace layer::oci

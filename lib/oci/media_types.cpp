@@ -3,12 +3,20 @@
 namespace layer::oci {
 
 LayerKind layer_kind(std::string_view media_type) {
-  if (media_type == kOciLayer || media_type == kDockerLayerTar) return LayerKind::Tar;
-  if (media_type == kOciLayerGzip || media_type == kDockerLayerGzip) return LayerKind::TarGzip;
-  if (media_type == kOciLayerZstd) return LayerKind::TarZstd;
-  // Non-distributable ("foreign") layers live elsewhere by design; we never
-  // fetch from URLs a manifest names, so they are refused with the rest.
+  // The image spec: implementations must accept non-distributable layers
+  // and treat them like the distributable type of the same compression.
+  if (media_type == kOciLayer || media_type == kDockerLayerTar || media_type == kOciLayerNondist)
+    return LayerKind::Tar;
+  if (media_type == kOciLayerGzip || media_type == kDockerLayerGzip ||
+      media_type == kOciLayerNondistGzip || media_type == kDockerForeignLayerGzip)
+    return LayerKind::TarGzip;
+  if (media_type == kOciLayerZstd || media_type == kOciLayerNondistZstd) return LayerKind::TarZstd;
   return LayerKind::Unsupported;
+}
+
+bool is_nondistributable(std::string_view media_type) {
+  return media_type == kOciLayerNondist || media_type == kOciLayerNondistGzip ||
+         media_type == kOciLayerNondistZstd || media_type == kDockerForeignLayerGzip;
 }
 
 bool is_manifest_type(std::string_view media_type) {

@@ -52,6 +52,30 @@ Result<void> copy_data(int src, int dst, off_t size) {
   return {};
 }
 
+// Reserves in `upper` (of `size` bytes, all hole) the blocks the background
+// fill of a lazy copy-up will write: the lower's data ranges. A full upper
+// then fails the copy-up, and with it the write that asked for it, with
+// ENOSPC, instead of leaving a file whose fill can never finish. The fill
+// finds its work with SEEK_HOLE, so the reservation must still read as holes
+// (unwritten extents do on ext4, XFS, btrfs and tmpfs). Returns false when it
+// would not (the caller copies the data at once); true when reserved, or when
+// the filesystem cannot reserve (EOPNOTSUPP: lazy as before).
+Result<bool> reserve_fill(int lower, int upper, off_t size) {
+  for (off_t pos = 0; pos < size;) {
+    off_t d = ::lseek(lower, pos, SEEK_DATA);
+    if (d < 0 || d >= size) break;
+    off_t e = ::lseek(lower, d, SEEK_HOLE);
+    if (e < 0 || e > size) e = size;
+    if (::fallocate(upper, 0, d, e - d) != 0) {
+      if (errno == EOPNOTSUPP) return true;
+      return last_errno();
+    }
+    pos = e;
+  }
+  off_t data = ::lseek(upper, 0, SEEK_DATA);
+  return data < 0 || data >= size;
+}
+
 }  // namespace
 
 struct Copier::Job {
@@ -145,6 +169,10 @@ Result<void> Copier::make_work_copy(Job& j, CopyData data) {
         // Big file: only the metadata now; the data follows in the background
         // and is read from the lower file until then.
         if (::ftruncate(j.data.get(), j.st.st_size) != 0) return last_errno();
+        auto reserved = reserve_fill(src.value().get(), j.data.get(), j.st.st_size);
+        if (!reserved) return Errno{reserved.error()};
+        if (!reserved.value())  // no reservation that reads as holes: copy it all now
+          return copy_data(src.value().get(), j.data.get(), j.st.st_size);
         std::string rel = nodes_.path_of(j.parent);
         rel += rel.empty() ? j.name : "/" + j.name;
         std::string marker = std::to_string(j.st.st_size);

@@ -42,10 +42,11 @@ Result<std::unique_ptr<OpenFile>> OpenFile::open(Overlay& ov, Node* n, int flags
   LazyCopy& lazy = ov.lazy();
   // A file still being copied up lazily gets the rest of its data first
   // (its fsync is left to the background), so that this open can go
-  // straight to the upper file.
+  // straight to the upper file. A read never fails for it: if the fill
+  // cannot finish, the open reads through the daemon, lower bytes for holes.
   if (shareable)
     if (auto p = lazy.unfilled_of(n))
-      if (auto r = lazy.fill(*p); !r) return Errno{r.error()};
+      if (auto r = lazy.fill(*p); !r && may_write(flags)) return Errno{r.error()};
   int real_flags = flags;
   if (n->layer.load() == kUpper && !lazy.unfilled_of(n))
     real_flags = create_flags(flags, shareable);

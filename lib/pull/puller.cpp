@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <ctime>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -63,6 +64,43 @@ bool symlink_in(const store::Store& store, const Digest& diff_id, const std::str
       sys::open_beneath(store.root_fd(), path.c_str(), O_PATH | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
   struct stat st;
   return fd && ::fstat(fd->get(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+// What the store verified about a compressed blob when it unpacked it: the
+// layer it holds and (in records that have it) its size.
+struct KnownBlob {
+  Digest diff_id;
+  int64_t size = -1;
+};
+using KnownBlobs = std::map<Digest, KnownBlob>;
+
+KnownBlobs known_blobs(const std::vector<store::LayerInfo>& layers) {
+  KnownBlobs out;
+  for (const auto& info : layers)
+    for (const auto& d : info.compressed) {
+      auto it = info.compressed_sizes.find(d);
+      out.emplace(d, KnownBlob{info.diff_id, it == info.compressed_sizes.end() ? -1 : it->second});
+    }
+  return out;
+}
+
+// A layer present by diff_id is reused without fetching its blob, so nothing
+// checks the descriptor's digest and size while streaming: check them
+// against what the store verified instead. A compressed form the store has
+// never seen cannot contradict it (the content is the diff_id's, which the
+// config's digest vouches for).
+void check_reuse(const KnownBlobs& known, size_t i, const oci::Descriptor& d,
+                 const Digest& diff_id) {
+  auto it = known.find(d.digest);
+  if (it == known.end()) return;
+  std::string where = "manifest: layers[" + std::to_string(i) + "] " + d.digest.str();
+  if (it->second.diff_id != diff_id)
+    throw Error(where + " is the blob of layer " + it->second.diff_id.str() +
+                ", but the config gives diff_id " + diff_id.str());
+  if (it->second.size >= 0 && it->second.size != d.size)
+    throw Error(where + ": the descriptor says " + std::to_string(d.size) +
+                " bytes, but this blob is " + std::to_string(it->second.size) +
+                " bytes (as verified when the store unpacked it)");
 }
 
 }  // namespace
@@ -270,6 +308,7 @@ class Ingestor {
     const Digest& diff_id = cfg_.diff_ids[i];
     // Another process may have published it since the pull began.
     if (store_.has_layer(diff_id)) {
+      check_present(i);
       ++reused_;
       emit(event(i, LayerState::Exists));
       return;
@@ -314,11 +353,20 @@ class Ingestor {
     }
     drop_stage();
     if (r == store::Ingest::AlreadyPresent) {
+      check_present(i);
       ++reused_;
       emit(event(i, LayerState::Exists));
     } else {
       emit(event(i, LayerState::Done, static_cast<uint64_t>(d.size)));
     }
+  }
+
+  // Layer i was published by another pull meanwhile: check the descriptor
+  // against its record.
+  void check_present(size_t i) {
+    std::vector<store::LayerInfo> info;
+    if (auto l = store_.layer_info(cfg_.diff_ids[i])) info.push_back(std::move(*l));
+    check_reuse(known_blobs(info), i, m_.layers[i], cfg_.diff_ids[i]);
   }
 
   store::Store& store_;
@@ -389,8 +437,15 @@ Result pull(store::Store& store, oci::ImageSource& source, const std::string& na
   std::vector<size_t> todo;
   std::set<Digest> queued;
   std::vector<size_t> duplicates;
+  std::optional<KnownBlobs> known;  // read once, if any layer is present
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
     if (store.has_layer(cfg.diff_ids[i])) {
+      try {
+        if (!known) known = known_blobs(store.layers());
+        check_reuse(*known, i, manifest.layers[i], cfg.diff_ids[i]);
+      } catch (const Error& e) {
+        throw fail(e);
+      }
       ingestor.emit(ingestor.event(i, LayerState::Exists));
     } else if (!queued.insert(cfg.diff_ids[i]).second) {
       duplicates.push_back(i);  // the same layer twice in one image: unpack it once

@@ -36,12 +36,12 @@ bool loopback_host(const std::string& h) {
 }  // namespace
 
 Authenticator::Authenticator(HttpClient& http, std::string registry, std::string repo,
-                             CredentialSearch creds, bool allow_http_realm)
+                             CredentialSearch creds, RealmPolicy realm_policy)
     : http_(http),
       registry_(std::move(registry)),
       repo_(std::move(repo)),
       creds_(std::move(creds)),
-      allow_http_realm_(allow_http_realm) {}
+      realm_policy_(realm_policy) {}
 
 std::string Authenticator::attempt() const {
   if (creds_.found) return "credentials from " + creds_.found->source;
@@ -114,9 +114,16 @@ Authenticator::Token Authenticator::fetch_token(const std::string& scope) {
   std::string host = url_part(u.get(), CURLUPART_HOST);
   std::string port = url_part(u.get(), CURLUPART_PORT);
   std::string realm_host = port.empty() ? host : host + ":" + port;
-  if (scheme != "https" && !(scheme == "http" && (allow_http_realm_ || loopback_host(host))))
-    throw Error("registry " + registry_ + " names a token realm that is not HTTPS (" + realm_host +
-                "); refusing to use it");
+  if (scheme != "https") {
+    const RealmPolicy& p = realm_policy_;
+    if (scheme != "http" || !(p.registry_http || loopback_host(host)))
+      throw Error("registry " + registry_ + " names a token realm that is not HTTPS (" +
+                  realm_host + "); refusing to use it");
+    if (creds_.found && !p.registry_marked && !(p.registry_loopback && loopback_host(host)))
+      throw Error("registry " + registry_ + " names the plain-HTTP token realm " + realm_host +
+                  "; refusing to send the credentials from " + creds_.found->source +
+                  " there in clear text (only to a registry marked --insecure-registry)");
+  }
   auto add_query = [&](const std::string& kv) {
     curl_url_set(u.get(), CURLUPART_QUERY, kv.c_str(), CURLU_APPENDQUERY | CURLU_URLENCODE);
   };

@@ -19,11 +19,24 @@
 
 namespace layer::registry {
 
+// Which plain-HTTP token realms may be used. A registry names its realm
+// itself, so a hostile or spoofed registry could name any http:// URL:
+// credentials go to a plain-HTTP realm only when the user marked the
+// registry insecure (--insecure-registry), or when both the registry and the
+// realm are on loopback (nothing leaves the machine). An anonymous token
+// fetch (no credentials to leak) may use plain HTTP wherever the registry
+// itself may (loopback or --insecure-registry) or when the realm is loopback.
+struct RealmPolicy {
+  bool registry_http = false;      // the registry itself may be spoken to over plain HTTP
+  bool registry_marked = false;    // the user named it with --insecure-registry
+  bool registry_loopback = false;  // its host is a loopback address
+};
+
 class Authenticator {
  public:
   // `registry`: the host[:port] messages name; `repo`: the repository path.
   Authenticator(HttpClient& http, std::string registry, std::string repo, CredentialSearch creds,
-                bool allow_http_realm);
+                RealmPolicy realm_policy);
 
   // The challenges of the /v2/ ping (its WWW-Authenticate header values).
   void set_challenges(const std::vector<std::string>& www_authenticate);
@@ -53,7 +66,7 @@ class Authenticator {
   const std::string registry_;
   const std::string repo_;
   const CredentialSearch creds_;
-  const bool allow_http_realm_;
+  const RealmPolicy realm_policy_;
 
   mutable std::mutex mu_;
   Challenge challenge_;                  // guarded by mu_; scheme "" until a 401 is seen

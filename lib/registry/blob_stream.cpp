@@ -4,14 +4,16 @@
 #include <cstdlib>
 #include <thread>
 
+#include "oci/media_types.hpp"
 #include "util/error.hpp"
 
 namespace layer::registry {
 
 namespace {
 
-constexpr int kMaxResumes = 50;        // cuts per blob in total
-constexpr int kMaxStalledResumes = 6;  // cuts in a row without a byte of progress
+// Cuts per blob in total. Slow transfers and cuts in a row without a byte of
+// progress are bounded by RegistryClient::retries() instead.
+constexpr int kMaxResumes = 50;
 
 // "bytes A-B/TOTAL": start A and total (-1 for "*"); nullopt if malformed.
 std::optional<std::pair<uint64_t, int64_t>> parse_content_range(const std::string& v) {
@@ -39,25 +41,42 @@ void BlobStream::open() {
   HttpRequest req;
   req.range_from = offset_ > 0 ? static_cast<long long>(offset_) : -1;
   std::string path = "/v2/" + client_.ref().path + "/blobs/" + desc_.digest.str();
-  t_ = client_.send(path, req);
+  t_ = external_ ? client_.get_external(desc_.urls, req, what_) : client_.send(path, req);
   skip_ = 0;
   long st = t_->status();
+  // A non-distributable layer the registry does not hold: its descriptor's
+  // urls, verified by the digest and size checks of the reader as any blob.
+  if (!external_ && st == 404 && !desc_.urls.empty() &&
+      oci::is_nondistributable(desc_.media_type)) {
+    external_ = true;
+    t_ = client_.get_external(desc_.urls, req, what_);
+    st = t_->status();
+  }
   if (offset_ == 0) {
     if (st != 200) client_.fail(*t_, what_);
+    check_length(desc_.size);
     return;
   }
   if (st == 206) {
     auto cr = parse_content_range(t_->headers().get("content-range").value_or(""));
     bool matches = cr && cr->first == offset_ &&
                    (cr->second < 0 || desc_.size < 0 || cr->second == desc_.size);
-    if (matches) return;
+    if (matches) {
+      check_length(desc_.size < 0 ? -1 : desc_.size - static_cast<int64_t>(offset_));
+      return;
+    }
     // A range we did not ask for: start over and skip what was delivered.
     req.range_from = -1;
-    t_ = client_.send(path, req);
+    t_ = external_ ? client_.get_external(desc_.urls, req, what_) : client_.send(path, req);
     st = t_->status();
   }
   if (st != 200) client_.fail(*t_, what_);
+  check_length(desc_.size);
   skip_ = offset_;  // the registry ignored Range: drop the part already handed out
+}
+
+void BlobStream::check_length(int64_t want) const {
+  client_.check_content_length(*t_, want, what_);
 }
 
 size_t BlobStream::read(void* buf, size_t n) {
@@ -91,11 +110,17 @@ size_t BlobStream::read(void* buf, size_t n) {
         t_.reset();  // every byte is in; the connection broke after them
         return 0;
       }
-      bool again =
-          e.kind() == TransportError::Kind::Transient || e.kind() == TransportError::Kind::Connect;
-      if (!again || ++resumes_ > kMaxResumes || ++stalls_ > kMaxStalledResumes)
+      bool slow = e.kind() == TransportError::Kind::Slow;
+      bool again = slow || e.kind() == TransportError::Kind::Transient ||
+                   e.kind() == TransportError::Kind::Connect;
+      if (slow) ++slow_;
+      if (!again || resumes_ >= kMaxResumes || slow_ > client_.retries() ||
+          ++stalls_ > client_.retries())
         throw Error(client_.transport_failure(e) + " (downloading " + what_ + " at byte " +
-                    std::to_string(offset_) + ", after " + std::to_string(resumes_) + " resumes)");
+                    std::to_string(offset_) +
+                    (desc_.size >= 0 ? " of " + std::to_string(desc_.size) : std::string()) + ", " +
+                    std::to_string(resumes_ + 1) + " attempts)");
+      ++resumes_;
       t_.reset();
       std::this_thread::sleep_for(std::chrono::milliseconds(100 << std::min(stalls_ - 1, 5)));
     }

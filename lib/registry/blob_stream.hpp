@@ -23,15 +23,19 @@ class BlobStream : public ByteSource {
 
  private:
   void open();  // (re)starts the download at offset_
+  // Throws if the response's Content-Length is not `want` (-1: unknown).
+  void check_length(int64_t want) const;
 
   RegistryClient& client_;
   oci::Descriptor desc_;
   std::string what_;  // "blob sha256:..." for messages
   std::unique_ptr<HttpTransfer> t_;
-  uint64_t offset_ = 0;  // bytes handed to the reader
-  uint64_t skip_ = 0;    // bytes of the current response to drop before offset_
-  int resumes_ = 0;      // cuts survived, in total
-  int stalls_ = 0;       // cuts in a row without progress
+  uint64_t offset_ = 0;    // bytes handed to the reader
+  uint64_t skip_ = 0;      // bytes of the current response to drop before offset_
+  int resumes_ = 0;        // cuts survived, in total
+  int stalls_ = 0;         // cuts in a row without progress
+  bool external_ = false;  // from desc_.urls: the registry lacks this non-distributable blob
+  int slow_ = 0;           // transfers aborted below the speed floor
 };
 
 }  // namespace layer::registry

@@ -70,6 +70,8 @@ std::string transport_message(const TransportError& e, const std::string& host) 
              "verification with --tls-verify=false)";
     case TransportError::Kind::Transient:
       return "connection to " + host + " failed: " + e.line();
+    case TransportError::Kind::Slow:
+      return host + " " + e.line();
     case TransportError::Kind::Other:
       break;
   }
@@ -82,7 +84,7 @@ CurlHandles::~CurlHandles() {
   if (multi) curl_multi_cleanup(multi);
 }
 
-HttpClient::HttpClient(TlsConfig tls) : tls_(std::move(tls)) {
+HttpClient::HttpClient(TlsConfig tls, SpeedFloor floor) : tls_(std::move(tls)), floor_(floor) {
   global_init();
   share_ = curl_share_init();
   if (!share_) throw Error("curl_share_init failed");

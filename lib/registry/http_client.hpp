@@ -24,6 +24,14 @@ struct TlsConfig {
   std::string client_key;
 };
 
+// Below low_speed_limit bytes/s for low_speed_time seconds: the transfer
+// fails (TransportError, Kind::Slow).
+// A transfer paused because its reader is behind is not measured.
+struct SpeedFloor {
+  long low_speed_limit = 1024;
+  long low_speed_time = 30;
+};
+
 struct HttpRequest {
   std::string method = "GET";        // GET, HEAD, or with a body: PUT, POST, PATCH
   std::string url;                   // http:// or https:// only
@@ -37,7 +45,8 @@ struct HttpRequest {
 // A failure below HTTP (DNS, connect, TLS, a cut connection), from curl.
 class TransportError : public Error {
  public:
-  enum class Kind { Resolve, Connect, Tls, Transient, Other };
+  // Slow: below the SpeedFloor for its whole window (stalled or trickling).
+  enum class Kind { Resolve, Connect, Tls, Transient, Slow, Other };
   TransportError(Kind kind, int curl_code, const std::string& message, int os_errno = 0)
       : Error(message), kind_(kind), curl_code_(curl_code), os_errno_(os_errno) {}
   Kind kind() const { return kind_; }
@@ -66,7 +75,7 @@ struct CurlHandles {
 
 class HttpClient {
  public:
-  explicit HttpClient(TlsConfig tls);
+  explicit HttpClient(TlsConfig tls, SpeedFloor floor = {});
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -76,6 +85,7 @@ class HttpClient {
   std::unique_ptr<HttpTransfer> start(const HttpRequest& req);
 
   const TlsConfig& tls() const { return tls_; }
+  const SpeedFloor& floor() const { return floor_; }
 
  private:
   friend class HttpTransfer;
@@ -85,6 +95,7 @@ class HttpClient {
   static void unlock_cb(CURL*, curl_lock_data data, void* self);
 
   TlsConfig tls_;
+  SpeedFloor floor_;
   CURLSH* share_ = nullptr;
   std::mutex share_mu_[CURL_LOCK_DATA_LAST];  // one per curl_lock_data; curl orders them
   std::mutex pool_mu_;

@@ -10,7 +10,6 @@ namespace {
 constexpr long kBufferSize = 256 << 10;  // curl's receive buffer
 constexpr size_t kHighWater = 4 << 20;   // pause the transfer above this many unread bytes
 constexpr long kConnectTimeoutSec = 30;
-constexpr long kStallSeconds = 60;  // < 1 byte/s for this long: the transfer fails
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -68,8 +67,8 @@ HttpTransfer::HttpTransfer(HttpClient& client, std::unique_ptr<CurlHandles> h,
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, kConnectTimeoutSec);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, kStallSeconds);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, client.floor().low_speed_limit);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, client.floor().low_speed_time);
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, kBufferSize);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "layerctl/0.1");
   curl_easy_setopt(e, CURLOPT_SHARE, client.share_);
@@ -193,10 +192,24 @@ void HttpTransfer::drive() {
 void HttpTransfer::throw_failure() const {
   if (upload_error_) std::rethrow_exception(upload_error_);
   std::string msg = errbuf_[0] ? std::string(errbuf_) : curl_easy_strerror(result_);
+  TransportError::Kind kind = TransportError::classify(result_);
+  const SpeedFloor& floor = client_.floor();
+  if (result_ == CURLE_OPERATION_TIMEDOUT && msg.find("too slow") != std::string::npos) {
+    kind = TransportError::Kind::Slow;
+    msg = "sent less than " + std::to_string(floor.low_speed_limit) + " bytes/s for " +
+          std::to_string(floor.low_speed_time) +
+          " s (stalled or trickling; see --low-speed-limit, --low-speed-time)";
+  } else if (msg.find("HTTP/0.9") != std::string::npos) {
+    // curl read body bytes left over from the previous response on this
+    // connection as the start of this one: that response was longer than
+    // its Content-Length said.
+    msg =
+        "answered with something that is not HTTP (a previous response on the connection "
+        "was longer than its Content-Length)";
+  }
   long os_errno = 0;
   curl_easy_getinfo(h_->easy, CURLINFO_OS_ERRNO, &os_errno);
-  throw TransportError(TransportError::classify(result_), static_cast<int>(result_), msg,
-                       static_cast<int>(os_errno));
+  throw TransportError(kind, static_cast<int>(result_), msg, static_cast<int>(os_errno));
 }
 
 void HttpTransfer::wait_headers() {

@@ -16,7 +16,6 @@ namespace layer::registry {
 
 namespace {
 
-constexpr int kMaxAttempts = 6;  // per request, for connection failures, 5xx and 429
 constexpr int kMaxRedirects = 10;
 constexpr long kMaxRetryAfterSec = 60;
 constexpr size_t kMaxErrorBody = 64 << 10;
@@ -140,14 +139,16 @@ RegistryClient::RegistryClient(Reference ref, const RegistryOptions& opt)
     : ref_(std::move(ref)),
       endpoint_(ref_.endpoint()),
       https_only_(opt.https_only),
-      allow_http_(!opt.https_only &&
-                  (ref_.is_loopback() || std::find_if(opt.insecure.begin(), opt.insecure.end(),
-                                                      [&](const auto& r) {
-                                                        return r == ref_.domain || r == endpoint_;
-                                                      }) != opt.insecure.end())),
-      http_(load_tls_config(endpoint_, opt)),
+      marked_insecure_(std::find_if(opt.insecure.begin(), opt.insecure.end(),
+                                    [&](const auto& r) {
+                                      return r == ref_.domain || r == endpoint_;
+                                    }) != opt.insecure.end()),
+      allow_http_(!opt.https_only && (marked_insecure_ || ref_.is_loopback())),
+      retries_(std::max(0, opt.retries)),
+      http_(load_tls_config(endpoint_, opt), SpeedFloor{opt.low_speed_limit, opt.low_speed_time}),
       auth_(http_, ref_.domain, ref_.path,
-            find_credentials(ref_.domain, ref_.path, opt.creds, opt.auth_file), allow_http_) {}
+            find_credentials(ref_.domain, ref_.path, opt.creds, opt.auth_file),
+            RealmPolicy{allow_http_, marked_insecure_, ref_.is_loopback()}) {}
 
 std::string RegistryClient::transport_failure(const TransportError& e) const {
   return "registry " + ref_.domain + ": " + transport_message(e, endpoint_);
@@ -169,13 +170,15 @@ void RegistryClient::ping() {
           t = http_.start(req);
           t->wait_headers();
         } catch (const TransportError& e) {
-          if (e.kind() == TransportError::Kind::Transient && ++failures < kMaxAttempts) {
+          bool again =
+              e.kind() == TransportError::Kind::Transient || e.kind() == TransportError::Kind::Slow;
+          if (again && ++failures <= retries_) {
             std::this_thread::sleep_for(backoff(failures));
             continue;
           }
           throw;
         }
-        if (retryable_status(t->status()) && ++failures < kMaxAttempts) {
+        if (retryable_status(t->status()) && ++failures <= retries_) {
           std::this_thread::sleep_for(retry_after(*t).value_or(backoff(failures)));
           continue;
         }
@@ -254,9 +257,10 @@ std::unique_ptr<HttpTransfer> RegistryClient::send(const std::string& path, Http
     try {
       t = follow(base_ + path, req, authorization);
     } catch (const TransportError& e) {
-      bool again =
-          e.kind() == TransportError::Kind::Transient || e.kind() == TransportError::Kind::Connect;
-      if (again && ++failures < kMaxAttempts) {
+      bool again = e.kind() == TransportError::Kind::Transient ||
+                   e.kind() == TransportError::Kind::Slow ||
+                   e.kind() == TransportError::Kind::Connect;
+      if (again && ++failures <= retries_) {
         std::this_thread::sleep_for(backoff(failures));
         continue;
       }
@@ -268,12 +272,79 @@ std::unique_ptr<HttpTransfer> RegistryClient::send(const std::string& path, Http
       auth_retried = true;
       continue;
     }
-    if (retryable_status(st) && ++failures < kMaxAttempts) {
+    if (retryable_status(st) && ++failures <= retries_) {
       std::this_thread::sleep_for(retry_after(*t).value_or(backoff(failures)));
       continue;
     }
     return t;
   }
+}
+
+namespace {
+
+// Why an external URL may not be fetched, or "" if it may.
+std::string external_refusal(const std::optional<Origin>& o, bool registry_loopback) {
+  if (!o) return "not a URL";
+  if (o->scheme != "http" && o->scheme != "https") return "not http(s)";
+  std::string h = o->host;
+  if (!h.empty() && h.front() == '[') h = h.substr(1, h.size() - 2);
+  if (h.rfind("169.254.", 0) == 0 || h.rfind("fe80:", 0) == 0 || h == "0.0.0.0" || h == "::" ||
+      h.empty())
+    return "link-local or unspecified address";
+  bool loopback =
+      h == "localhost" || h == "::1" || h.rfind("127.", 0) == 0 || h.rfind("::ffff:127.", 0) == 0;
+  if (loopback && !registry_loopback) return "loopback address named by a remote registry";
+  return {};
+}
+
+}  // namespace
+
+std::unique_ptr<HttpTransfer> RegistryClient::get_external(const std::vector<std::string>& urls,
+                                                           HttpRequest req,
+                                                           const std::string& what) {
+  std::string tried;
+  for (const auto& first : urls) {
+    std::string url = first;
+    std::string outcome;
+    for (int hop = 0; hop <= kMaxRedirects && outcome.empty(); ++hop) {
+      if (std::string why = external_refusal(origin_of(url), ref_.is_loopback()); !why.empty()) {
+        outcome = "refused: " + why;
+        break;
+      }
+      req.url = url;
+      req.authorization.clear();  // credentials belong to the registry
+      std::unique_ptr<HttpTransfer> t;
+      try {
+        t = http_.start(req);
+        t->wait_headers();
+      } catch (const TransportError& e) {
+        outcome = e.line();
+        break;
+      }
+      long st = t->status();
+      if (st == 200 || (st == 206 && req.range_from >= 0)) return t;
+      std::string next = (st >= 300 && st < 400) ? t->redirect_url() : std::string();
+      if (next.empty()) outcome = "HTTP " + std::to_string(st);
+      url = next;
+    }
+    if (outcome.empty()) outcome = "too many redirects";
+    tried += (tried.empty() ? "" : "; ") + printable(first, 200) + ": " + outcome;
+  }
+  throw Error("registry " + ref_.domain + ": " + what +
+              " is not in the registry and none of its urls served it (" + tried + ")");
+}
+
+void RegistryClient::check_content_length(const HttpTransfer& t, int64_t want,
+                                          const std::string& what) const {
+  auto v = t.headers().get("content-length");
+  if (want < 0 || !v || v->empty() || v->size() > 18 ||
+      v->find_first_not_of("0123456789") != std::string::npos)
+    return;
+  long long got = std::strtoll(v->c_str(), nullptr, 10);
+  if (got != want)
+    throw Error("registry " + ref_.domain + ": " + what +
+                ": the response declares Content-Length " + std::to_string(got) + " where " +
+                std::to_string(want) + " bytes are due (a wrong length, or not this blob)");
 }
 
 void RegistryClient::check_login() {

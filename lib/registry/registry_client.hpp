@@ -35,6 +35,20 @@ class RegistryClient {
   // message for DNS, connect, TLS and exhausted transient failures.
   std::unique_ptr<HttpTransfer> send(const std::string& path, HttpRequest req);
 
+  // GETs a non-distributable blob from the first of `urls` (the layer
+  // descriptor's) that answers 200 (206 for a range). URLs come from the
+  // image, so they are a server-side request forgery vector: only http(s),
+  // no credentials, redirects only to URLs that pass the same checks, never a
+  // link-local or unspecified address, loopback only when the registry is
+  // itself on loopback, and the bytes are used only if their digest matches
+  // (the caller verifies). Throws Error naming `what` and every URL tried.
+  std::unique_ptr<HttpTransfer> get_external(const std::vector<std::string>& urls, HttpRequest req,
+                                             const std::string& what);
+
+  // Throws Error naming `what` if the response declares a Content-Length
+  // other than `want` bytes (-1: unknown, no check).
+  void check_content_length(const HttpTransfer& t, int64_t want, const std::string& what) const;
+
   // Throws the Error a user sees for a non-2xx answer to a request for
   // `what` ("manifest 'ref'", "blob sha256:..."). Reads the error body.
   [[noreturn]] void fail(HttpTransfer& t, const std::string& what);
@@ -46,6 +60,9 @@ class RegistryClient {
   // The message for a transport failure, naming the registry.
   std::string transport_failure(const TransportError& e) const;
 
+  // How often a failed request or a stalled blob transfer is tried again.
+  int retries() const { return retries_; }
+
  private:
   void ping();  // once; sets base_ and the auth challenge
   std::unique_ptr<HttpTransfer> follow(std::string url, HttpRequest req,
@@ -55,7 +72,9 @@ class RegistryClient {
   Reference ref_;
   std::string endpoint_;  // host[:port] requests go to
   bool https_only_;       // --tls-verify=true was given
-  bool allow_http_;
+  bool marked_insecure_;  // named by --insecure-registry
+  bool allow_http_;       // marked_insecure_ or loopback, unless https_only_
+  int retries_;
   HttpClient http_;
   Authenticator auth_;
   std::once_flag pinged_;

@@ -56,7 +56,7 @@ class RegistrySource : public oci::ImageSource {
     check_length(*t, what, oci::kMaxDocumentBytes);
 
     oci::FetchedDocument doc;
-    doc.bytes = t->read_all(oci::kMaxDocumentBytes);
+    doc.bytes = read_all(*t, what);
     doc.content_type = t->headers().get("content-type").value_or("");
     std::string ct = media_type_of(doc.content_type);
     if (ct.rfind(kDockerSchema1, 0) == 0)
@@ -90,7 +90,8 @@ class RegistrySource : public oci::ImageSource {
     auto t = client_.send("/v2/" + client_.ref().path + "/blobs/" + d.digest.str(), HttpRequest{});
     if (t->status() != 200) client_.fail(*t, what);
     check_length(*t, what, oci::kMaxDocumentBytes);
-    std::string bytes = t->read_all(oci::kMaxDocumentBytes);
+    client_.check_content_length(*t, d.size, what);
+    std::string bytes = read_all(*t, what);
     if (d.size >= 0 && bytes.size() != static_cast<size_t>(d.size))
       throw Error(reg() + ": size mismatch for " + what + ": expected " + std::to_string(d.size) +
                   " bytes, got " + std::to_string(bytes.size()));
@@ -106,6 +107,15 @@ class RegistrySource : public oci::ImageSource {
 
  private:
   std::string reg() const { return "registry " + client_.ref().domain; }
+
+  // A document's body; a transfer failure names the registry and `what`.
+  std::string read_all(HttpTransfer& t, const std::string& what) {
+    try {
+      return t.read_all(oci::kMaxDocumentBytes);
+    } catch (const TransportError& e) {
+      throw Error(client_.transport_failure(e) + " (reading " + what + ")");
+    }
+  }
 
   void check_length(const HttpTransfer& t, const std::string& what, size_t max) const {
     auto len = t.headers().get("content-length");

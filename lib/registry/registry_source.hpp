@@ -18,6 +18,14 @@ struct RegistryOptions {
   std::vector<std::string> insecure;  // registries allowed over plain HTTP (loopback always is)
   std::string auth_file;              // --authfile; else $REGISTRY_AUTH_FILE, XDG, docker config
   std::string creds;                  // --creds USER:PASS, overrides the auth files
+  // A transfer that moves fewer than low_speed_limit bytes/s for
+  // low_speed_time seconds is aborted (a stalled or trickling registry).
+  long low_speed_limit = 1024;  // --low-speed-limit BYTES
+  long low_speed_time = 30;     // --low-speed-time SECONDS
+  // How often a failed request (connection failure, 5xx, 429) or a blob
+  // transfer that stalled or broke without progress is tried again. With the
+  // defaults a registry that stalls ends a pull within about two minutes.
+  int retries = 3;  // --retries N
 };
 
 // `ref`: "debian", "debian:bookworm", "docker.io/library/debian@sha256:…",

@@ -94,6 +94,7 @@ json layer_to_json(const LayerInfo& l) {
          {"entries", l.entries},
          {"unpacked_at", l.unpacked_at}};
   if (!l.implicit_dirs.empty()) j["implicit_dirs"] = l.implicit_dirs;
+  for (const auto& [d, size] : l.compressed_sizes) j["compressed_sizes"][d.str()] = size;
   return j;
 }
 
@@ -106,6 +107,9 @@ LayerInfo layer_from_json(const json& j) {
   l.unpacked_at = j.value("unpacked_at", "");
   if (auto it = j.find("implicit_dirs"); it != j.end())
     l.implicit_dirs = it->get<std::map<std::string, std::string>>();
+  if (auto it = j.find("compressed_sizes"); it != j.end())
+    for (const auto& [d, size] : it->items())
+      l.compressed_sizes.emplace(Digest::parse(d), size.get<int64_t>());
   return l;
 }
 
@@ -144,6 +148,8 @@ json container_to_json(const ContainerRecord& c) {
               {"mountpoint", c.mountpoint},
               {"pid", c.pid},
               {"read_only", c.read_only},
+              {"suid", c.suid},
+              {"dev", c.dev},
               {"created", c.created}};
 }
 
@@ -156,6 +162,8 @@ ContainerRecord container_from_json(const json& j) {
   c.mountpoint = j.value("mountpoint", "");
   c.pid = j.value("pid", 0);
   c.read_only = j.value("read_only", false);
+  c.suid = j.value("suid", false);
+  c.dev = j.value("dev", false);
   c.created = j.value("created", "");
   return c;
 }
@@ -420,10 +428,8 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
                            const unpack::Options& opt, const unpack::ProgressFn& progress,
                            const BeforePublish& before_publish) {
   LayerLock lock(root_fd_.get(), spec.diff_id);
-  if (has_layer(spec.diff_id)) {
-    record_compressed(spec.diff_id, spec.digest);
-    return Ingest::AlreadyPresent;
-  }
+  // Present: `src` is not read, so spec.digest is unverified and not recorded.
+  if (has_layer(spec.diff_id)) return Ingest::AlreadyPresent;
   Staging st = make_staging("layer-");
   try {
     if (::mkdirat(st.fd.get(), "diff", 0755) < 0) throw_errno("mkdir staging diff");
@@ -436,6 +442,8 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     LayerInfo info;
     info.diff_id = spec.diff_id;
     info.compressed = {spec.digest};
+    // unpack_layer verified the blob's digest, and its size when given.
+    if (spec.size >= 0) info.compressed_sizes[spec.digest] = spec.size;
     info.size = stats.file_bytes;
     info.entries = stats.entries;
     info.unpacked_at = now_rfc3339();
@@ -483,17 +491,6 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     throw;
   }
   return Ingest::Unpacked;
-}
-
-// REQUIRES: the layer lock for diff_id is held.
-void Store::record_compressed(const Digest& diff_id, const Digest& compressed) {
-  auto info = layer_info(diff_id);
-  if (!info) return;
-  if (std::find(info->compressed.begin(), info->compressed.end(), compressed) !=
-      info->compressed.end())
-    return;
-  info->compressed.push_back(compressed);
-  write_record(Layout::layer_json(diff_id), layer_to_json(*info).dump(2) + "\n");
 }
 
 // Writes a small record file atomically (through a staging dir).

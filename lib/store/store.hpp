@@ -28,7 +28,10 @@ namespace layer::store {
 struct LayerInfo {
   Digest diff_id;
   std::vector<Digest> compressed;  // compressed digests this layer was seen as
-  uint64_t size = 0;               // bytes of file data in diff/
+  // Sizes of the compressed blobs this store verified while unpacking them
+  // (records written before this field lack it).
+  std::map<Digest, int64_t> compressed_sizes;
+  uint64_t size = 0;  // bytes of file data in diff/
   uint64_t entries = 0;
   std::string unpacked_at;  // RFC 3339
   // Directories without a tar entry, made for an entry below them: path ->
@@ -56,6 +59,10 @@ struct ContainerRecord {
   std::string mountpoint;  // absolute
   int pid = 0;             // layerfs daemon pid, 0 when not mounted
   bool read_only = false;
+  // Mounted with suid / dev (layerctl mount --suid/--dev; a bundle's rootfs
+  // is suid below its 0700 directory); nosuid, nodev otherwise.
+  bool suid = false;
+  bool dev = false;
   std::string created;
 };
 
@@ -167,7 +174,6 @@ class Store {
   // Removes (or, with dry_run, only lists) tmp/ entries no live process holds.
   std::vector<GcItem> sweep_tmp(bool dry_run = false) const;
   std::string quarantine(const std::string& from, const std::string& kind, const Digest& d);
-  void record_compressed(const Digest& diff_id, const Digest& compressed);
   void write_record(const std::string& path, const std::string& text);
 
   LockMode mode_ = LockMode::Shared;

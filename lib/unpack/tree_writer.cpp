@@ -183,6 +183,13 @@ bool normalize_entry_path(std::string_view raw, std::string& out, std::string& w
   return true;
 }
 
+// fuse-overlayfs's record of owner and mode (layerfs -o xattr_permissions=1|2
+// reads it in place of the inode's): a layer must not decide those for a
+// mount that runs with the option, so a tar carrying it is refused.
+bool stat_override_xattr(std::string_view name) {
+  return name.starts_with("user.fuseoverlayfs.") || name.starts_with("security.fuseoverlayfs.");
+}
+
 TreeWriter::TreeWriter(int root, const Options& opt, std::string context)
     : root_(root),
       opt_(opt),
@@ -535,12 +542,17 @@ void TreeWriter::apply_special(archive_entry* e, int parent, const std::string& 
   mode_t type = archive_entry_filetype(e);
   dev_t rdev = 0;
   if (type == AE_IFCHR || type == AE_IFBLK) {
-    unsigned maj = archive_entry_rdevmajor(e), min = archive_entry_rdevminor(e);
+    uint64_t maj = archive_entry_rdevmajor(e), min = archive_entry_rdevminor(e);
+    // mknod(2) takes the kernel's 32-bit encoding: 12 bits of major, 20 of
+    // minor. Anything wider would be silently truncated to another device.
+    if (maj > 0xfff || min > 0xfffff)
+      fail("device number " + std::to_string(maj) + ":" + std::to_string(min) +
+           " cannot be represented on Linux (major < 4096, minor < 1048576)");
     if (type == AE_IFCHR && maj == 0 && min == 0)
       fail("character device 0:0 (an overlay whiteout) under an ordinary name");
     // Without CAP_MKNOD a device node cannot be made; rootless layers skip them.
     if (opt_.rootless) return;
-    rdev = makedev(maj, min);
+    rdev = makedev(static_cast<unsigned>(maj), static_cast<unsigned>(min));
   }
   mode_t kind = type == AE_IFCHR   ? S_IFCHR
                 : type == AE_IFBLK ? S_IFBLK
@@ -585,6 +597,8 @@ void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) {
     if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX)
       fail("xattr '" + shown(name) + "' larger than " + std::to_string(opt_.limits.max_xattr) +
            " bytes");
+    if (stat_override_xattr(name))
+      fail("xattr '" + shown(name) + "' would set owner and mode under xattr_permissions");
     if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
                           std::string_view(name).starts_with("security.")))
       continue;  // needs privileges we do not have
@@ -615,8 +629,10 @@ void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry*
     while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
       if (!name || !*name || std::strlen(name) > XATTR_NAME_MAX) fail("bad xattr name");
       if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX) fail("xattr too large");
+      if (stat_override_xattr(name))
+        fail("xattr '" + shown(name) + "' would set owner and mode under xattr_permissions");
       if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
-                          std::string_view(name).starts_with("security.")))
+                            std::string_view(name).starts_with("security.")))
         continue;
       std::string real = format::escape_xattr_name(name);
       if (::lsetxattr(p.c_str(), real.c_str(), value, size, 0) < 0) {

@@ -88,7 +88,23 @@ elif m == "schema1":
     manifest["schemaVersion"] = 1; save(config_changed=False)
 elif m == "layer-missing":
     os.unlink(os.path.join(blobs, manifest["layers"][-1]["digest"].split(":")[1]))
-elif m in ("write-through", "symlink-replaced", "through-only"):
+elif m == "layer-digest-swap":     # layer 1 named by layer 0's blob (digest and size)
+    manifest["layers"][1]["digest"] = manifest["layers"][0]["digest"]
+    manifest["layers"][1]["size"] = manifest["layers"][0]["size"]
+    save(config_changed=False)
+elif m == "nondist":               # every layer an OCI non-distributable one
+    for l in manifest["layers"]:
+        l["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    save(config_changed=False)
+elif m == "foreign":               # Docker's foreign layer type
+    manifest["layers"][0]["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    save(config_changed=False)
+elif m == "index-bad-entry":       # index.json: a second, unrelated entry with an invalid digest
+    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "digest": "sha256:not-a-digest", "size": 1,
+                               "annotations": {"org.opencontainers.image.ref.name": "other"}})
+    json.dump(index, open(os.path.join(dst, "index.json"), "w"))
+elif m in ("write-through", "symlink-replaced", "through-only", "device-huge"):
     # Two more layers: the first has a symlink "evil" to $SENTINEL (a host
     # directory), the second writes "evil/pwned", with no entry for "evil"
     # itself (write-through) or after a directory entry "evil/" that replaces
@@ -112,6 +128,13 @@ elif m in ("write-through", "symlink-replaced", "through-only"):
             d = tarfile.TarInfo("evil"); d.type = tarfile.DIRTYPE; d.mode = 0o755; t.addfile(d)
         data = b"pwned\n"
         f = tarfile.TarInfo("evil/pwned"); f.size = len(data); t.addfile(f, io.BytesIO(data))
+    def huge_device(t):            # major 2^33: mknod(2) would make 0:1 of it
+        i = tarfile.TarInfo("dev/huge"); i.type = tarfile.BLKTYPE; i.mode = 0o666
+        i.pax_headers = {"SCHILY.devmajor": str(1 << 33), "SCHILY.devminor": "1"}
+        t.addfile(i)
+    if m == "device-huge":
+        layer(huge_device); save()
+        sys.exit(0)
     if m != "through-only": layer(link)
     layer(through); save()
 else:

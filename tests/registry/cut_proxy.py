@@ -19,6 +19,12 @@ usage: cut_proxy.py PORT UPSTREAM_PORT LOG [--cut-after N] [--range honest|ignor
 --manifest-content-type T: manifests are served with Content-Type T.
 --deny-repo NAME: every request for repository NAME gets 403 with a DENIED
   error body, as Docker Hub and Harbor answer a token without pull rights.
+--stall-after N: every blob GET sends its headers and N body bytes, then
+  nothing more while keeping the connection open.
+--trickle BPS / --trickle-manifest BPS: blob / manifest GET bodies are sent
+  at BPS bytes per second (one write per byte group each second).
+--short-length K: blob GETs declare a Content-Length K bytes short of the
+  body they send in full (the surplus is left on the connection).
 Logs one line per request: "METHOD PATH range=<Range or -> auth=<yes|no> -> STATUS [cut]".
 """
 import base64, http.client, socket, struct, sys, threading, time
@@ -35,6 +41,10 @@ delay_blobs = float(opt("--delay-blobs", "0"))
 redirect_port = opt("--redirect-blobs")
 upstream_auth = opt("--upstream-auth")
 deny_repo = opt("--deny-repo")
+stall_after = int(opt("--stall-after", "-1"))
+trickle = int(opt("--trickle", "0"))
+trickle_manifest = int(opt("--trickle-manifest", "0"))
+short_length = int(opt("--short-length", "0"))
 fail_counts = {"503": int(opt("--manifest-503", "0")), "429": int(opt("--manifest-429", "0"))}
 lock = threading.Lock()
 seen_blobs = set()
@@ -116,6 +126,8 @@ class Proxy(BaseHTTPRequestHandler):
                 continue
             if k.lower() == "content-length":
                 body_len = int(v)
+                if is_blob and short_length and self.command == "GET" and resp.status in (200, 206):
+                    v = str(max(0, body_len - short_length))
             if k.lower() == "content-type" and is_manifest and manifest_type:
                 v = manifest_type
             self.send_header(k, v)
@@ -127,6 +139,20 @@ class Proxy(BaseHTTPRequestHandler):
             conn.close()
             return
         self.end_headers()
+        rate = trickle if is_blob else trickle_manifest if is_manifest and self.command == "GET" else 0
+        if self.command != "HEAD" and (rate > 0 or (is_blob and stall_after >= 0)):
+            data = resp.read()
+            conn.close()
+            if is_blob and stall_after >= 0:
+                self.wfile.write(data[:stall_after])
+                self.wfile.flush()
+                time.sleep(3600)
+                return
+            for i in range(0, len(data), rate):
+                self.wfile.write(data[i:i + rate])
+                self.wfile.flush()
+                time.sleep(1)
+            return
         sent = 0
         while self.command != "HEAD":
             chunk = resp.read(65536)

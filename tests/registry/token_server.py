@@ -111,4 +111,4 @@ class Handler(BaseHTTPRequestHandler):
                          "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
 
 
-ThreadingHTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
+ThreadingHTTPServer((os.environ.get("TOKEN_BIND", "127.0.0.1"), int(port)), Handler).serve_forever()

@@ -124,8 +124,8 @@ TEST_CASE("parse_manifest refuses bad manifests, naming the field") {
       {"layer size huge", "/layers/0/size", 18446744073709551615ull, "too large"},
       {"layer no size", "/layers/0/size", nullptr, "missing 'size'"},
       {"layer no media type", "/layers/0/mediaType", nullptr, "missing 'mediaType'"},
-      {"layer foreign", "/layers/0/mediaType",
-       "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "unsupported layer media type"},
+      {"layer urls not array", "/layers/0/urls", "http://x/", "'urls' is not an array"},
+      {"layer url not string", "/layers/0/urls", json{1}, "a url is not a string"},
       {"layer bzip2", "/layers/0/mediaType", "application/vnd.oci.image.layer.v1.tar+bzip2",
        "unsupported layer media type"},
       {"layer annotations not strings", "/layers/0/annotations", json{{"a", 1}}, "not a string"},
@@ -390,8 +390,13 @@ TEST_CASE("layer_kind maps media types") {
   CHECK(oci::layer_kind(oci::kOciLayerGzip) == L::TarGzip);
   CHECK(oci::layer_kind(oci::kDockerLayerGzip) == L::TarGzip);
   CHECK(oci::layer_kind(oci::kOciLayerZstd) == L::TarZstd);
+  // Non-distributable layers are accepted as the image spec requires.
+  CHECK(oci::layer_kind("application/vnd.oci.image.layer.nondistributable.v1.tar") == L::Tar);
   CHECK(oci::layer_kind("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip") ==
-        L::Unsupported);
+        L::TarGzip);
+  CHECK(oci::layer_kind("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd") ==
+        L::TarZstd);
+  CHECK(oci::layer_kind("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip") == L::TarGzip);
   CHECK(oci::layer_kind("") == L::Unsupported);
   CHECK(oci::layer_kind(std::string(oci::kOciLayerGzip) + " ") == L::Unsupported);
 }

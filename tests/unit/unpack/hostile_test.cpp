@@ -216,6 +216,45 @@ TEST_CASE("hostile hardlinks") {
   }
 }
 
+TEST_CASE("device numbers Linux cannot represent are refused, not truncated") {
+  Fixture fx;
+  struct Case {
+    uint64_t maj, min;
+  };
+  // mknod(2) encodes 12 bits of major and 20 of minor: 2^33:1 became 0:1,
+  // and 1:(2^32+5) became 1:5.
+  for (auto [maj, min] :
+       {Case{1ULL << 33, 1}, Case{1, (1ULL << 32) + 5}, Case{4096, 0}, Case{8, 1ULL << 20}}) {
+    INFO(maj << ":" << min);
+    TarBuilder tb;
+    tb.dir("dev/");
+    tb.device("dev/odd", false, maj, min);
+    std::string msg = fx.fail_ingest(blob_of(tb));
+    CHECK_THAT(msg, Catch::Contains("entry 'dev/odd'") &&
+                        Catch::Contains(std::to_string(maj) + ":" + std::to_string(min)) &&
+                        Catch::Contains("cannot be represented"));
+  }
+}
+
+TEST_CASE("fuse-overlayfs owner/mode records in a tar are refused") {
+  Fixture fx;
+  // "uid:gid:mode" as xattr_permissions=1|2 reads it: root-owned setuid.
+  for (const char* name :
+       {"user.fuseoverlayfs.override_stat", "security.fuseoverlayfs.override_stat"}) {
+    INFO(name);
+    for (bool dir : {false, true}) {
+      TarBuilder tb;
+      if (dir)
+        tb.dir("d/", {.xattrs = {{name, "0:0:04755"}}});
+      else
+        tb.file("bin/sh", "#!", {.xattrs = {{name, "0:0:04755"}}});
+      std::string msg = fx.fail_ingest(blob_of(tb));
+      CHECK_THAT(msg, Catch::Contains(name) && Catch::Contains("xattr_permissions") &&
+                          Catch::Contains(dir ? "entry 'd" : "entry 'bin/sh'"));
+    }
+  }
+}
+
 TEST_CASE("hostile whiteouts and fake whiteout devices") {
   Fixture fx;
   struct Case {

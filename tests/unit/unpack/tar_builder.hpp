@@ -86,7 +86,7 @@ class TarBuilder {
     header(e.get());
     return *this;
   }
-  TarBuilder& device(const std::string& name, bool chr, unsigned maj, unsigned min,
+  TarBuilder& device(const std::string& name, bool chr, uint64_t maj, uint64_t min,
                      EntryOpts o = {}) {
     auto e = entry(name, chr ? AE_IFCHR : AE_IFBLK, o);
     archive_entry_set_rdevmajor(e.get(), maj);
