@@ -186,6 +186,14 @@ class Overlay {
     UniqueFd own;  // the object itself, when it has no name of its own (indexed copy)
   };
   Result<Real> real_of(Node* n);
+  // The umask to apply to what the caller makes in parent: none where the
+  // parent has a default ACL.
+  mode_t umask_for(Node* parent, const Caller& c);
+  // Before n's name is removed: an O_PATH fd of its object, for
+  // set_orphan once the name is gone (null for a directory, or on failure:
+  // the node's open files then get ENOENT).
+  std::shared_ptr<const UniqueFd> hold_object(Node* n);
+  static void set_orphan(Node* n, std::shared_ptr<const UniqueFd> kept);
   Result<Node*> lookup_node(Node* parent, std::string_view name);
   // The node for what resolve() found as `name` in parent, with inode number
   // `ino`; referenced.
