@@ -210,6 +210,11 @@ class Overlay {
                               struct stat* st, MakeFn make);
   // Copies a directory and everything below it up, then makes it opaque.
   Result<void> copy_up_tree(Node* dir);
+  // The redirect xattr of dir's upper directory, or empty.
+  std::string upper_redirect(Node* dir);
+  // Before dir (copied up, with lower parts) moves away from `name` in
+  // parent: records where its lower directories are, as the kernel does.
+  Result<void> set_redirect(Node* dir, Node* parent, const std::string& name, bool samedir);
 
   // Constant after construction: the members below only change inside.
   const Config config_;

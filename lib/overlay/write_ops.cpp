@@ -392,6 +392,45 @@ Result<void> Overlay::copy_up_tree(Node* dir) {
   return {};
 }
 
+std::string Overlay::upper_redirect(Node* dir) {
+  auto stack = stack_of(dir);
+  if (stack->front().layer != kUpper) return {};
+  return format::read_dir_marks(stack->front().fd.get()).redirect;
+}
+
+Result<void> Overlay::set_redirect(Node* dir, Node* parent, const std::string& name, bool samedir) {
+  std::string value = upper_redirect(dir);
+  if (!value.empty() && (samedir || value[0] == '/')) return {};  // still holds
+  if (samedir) {
+    value = name;
+  } else {
+    // As the kernel's ovl_get_redirect: each ancestor contributes its own
+    // redirect, or else its name, up to the root or an absolute redirect.
+    if (value.empty()) value = name;
+    Node* p = parent;
+    bool held = false;
+    while (value[0] != '/') {
+      std::string pname;
+      Node* pp = nodes_.parent_of(p, &pname);
+      if (!pp) {
+        value = "/" + value;
+        break;
+      }
+      std::string pr = upper_redirect(p);
+      value = (pr.empty() ? pname : pr) + "/" + value;
+      if (held) nodes_.unref(p);
+      p = pp;
+      held = true;
+    }
+    if (held) nodes_.unref(p);
+  }
+  auto stack = stack_of(dir);
+  XattrPath path(stack->front().fd.get(), nullptr);
+  if (path.set(upper_.xattrs().redirect.data(), value.data(), value.size(), 0) != 0)
+    return last_errno();
+  return {};
+}
+
 Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::string_view n2,
                              unsigned flags) {
   if (!writable()) return Errno{EROFS};
@@ -421,7 +460,16 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
   }
   if (auto r = copy_up(p1); !r) return r;
   if (auto r = copy_up(p2); !r) return r;
-  if (auto r = s->is_dir() ? copy_up_tree(s) : copy_up(s); !r) return r;
+  // A directory with lower parts moves by a redirect (the kernel's
+  // redirect_dir=on format): only the directory itself is copied up, so the
+  // rename costs the same whatever it holds. An exchange copies the trees.
+  bool redirect = false;
+  if (s->is_dir() && !exchange) {
+    if (auto r = copy_up(s); !r) return r;
+    redirect = stack_of(s)->size() > 1;
+  } else if (auto r = s->is_dir() ? copy_up_tree(s) : copy_up(s); !r) {
+    return r;
+  }
   if (exchange) {
     if (auto r = d->is_dir() ? copy_up_tree(d) : copy_up(d); !r) return r;
   }
@@ -442,13 +490,17 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
     return upper_.set_opaque(stack_of(n)->front().fd.get());
   };
 
+  if (redirect) {
+    if (auto r = set_redirect(s, p1, a, p1 == p2); !r) return r;
+  }
   auto kept = d && !exchange ? hold_object(d) : nullptr;
   if (exchange) {
     if (auto r = opaque_if(s, dst_lower); !r) return r;
     if (auto r = opaque_if(d, src_lower); !r) return r;
     if (::renameat2(u1, a.c_str(), u2, b.c_str(), RENAME_EXCHANGE) != 0) return last_errno();
   } else {
-    if (auto r = opaque_if(s, dst_lower); !r) return r;
+    // A redirect already says where the lower directories are.
+    if (auto r = opaque_if(s, dst_lower && !redirect); !r) return r;
     std::string moved_out;
     if (d && d->is_dir() && d->layer.load() == kUpper) {
       // The upper directory being replaced may hold whiteouts; move it away.
