@@ -123,9 +123,10 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
   // Below, the same name in the parent's directories, unless the kernel's
   // redirect_dir moved this directory: "/a/b" is that path from each lower
   // layer's root, "x" the name x in the parent's directories.
+  // An absolute redirect is followed even where the parent has no lower
+  // directories (a directory moved into a new one), as the kernel does.
   std::string cur = name;
-  for (size_t j = i + 1; j < parent.size() && !opaque; ++j) {
-    const LayerDir& ld = parent[j];
+  for (size_t j = i + 1; !opaque; ++j) {
     if (!redirect.empty() && redirect[0] == '/') {
       // Absolute: every lower layer below, from its root.
       for (size_t l = static_cast<size_t>(stack->back().layer) + 1; l < roots_.size() && !opaque;
@@ -149,6 +150,8 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
       }
       break;
     }
+    if (j >= parent.size()) break;
+    const LayerDir& ld = parent[j];
     if (!redirect.empty()) {
       cur = redirect;
       redirect.clear();
