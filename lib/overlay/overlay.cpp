@@ -301,7 +301,9 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
     }
   }
   if (S_ISREG(st->st_mode) && n->layer.load() == kUpper && index_.valid()) {
-    if (st->st_nlink > 1 && lazy_.partial_of(n)) --st->st_nlink;    // its link in layerfs-partial
+    // Its link in layerfs-partial is not a name (an unlinked one has no other).
+    if (st->st_nlink > 0 && lazy_.partial_of(n) && (st->st_nlink > 1 || nodes_.unlinked(n)))
+      --st->st_nlink;
     if (n->ino != resolver_.map_ino_raw(st->st_dev, st->st_ino)) {  // a copy-up: maybe indexed
       uint32_t lower = index_.lower_names(n->ino, *st);
       if (lower != UINT32_MAX) st->st_nlink += lower;
