@@ -25,6 +25,9 @@ class Daemon {
   static const fuse_lowlevel_ops& ops();
 
   overlay::Overlay& ov() { return *ov_; }
+  // After the session: closes every layer and upper fd the overlay holds.
+  // REQUIRES: no request is being served and none will be (ov() is gone).
+  void close_layers() { ov_.reset(); }
   const MountOptions& opts() const { return opts_; }
   double timeout() const { return opts_.timeout; }
   bool writeback() const { return writeback_; }

@@ -45,7 +45,11 @@ bool set_open_mode(fuse_req_t req, Daemon& d, File* f, fuse_file_info* fi, unsig
     case Passthrough::Mode::kCached:
       // Lower layers never change and the upper changes only through us,
       // but passthrough writes bypass this inode's page cache.
-      fi->keep_cache = d.pt().active() ? 0 : keep_cache;
+      // With strictatime every read must reach the real file.
+      fi->keep_cache =
+          d.pt().active() || d.opts().core.atime_rule() == overlay::Atime::kStrictatime
+              ? 0
+              : keep_cache;
       if (fi->flags & O_DIRECT) fi->direct_io = 1;
       break;
   }

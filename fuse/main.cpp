@@ -37,7 +37,8 @@ constexpr const char* kUsage =
     "  -o upperdir=U      the writable layer; needs workdir=W on the same filesystem\n"
     "  -o workdir=W       scratch directory for atomic copy-up\n"
     "  -o ro              read-only mount (no upperdir needed)\n"
-    "  -o uidmapping=I:O:N[:...], gidmapping=...   map ids (inside:outside:count)\n"
+    "  -o uidmapping=D:M:N[:...], gidmapping=...   map ids as fuse-overlayfs does: N ids\n"
+    "                     from D on disk show as M in the mount, and back on writes\n"
     "  -o squash_to_root, squash_to_uid=N, squash_to_gid=N   show every file as owned by them\n"
     "  -o fsync=0         do not fsync (copy-up, fsync(2)); also 'volatile'\n"
     "  -o passthrough=0|1 read and write open files in the kernel (default 1, as root)\n"
@@ -47,8 +48,11 @@ constexpr const char* kUsage =
     "  -o noxattrs=1      no xattrs (nor ACLs) through the mount: ENOTSUP\n"
     "  -o xattr_permissions=0|1|2 (1, 2: owners and modes of files and directories kept\n"
     "     in the security. / user.fuseoverlayfs.override_stat xattr), log=FILE\n"
+    "  -o relatime, strictatime, noatime, atime, norelatime, nostrictatime, diratime,\n"
+    "     nodiratime: when reads update access times in the upper layer, as for the\n"
+    "     kernel's mount (default relatime; lower layers: never)\n"
     "  -o allow_other, allow_root, default_permissions, suid, nosuid, dev, nodev, exec,\n"
-    "     noexec, atime, noatime, relatime, fsname=, subtype=, context=...  (passed to FUSE)\n";
+    "     noexec, fsname=, subtype=, context=...  (passed to FUSE)\n";
 
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "layerfs: %s\n", msg.c_str());
@@ -127,6 +131,9 @@ int main(int argc, char** argv) {
   std::string fopts = "default_permissions,fsname=layerfs,subtype=layerfs";
   if (::getuid() == 0) fopts += ",allow_other,suid,dev";
   for (const auto& o : opts.fuse_options) fopts += "," + o;
+  // The daemon applies the atime rule (FUSE inodes never update atime
+  // themselves); noatime is also shown in the mount's options.
+  if (opts.core.atime_rule() == overlay::Atime::kNoatime) fopts += ",noatime";
   std::vector<std::string> fargs_s = {argv[0], "-o", fopts};
   if (debug) fargs_s.push_back("-d");
   std::vector<char*> fargv;
@@ -172,11 +179,15 @@ int main(int argc, char** argv) {
         ret = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
       }
+      // The session is over (umount, or a signal: then unmount now). Let go
+      // of the layers and the upper before anything else, so that an umount
+      // of the filesystems under them right after ours finds them free. Lazy
+      // copy-ups still need them, and are finished first (seldom any left).
       fuse_session_unmount(se);
       daemon->uring().stop();
-      fuse::log_info("unmounted %s; finishing copy-ups", mountpoint.c_str());
       daemon->ov().finish_partials();
-      fuse::log_info("exiting");
+      daemon->close_layers();
+      fuse::log_info("unmounted %s; exiting", mountpoint.c_str());
     }
     fuse_remove_signal_handlers(se);
   }

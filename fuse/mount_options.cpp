@@ -64,14 +64,11 @@ long parse_long(const std::string& name, const std::string& v, long lo, long hi)
 
 // Generic mount options passed on to libfuse unchanged.
 constexpr const char* kFuseFlags[] = {
-    "allow_other", "allow_root",   "default_permissions",
-    "suid",        "nosuid",       "dev",
-    "nodev",       "exec",         "noexec",
-    "atime",       "noatime",      "diratime",
-    "nodiratime",  "relatime",     "norelatime",
-    "strictatime", "sync",         "async",
-    "dirsync",     "auto_unmount", "blkdev",
-    "rw",
+    "allow_other",  "allow_root", "default_permissions",
+    "suid",         "nosuid",     "dev",
+    "nodev",        "exec",       "noexec",
+    "sync",         "async",      "dirsync",
+    "auto_unmount", "blkdev",     "rw",
 };
 constexpr const char* kFuseValued[] = {
     "fsname", "subtype", "max_read", "fscontext", "defcontext", "rootcontext",
@@ -192,6 +189,18 @@ void MountOptions::parse(const std::string& opts) {
       need_value();
     } else if (name.rfind("x-", 0) == 0 || name == "comment") {
       // mount(8)'s userspace options (x-systemd.*, x-gvfs-*, comment=).
+    } else if (name == "noatime" || name == "atime" || name == "strictatime" ||
+               name == "nostrictatime" || name == "relatime" || name == "norelatime" ||
+               name == "nodiratime" || name == "diratime") {
+      // Flags as mount(8) reads them: each sets or clears its own bit, and
+      // the kernel makes the rule of the bits (strictatime wins, then
+      // noatime, else relatime, its default). libfuse 3.14 refuses most of
+      // them; the daemon applies them itself (AtimeMount).
+      no_value();
+      if (name == "noatime" || name == "atime") core.noatime = name == "noatime";
+      if (name == "strictatime" || name == "nostrictatime")
+        core.strictatime = name == "strictatime";
+      if (name == "nodiratime" || name == "diratime") core.nodiratime = name == "nodiratime";
     } else if (name == "ro") {
       no_value();
       core.read_only = true;

@@ -8,11 +8,11 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 
 #include "fuse_kernel_compat.hpp"
 #include "log.hpp"
+#include "util/sys.hpp"
 #include "util/unique_fd.hpp"
 
 namespace layer::fuse {
@@ -21,9 +21,7 @@ namespace {
 
 // A new open file description of what `fd` refers to.
 UniqueFd reopen(int fd, int flags) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  return UniqueFd(::open(path, flags | O_CLOEXEC));
+  return UniqueFd(::open(sys::proc_path(fd).c_str(), flags | O_CLOEXEC));
 }
 
 }  // namespace

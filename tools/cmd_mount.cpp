@@ -55,8 +55,10 @@ const Command::Register kRegister({
     "  --read-only    no upper: the mount refuses every write\n"
     "  --json         print id, name, image, mount point and daemon pid as JSON\n"
     "\n"
-    "The daemon logs to containers/<id>/layerfs.log in the store. See also\n"
-    "'layerctl umount', 'layerctl ps', 'layerctl rm'.\n",
+    "The daemon logs to containers/<id>/layerfs.log in the store; if it cannot\n"
+    "mount, its own reason is in the error and nothing is kept. Each mount makes a\n"
+    "new container: 'layerctl start NAME [DIR]' mounts a stopped one again. See\n"
+    "also 'layerctl umount', 'layerctl ps', 'layerctl rm', 'layerctl run'.\n",
     run_mount,
 });
 

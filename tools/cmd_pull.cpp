@@ -145,12 +145,9 @@ bool is_local(const std::string& ref) {
 }
 
 int run_pull(Globals& g, std::vector<std::string>& args) {
-  std::vector<OptSpec> specs = {{"platform", true},
-                                {"jobs", true, 'j'},
-                                {"max-layer-bytes", true},
-                                {"max-layer-entries", true},
-                                {"no-file-list", false},
-                                {"drop-blobs", false}};
+  std::vector<OptSpec> specs = {{"platform", true},        {"jobs", true, 'j'},
+                                {"max-layer-bytes", true}, {"max-layer-entries", true},
+                                {"no-file-list", false},   {"drop-blobs", false}};
   for (const auto& f : registry_flags()) specs.push_back(f);
   auto o = parse_options(args, specs, g);
   if (args.size() != 1) throw UsageError("wants one image reference (see 'layerctl pull --help')");
@@ -201,7 +198,8 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   }
   const std::vector<std::string> candidates =
       search.registries.empty() ? std::vector<std::string>{ref} : search.candidates(ref);
-  const registry::RegistryOptions ro = is_local(ref) ? registry::RegistryOptions{} : registry_options(o);
+  const registry::RegistryOptions ro =
+      is_local(ref) ? registry::RegistryOptions{} : registry_options(o);
 
   store::Store st = store::Store::open(g.root, store::LockMode::Shared);
   Progress progress(stderr_is_tty(), g.quiet || g.json);

@@ -67,10 +67,14 @@ int run_export(Globals& g, const std::string& image, const std::string& dest) {
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (g.json) {
-    nlohmann::json j = {{"image", img->ref},          {"ref", r.dest},
-                        {"manifest", r.manifest.str()}, {"layers_written", r.layers},
-                        {"regenerated", r.regenerated}, {"rewritten", r.regenerated > 0},
-                        {"bytes_written", r.bytes},     {"seconds", secs}};
+    nlohmann::json j = {{"image", img->ref},
+                        {"ref", r.dest},
+                        {"manifest", r.manifest.str()},
+                        {"layers_written", r.layers},
+                        {"regenerated", r.regenerated},
+                        {"rewritten", r.regenerated > 0},
+                        {"bytes_written", r.bytes},
+                        {"seconds", secs}};
     std::printf("%s\n", j.dump(2).c_str());
   } else if (g.quiet) {
     std::printf("%s\n", r.manifest.str().c_str());
@@ -90,6 +94,7 @@ int run_export(Globals& g, const std::string& image, const std::string& dest) {
 int run_push(Globals& g, std::vector<std::string>& args) {
   std::vector<OptSpec> specs = registry_flags();
   specs.push_back({"chunk-size", true});
+  specs.push_back({"compression", true});
   auto opts = parse_options(args, specs, g);
   if (args.size() != 2) throw UsageError("wants IMAGE and REF (see 'layerctl push --help')");
   if (push::is_export_destination(args[1])) {
@@ -101,6 +106,15 @@ int run_push(Globals& g, std::vector<std::string>& args) {
   push::Options po;
   po.registry = registry_options(opts);
   if (opts.count("chunk-size")) po.chunk_size = parse_size(opts["chunk-size"]);
+  if (opts.count("compression")) {
+    const std::string& c = opts["compression"];
+    if (c == "estargz")
+      po.recompress = push::Recompress::Estargz;
+    else if (c == "zstd:chunked")
+      po.recompress = push::Recompress::ZstdChunked;
+    else
+      throw UsageError("--compression wants estargz or zstd:chunked, not '" + c + "'");
+  }
 
   store::Store st = store::Store::open(g.root, store::LockMode::Shared);
   auto img = st.find_image(args[0]);
@@ -168,7 +182,8 @@ int run_push(Globals& g, std::vector<std::string>& args) {
 const Command::Register kRegister({
     "push",
     "send an image to a registry",
-    "Usage: layerctl push IMAGE REF [--chunk-size SIZE] [registry flags]\n"
+    "Usage: layerctl push IMAGE REF [--chunk-size SIZE] [--compression estargz|zstd:chunked]\n"
+    "                               [registry flags]\n"
     "       layerctl push IMAGE oci:DIR[:TAG]\n"
     "       layerctl push IMAGE docker-archive:FILE[:REF]\n"
     "\n"
@@ -195,7 +210,10 @@ const Command::Register kRegister({
     "another digest than the local one (as podman does when it recompresses); a\n"
     "note says so. Regeneration is deterministic: pushing again finds the blob.\n"
     "\n"
-    "  --chunk-size SIZE      upload blobs larger than SIZE in chunks of SIZE (512K, 16M)\n" +
+    "  --chunk-size SIZE      upload blobs larger than SIZE in chunks of SIZE (512K, 16M)\n"
+    "  --compression C        rewrite every layer lazily pullable: estargz (gzip, TOC\n"
+    "                         digest annotation; its diff_id gains the TOC entry) or\n"
+    "                         zstd:chunked (same diff_id as the plain tar)\n" +
         std::string(registry_flags_usage()) +
         "  --json                 print a summary object\n"
         "  -q, --quiet            no progress; print only the manifest digest\n"

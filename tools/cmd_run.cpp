@@ -55,7 +55,8 @@ int run_runtime(const std::vector<std::string>& argv) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe");
   UniqueFd rd(p[0]), wr(p[1]);
-  struct sigaction ign {}, fwd {}, old_int {}, old_quit {}, old_term {}, old_hup {};
+  struct sigaction ign {
+  }, fwd{}, old_int{}, old_quit{}, old_term{}, old_hup{};
   ign.sa_handler = SIG_IGN;
   fwd.sa_handler = forward_signal;
   ::sigaction(SIGINT, &ign, &old_int);

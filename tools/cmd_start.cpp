@@ -53,8 +53,8 @@ int run_start(Globals& g, std::vector<std::string>& args) {
   rec.mountpoint = dir;
   start_daemon(st, rec);
   if (g.json) {
-    nlohmann::json j = {{"id", rec.id},       {"name", rec.name}, {"image", rec.image},
-                        {"mountpoint", dir},  {"pid", rec.pid},   {"read_only", rec.read_only}};
+    nlohmann::json j = {{"id", rec.id},      {"name", rec.name}, {"image", rec.image},
+                        {"mountpoint", dir}, {"pid", rec.pid},   {"read_only", rec.read_only}};
     std::printf("%s\n", j.dump(2).c_str());
   } else if (!g.quiet) {
     std::printf("%s\n", rec.name.c_str());

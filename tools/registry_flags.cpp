@@ -4,8 +4,8 @@ namespace layer::cli {
 
 const std::vector<OptSpec>& registry_flags() {
   static const std::vector<OptSpec> flags = {
-      {"tls-verify", true, 0, true}, {"cert-dir", true},          {"creds", true},
-      {"authfile", true},   {"insecure-registry", true},
+      {"tls-verify", true, 0, true}, {"cert-dir", true}, {"creds", true}, {"authfile", true},
+      {"insecure-registry", true},
   };
   return flags;
 }

@@ -1,4 +1,4 @@
-/* Small timing tools for bench/overlay.sh (compiled by the script with cc).
+/* Small timing tools for bench/overlay.py (compiled by it with cc).
  *
  *   benchtool cow write|trunc|append|chmod FILE
  *       write:  open(O_WRONLY) + pwrite 4 KiB at offset 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns the raw TSV of bench/unpack.sh and bench/overlay.sh into markdown
+"""Turns the raw TSV of bench/unpack.sh and bench/overlay.py into markdown
 tables of medians and ratios, writes them into a section of bench/RESULTS.md,
 and draws the overlay chart with gnuplot.
 
@@ -211,7 +211,7 @@ def report_overlay(args):
         replace_section(args.results, "overlay", text)
 
 
-OVERLAY_METHOD = """Method: `bench/overlay.sh`. Every engine stacks the same five lower layers
+OVERLAY_METHOD = """Method: `bench/overlay.py`. Every engine stacks the same five lower layers
 (the Debian image's four plus the 1 GiB-file layer); each group of jobs gets a
 fresh mount with a fresh upper dir (plain: the merged tree copied once into one
 directory, restored after the write jobs). In every repetition each group runs

@@ -11,6 +11,10 @@
 
 namespace layer::overlay {
 
+// When reading a file or directory updates its access time, as the kernel's
+// mount options say (relatime is the kernel's default).
+enum class Atime { kRelatime, kStrictatime, kNoatime };
+
 // fuse-overlayfs's xattr_permissions=0|1|2: where owner and mode of regular
 // files and directories live when the daemon cannot chown.
 enum class XattrPermissions {
@@ -33,6 +37,17 @@ struct Config {
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   bool userxattr = false;  // the markers in the user namespace instead of trusted
   bool read_only = false;
+  // The atime flags as mount(8) sets them (MS_NOATIME, MS_STRICTATIME,
+  // MS_NODIRATIME; relatime is the kernel's default): atime_rule() is the
+  // rule the kernel makes of them, for the upper layer (lower layers never
+  // get atime updates, as with the kernel's overlayfs).
+  bool noatime = false;
+  bool strictatime = false;
+  bool nodiratime = false;
+
+  Atime atime_rule() const {
+    return strictatime ? Atime::kStrictatime : noatime ? Atime::kNoatime : Atime::kRelatime;
+  }
 };
 
 }  // namespace layer::overlay

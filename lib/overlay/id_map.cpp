@@ -34,10 +34,14 @@ IdMap IdMap::parse(const std::string& spec, const std::string& what) {
   IdMap m;
   auto parts = split_colons(spec);
   if (parts.empty() || parts.size() % 3 != 0)
-    throw Error(what + ": expected triples 'inside:outside:count', got '" + spec + "'");
+    throw Error(what + ": expected triples 'disk:mount:count', got '" + spec + "'");
   for (size_t i = 0; i < parts.size(); i += 3) {
-    Range r{parse_u32(parts[i], what), parse_u32(parts[i + 1], what),
-            parse_u32(parts[i + 2], what)};
+    // fuse-overlayfs's order (its "host:to:len"): the id on disk first, the
+    // id the mount shows second; containers/storage writes them so.
+    Range r{};
+    r.outside = parse_u32(parts[i], what);
+    r.inside = parse_u32(parts[i + 1], what);
+    r.count = parse_u32(parts[i + 2], what);
     if (r.count == 0) throw Error(what + ": empty range in '" + spec + "'");
     if (uint64_t{r.inside} + r.count - 1 > UINT32_MAX ||
         uint64_t{r.outside} + r.count - 1 > UINT32_MAX)

@@ -1,6 +1,8 @@
-// IdMap: a uid or gid mapping in fuse-overlayfs form ("cid:hostid:count[:...]"),
-// translating ids between the mount (container side) and the layers on disk
-// (host side). Immutable after parse; safe to share between threads.
+// IdMap: a uid or gid mapping in fuse-overlayfs's form and direction
+// ("disk:mount:count[:disk:mount:count...]": uidmapping=0:1000:1 shows an
+// on-disk uid 0 as 1000 and stores a 1000 written through the mount as 0),
+// translating ids between the layers on disk (outside) and the mount
+// (inside). Immutable after parse; safe to share between threads.
 #pragma once
 
 #include <sys/types.h>
@@ -14,8 +16,8 @@ namespace layer::overlay {
 class IdMap {
  public:
   struct Range {
-    uint32_t inside;
-    uint32_t outside;
+    uint32_t inside;   // as the mount shows it
+    uint32_t outside;  // as stored on disk
     uint32_t count;
   };
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "format/overlay_format.hpp"
+#include "overlay/atime_mount.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 #include "util/xattr_path.hpp"
@@ -75,13 +76,20 @@ Overlay::~Overlay() {
 std::unique_ptr<Overlay> Overlay::open(const Config& opts) {
   Config c = opts;
   Dirs d;
-  auto open_layer = [](const std::string& path, const char* what) {
-    auto r = sys::open_at(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY);
+  // Layers are opened through private mounts with the mount's atime rule
+  // (lower layers: none, as the kernel's overlayfs never updates their
+  // atime); upper and workdir through one, so that renames and links
+  // between them stay on one mount.
+  AtimeMount through;
+  auto open_layer = [&through](const std::string& path, const char* what) {
+    auto r = through.open_dir(path);
     if (!r) throw Error(std::string(what) + " '" + path + "'", r.error());
     return std::move(r).value();
   };
   d.roots.emplace_back();
   if (!opts.upperdir.empty() && !opts.read_only) {
+    through = AtimeMount::clone(common_ancestor(opts.upperdir, opts.workdir), opts.atime_rule(),
+                                opts.nodiratime);
     d.upper = open_layer(opts.upperdir, "upperdir");
     if (::faccessat(d.upper.get(), ".", W_OK, AT_EACCESS) != 0)
       throw Error("upperdir '" + opts.upperdir + "'", errno);
@@ -132,6 +140,7 @@ std::unique_ptr<Overlay> Overlay::open(const Config& opts) {
     d.roots[0] = std::move(dup).value();
   }
   for (const auto& l : opts.lowerdirs) {
+    through = AtimeMount::clone(l, Atime::kNoatime, true);
     UniqueFd fd = open_layer(l, "lowerdir");
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) throw Error("lowerdir '" + l + "'", errno);

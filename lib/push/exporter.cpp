@@ -148,8 +148,10 @@ ExportResult export_oci(store::Store& st, const store::ImageRecord& img, const s
   }
   kept.push_back(index_entry(docs, tag));
   index["manifests"] = kept;
-  if (!is_layout) sys::xwrite_file_atomic(dfd.get(), ".oci-layout.tmp", dfd.get(), "oci-layout", kLayoutFile);
-  sys::xwrite_file_atomic(dfd.get(), ".index.json.tmp", dfd.get(), "index.json", index.dump(2) + "\n");
+  if (!is_layout)
+    sys::xwrite_file_atomic(dfd.get(), ".oci-layout.tmp", dfd.get(), "oci-layout", kLayoutFile);
+  sys::xwrite_file_atomic(dfd.get(), ".index.json.tmp", dfd.get(), "index.json",
+                          index.dump(2) + "\n");
   return r;
 }
 
@@ -236,8 +238,7 @@ ExportResult export_archive(store::Store& st, const store::ImageRecord& img,
                 {"Layers", layers}};
   const std::string manifest_json = json::array({entry}).dump() + "\n";
   const std::string index =
-      json({{"schemaVersion", 2},
-            {"manifests", json::array({index_entry(docs, repo_tag)})}})
+      json({{"schemaVersion", 2}, {"manifests", json::array({index_entry(docs, repo_tag)})}})
           .dump() +
       "\n";
 
@@ -275,7 +276,8 @@ ExportResult export_image(store::Store& st, const store::ImageRecord& img,
                           const std::string& dest) {
   if (dest.rfind("oci:", 0) == 0) return export_oci(st, img, dest);
   if (dest.rfind("docker-archive:", 0) == 0) return export_archive(st, img, dest);
-  throw Error("'" + dest + "': not an export destination (oci:DIR[:TAG], docker-archive:FILE[:REF])");
+  throw Error("'" + dest +
+              "': not an export destination (oci:DIR[:TAG], docker-archive:FILE[:REF])");
 }
 
 }  // namespace layer::push

@@ -18,11 +18,11 @@ namespace layer::push {
 bool is_export_destination(const std::string& dest);
 
 struct ExportResult {
-  std::string dest;          // "oci:/abs/dir:tag", "docker-archive:/abs/file"
-  Digest manifest;           // as written
-  size_t layers = 0;         // layer blobs written (an OCI layout skips those it has)
-  size_t regenerated = 0;    // layers not kept in the store, rebuilt from their trees
-  uint64_t bytes = 0;        // blob bytes written
+  std::string dest;        // "oci:/abs/dir:tag", "docker-archive:/abs/file"
+  Digest manifest;         // as written
+  size_t layers = 0;       // layer blobs written (an OCI layout skips those it has)
+  size_t regenerated = 0;  // layers not kept in the store, rebuilt from their trees
+  uint64_t bytes = 0;      // blob bytes written
 };
 
 // OCI layout: DIR is created if absent, or must be an OCI layout (or empty);
@@ -32,7 +32,6 @@ struct ExportResult {
 // temporary file renamed into place) in the format `docker save` of Docker
 // 25 writes (manifest.json with RepoTags [REF] plus an OCI layout). Throws
 // Error naming the destination, the image or the blob at fault.
-ExportResult export_image(store::Store& st, const store::ImageRecord& img,
-                          const std::string& dest);
+ExportResult export_image(store::Store& st, const store::ImageRecord& img, const std::string& dest);
 
 }  // namespace layer::push

@@ -2,11 +2,15 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "commit/blob_writer.hpp"
 #include "commit/diff_writer.hpp"
+#include "lazy/estargz_writer.hpp"
+#include "lazy/toc_reader.hpp"
+#include "lazy/zstd_chunked_writer.hpp"
 #include "oci/media_types.hpp"
 #include "store/layout.hpp"
 #include "util/error.hpp"
@@ -25,6 +29,46 @@ oci::Compression regen_compression(const std::string& media_type) {
 
 std::string blob_name(size_t i) {
   return "layer-" + std::to_string(i);
+}
+
+// Writes the layer `diff` as an eStargz or zstd:chunked blob into `out`:
+// the tar goes to a scratch file `tar_name` in `stage` first (the converters
+// read a stream and copy its bytes). Fills `nd`; returns the blob's diff_id.
+Digest write_lazy_layer(int diff, int stage, const std::string& tar_name, int out, Recompress how,
+                        const std::string& what, oci::Descriptor& nd) {
+  {
+    UniqueFd tar =
+        sys::xopen_at(stage, tar_name, O_WRONLY | O_CREAT | O_TRUNC, 0600, what + " tar");
+    commit::DiffWriter dw(
+        diff, {}, {},
+        [&](const void* p, size_t n) {
+          if (auto w = sys::write_all(tar.get(), p, n); !w) throw Error(what + " tar", w.error());
+        },
+        what);
+    dw.write();
+  }
+  FdSource src(sys::xopen_at(stage, tar_name, O_RDONLY, 0, what + " tar"), what + " tar");
+  auto sink = [&](const char* p, size_t n) {
+    if (auto w = sys::write_all(out, p, n); !w) throw Error(what + " blob", w.error());
+  };
+  Digest diff_id;
+  if (how == Recompress::Estargz) {
+    lazy::EstargzResult res = lazy::write_estargz(src, sink);
+    nd.media_type = std::string(oci::kOciLayerGzip);
+    nd.annotations[lazy::kEstargzTocDigest] = res.toc_digest.str();
+    nd.digest = res.blob_digest;
+    nd.size = static_cast<int64_t>(res.blob_size);
+    diff_id = res.diff_id;
+  } else {
+    lazy::ZstdChunkedResult res = lazy::write_zstd_chunked(src, sink);
+    nd.media_type = std::string(oci::kOciLayerZstd);
+    for (const auto& [k, v] : res.annotations) nd.annotations[k] = v;
+    nd.digest = res.blob_digest;
+    nd.size = static_cast<int64_t>(res.blob_size);
+    diff_id = res.diff_id;
+  }
+  ::unlinkat(stage, tar_name.c_str(), 0);  // scratch; the staging dir goes anyway
+  return diff_id;
 }
 
 }  // namespace
@@ -70,7 +114,7 @@ UniqueFd LayerBlobs::open(size_t i) const {
   return fd;
 }
 
-void LayerBlobs::regenerate(size_t i) {
+void LayerBlobs::regenerate(size_t i, Recompress how) {
   const Digest& diff_id = img_.diff_ids[i];
   const std::string what = "layer " + diff_id.str();
   if (!stage_) stage_ = st_.make_staging("push-");
@@ -78,19 +122,28 @@ void LayerBlobs::regenerate(size_t i) {
                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, what);
   UniqueFd out = sys::xopen_at(stage_->fd.get(), blob_name(i), O_RDWR | O_CREAT | O_TRUNC, 0600,
                                "push staging blob");
-  oci::Compression comp = regen_compression(layers_[i].media_type);
-  commit::BlobWriter bw(out.get(), comp, -1, what);
-  commit::DiffWriter dw(
-      diff.get(), {}, {}, [&](const void* p, size_t n) { bw.write(p, n); }, what);
-  dw.write();
-  bw.finish();
   oci::Descriptor nd;
-  nd.media_type = std::string(commit::layer_media_type(comp));
-  nd.digest = bw.digest();
-  nd.size = static_cast<int64_t>(bw.size());
   nd.annotations = layers_[i].annotations;
+  for (const char* key : {lazy::kEstargzTocDigest, lazy::kZstdChunkedChecksum,
+                          lazy::kZstdChunkedPosition, lazy::kZstdChunkedChecksumOld,
+                          lazy::kZstdChunkedPositionOld, lazy::kZstdChunkedTarSplitPosition})
+    nd.annotations.erase(key);  // they described the old blob
+  if (how == Recompress::Keep) {
+    oci::Compression comp = regen_compression(layers_[i].media_type);
+    commit::BlobWriter bw(out.get(), comp, -1, what);
+    commit::DiffWriter dw(
+        diff.get(), {}, {}, [&](const void* p, size_t n) { bw.write(p, n); }, what);
+    dw.write();
+    bw.finish();
+    nd.media_type = std::string(commit::layer_media_type(comp));
+    nd.digest = bw.digest();
+    nd.size = static_cast<int64_t>(bw.size());
+    diff_ids_[i] = bw.diff_id();
+  } else {
+    diff_ids_[i] = write_lazy_layer(diff.get(), stage_->fd.get(), blob_name(i) + ".tar", out.get(),
+                                    how, what, nd);
+  }
   layers_[i] = nd;
-  diff_ids_[i] = bw.diff_id();
   regen_[i] = true;
   ++regenerated_;
 }

@@ -15,6 +15,9 @@
 
 namespace layer::push {
 
+// Layers as stored, or rewritten in a lazily pullable format.
+enum class Recompress { Keep, Estargz, ZstdChunked };
+
 class LayerBlobs {
  public:
   // Reads the image's manifest and config from the store. Throws Error.
@@ -31,9 +34,11 @@ class LayerBlobs {
   // An open fd of layer i's blob: the store's, or the regenerated one;
   // invalid when neither exists yet (call regenerate). Checks the size.
   UniqueFd open(size_t i) const;
-  // Makes layer i's blob from its unpacked tree (gzip, or zstd for a zstd
-  // layer). Throws Error naming the layer.
-  void regenerate(size_t i);
+  // Makes layer i's blob from its unpacked tree: gzip, or zstd for a zstd
+  // layer; eStargz or zstd:chunked (with the TOC annotations) if `how` says
+  // so. The old blob's TOC annotations are dropped. Throws Error naming the
+  // layer.
+  void regenerate(size_t i, Recompress how = Recompress::Keep);
   size_t regenerated() const { return regenerated_; }
 
   // The config and manifest to send: the stored bytes when nothing was

@@ -77,14 +77,17 @@ Result push(store::Store& st, const store::ImageRecord& img, const std::string& 
     BlobEvent ev{
         i, total, "layer", d.digest, static_cast<uint64_t>(d.size), 0, BlobState::Checking};
     emit(ev);
-    if (up.blob_exists(d.digest)) {
+    // --compression: every layer is rewritten, whatever exists already.
+    const bool rewrite = opt.recompress != Recompress::Keep;
+    if (!rewrite && up.blob_exists(d.digest)) {
       ++r.existed;
       ev.state = BlobState::Exists;
       emit(ev);
       continue;
     }
     bool mounted = false;
-    for (const auto& from : mount_sources(images, img, img.diff_ids[i], ref)) {
+    for (const auto& from :
+         rewrite ? std::vector<std::string>{} : mount_sources(images, img, img.diff_ids[i], ref)) {
       if ((mounted = up.mount(d.digest, from))) break;
     }
     if (mounted) {
@@ -93,14 +96,14 @@ Result push(store::Store& st, const store::ImageRecord& img, const std::string& 
       emit(ev);
       continue;
     }
-    if (UniqueFd fd = blobs.open(i)) {
+    if (UniqueFd fd = rewrite ? UniqueFd() : blobs.open(i)) {
       send_file(ev, fd.get());
       continue;
     }
-    // Not kept (pull --drop-blobs): a new blob from the unpacked layer.
+    // Not kept (pull --drop-blobs) or rewritten: a new blob from the unpacked layer.
     ev.state = BlobState::Regenerating;
     emit(ev);
-    blobs.regenerate(i);
+    blobs.regenerate(i, opt.recompress);
     ++r.regenerated;
     ev.digest = blobs.layer(i).digest;
     ev.size = static_cast<uint64_t>(blobs.layer(i).size);
@@ -116,8 +119,8 @@ Result push(store::Store& st, const store::ImageRecord& img, const std::string& 
   // Config and manifest: as stored, or rewritten for regenerated layers.
   const LayerBlobs::Documents docs = blobs.documents();
   r.rewritten = blobs.regenerated() > 0;
-  BlobEvent ev{blobs.size(), total, "config", docs.config_digest, docs.config.size(), 0,
-               BlobState::Checking};
+  BlobEvent ev{blobs.size(),       total, "config",           docs.config_digest,
+               docs.config.size(), 0,     BlobState::Checking};
   emit(ev);
   if (up.blob_exists(docs.config_digest)) {
     ++r.existed;

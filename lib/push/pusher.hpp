@@ -6,8 +6,9 @@
 // --drop-blobs) is regenerated from the unpacked layer (LayerBlobs): a new
 // tar of the same files, so a new diff_id and digest, and then the config
 // and manifest are rewritten to name it (the image pushed has another digest
-// than the local one, as with podman). Config next, manifest last. Not
-// thread-safe; one push per call.
+// than the local one, as with podman). With Options::recompress every layer
+// is regenerated, as eStargz or zstd:chunked. Config next, manifest last.
+// Not thread-safe; one push per call.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "oci/media_types.hpp"
+#include "push/layer_blobs.hpp"
 #include "registry/registry_source.hpp"
 #include "registry/uploader.hpp"
 #include "store/store.hpp"
@@ -39,6 +41,9 @@ inline constexpr uint64_t kDefaultChunk = 64ull << 20;
 
 struct Options {
   registry::RegistryOptions registry;
+  // Not Keep: every layer is regenerated from the unpacked layer in this
+  // format (with its TOC annotation), whatever the store or the registry has.
+  Recompress recompress = Recompress::Keep;
   // > 0: blobs larger than this go in PATCH chunks of this size. 0: one PUT
   // up to kChunkThreshold, chunks of kDefaultChunk above.
   uint64_t chunk_size = 0;

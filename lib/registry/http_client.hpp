@@ -30,6 +30,7 @@ struct HttpRequest {
   std::vector<std::string> headers;  // "Name: value"
   std::string authorization;         // Authorization header value; empty: none
   long long range_from = -1;         // >= 0: "Range: bytes=N-"
+  long long range_to = -1;           // >= range_from: "Range: bytes=N-M" (M inclusive)
   std::shared_ptr<HttpBody> body;    // PUT/POST/PATCH (null: empty); rewound per attempt
 };
 

@@ -105,6 +105,7 @@ HttpTransfer::HttpTransfer(HttpClient& client, std::unique_ptr<CurlHandles> h,
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
   if (req.range_from >= 0) {
     std::string range = std::to_string(req.range_from) + "-";
+    if (req.range_to >= req.range_from) range += std::to_string(req.range_to);
     curl_easy_setopt(e, CURLOPT_RANGE, range.c_str());  // curl copies it
   }
   if (CURLMcode mc = curl_multi_add_handle(h_->multi, e); mc != CURLM_OK)

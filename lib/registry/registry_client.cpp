@@ -140,10 +140,11 @@ RegistryClient::RegistryClient(Reference ref, const RegistryOptions& opt)
     : ref_(std::move(ref)),
       endpoint_(ref_.endpoint()),
       https_only_(opt.https_only),
-      allow_http_(!opt.https_only && (ref_.is_loopback() || std::find_if(opt.insecure.begin(), opt.insecure.end(),
-                                                     [&](const auto& r) {
-                                                       return r == ref_.domain || r == endpoint_;
-                                                     }) != opt.insecure.end())),
+      allow_http_(!opt.https_only &&
+                  (ref_.is_loopback() || std::find_if(opt.insecure.begin(), opt.insecure.end(),
+                                                      [&](const auto& r) {
+                                                        return r == ref_.domain || r == endpoint_;
+                                                      }) != opt.insecure.end())),
       http_(load_tls_config(endpoint_, opt)),
       auth_(http_, ref_.domain, ref_.path,
             find_credentials(ref_.domain, ref_.path, opt.creds, opt.auth_file), allow_http_) {}

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cpptoml.h>
+#include <cerrno>
 #include <cstdlib>
 #include <sstream>
 
@@ -43,8 +43,7 @@ std::vector<std::string> SearchList::candidates(const std::string& ref) const {
   return out;
 }
 
-std::vector<std::string> parse_search_registries(const std::string& text,
-                                                 const std::string& file) {
+std::vector<std::string> parse_search_registries(const std::string& text, const std::string& file) {
   std::istringstream in(text);
   std::shared_ptr<cpptoml::table> doc;
   try {

@@ -328,7 +328,7 @@ TEST_CASE("lower names of a copied-up multi-link file become links to the copy")
     auto es3 = read_tar(write_tar(up.fd.get(), {{low.fd.get(), low.path}}));
     const auto& link = find(es3, "bin/perl5");
     CHECK(link.hardlink == "bin/perl");
-    CHECK(link.perm == 0600);  // was 0: podman and Docker made the file mode 0000
+    CHECK(link.perm == 0600);            // was 0: podman and Docker made the file mode 0000
     CHECK(link.mtime == 1'600'000'000);  // was 0: dated 1970
   }
 

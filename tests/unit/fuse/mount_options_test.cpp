@@ -97,7 +97,7 @@ TEST_CASE("mount options: bad combinations") {
 }
 
 TEST_CASE("id map: ranges both ways, unmapped to overflow") {
-  IdMap m = IdMap::parse("0:100000:65536:65536:5000:1", "t");
+  IdMap m = IdMap::parse("100000:0:65536:5000:65536:1", "t");  // disk:mount:count
   CHECK(m.to_inside(100000) == 0);
   CHECK(m.to_inside(100005) == 5);
   CHECK(m.to_inside(5000) == 65536);
@@ -113,4 +113,36 @@ TEST_CASE("id map: ranges both ways, unmapped to overflow") {
 TEST_CASE("split_escaped") {
   CHECK(split_escaped("a:b\\:c:", ':') == std::vector<std::string>{"a", "b:c", ""});
   CHECK(split_escaped("x\\\\y", ':') == std::vector<std::string>{"x\\y"});
+}
+
+TEST_CASE("mount options: atime as the kernel's mount reads it") {
+  using layer::overlay::Atime;
+  struct Row {
+    const char* opts;
+    Atime atime;
+    bool nodiratime;
+  };
+  const Row rows[] = {
+      {"lowerdir=/a", Atime::kRelatime, false},
+      {"lowerdir=/a,noatime", Atime::kNoatime, false},
+      {"lowerdir=/a,strictatime", Atime::kStrictatime, false},
+      {"lowerdir=/a,relatime", Atime::kRelatime, false},
+      {"lowerdir=/a,noatime,atime", Atime::kRelatime, false},  // atime: the default
+      {"lowerdir=/a,strictatime,norelatime", Atime::kStrictatime, false},
+      {"lowerdir=/a,noatime,relatime", Atime::kNoatime, false},  // bits, as mount(8) sets them
+      {"lowerdir=/a,noatime,strictatime", Atime::kStrictatime, false},
+      {"lowerdir=/a,strictatime,nostrictatime", Atime::kRelatime, false},
+      {"lowerdir=/a,nodiratime", Atime::kRelatime, true},
+      {"lowerdir=/a,nodiratime,diratime,noatime", Atime::kNoatime, false},
+  };
+  for (const Row& r : rows) {
+    MountOptions o;
+    o.parse(r.opts);
+    CAPTURE(r.opts);
+    CHECK(o.core.atime_rule() == r.atime);
+    CHECK(o.core.nodiratime == r.nodiratime);
+    CHECK(o.fuse_options.empty());  // the daemon applies them, not libfuse
+  }
+  MountOptions bad;
+  CHECK_THROWS_AS(bad.parse("lowerdir=/a,noatime=1"), Error);
 }
