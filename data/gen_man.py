@@ -118,7 +118,7 @@ def layerfs_page(binary, version):
     out += [".SH COMPATIBILITY",
             "Options of fuse\\-overlayfs that layerfs takes: lowerdir, upperdir, workdir,",
             "uidmapping, gidmapping, squash_to_root, squash_to_uid, squash_to_gid,",
-            "static_nlink, noacl, fsync=0, volatile, xattr_permissions, timeout, threaded,",
+            "static_nlink, noacl, noxattrs, fsync=0, volatile, xattr_permissions, timeout, threaded,",
             "plus libfuse's mount options. Layers of fuse\\-overlayfs, of the kernel's",
             "overlayfs and of layerfs are interchangeable.",
             ".SH SEE ALSO",

@@ -45,6 +45,7 @@ constexpr const char* kUsage =
     "  -o uring=0|1       FUSE over io_uring where the kernel allows it (default 0; needs\n"
     "                     /sys/module/fuse/parameters/enable_uring = Y, else /dev/fuse)\n"
     "  -o threaded=0|1, noacl, static_nlink, timeout=SECONDS, writeback=0|1, userxattr\n"
+    "  -o noxattrs=1      no xattrs (nor ACLs) through the mount: ENOTSUP\n"
     "  -o xattr_permissions=0|1|2 (1, 2: owners and modes of files and directories kept\n"
     "     in the security. / user.fuseoverlayfs.override_stat xattr), log=FILE\n"
     "  -o relatime, strictatime, noatime, atime, norelatime, nostrictatime, diratime,\n"

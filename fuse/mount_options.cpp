@@ -174,7 +174,7 @@ void MountOptions::parse(const std::string& opts) {
       uring = parse_bool(name, value);
     } else if (name == "noxattrs") {
       need_value();
-      if (parse_bool(name, value)) throw Error("option 'noxattrs=1' is not supported");
+      xattrs = !parse_bool(name, value);
     } else if (name == "plugins") {
       if (has_value && !value.empty()) throw Error("option 'plugins': plugins are not supported");
     } else if (name == "log") {

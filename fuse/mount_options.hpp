@@ -16,6 +16,7 @@ struct MountOptions {
   overlay::Config core;  // what lib/overlay needs
   bool threaded = true;
   bool acl = true;
+  bool xattrs = true;      // noxattrs=1: none through the mount (ENOTSUP), ACLs included
   double timeout = 86400;  // entry/attr timeout, seconds
   // Off by default: the kernel does not flush its cache before SEEK_DATA/
   // SEEK_HOLE, and FUSE passthrough excludes it.

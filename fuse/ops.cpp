@@ -41,7 +41,12 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_DIO);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_ATOMIC_O_TRUNC);
-  if (d->opts().acl) want(FUSE_CAP_POSIX_ACL);
+  if (d->opts().acl && d->opts().xattrs) {
+    want(FUSE_CAP_POSIX_ACL);
+    // The mode of a create, mkdir or mknod arrives without the umask (which
+    // comes beside it): a parent's default ACL wins over the umask.
+    want(FUSE_CAP_DONT_MASK);
+  }
   conn->time_gran = 1;
   // Writing as root does not clear set-id bits: let the kernel do it.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
@@ -285,10 +290,19 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 
 // ---------------------------------------------------------------- xattrs
 
+// noxattrs=1: ENOSYS, as fuse-overlayfs answers; the kernel then sends no
+// more of that kind of request and gives programs EOPNOTSUPP.
+bool no_xattrs(fuse_req_t req, Daemon& d) {
+  if (d.opts().xattrs) return false;
+  reply_err(req, ENOSYS);
+  return true;
+}
+
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
   guard(req, "setxattr", [&] {
     Daemon& d = daemon_of(req);
+    if (no_xattrs(req, d)) return;
     reply_void(req, d.ov().setxattr(node_of(d, ino), name, value, size, flags));
   });
 }
@@ -296,6 +310,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   guard(req, "getxattr", [&] {
     Daemon& d = daemon_of(req);
+    if (no_xattrs(req, d)) return;
     std::vector<char> buf(size);
     auto r = d.ov().getxattr(node_of(d, ino), name, size ? buf.data() : nullptr, size);
     if (!r) return reply_err(req, r.error());
@@ -307,6 +322,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   guard(req, "listxattr", [&] {
     Daemon& d = daemon_of(req);
+    if (no_xattrs(req, d)) return;
     std::vector<char> buf(size);
     auto r = d.ov().listxattr(node_of(d, ino), size ? buf.data() : nullptr, size);
     if (!r) return reply_err(req, r.error());
@@ -318,6 +334,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   guard(req, "removexattr", [&] {
     Daemon& d = daemon_of(req);
+    if (no_xattrs(req, d)) return;
     reply_void(req, d.ov().removexattr(node_of(d, ino), name));
   });
 }

@@ -35,7 +35,8 @@ constexpr std::string_view kEscape = "overlay.";
 }  // namespace
 
 bool is_private_xattr(std::string_view name) {
-  if (name == kPermXattrSecurity || name == kPermXattrUser) return true;
+  for (std::string_view pre : kFuseOverlayfsPrefixes)
+    if (name.starts_with(pre)) return true;
   for (const XattrNames* ns : kNamespaces)
     if (name.starts_with(ns->prefix)) return format_key(name.substr(ns->prefix.size()));
   return false;
@@ -108,7 +109,7 @@ std::string read_redirect(const XattrPath& p) {
 
 }  // namespace
 
-DirMarks read_dir_marks(int fd, bool lower) {
+DirMarks read_dir_marks(int fd) {
   DirMarks m;
   XattrPath p(fd, nullptr);
   // A directory with no xattrs at all, the common case, costs one listxattr
@@ -125,8 +126,7 @@ DirMarks read_dir_marks(int fd, bool lower) {
     m.redirect = read_redirect(p);
   }
   struct stat st;
-  if (!m.opaque && lower)
-    m.opaque = ::fstatat(fd, kOpaqueMarker.data(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!m.opaque) m.opaque = ::fstatat(fd, kOpaqueMarker.data(), &st, AT_SYMLINK_NOFOLLOW) == 0;
   return m;
 }
 

@@ -96,6 +96,10 @@ constexpr const XattrNames& names(XattrNamespace ns) {
 // octal mode) of a file whose real inode cannot carry them.
 inline constexpr std::string_view kPermXattrSecurity = "security.fuseoverlayfs.override_stat";
 inline constexpr std::string_view kPermXattrUser = "user.fuseoverlayfs.override_stat";
+// Everything fuse-overlayfs keeps below these (override_stat, origin, opaque,
+// ...) is its own, hidden from programs as fuse-overlayfs hides it.
+inline constexpr std::string_view kFuseOverlayfsPrefixes[] = {
+    "user.fuseoverlayfs.", "trusted.fuseoverlayfs.", "security.fuseoverlayfs."};
 
 // Whether `name` is one the format itself uses, in either namespace: the
 // kernel's markers, layerfs's own names and fuse-overlayfs's. A program
@@ -135,16 +139,17 @@ bool has_oci_whiteout(int dirfd, std::string_view name);
 
 // ---------------------------------------------------------------- directories
 
-// A directory's marks, either namespace: opaque ("y", or in a lower layer
-// the OCI marker), may hold xattr whiteouts ("x"), and its redirect (the
-// kernel's redirect_dir), checked against hostile values: empty if none.
+// A directory's marks, either namespace: opaque ("y", or the OCI marker,
+// which fuse-overlayfs honours in the upper layer too), may hold xattr
+// whiteouts ("x"), and its redirect (the kernel's redirect_dir), checked
+// against hostile values: empty if none.
 struct DirMarks {
   bool opaque = false;
   bool xwhiteouts = false;
   std::string redirect;
 };
-// `lower`: the OCI opaque marker counts too. `fd` may be O_PATH.
-DirMarks read_dir_marks(int fd, bool lower);
+// `fd` may be O_PATH.
+DirMarks read_dir_marks(int fd);
 // Just the opaque mark ("y") of directory fd, either namespace.
 bool is_opaque(int fd);
 

@@ -27,6 +27,9 @@ Result<RealFile> Overlay::open_real(Node* n, int flags) {
     return RealFile{std::move(r).value(), false};  // an upper inode: never stale
   };
   if (n->anon.valid()) return reopen(n->anon.get());
+  // A reopen through /proc/PID/fd of a file whose name is gone.
+  if (auto kept = orphan_of(n); kept && (!write || n->layer.load() == kUpper))
+    return reopen(kept->get());
   if (!write) {
     // Another name was copied up: read that copy, and write nothing.
     auto copy = index_.indexed_copy(n);

@@ -106,6 +106,10 @@ Result<void> Copier::copy_up(Node* n, CopyData data) {
   if (!pr) return pr;
   std::lock_guard<std::mutex> g(n->copy_mu);
   if (n->layer.load() == kUpper) return {};
+  // A lower file whose name is gone (fchmod of an open file after unlink):
+  // copying it up would bring its name back over the whiteout or the file
+  // that replaced it. The kernel's overlayfs fails the same way.
+  if (!n->is_dir() && nodes_.unlinked(n)) return Errno{EEXIST};
   // Renames copy up before they move a node, so the name read before taking
   // copy_mu is still this node's name.
   return copy_locked(n, p, name, data);

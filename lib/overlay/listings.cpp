@@ -57,7 +57,7 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
       auto* e = reinterpret_cast<struct dirent64*>(buf + pos);
       pos += e->d_reclen;
       std::string_view name(e->d_name);
-      if (name == "." || name == "..") continue;
+      if (name == "." || name == ".." || name == format::kOpaqueMarker) continue;
       if (ld.layer != kUpper && format::classify_name(name) != format::Whiteout::kNone) {
         if (format::classify_name(name) == format::Whiteout::kOciName)
           hidden_below.emplace_back(name.substr(format::kWhiteoutPrefix.size()));

@@ -83,11 +83,16 @@ struct Node {
   // kernel must not cache its attributes or data across opens.
   std::atomic<bool> shared{false};
 
-  std::mutex mu;  // guards stack, listing, listing_gen, partial; after NodeTable::mu_
+  std::mutex mu;  // guards stack, listing, listing_gen, partial, orphan; after NodeTable::mu_
   std::shared_ptr<const DirStack> stack;   // directories only
   std::shared_ptr<const Listing> listing;  // cached merged listing, or null
   uint64_t listing_gen = 0;                // bumped by every change of the directory
   std::shared_ptr<Partial> partial;        // regular files still being filled, or null
+  // A non-directory whose name was removed (unlink, or a rename over it):
+  // an O_PATH fd of its object, taken before the name went, so that fstat,
+  // ftruncate, fchmod and futimens of its open files still reach it (the
+  // kernel sends GETATTR and most SETATTRs without the file handle).
+  std::shared_ptr<const UniqueFd> orphan;
 
   std::mutex copy_mu;  // serializes copy-up of this node; held across syscalls
 
@@ -100,6 +105,12 @@ struct Node {
 inline std::shared_ptr<const DirStack> stack_of(Node* dir) {
   std::lock_guard<std::mutex> g(dir->mu);
   return dir->stack;
+}
+
+// The object of a node whose name was removed (see Node::orphan), or null.
+inline std::shared_ptr<const UniqueFd> orphan_of(Node* n) {
+  std::lock_guard<std::mutex> g(n->mu);
+  return n->orphan;
 }
 
 // dir's upper directory (dir is copied up), open while *keep is held; EIO

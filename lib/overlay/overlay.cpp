@@ -158,6 +158,12 @@ Result<Overlay::Real> Overlay::real_of(Node* n) {
     r.dirfd = dup;
     return r;
   }
+  if (auto kept = orphan_of(n)) {
+    r.own = UniqueFd(::fcntl(kept->get(), F_DUPFD_CLOEXEC, 0));
+    if (!r.own.valid()) return last_errno();
+    r.dirfd = r.own.get();
+    return r;
+  }
   auto copy = index_.indexed_copy(n);
   if (!copy) return Errno{copy.error()};
   if (copy->valid()) {
@@ -273,17 +279,17 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
   } else if (n->is_dir()) {
     auto stack = stack_of(n);
     if (::fstat(stack->front().fd.get(), st) != 0) return last_errno();
-    if (stack->size() > 1) {
-      if (config_.static_nlink) {
-        st->st_nlink = 1;
-      } else {
-        auto nl = listings_.merged_nlink(n);
-        if (!nl) return Errno{nl.error()};
-        st->st_nlink = nl.value();
-      }
+    if (config_.static_nlink) {
+      st->st_nlink = 1;  // every directory, as fuse-overlayfs's static_nlink
+    } else if (stack->size() > 1) {
+      auto nl = listings_.merged_nlink(n);
+      if (!nl) return Errno{nl.error()};
+      st->st_nlink = nl.value();
     }
   } else if (n->anon.valid()) {
     if (::fstat(n->anon.get(), st) != 0) return last_errno();
+  } else if (auto kept = orphan_of(n)) {
+    if (::fstat(kept->get(), st) != 0) return last_errno();
   } else {
     auto copy = index_.indexed_copy(n);
     if (!copy) return Errno{copy.error()};
@@ -304,7 +310,9 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
     }
   }
   if (S_ISREG(st->st_mode) && n->layer.load() == kUpper && index_.valid()) {
-    if (st->st_nlink > 1 && lazy_.partial_of(n)) --st->st_nlink;    // its link in layerfs-partial
+    // Its link in layerfs-partial is not a name (an unlinked one has no other).
+    if (st->st_nlink > 0 && lazy_.partial_of(n) && (st->st_nlink > 1 || nodes_.unlinked(n)))
+      --st->st_nlink;
     if (n->ino != resolver_.map_ino_raw(st->st_dev, st->st_ino)) {  // a copy-up: maybe indexed
       uint32_t lower = index_.lower_names(n->ino, *st);
       if (lower != UINT32_MAX) st->st_nlink += lower;

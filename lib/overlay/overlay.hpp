@@ -186,6 +186,14 @@ class Overlay {
     UniqueFd own;  // the object itself, when it has no name of its own (indexed copy)
   };
   Result<Real> real_of(Node* n);
+  // The umask to apply to what the caller makes in parent: none where the
+  // parent has a default ACL.
+  mode_t umask_for(Node* parent, const Caller& c);
+  // Before n's name is removed: an O_PATH fd of its object, for
+  // set_orphan once the name is gone (null for a directory, or on failure:
+  // the node's open files then get ENOENT).
+  std::shared_ptr<const UniqueFd> hold_object(Node* n);
+  static void set_orphan(Node* n, std::shared_ptr<const UniqueFd> kept);
   Result<Node*> lookup_node(Node* parent, std::string_view name);
   // The node for what resolve() found as `name` in parent, with inode number
   // `ino`; referenced.
@@ -202,6 +210,11 @@ class Overlay {
                               struct stat* st, MakeFn make);
   // Copies a directory and everything below it up, then makes it opaque.
   Result<void> copy_up_tree(Node* dir);
+  // The redirect xattr of dir's upper directory, or empty.
+  std::string upper_redirect(Node* dir);
+  // Before dir (copied up, with lower parts) moves away from `name` in
+  // parent: records where its lower directories are, as the kernel does.
+  Result<void> set_redirect(Node* dir, Node* parent, const std::string& name, bool samedir);
 
   // Constant after construction: the members below only change inside.
   const Config config_;

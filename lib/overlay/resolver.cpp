@@ -19,10 +19,6 @@ bool stat_at(int dirfd, const char* name, struct stat* st) {
   return ::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-format::DirMarks dir_marks(int fd, int layer) {
-  return format::read_dir_marks(fd, layer != kUpper);
-}
-
 Result<UniqueFd> open_dir_at(int layer, int dirfd, const char* name) {
   auto r = open_in_layer(layer, dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!r && r.error() == EACCES)
@@ -42,7 +38,8 @@ Result<UniqueFd> open_in_layer(int layer, int dirfd, const char* name, int flags
 
 bool valid_name(std::string_view name) {
   return !name.empty() && name.size() <= NAME_MAX && name != "." && name != ".." &&
-         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos &&
+         name != format::kOpaqueMarker;  // a mark in every layer, never a name
 }
 
 Resolver::Resolver(std::vector<UniqueFd> roots, std::string origin_xattr)
@@ -62,7 +59,7 @@ std::shared_ptr<DirStack> Resolver::root_stack() const {
     if (!roots_[i].valid()) continue;
     auto fd = open_in_layer(static_cast<int>(i), roots_[i].get(), ".", O_RDONLY | O_DIRECTORY);
     if (!fd) throw Error("layer directory", fd.error());
-    format::DirMarks m = dir_marks(fd.value().get(), static_cast<int>(i));
+    format::DirMarks m = format::read_dir_marks(fd.value().get());
     bool opaque = m.opaque;
     stack->push_back(LayerDir{static_cast<int>(i), std::move(fd).value(), m.xwhiteouts});
     if (opaque && i != 0) break;
@@ -118,7 +115,7 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
   auto stack = std::make_shared<DirStack>();
   auto top = open_dir_at(parent[i].layer, parent[i].fd.get(), name);
   if (!top) return Errno{top.error()};
-  format::DirMarks marks = dir_marks(top.value().get(), parent[i].layer);
+  format::DirMarks marks = format::read_dir_marks(top.value().get());
   bool opaque = marks.opaque;
   f.opaque = opaque;
   std::string redirect = std::move(marks.redirect);
@@ -126,9 +123,10 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
   // Below, the same name in the parent's directories, unless the kernel's
   // redirect_dir moved this directory: "/a/b" is that path from each lower
   // layer's root, "x" the name x in the parent's directories.
+  // An absolute redirect is followed even where the parent has no lower
+  // directories (a directory moved into a new one), as the kernel does.
   std::string cur = name;
-  for (size_t j = i + 1; j < parent.size() && !opaque; ++j) {
-    const LayerDir& ld = parent[j];
+  for (size_t j = i + 1; !opaque; ++j) {
     if (!redirect.empty() && redirect[0] == '/') {
       // Absolute: every lower layer below, from its root.
       for (size_t l = static_cast<size_t>(stack->back().layer) + 1; l < roots_.size() && !opaque;
@@ -144,7 +142,7 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
           if (fd.error() == ENOTDIR) break;
           return Errno{fd.error()};
         }
-        format::DirMarks m = dir_marks(fd.value().get(), static_cast<int>(l));
+        format::DirMarks m = format::read_dir_marks(fd.value().get());
         opaque = m.opaque;
         std::string next = std::move(m.redirect);
         stack->push_back(LayerDir{static_cast<int>(l), std::move(fd).value(), m.xwhiteouts});
@@ -152,6 +150,8 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
       }
       break;
     }
+    if (j >= parent.size()) break;
+    const LayerDir& ld = parent[j];
     if (!redirect.empty()) {
       cur = redirect;
       redirect.clear();
@@ -165,7 +165,7 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
     if (!S_ISDIR(st.st_mode)) break;  // a whiteout or a non-directory ends the merge
     auto fd = open_dir_at(ld.layer, ld.fd.get(), cur.c_str());
     if (!fd) return Errno{fd.error()};
-    format::DirMarks m = dir_marks(fd.value().get(), ld.layer);
+    format::DirMarks m = format::read_dir_marks(fd.value().get());
     opaque = m.opaque;
     redirect = std::move(m.redirect);
     stack->push_back(LayerDir{ld.layer, std::move(fd).value(), m.xwhiteouts});

@@ -21,7 +21,7 @@
 namespace layer::overlay {
 
 // A name a program may use for one directory entry: not empty, ".", "..",
-// too long, or holding '/' or NUL.
+// too long, holding '/' or NUL, or the OCI opaque marker.
 bool valid_name(std::string_view name);
 
 // openat(2) of something in `layer`. Lower layers are opened O_NOATIME, as

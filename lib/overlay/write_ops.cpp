@@ -38,6 +38,7 @@ bool stat_at_nofollow(int dirfd, const char* name, struct stat* st) {
 Result<int> Overlay::dir_for_new_name(Node* parent, std::string_view name,
                                       std::shared_ptr<const DirStack>* keep) {
   if (!parent->is_dir()) return Errno{ENOTDIR};
+  if (name == format::kOpaqueMarker) return Errno{EINVAL};  // would make parent opaque
   auto existing = lookup_node(parent, name);
   if (existing) {
     nodes_.unref(existing.value());
@@ -83,6 +84,11 @@ Result<Node*> Overlay::create_common(Node* parent, std::string_view name_sv, mod
       (void)upper_.remove_in_work(tn);
       return Errno{err};
     };
+    // Made in the work directory, it missed the parent's default ACL that
+    // umask_for counted on: the umask applies after all.
+    if (!S_ISLNK(mode) && (mode & c.umask & 0777) &&
+        ::fchmodat(upper_.work(), tn, mode & ~c.umask & 07777, 0) != 0)
+      return undo(errno);
     if (auto r = owners_.set_owner(upper_.work(), tn, c, pst, mode); !r) return undo(r.error());
     if (S_ISDIR(mode)) {
       auto fd = sys::open_at(upper_.work(), tn, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
@@ -108,12 +114,24 @@ Result<Node*> Overlay::create_common(Node* parent, std::string_view name_sv, mod
   return n;
 }
 
+mode_t Overlay::umask_for(Node* parent, const Caller& c) {
+  if (c.umask == 0) return 0;
+  // A default ACL decides the new object's permissions instead of the umask
+  // (POSIX.1e, and the kernel skips the umask for such parents): the daemon
+  // creates with umask 0, and the upper's filesystem applies the ACL that
+  // copy-up carried over.
+  auto stack = stack_of(parent);
+  XattrPath dir(stack->front().fd.get(), nullptr);
+  if (dir.get("system.posix_acl_default", nullptr, 0) > 0) return 0;
+  return c.umask;
+}
+
 Result<Node*> Overlay::mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev,
                              const Caller& c, struct stat* st) {
   if (S_ISCHR(mode) && rdev == makedev(0, 0)) return Errno{EPERM};  // a whiteout
   if (S_ISDIR(mode) || S_ISLNK(mode)) return Errno{EINVAL};
   if ((mode & S_IFMT) == 0) mode |= S_IFREG;
-  mode &= ~c.umask | S_IFMT;
+  mode &= ~umask_for(parent, c) | S_IFMT;
   return create_common(parent, name, mode, c, st, [&](int dfd, const char* n) -> Result<void> {
     if (::mknodat(dfd, n, mode, rdev) != 0) return last_errno();
     return {};
@@ -122,7 +140,7 @@ Result<Node*> Overlay::mknod(Node* parent, std::string_view name, mode_t mode, d
 
 Result<Node*> Overlay::mkdir(Node* parent, std::string_view name, mode_t mode, const Caller& c,
                              struct stat* st) {
-  mode = S_IFDIR | (mode & ~c.umask & 07777);
+  mode = S_IFDIR | (mode & ~umask_for(parent, c) & 07777);
   return create_common(parent, name, mode, c, st, [&](int dfd, const char* n) -> Result<void> {
     if (::mkdirat(dfd, n, mode & 07777) != 0) return last_errno();
     return {};
@@ -140,7 +158,7 @@ Result<Node*> Overlay::symlink(Node* parent, std::string_view name, const char* 
 
 Result<Node*> Overlay::create(Node* parent, std::string_view name, mode_t mode, int flags,
                               const Caller& c, struct stat* st, UniqueFd* fd) {
-  mode = S_IFREG | (mode & ~c.umask & 07777);
+  mode = S_IFREG | (mode & ~umask_for(parent, c) & 07777);
   int oflags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL | O_NOFOLLOW;
   return create_common(parent, name, mode, c, st, [&](int dfd, const char* n) -> Result<void> {
     auto r = sys::open_at(dfd, n, oflags, mode & 07777);
@@ -160,7 +178,7 @@ Result<Node*> Overlay::tmpfile(Node* parent, mode_t mode, int flags, const Calle
   if (!ufd) return Errno{ufd.error()};
   struct stat pst;
   if (::fstat(ufd.value(), &pst) != 0) return last_errno();
-  mode &= ~c.umask & 07777;
+  mode &= ~umask_for(parent, c) & 07777;
   // O_EXCL stays: such a file can never be given a name.
   int oflags = (flags & ~(O_CREAT | O_TRUNC | O_NOCTTY | O_TMPFILE)) | O_TMPFILE;
   auto f = sys::open_at(ufd.value(), ".", oflags, mode);
@@ -233,6 +251,21 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
 
 // ---------------------------------------------------------------- removal
 
+std::shared_ptr<const UniqueFd> Overlay::hold_object(Node* n) {
+  if (n->is_dir() || n->anon.valid()) return nullptr;
+  auto loc = locate(n);
+  if (!loc) return nullptr;
+  auto fd = sys::open_at(loc->dirfd, loc->name.c_str(), O_PATH | O_NOFOLLOW);
+  if (!fd) return nullptr;
+  return std::make_shared<const UniqueFd>(std::move(fd).value());
+}
+
+void Overlay::set_orphan(Node* n, std::shared_ptr<const UniqueFd> kept) {
+  if (!kept) return;
+  std::lock_guard<std::mutex> g(n->mu);
+  n->orphan = std::move(kept);
+}
+
 Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   if (!writable()) return Errno{EROFS};
   auto nr = lookup_node(parent, name);
@@ -271,6 +304,7 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
     if (!lh) return Errno{lh.error()};
     lower = lh.value();
   }
+  auto kept = hold_object(n.get());
   if (n.get()->layer.load() == kUpper) {
     if (lower) {
       std::string tmp = upper_.temp_name();
@@ -283,6 +317,7 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   } else if (auto r = upper_.make_whiteout(ufd, nm.c_str()); !r) {
     return r;
   }
+  set_orphan(n.get(), std::move(kept));
   nodes_.detach_child(parent, name);
   listings_.invalidate(parent);
   return {};
@@ -357,6 +392,45 @@ Result<void> Overlay::copy_up_tree(Node* dir) {
   return {};
 }
 
+std::string Overlay::upper_redirect(Node* dir) {
+  auto stack = stack_of(dir);
+  if (stack->front().layer != kUpper) return {};
+  return format::read_dir_marks(stack->front().fd.get()).redirect;
+}
+
+Result<void> Overlay::set_redirect(Node* dir, Node* parent, const std::string& name, bool samedir) {
+  std::string value = upper_redirect(dir);
+  if (!value.empty() && (samedir || value[0] == '/')) return {};  // still holds
+  if (samedir) {
+    value = name;
+  } else {
+    // As the kernel's ovl_get_redirect: each ancestor contributes its own
+    // redirect, or else its name, up to the root or an absolute redirect.
+    if (value.empty()) value = name;
+    Node* p = parent;
+    bool held = false;
+    while (value[0] != '/') {
+      std::string pname;
+      Node* pp = nodes_.parent_of(p, &pname);
+      if (!pp) {
+        value = "/" + value;
+        break;
+      }
+      std::string pr = upper_redirect(p);
+      value = (pr.empty() ? pname : pr) + "/" + value;
+      if (held) nodes_.unref(p);
+      p = pp;
+      held = true;
+    }
+    if (held) nodes_.unref(p);
+  }
+  auto stack = stack_of(dir);
+  XattrPath path(stack->front().fd.get(), nullptr);
+  if (path.set(upper_.xattrs().redirect.data(), value.data(), value.size(), 0) != 0)
+    return last_errno();
+  return {};
+}
+
 Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::string_view n2,
                              unsigned flags) {
   if (!writable()) return Errno{EROFS};
@@ -386,7 +460,16 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
   }
   if (auto r = copy_up(p1); !r) return r;
   if (auto r = copy_up(p2); !r) return r;
-  if (auto r = s->is_dir() ? copy_up_tree(s) : copy_up(s); !r) return r;
+  // A directory with lower parts moves by a redirect (the kernel's
+  // redirect_dir=on format): only the directory itself is copied up, so the
+  // rename costs the same whatever it holds. An exchange copies the trees.
+  bool redirect = false;
+  if (s->is_dir() && !exchange) {
+    if (auto r = copy_up(s); !r) return r;
+    redirect = stack_of(s)->size() > 1;
+  } else if (auto r = s->is_dir() ? copy_up_tree(s) : copy_up(s); !r) {
+    return r;
+  }
   if (exchange) {
     if (auto r = d->is_dir() ? copy_up_tree(d) : copy_up(d); !r) return r;
   }
@@ -407,12 +490,17 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
     return upper_.set_opaque(stack_of(n)->front().fd.get());
   };
 
+  if (redirect) {
+    if (auto r = set_redirect(s, p1, a, p1 == p2); !r) return r;
+  }
+  auto kept = d && !exchange ? hold_object(d) : nullptr;
   if (exchange) {
     if (auto r = opaque_if(s, dst_lower); !r) return r;
     if (auto r = opaque_if(d, src_lower); !r) return r;
     if (::renameat2(u1, a.c_str(), u2, b.c_str(), RENAME_EXCHANGE) != 0) return last_errno();
   } else {
-    if (auto r = opaque_if(s, dst_lower); !r) return r;
+    // A redirect already says where the lower directories are.
+    if (auto r = opaque_if(s, dst_lower && !redirect); !r) return r;
     std::string moved_out;
     if (d && d->is_dir() && d->layer.load() == kUpper) {
       // The upper directory being replaced may hold whiteouts; move it away.
@@ -435,6 +523,7 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
   if (exchange) upper_.mark_impure(u1);
 
   // The tree: move the nodes to their new names.
+  if (d) set_orphan(d, std::move(kept));
   nodes_.move(p1, a, s, p2, b, d, exchange);
   listings_.invalidate(p1);
   if (p2 != p1) listings_.invalidate(p2);

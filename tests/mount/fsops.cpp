@@ -738,10 +738,21 @@ class Runner {
       need(t, 3);
       return res(::fchmod(handle(t[1]), mode_arg(t[2])));
     }
-    if (op == "fstat") {
+    if (op == "fstat" || op == "fstat-mtime") {
       struct stat st {};
       if (::fstat(handle(t.at(1)), &st) != 0) return errname(errno);
-      return stat_str(st);
+      return stat_str(st) + (op == "fstat" ? "" : " mtime=" + time_str(st.st_mtim));
+    }
+    if (op == "futimens") {  // futimens H ATIME MTIME
+      need(t, 4);
+      struct timespec ts[2] = {{static_cast<time_t>(num(t[2])), 0},
+                               {static_cast<time_t>(num(t[3])), 0}};
+      return res(::futimens(handle(t[1]), ts));
+    }
+    if (op == "umask") {  // umask MODE: for the creations that follow
+      need(t, 2);
+      ::umask(mode_arg(t[1]));
+      return "ok";
     }
     if (op == "fallocate") {  // fallocate H MODE OFF LEN
       need(t, 5);

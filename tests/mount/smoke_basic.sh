@@ -159,8 +159,10 @@ mkdir -p "$t/x/mnt" "$t/x/w1" "$t/x/w2"
 mount -t overlay overlay -o "lowerdir=$t/kern/l1:$t/kern/l2,upperdir=$t/fuse/upper,workdir=$t/x/w1" "$t/x/mnt"
 python3 "$tree" "$t/x/mnt" --no-nlink-dirs >"$t/cross.kern"
 umount "$t/x/mnt"
-# (the kernel also counts layerfs's index link in workdir: 3 links)
-sed -i -E 's#^(usr2/bin/(a-link|b) .* )3( [0-9a-f]{16} .*)$#\12\3#' "$t/cross.kern"
+# usr2 moved by a redirect, so usr2/bin/a-link stayed in the lower layer: the
+# kernel without index=on counts only b's own upper link (1); layerfs joins
+# the two names through its index (2). Issue 18 item 7 would make them agree.
+sed -i -E 's#^(usr2/bin/(a-link|b) .* )[13]( [0-9a-f]{16} .*)$#\12\3#' "$t/cross.kern"
 diff -u "$t/fuse.1" "$t/cross.kern"
 
 "$LAYERFS" -o "lowerdir=$t/kern/l1:$t/kern/l2,upperdir=$t/kern/upper,workdir=$t/x/w2" "$t/x/mnt"

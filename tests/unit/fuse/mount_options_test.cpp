@@ -13,7 +13,7 @@ TEST_CASE("mount options: the fuse-overlayfs set") {
   MountOptions o;
   o.parse("lowerdir=/a:/b\\:c,upperdir=/u,workdir=/w,fsync=0,squash_to_uid=5");
   o.parse("noacl,static_nlink,threaded=1,xattr_permissions=0,allow_other,nodev,fsname=x");
-  o.parse("redirect_dir=off,metacopy=on,volatile");
+  o.parse("redirect_dir=off,metacopy=on,volatile,noxattrs=1");
   o.validate();
   CHECK(o.core.lowerdirs == std::vector<std::string>{"/a", "/b:c"});
   CHECK(o.core.upperdir == "/u");
@@ -22,6 +22,7 @@ TEST_CASE("mount options: the fuse-overlayfs set") {
   CHECK(o.core.squash_to_uid == 5);
   CHECK_FALSE(o.acl);
   CHECK(o.core.static_nlink);
+  CHECK_FALSE(o.xattrs);
   CHECK(o.fuse_options == std::vector<std::string>{"allow_other", "nodev", "fsname=x"});
 }
 

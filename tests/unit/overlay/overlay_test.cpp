@@ -372,7 +372,7 @@ TEST_CASE("unlink and rmdir leave kernel whiteouts; rmdir checks the merged view
   CHECK(names(*ov, "") == std::set<std::string>{"d", "e"});
 }
 
-TEST_CASE("renaming a lower directory copies it up whole", "[root]") {
+TEST_CASE("renaming a lower directory writes a redirect", "[root]") {
   Layers L;
   L.mkdir("l2/a");
   L.mkdir("l2/a/sub");
@@ -391,8 +391,12 @@ TEST_CASE("renaming a lower directory copies it up whole", "[root]") {
   CHECK(names(*ov, "b") == std::set<std::string>{"sub", "g", "abs"});
   Held f(*ov, "b/sub/f");
   CHECK(f.n->ino == ino_before);
-  CHECK(L.read("u/b/sub/f") == "data");
+  // Only the directory itself is in the upper, pointing at its old name.
   struct stat st;
+  CHECK(::lstat(L.p("u/b/sub").c_str(), &st) != 0);
+  char v[16];
+  ssize_t len = ::getxattr(L.p("u/b").c_str(), "trusted.overlay.redirect", v, sizeof(v));
+  CHECK(std::string(v, len > 0 ? static_cast<size_t>(len) : 0) == "a");
   REQUIRE(::lstat(L.p("u/a").c_str(), &st) == 0);
   CHECK(S_ISCHR(st.st_mode));
   // NOREPLACE / EXCHANGE
