@@ -36,6 +36,8 @@ constexpr const char* kUsage =
     "  -o lowerdir=A:B    read-only layers, top first (':' and ',' escaped with '\\')\n"
     "  -o upperdir=U      the writable layer; needs workdir=W on the same filesystem\n"
     "  -o workdir=W       scratch directory for atomic copy-up\n"
+    "  -o datadir=D       a layerfs store's objects/: lower files carrying the store's\n"
+    "                     metacopy/redirect markers read their data from D\n"
     "  -o ro              read-only mount (no upperdir needed)\n"
     "  -o uidmapping=I:O:N[:...], gidmapping=...   map ids (inside:outside:count)\n"
     "  -o squash_to_root, squash_to_uid=N, squash_to_gid=N   show every file as owned by them\n"

@@ -16,7 +16,7 @@ namespace layer::cli {
 namespace {
 
 int run_mount(Globals& g, std::vector<std::string>& args) {
-  auto opts = parse_options(args, {{"name", true}, {"read-only", false}}, g);
+  auto opts = parse_options(args, {{"name", true}, {"read-only", false}, {"kernel", false}}, g);
   if (args.size() != 2) throw UsageError("wants IMAGE and DIR (see 'layerctl mount --help')");
   const std::string image = args[0];
   const std::string dir = absolute_path(args[1]);
@@ -30,7 +30,8 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
   if (!S_ISDIR(st.st_mode)) throw Error("'" + args[1] + "'", ENOTDIR);
 
   store::Store store = store::Store::open(g.root, store::LockMode::Shared);
-  store::ContainerRecord rec = mount_container(store, {image, dir, name, read_only});
+  store::ContainerRecord rec =
+      mount_container(store, {image, dir, name, read_only, opts.count("kernel") > 0});
   const pid_t pid = rec.pid;
   if (g.json) {
     nlohmann::json j = {{"id", rec.id},      {"name", rec.name}, {"image", rec.image},
@@ -45,7 +46,7 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
 const Command::Register kRegister({
     "mount",
     "create a container from an image and mount it at a directory",
-    "Usage: layerctl mount IMAGE DIR [--name NAME] [--read-only]\n"
+    "Usage: layerctl mount IMAGE DIR [--name NAME] [--read-only] [--kernel]\n"
     "\n"
     "Creates a container from IMAGE (its own copy-on-write upper directory in the\n"
     "store) and serves the image's layers under it at DIR with a layerfs daemon.\n"
@@ -53,6 +54,9 @@ const Command::Register kRegister({
     "\n"
     "  --name NAME    a name for the container (default: its short id)\n"
     "  --read-only    no upper: the mount refuses every write\n"
+    "  --kernel       serve it with the kernel's overlayfs instead of layerfs, over the\n"
+    "                 same layers and content objects (root, Linux 6.5+: data-only\n"
+    "                 lower layers); umount, ps, rm and commit work the same\n"
     "  --json         print id, name, image, mount point and daemon pid as JSON\n"
     "\n"
     "The daemon logs to containers/<id>/layerfs.log in the store. See also\n"

@@ -21,11 +21,14 @@ constexpr auto kExitTimeout = std::chrono::seconds(30);
 
 store::ContainerRecord find_by_dir_or_name(const store::Store& st, const std::string& arg) {
   std::string dir = absolute_path(arg);
+  auto mounted = [](const store::ContainerRecord& c) {
+    return c.pid != 0 || c.engine == store::kEngineKernel;
+  };
   for (const auto& c : st.containers())
-    if (c.mountpoint == dir && c.pid != 0) return c;
+    if (c.mountpoint == dir && mounted(c)) return c;
   // A bundle's directory (layerctl bundle mounts at DIR/rootfs).
   for (const auto& c : st.containers())
-    if (c.mountpoint == dir + "/rootfs" && c.pid != 0) return c;
+    if (c.mountpoint == dir + "/rootfs" && mounted(c)) return c;
   if (arg.find('/') == std::string::npos) {
     if (auto c = st.find_container(arg)) return *c;
   }
@@ -39,6 +42,13 @@ int run_umount(Globals& g, std::vector<std::string>& args) {
   for (const auto& arg : args) {
     store::ContainerRecord c = find_by_dir_or_name(st, arg);
     const std::string& mp = c.mountpoint;
+    if (c.engine == store::kEngineKernel) {
+      if (mount_type_at(mp) != "overlay")
+        throw Error("'" + arg + "': container " + c.name + " is not mounted");
+      if (::umount2(mp.c_str(), 0) != 0) throw Error("unmount '" + mp + "'", errno);
+      if (!g.quiet) std::printf("%s\n", c.name.c_str());
+      continue;
+    }
     bool alive = daemon_alive(c.pid, mp);
     if (c.pid == 0 && mount_type_at(mp) != "fuse.layerfs")
       throw Error("'" + arg + "': container " + c.name + " is not mounted");
@@ -75,7 +85,8 @@ const Command::Register kRegister({
     "Unmounts the container mounted at DIR (or named DIR), waits for its layerfs\n"
     "daemon to exit and marks the container stopped; its upper directory stays\n"
     "(see 'layerctl rm'). A mount whose daemon died (every access fails with\n"
-    "ENOTCONN) is detached and cleaned up the same way. Refuses a busy mount.\n",
+    "ENOTCONN) is detached and cleaned up the same way. Refuses a busy mount.\n"
+    "A container mounted with 'layerctl mount --kernel' is unmounted the same way.\n",
     run_umount,
 });
 

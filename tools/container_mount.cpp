@@ -98,6 +98,33 @@ pid_t spawn_daemon(const std::vector<std::string>& argv, int log_fd) {
   return pid;
 }
 
+// The kernel's overlayfs over the image's layers and the store's objects
+// (docs/store-format-2.md). Each path is its own lowerdir+= parameter, so
+// only a comma needs escaping.
+void mount_kernel(const store::Store& st, const store::ImageRecord& img,
+                  const store::ContainerRecord& rec, const std::string& dir) {
+  using store::Layout;
+  const std::string& root = st.root();
+  auto param = [](const std::string& key, const std::string& path) {
+    if (path.find(',') != std::string::npos)
+      throw Error("'" + path + "': a comma in a store path cannot be passed to the kernel");
+    return key + "=" + path + ",";
+  };
+  std::string o;
+  for (auto it = img.diff_ids.rbegin(); it != img.diff_ids.rend(); ++it)
+    o += param("lowerdir+", root + "/" + Layout::layer_diff(*it));
+  o += param("datadir+", root + "/" + Layout::objects_dir());
+  if (!rec.read_only) {
+    o += param("upperdir", root + "/" + Layout::container_upper(rec.id));
+    o += param("workdir", root + "/" + Layout::container_work(rec.id));
+  }
+  o += "metacopy=on,redirect_dir=on";
+  unsigned long flags = rec.read_only ? MS_RDONLY : 0;
+  if (::mount("overlay", dir.c_str(), "overlay", flags, o.c_str()) != 0)
+    throw Error("'" + dir + "': the kernel's overlayfs refused the mount (it needs Linux 6.5+ "
+                "with data-only lower layers)", errno);
+}
+
 }  // namespace
 
 bool valid_container_name(const std::string& n) {
@@ -140,6 +167,12 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
   rec.mountpoint = dir;
   rec.read_only = req.read_only;
   rec.created = now_rfc3339();
+  if (req.kernel) {
+    if (::geteuid() != 0)
+      throw Error("'" + dir + "': mount --kernel needs root (the kernel reads the store's "
+                  "trusted.overlay.* markers only for root; use layerfs rootless)");
+    rec.engine = store::kEngineKernel;
+  }
   st.put_container(rec);
   const int rfd = st.root_fd();
   pid_t pid = -1;
@@ -158,6 +191,11 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
            ",workdir=" + escape_opt(root + "/" + Layout::container_work(rec.id));
     else
       o += ",ro";
+    if (req.kernel) {
+      mount_kernel(st, *img, rec, dir);
+      return rec;
+    }
+    o += ",datadir=" + escape_opt(root + "/" + Layout::objects_dir());
     o += ",fsname=layerfs-" + short_id(rec.id);
     UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
                                  0644, "container log");
@@ -196,7 +234,8 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
 }
 
 void discard_container(store::Store& st, const store::ContainerRecord& rec) noexcept {
-  if (mount_type_at(rec.mountpoint) == "fuse.layerfs")
+  std::string type = mount_type_at(rec.mountpoint);
+  if (type == "fuse.layerfs" || (rec.engine == store::kEngineKernel && type == "overlay"))
     ::umount2(rec.mountpoint.c_str(), MNT_DETACH);
   if (rec.pid > 0 && daemon_alive(rec.pid, rec.mountpoint)) {
     ::kill(rec.pid, SIGKILL);

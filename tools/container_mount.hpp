@@ -15,6 +15,9 @@ struct MountRequest {
   std::string dir;    // absolute, an existing directory, not a mount point
   std::string name;   // empty: the short id
   bool read_only = false;
+  // Serve with the kernel's overlayfs (lowerdir+=, datadir+=objects,
+  // metacopy=on) instead of a layerfs daemon. Root only.
+  bool kernel = false;
 };
 
 // True for a usable container name: letters, digits, '_', '.', '-', at most 64.

@@ -17,6 +17,7 @@
 #include <set>
 #include <string_view>
 
+#include "store/object_ref.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 #include "util/unique_fd.hpp"
@@ -384,7 +385,8 @@ int DiffWriter::open_lower_file(const std::string& lower_rel, struct stat* st) {
       return -1;
     }
     if (::fstat(fd->get(), st) != 0 || !S_ISREG(st->st_mode)) return -1;
-    return std::move(fd).value().release();
+    auto data = store::data_of(std::move(fd).value(), opt_.objects_dir);
+    return data ? std::move(data).value().release() : -1;
   }
   return -1;
 }
@@ -404,7 +406,9 @@ int DiffWriter::partial_lower(const std::string& marker, off_t* limit) {
     if (::fstat(l.fd, &have) != 0 || have.st_dev != want.st_dev || have.st_ino != want.st_ino)
       continue;
     auto fd = sys::open_beneath(l.fd, path.c_str(), O_RDONLY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
-    return fd ? std::move(fd).value().release() : -1;
+    if (!fd) return -1;
+    auto data = store::data_of(std::move(fd).value(), opt_.objects_dir);
+    return data ? std::move(data).value().release() : -1;
   }
   return -1;
 }
@@ -528,18 +532,33 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
       if (!lower) fail(rel, "its data is still in a lower layer that cannot be found");
       ++stats_.from_lower;
     } else if (overlay_xattr(parent, name, "metacopy")) {
-      // The kernel's metacopy: the upper holds metadata only.
-      std::string from = lower_rel;
-      if (auto r = overlay_xattr(parent, name, "redirect")) {
-        from = redirect_target(*r, "");
-        if (from.empty() || (*r)[0] != '/') fail(rel, "unusable overlay redirect '" + *r + "'");
+      std::optional<Digest> object;
+      if (opt_.objects_dir >= 0) object = store::object_named_by(data.get());
+      if (object) {
+        // The store's own marker (a stored layer's diff/), or the kernel's
+        // copy of it: the data is the content object.
+        auto o = store::open_object(opt_.objects_dir, *object);
+        if (!o) fail(rel, "content object " + object->str(), o.error());
+        data = std::move(o).value();
+      } else {
+        // The kernel's metacopy: the upper holds metadata only.
+        std::string from = lower_rel;
+        if (auto r = overlay_xattr(parent, name, "redirect")) {
+          from = redirect_target(*r, "");
+          if (from.empty() || (*r)[0] != '/') fail(rel, "unusable overlay redirect '" + *r + "'");
+        }
+        struct stat lst;
+        UniqueFd l(open_lower_file(from, &lst));
+        if (!l) fail(rel, "metacopy file without its lower data ('" + from + "')");
+        data = std::move(l);
       }
-      struct stat lst;
-      UniqueFd l(open_lower_file(from, &lst));
-      if (!l) fail(rel, "metacopy file without its lower data ('" + from + "')");
-      data = std::move(l);
       ++stats_.from_lower;
     }
+  } else if (opt_.objects_dir >= 0) {
+    // A lower layer's entry (a redirected directory's content).
+    auto d = store::data_of(std::move(data), opt_.objects_dir);
+    if (!d) fail(rel, "content object", d.error());
+    data = std::move(d).value();
   }
   add_xattrs(e.get(), parent, name);
   header(e.get(), rel);

@@ -119,6 +119,9 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "workdir") {
       need_value();
       workdir = unescape(value);
+    } else if (name == "datadir") {
+      need_value();
+      datadir = unescape(value);
     } else if (name == "uidmapping") {
       need_value();
       uid_map = IdMap::parse(value, "option 'uidmapping'");

@@ -14,6 +14,11 @@ struct MountOptions {
   std::vector<std::string> lowerdirs;  // top first, as given
   std::string upperdir;                // empty: read-only mount
   std::string workdir;
+  // A layerfs store's objects/ (store format 2, docs/store-format-2.md):
+  // lower regular files with the store's overlay.metacopy and
+  // overlay.redirect markers read their data from the object the redirect
+  // names beneath it. Empty: such markers are not followed.
+  std::string datadir;
   IdMap uid_map;
   IdMap gid_map;
   bool squash_to_root = false;

@@ -145,8 +145,10 @@ Result push(store::Store& st, const store::ImageRecord& img, const std::string& 
                                    "push staging blob");
       oci::Compression comp = regen_compression(d.media_type);
       commit::BlobWriter bw(out.get(), comp, -1, "layer " + img.diff_ids[i].str());
+      commit::DiffOptions dopt;
+      dopt.objects_dir = st.objects_fd();  // format-2 entries read from their objects
       commit::DiffWriter dw(
-          diff.get(), {}, {}, [&](const void* p, size_t n) { bw.write(p, n); },
+          diff.get(), {}, dopt, [&](const void* p, size_t n) { bw.write(p, n); },
           "layer " + img.diff_ids[i].str());
       dw.write();
       bw.finish();
