@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "overlay/mount_options.hpp"
+#include "compat_channel_hook.hpp"
 #include "overlay/overlay.hpp"
 #include "passthrough.hpp"
 #include "uring.hpp"
@@ -28,6 +29,7 @@ class Daemon {
   double timeout() const { return opts_.timeout; }
   bool writeback() const { return writeback_; }
   void set_writeback(bool on) { writeback_ = on; }
+  CompatChannelHook& hook() { return hook_; }
   Passthrough& pt() { return pt_; }
   Uring& uring() { return uring_; }
   fuse_session* session() const { return se_; }
@@ -36,8 +38,9 @@ class Daemon {
  private:
   std::unique_ptr<overlay::Overlay> ov_;
   overlay::MountOptions opts_;
-  Passthrough pt_;
-  Uring uring_;
+  CompatChannelHook hook_;  // before pt_ and uring_, which use it
+  Passthrough pt_{hook_};
+  Uring uring_{hook_};
   bool writeback_ = false;      // set once in init, before any other request
   fuse_session* se_ = nullptr;  // set before the loop starts
 };

@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
   }
   daemon->set_session(se);
   daemon->uring().set_session(se);
-  fuse::set_uring_instance(&daemon->uring());
+  daemon->hook().set_uring(&daemon->uring());
   int ret = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     std::fprintf(stderr, "layerfs: cannot install signal handlers\n");
@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     } else {
       // Always: the hook also carries O_TMPFILE opens; passthrough itself is
       // chosen at INIT.
-      if (!daemon->pt().install(se))
+      if (!daemon->hook().install(se))
         std::fprintf(stderr, "layerfs: cannot hook the FUSE channel; %s\n",
                      fuse::Passthrough::native() ? "O_TMPFILE and FUSE over io_uring are off"
                                                  : "passthrough, O_TMPFILE and FUSE over io_uring are off");

@@ -124,7 +124,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   };
   // Replies to requests from an io_uring go into its buffers, not through a
   // pipe to /dev/fuse.
-  if (!d->uring().prepare(d->opts().uring, kernel_init_flags2(), conn->max_write)) {
+  if (!d->uring().prepare(d->opts().uring, d->hook().kernel_flags2(), conn->max_write)) {
     want(FUSE_CAP_SPLICE_WRITE);
     want(FUSE_CAP_SPLICE_MOVE);
   }
@@ -206,13 +206,13 @@ bool caller_in_group(fuse_req_t req, gid_t gid) {
   return false;
 }
 
-// FUSE_HANDLE_KILLPRIV_V2 (see Passthrough::kill_suidgid): when the kernel
+// FUSE_HANDLE_KILLPRIV_V2 (see CompatChannelHook::kill_suidgid): when the kernel
 // asks, adds to `a` the mode without set-user-id, and without set-group-id
 // if the file is group-executable or the caller is not in its group: the
 // VFS's rule (setattr_should_drop_sgid); the kernel has checked the
 // caller's CAP_FSETID already. False: nothing to clear.
 bool add_kill_suidgid(fuse_req_t req, Daemon& d, Node* n, overlay::SetAttr& a) {
-  if (!Passthrough::kill_suidgid() || n->type != S_IFREG || (a.valid & a.kMode)) return false;
+  if (!CompatChannelHook::kill_suidgid() || n->type != S_IFREG || (a.valid & a.kMode)) return false;
   struct stat st;
   if (!d.ov().getattr(n, -1, &st)) return false;
   mode_t m = st.st_mode & 07777;

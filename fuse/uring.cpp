@@ -15,43 +15,18 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "compat_channel_hook.hpp"
+#include "fuse_kernel_compat.hpp"
 #include "log.hpp"
-#include "passthrough.hpp"
 
 namespace layer::fuse {
 
 namespace {
 
-// From the kernel's include/uapi/linux/fuse.h (7.42): FUSE over io_uring.
-constexpr uint32_t kCmdRegister = 1;        // FUSE_IO_URING_CMD_REGISTER
-constexpr uint32_t kCmdCommitAndFetch = 2;  // FUSE_IO_URING_CMD_COMMIT_AND_FETCH
-constexpr size_t kInHeader = 40;            // struct fuse_in_header
-constexpr size_t kOutHeader = 16;           // struct fuse_out_header
-constexpr size_t kOpIn = 128;               // FUSE_URING_OP_IN_OUT_SZ
-constexpr size_t kMinPayload = 8192;        // FUSE_MIN_READ_BUFFER
-struct EntInOut {                           // struct fuse_uring_ent_in_out
-  uint64_t flags;
-  uint64_t commit_id;
-  uint32_t payload_sz;
-  uint32_t padding;
-  uint64_t reserved;
-};
-struct ReqHeader {  // struct fuse_uring_req_header
-  char in_out[128];  // fuse_in_header in, fuse_out_header out
-  char op_in[kOpIn];  // the operation's argument struct
-  EntInOut ent;
-};
-static_assert(sizeof(ReqHeader) == 288);
-struct CmdReq {  // struct fuse_uring_cmd_req, in the SQE's command area
-  uint64_t flags;
-  uint64_t commit_id;
-  uint16_t qid;
-  uint8_t padding[6];
-};
 constexpr size_t kSqeSize = 128;  // IORING_SETUP_SQE128
-
-Uring* g_instance = nullptr;
-std::atomic<bool> g_logged{false};
+static_assert(sizeof(fuse_uring_req_header) == 288, "the kernel's ring entry header");
+// aligned_alloc wants a multiple of the alignment.
+constexpr size_t kHeaderAlloc = (sizeof(fuse_uring_req_header) + 63) / 64 * 64;
 
 // The CPUs in a sysfs CPU list ("0-3,8"); empty if unreadable.
 std::vector<int> cpu_list(const char* path) {
@@ -76,13 +51,6 @@ std::vector<int> cpu_list(const char* path) {
 
 }  // namespace
 
-Uring* uring_instance() {
-  return g_instance;
-}
-void set_uring_instance(Uring* u) {
-  g_instance = u;
-}
-
 struct Uring::Worker {
   int qid = 0;
   int ring = -1;
@@ -100,7 +68,7 @@ struct Uring::Worker {
   uint32_t* cq_tail = nullptr;
   uint32_t* cq_mask = nullptr;
   io_uring_cqe* cqes = nullptr;
-  ReqHeader* header = nullptr;
+  fuse_uring_req_header* header = nullptr;
   std::unique_ptr<char[]> payload;
   size_t payload_cap = 0;
   struct iovec iov[2] = {};
@@ -155,15 +123,15 @@ struct Uring::Worker {
   }
 
   bool setup_buffers(size_t payload_size) {
-    header = static_cast<ReqHeader*>(std::aligned_alloc(64, 320));
+    header = static_cast<fuse_uring_req_header*>(std::aligned_alloc(64, kHeaderAlloc));
     if (!header) return false;
-    std::memset(header, 0, sizeof(ReqHeader));
+    std::memset(header, 0, sizeof *header);
     payload.reset(new (std::nothrow) char[payload_size]);
     if (!payload) return false;
     payload_cap = payload_size;
-    iov[0] = {header, sizeof(ReqHeader)};
+    iov[0] = {header, sizeof *header};
     iov[1] = {payload.get(), payload_size};
-    msg.reserve(kInHeader + kOpIn + payload_size);
+    msg.reserve(sizeof(fuse_in_header) + FUSE_URING_OP_IN_OUT_SZ + payload_size);
     return true;
   }
 
@@ -177,11 +145,11 @@ struct Uring::Worker {
     sqe->fd = devfd;
     sqe->cmd_op = cmd_op;
     sqe->user_data = 1;
-    if (cmd_op == kCmdRegister) {
+    if (cmd_op == FUSE_IO_URING_CMD_REGISTER) {
       sqe->addr = reinterpret_cast<uint64_t>(iov);
       sqe->len = 2;
     }
-    CmdReq req{};
+    fuse_uring_cmd_req req{};
     req.commit_id = commit_id;
     req.qid = static_cast<uint16_t>(qid);
     std::memcpy(sqe->cmd, &req, sizeof req);
@@ -191,12 +159,9 @@ struct Uring::Worker {
 
   // The reply for the current request when the daemon gave none: an error.
   void reply_error(int err) {
-    uint32_t len = kOutHeader;
-    int32_t e = -err;
-    std::memcpy(header->in_out, &len, 4);
-    std::memcpy(header->in_out + 4, &e, 4);
-    std::memcpy(header->in_out + 8, &unique, 8);
-    header->ent.payload_sz = 0;
+    fuse_out_header out{sizeof out, -err, unique};
+    std::memcpy(header->in_out, &out, sizeof out);
+    header->ring_ent_in_out.payload_sz = 0;
     replied = true;
   }
 };
@@ -205,27 +170,20 @@ namespace {
 thread_local Uring::Worker* t_worker = nullptr;
 }
 
-Uring::Uring() = default;
+Uring::Uring(CompatChannelHook& hook) : hook_(hook) {}
 
 Uring::~Uring() {
   stop();
 }
 
-bool Uring::kernel_enabled() {
-  FILE* f = std::fopen("/sys/module/fuse/parameters/enable_uring", "r");
-  if (!f) return false;
-  int c = std::fgetc(f);
-  std::fclose(f);
-  return c == 'Y' || c == '1';
-}
-
 bool Uring::prepare(bool wanted, uint32_t kernel_flags2, size_t max_write) {
-  if (!wanted || !(kernel_flags2 & kInitOverIoUring) || !workers_.empty()) return false;
+  if (!wanted || !(kernel_flags2 & init_flags2_bit(FUSE_OVER_IO_URING)) || !workers_.empty())
+    return false;
   // The kernel's bound for a request's payload: max(FUSE_MIN_READ_BUFFER,
   // max_write, max_pages pages); libfuse asks for max_pages = max_write in
   // pages, and the kernel may only lower it.
   size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  payload_ = std::max(kMinPayload, (max_write + page - 1) / page * page);
+  payload_ = std::max<size_t>(FUSE_MIN_READ_BUFFER, (max_write + page - 1) / page * page);
   // The kernel makes one queue per possible CPU (num_possible_cpus()) and
   // holds every request until each has an entry: fewer would hang the
   // mount, a qid too many is refused (and the connection falls back).
@@ -269,11 +227,11 @@ void Uring::stop() {
 
 bool Uring::capture(const struct iovec* iov, int count) {
   Worker* w = t_worker;
-  if (!w || w->replied || count < 1 || iov[0].iov_len < kOutHeader) return false;
+  if (!w || w->replied || count < 1 || iov[0].iov_len < sizeof(fuse_out_header)) return false;
   const char* oh = static_cast<const char*>(iov[0].iov_base);
-  uint64_t unique;
-  std::memcpy(&unique, oh + 8, 8);
-  if (unique != w->unique) return false;  // a notification, or not ours
+  fuse_out_header out;
+  std::memcpy(&out, oh, sizeof out);
+  if (out.unique != w->unique) return false;  // a notification, or not ours
   size_t n = 0;
   bool fits = true;
   auto add = [&](const void* p, size_t len) {
@@ -284,17 +242,16 @@ bool Uring::capture(const struct iovec* iov, int count) {
     std::memcpy(w->payload.get() + n, p, len);
     n += len;
   };
-  if (iov[0].iov_len > kOutHeader) add(oh + kOutHeader, iov[0].iov_len - kOutHeader);
+  if (iov[0].iov_len > sizeof out) add(oh + sizeof out, iov[0].iov_len - sizeof out);
   for (int i = 1; i < count; ++i) add(iov[i].iov_base, iov[i].iov_len);
   if (!fits) {
     log_error("FUSE over io_uring: a reply of more than %zu bytes", w->payload_cap);
     w->reply_error(EIO);
     return true;
   }
-  std::memcpy(w->header->in_out, oh, kOutHeader);
-  uint32_t len = static_cast<uint32_t>(kOutHeader + n);
-  std::memcpy(w->header->in_out, &len, 4);
-  w->header->ent.payload_sz = static_cast<uint32_t>(n);
+  out.len = static_cast<uint32_t>(sizeof out + n);
+  std::memcpy(w->header->in_out, &out, sizeof out);
+  w->header->ring_ent_in_out.payload_sz = static_cast<uint32_t>(n);
   w->replied = true;
   return true;
 }
@@ -305,7 +262,7 @@ void Uring::run(Worker& w) {
   CPU_ZERO(&cpus);
   CPU_SET(w.qid, &cpus);
   (void)::pthread_setaffinity_np(::pthread_self(), sizeof cpus, &cpus);  // best effort
-  w.push(devfd_, kCmdRegister, 0);
+  w.push(devfd_, FUSE_IO_URING_CMD_REGISTER, 0);
   for (;;) {
     if (stop_.load()) break;
     uint32_t to_submit = *w.sq_tail - __atomic_load_n(w.sq_head, __ATOMIC_ACQUIRE);
@@ -332,34 +289,34 @@ void Uring::run(Worker& w) {
       break;
     }
     // A request: rebuild the /dev/fuse message and hand it to libfuse.
-    char in[kInHeader];
-    std::memcpy(in, w.header->in_out, kInHeader);
-    uint32_t len;
-    std::memcpy(&len, in, 4);
-    std::memcpy(&w.unique, in + 8, 8);
-    uint32_t psz = w.header->ent.payload_sz;
-    uint64_t commit = w.header->ent.commit_id;
+    fuse_in_header in;
+    std::memcpy(&in, w.header->in_out, sizeof in);
+    const uint32_t len = in.len;
+    const size_t hdr = sizeof in;
+    w.unique = in.unique;
+    uint32_t psz = w.header->ring_ent_in_out.payload_sz;
+    uint64_t commit = w.header->ring_ent_in_out.commit_id;
     w.replied = false;
-    if (len < kInHeader + psz || len - kInHeader - psz > kOpIn || psz > w.payload_cap) {
+    if (len < hdr + psz || len - hdr - psz > FUSE_URING_OP_IN_OUT_SZ || psz > w.payload_cap) {
       log_error("FUSE over io_uring: a malformed request (length %u, payload %u)", len, psz);
       w.reply_error(EIO);
     } else {
-      size_t op = len - kInHeader - psz;
+      size_t op = len - hdr - psz;
       w.msg.resize(len);
-      std::memcpy(w.msg.data(), in, kInHeader);
-      std::memcpy(w.msg.data() + kInHeader, w.header->op_in, op);
-      std::memcpy(w.msg.data() + kInHeader + op, w.payload.get(), psz);
-      inspect_request(w.msg.data(), len);
+      std::memcpy(w.msg.data(), &in, hdr);
+      std::memcpy(w.msg.data() + hdr, w.header->op_in, op);
+      std::memcpy(w.msg.data() + hdr + op, w.payload.get(), psz);
+      hook_.inspect(w.msg.data(), len);
       fuse_buf fb{};
       fb.mem = w.msg.data();
       fb.size = len;
       fuse_session_process_buf(se_, &fb);
       if (!w.replied) w.reply_error(EIO);
-      if (!g_logged.exchange(true))
+      if (!logged_.exchange(true))
         log_info("FUSE over io_uring: serving requests on %zu rings", workers_.size());
       served_.fetch_add(1, std::memory_order_relaxed);
     }
-    w.push(devfd_, kCmdCommitAndFetch, commit);
+    w.push(devfd_, FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit);
   }
   t_worker = nullptr;
 }

@@ -6,12 +6,12 @@
 // cross-CPU wakeup costs tens of microseconds, twice per round trip.
 //
 // How it rides on libfuse: in the INIT handler prepare() creates one io_uring
-// per worker (kThreadsPerQueue per CPU); the custom io (see passthrough.cpp)
-// adds FUSE_OVER_IO_URING to the INIT reply, and once the reply is out
-// launch() starts the workers. Each registers its ring entry with the kernel,
+// per worker (kThreadsPerQueue per CPU); the CompatChannelHook adds
+// FUSE_OVER_IO_URING to the INIT reply, and once the reply is out launch()
+// starts the workers. Each registers its ring entry with the kernel,
 // then, per request, rebuilds the /dev/fuse message (header, the operation's
 // argument struct, payload) for fuse_session_process_buf; the reply comes
-// back through the custom io's writev, which hands it to capture() to store in
+// back through the hook's writev, which hands it to capture() to store in
 // the entry, and the worker commits it and fetches the next request. FORGET,
 // INTERRUPT and notifications still travel through /dev/fuse and libfuse's
 // own loop.
@@ -35,21 +35,22 @@
 
 namespace layer::fuse {
 
+class CompatChannelHook;
+
 class Uring {
  public:
-  Uring();
+  // `hook` outlives this; it reads each request as from /dev/fuse.
+  explicit Uring(CompatChannelHook& hook);
   ~Uring();
   Uring(const Uring&) = delete;
   Uring& operator=(const Uring&) = delete;
 
-  // The kernel allows FUSE over io_uring (/sys/module/fuse/parameters/enable_uring).
-  static bool kernel_enabled();
   // In the INIT handler: if `wanted` and the kernel offers it (INIT flags2),
   // creates the rings for requests of up to `max_write` bytes. True: the
-  // INIT reply accepts FUSE over io_uring (the custom io adds the flag).
+  // INIT reply accepts FUSE over io_uring (the hook adds the flag).
   bool prepare(bool wanted, uint32_t kernel_flags2, size_t max_write);
   bool prepared() const { return !workers_.empty(); }
-  // Called by the custom io right after the INIT reply was written.
+  // Called by the hook right after the INIT reply was written.
   void launch();
   // After the unmount: stops the workers (they notice within a second).
   void stop();
@@ -58,18 +59,18 @@ class Uring {
 
   void set_session(fuse_session* se) { se_ = se; }
 
-  // From the custom io's writev: a reply to the request this thread serves
+  // From the hook's writev: a reply to the request this thread serves
   // from a ring is stored in its ring entry (true); anything else (false)
   // goes to /dev/fuse.
   static bool capture(const struct iovec* iov, int count);
 
   static constexpr int kThreadsPerQueue = 2;
   struct Worker;  // one ring, one entry, one thread pinned to its queue's CPU
-  static constexpr uint32_t kInitOverIoUring = 1u << 9;  // FUSE_OVER_IO_URING (bit 41) in flags2
 
  private:
   void run(Worker& w);
 
+  CompatChannelHook& hook_;
   fuse_session* se_ = nullptr;
   int devfd_ = -1;
   size_t payload_ = 0;
@@ -77,10 +78,7 @@ class Uring {
   std::atomic<bool> stop_{false};
   std::atomic<bool> launched_{false};
   std::atomic<uint64_t> served_{0};
+  std::atomic<bool> logged_{false};  // the first ring-served request was logged
 };
-
-// The one Uring of this process (set by the daemon), for the custom io.
-Uring* uring_instance();
-void set_uring_instance(Uring* u);
 
 }  // namespace layer::fuse

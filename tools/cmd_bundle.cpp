@@ -10,6 +10,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "bundle.hpp"
 #include "command.hpp"
 #include "container_mount.hpp"
 #include "container_state.hpp"
@@ -38,17 +39,12 @@ bool dir_empty(const std::string& path) {
   return true;
 }
 
-int run_bundle(Globals& g, std::vector<std::string>& args) {
-  auto opts = parse_options(args, {{"name", true}}, g);
-  if (args.size() < 2) throw UsageError("wants IMAGE and DIR (see 'layerctl bundle --help')");
-  const std::string image = args[0];
-  const std::string dir = absolute_path(args[1]);
-  const std::vector<std::string> command(args.begin() + 2, args.end());
-  std::string name = opts.count("name") ? opts["name"] : "";
-  if (!name.empty() && !valid_container_name(name))
-    throw UsageError("bad --name '" + name + "' (letters, digits, '_', '.', '-'; at most 64)");
+}  // namespace
 
-  store::Store store = store::Store::open(g.root, store::LockMode::Shared);
+Bundle make_bundle(store::Store& store, const BundleRequest& req) {
+  const std::string& image = req.image;
+  const std::string& dir = req.dir;
+  const std::vector<std::string>& command = req.command;
   auto img = store.find_image(image);
   if (!img) throw Error("'" + image + "': no such image");
   auto config = store.read_blob(img->config, oci::kMaxDocumentBytes);
@@ -66,7 +62,7 @@ int run_bundle(Globals& g, std::vector<std::string>& args) {
   bool created_dir = false;
   struct stat st {};
   if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) throw Error("'" + args[1] + "'", ENOTDIR);
+    if (!S_ISDIR(st.st_mode)) throw Error("'" + dir + "'", ENOTDIR);
     if (!mount_type_at(dir).empty())
       throw Error("'" + dir + "': already a mount point (" + mount_type_at(dir) + ")");
     if (!dir_empty(dir)) throw Error("'" + dir + "': not empty");
@@ -74,14 +70,10 @@ int run_bundle(Globals& g, std::vector<std::string>& args) {
     if (::mkdir(dir.c_str(), 0755) != 0) throw Error("'" + dir + "'", errno);
     created_dir = true;
   } else {
-    throw Error("'" + args[1] + "'", errno);
+    throw Error("'" + dir + "'", errno);
   }
   const std::string rootfs = dir + "/rootfs";
-  auto undo_dirs = [&] {
-    ::unlink((dir + "/config.json").c_str());
-    ::rmdir(rootfs.c_str());
-    if (created_dir) ::rmdir(dir.c_str());
-  };
+  auto undo_dirs = [&] { remove_bundle_files(Bundle{{}, dir, rootfs, created_dir}); };
   if (::mkdir(rootfs.c_str(), 0755) != 0) {
     int err = errno;
     undo_dirs();
@@ -90,7 +82,7 @@ int run_bundle(Globals& g, std::vector<std::string>& args) {
 
   store::ContainerRecord rec;
   try {
-    rec = mount_container(store, {image, rootfs, name, false});
+    rec = mount_container(store, {image, rootfs, req.name, false});
   } catch (...) {
     undo_dirs();
     throw;
@@ -116,6 +108,33 @@ int run_bundle(Globals& g, std::vector<std::string>& args) {
     undo_dirs();
     throw;
   }
+  return Bundle{rec, dir, rootfs, created_dir};
+}
+
+void remove_bundle_files(const Bundle& b) noexcept {
+  ::unlink((b.dir + "/config.json").c_str());
+  ::rmdir(b.rootfs.c_str());
+  if (b.created_dir) ::rmdir(b.dir.c_str());
+}
+
+namespace {
+
+int run_bundle(Globals& g, std::vector<std::string>& args) {
+  auto opts = parse_options(args, {{"name", true}}, g);
+  if (args.size() < 2) throw UsageError("wants IMAGE and DIR (see 'layerctl bundle --help')");
+  BundleRequest req;
+  req.image = args[0];
+  req.dir = absolute_path(args[1]);
+  req.command.assign(args.begin() + 2, args.end());
+  req.name = opts.count("name") ? opts["name"] : "";
+  if (!req.name.empty() && !valid_container_name(req.name))
+    throw UsageError("bad --name '" + req.name + "' (letters, digits, '_', '.', '-'; at most 64)");
+
+  store::Store store = store::Store::open(g.root, store::LockMode::Shared);
+  const Bundle b = make_bundle(store, req);
+  const store::ContainerRecord& rec = b.rec;
+  const std::string& dir = b.dir;
+  const std::string& rootfs = b.rootfs;
   if (g.json) {
     nlohmann::json j = {{"id", rec.id},
                         {"name", rec.name},

@@ -1,11 +1,17 @@
 // layerctl gc: removes the layers, blobs, objects and tmp/ entries nothing references.
+#include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "command.hpp"
 #include "format.hpp"
+#include "oci/image.hpp"
+#include "store/layout.hpp"
 #include "store/store.hpp"
 #include "util/error.hpp"
 
@@ -28,14 +34,37 @@ const char* kind_name(store::GcItem::Kind k) {
   return "?";
 }
 
+// --drop-blobs: the compressed layer blobs pulls and commits keep, for the
+// disk space; the unpacked layers stay. REQUIRES the exclusive lock.
+void drop_layer_blobs(store::Store& st, bool dry, store::GcReport& rep) {
+  std::set<Digest> seen;
+  for (const auto& img : st.images()) {
+    auto m = st.read_blob(img.manifest, oci::kMaxDocumentBytes);
+    if (!m) continue;
+    for (const auto& l : oci::parse_manifest(*m).layers) {
+      if (!seen.insert(l.digest).second || !st.has_blob(l.digest)) continue;
+      const std::string path = store::Layout::blob(l.digest);
+      struct stat sb;
+      if (::fstatat(st.root_fd(), path.c_str(), &sb, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (!dry && ::unlinkat(st.root_fd(), path.c_str(), 0) != 0)
+        throw Error(st.root() + "/" + path, errno);
+      const uint64_t bytes = static_cast<uint64_t>(sb.st_blocks) * 512;
+      rep.items.push_back({store::GcItem::Kind::Blob, l.digest.str(), bytes});
+      rep.bytes += bytes;
+    }
+  }
+}
+
 int run_gc(Globals& g, std::vector<std::string>& args) {
-  auto o = parse_options(args, {{"dry-run", false, 'n'}, {"quarantine", false, 0}}, g);
+  auto o = parse_options(
+      args, {{"dry-run", false, 'n'}, {"quarantine", false, 0}, {"drop-blobs", false, 0}}, g);
   if (!args.empty()) throw UsageError("takes no arguments");
   bool dry = o.count("dry-run") > 0;
   // The exclusive lock waits for running pulls and mounts (they hold it
   // shared); tmp/ is swept by gc itself so that it is accounted for.
   store::Store st = store::Store::open(g.root, store::LockMode::Exclusive, false);
   store::GcReport rep = st.gc(dry, o.count("quarantine") > 0);
+  if (o.count("drop-blobs")) drop_layer_blobs(st, dry, rep);
   if (g.json) {
     nlohmann::json items = nlohmann::json::array();
     for (const auto& i : rep.items)
@@ -59,7 +88,7 @@ int run_gc(Globals& g, std::vector<std::string>& args) {
 const Command::Register kRegister({
     "gc",
     "remove layers, blobs, content objects and temporary files nothing references",
-    "Usage: layerctl gc [--dry-run] [--quarantine] [--json] [-q]\n"
+    "Usage: layerctl gc [--dry-run] [--quarantine] [--drop-blobs] [--json] [-q]\n"
     "\n"
     "Removes every layer that no image or container uses, every blob (manifest,\n"
     "config, layer blob) no image references, every content object no remaining\n"
@@ -71,6 +100,10 @@ const Command::Register kRegister({
     "\n"
     "  -n, --dry-run   list what would be removed and the bytes it would free\n"
     "  --quarantine    also remove what fsck --repair moved to quarantine/\n"
+    "  --drop-blobs    also remove the compressed layer blobs that pull and commit\n"
+    "                  keep beside the unpacked layers (the disk back; 'layerctl\n"
+    "                  push' then rebuilds each layer a registry lacks from its tree:\n"
+    "                  new digests, a new manifest); pull --drop-blobs keeps none\n"
     "  --json          print {dry_run, removed: [{kind, name, bytes}], bytes}\n"
     "  -q              print only the total\n"
     "\n"

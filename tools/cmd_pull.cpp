@@ -14,6 +14,7 @@
 #include "oci/image_source.hpp"
 #include "pull/puller.hpp"
 #include "registry/registry_source.hpp"
+#include "registry/search_registries.hpp"
 #include "registry_flags.hpp"
 #include "store/store.hpp"
 #include "util/error.hpp"
@@ -149,6 +150,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
                                 {"max-layer-bytes", true},
                                 {"max-layer-entries", true},
                                 {"no-file-list", false},
+                                {"drop-blobs", false},
                                 {"inline-files", false}};
   for (const auto& f : registry_flags()) specs.push_back(f);
   auto o = parse_options(args, specs, g);
@@ -174,6 +176,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
     opt.unpack.limits.max_entries = parse_count("max-layer-entries", o["max-layer-entries"]);
   opt.unpack.rootless = ::geteuid() != 0;
   if (o.count("no-file-list")) opt.unpack.record_digests = false;
+  if (o.count("drop-blobs")) opt.keep_blobs = false;
   if (o.count("inline-files")) opt.unpack.share_content = false;
 
   // Errors from here on name the reference once, at the front.
@@ -186,32 +189,59 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
     return Error("'" + ref + "': " + rest);
   };
 
-  std::unique_ptr<oci::ImageSource> source;
+  if (is_local(ref)) {
+    for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry"})
+      if (o.count(r)) throw UsageError(std::string("option '--") + r + "' is for registries");
+  }
+  // A short name is tried at each of registries.conf's
+  // unqualified-search-registries in turn, as podman does.
+  registry::SearchList search;
   try {
-    if (is_local(ref)) {
-      for (const char* r : {"tls-verify", "cert-dir", "creds", "authfile", "insecure-registry"})
-        if (o.count(r)) throw UsageError(std::string("option '--") + r + "' is for registries");
-      source = oci::open_local_source(ref);
-      name = source->default_name();
-    } else {
-      registry::RegistryOptions ro = registry_options(o);
-      source = registry::open_registry_source(ref, ro);
-      name = registry::normalize_reference(ref);
-    }
+    if (!is_local(ref)) search = registry::search_list(ref);
   } catch (const Error& e) {
     throw at_fault(e.line(), "");
   }
+  const std::vector<std::string> candidates =
+      search.registries.empty() ? std::vector<std::string>{ref} : search.candidates(ref);
+  const registry::RegistryOptions ro = is_local(ref) ? registry::RegistryOptions{} : registry_options(o);
 
   store::Store st = store::Store::open(g.root, store::LockMode::Shared);
   Progress progress(stderr_is_tty(), g.quiet || g.json);
   opt.on_layer = [&](const pull::LayerEvent& e) { progress.on_event(e); };
   auto t0 = Clock::now();
   pull::Result r;
-  try {
-    r = pull::pull(st, *source, name, opt);
-  } catch (const Error& e) {
-    progress.finish();
-    throw at_fault(e.line(), source->describe());
+  std::string misses;  // per search registry: why it did not give the image
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const std::string& cand = candidates[i];
+    std::unique_ptr<oci::ImageSource> source;
+    try {
+      try {
+        if (is_local(ref)) {
+          source = oci::open_local_source(ref);
+          name = source->default_name();
+        } else {
+          source = registry::open_registry_source(cand, ro);
+          name = registry::normalize_reference(cand);
+        }
+      } catch (const Error& e) {
+        throw at_fault(e.line(), "");
+      }
+      try {
+        r = pull::pull(st, *source, name, opt);
+      } catch (const Error& e) {
+        progress.finish();
+        throw at_fault(e.line(), source->describe());
+      }
+      break;
+    } catch (const Error& e) {
+      if (candidates.size() == 1) throw;
+      std::string why = e.line();
+      if (why.rfind("'" + ref + "': ", 0) == 0) why.erase(0, ref.size() + 4);
+      misses += (misses.empty() ? "" : "; ") + cand + ": " + why;
+      if (i + 1 == candidates.size())
+        throw Error("'" + ref + "': not found at any unqualified-search-registries of " +
+                    search.file + " (" + misses + ")");
+    }
   }
   progress.finish();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -259,7 +289,11 @@ const Command::Register kRegister({
     "  oci:DIR[:TAG]              an OCI image layout directory\n"
     "  docker-archive:FILE[:REF]  a `docker save` tar (legacy or OCI-layout format);\n"
     "                             REF is a RepoTag, or @N for the N-th image\n"
-    "  [docker://]NAME[:TAG|@DIGEST]  an image in a registry (docker.io by default)\n"
+    "  [docker://]NAME[:TAG|@DIGEST]  an image in a registry: a NAME without a registry\n"
+    "                             host is looked for at each of the\n"
+    "                             unqualified-search-registries of registries.conf\n"
+    "                             ($CONTAINERS_REGISTRIES_CONF, ~/.config/containers/,\n"
+    "                             /etc/containers/) in turn, else at docker.io\n"
     "\n"
     "Options:\n"
     "  --platform OS/ARCH[/VARIANT]  the platform to pick from an index (default: this machine)\n"
@@ -270,6 +304,10 @@ const Command::Register kRegister({
     "                                objects, as store format 1 did; for comparisons)\n"
     "  --no-file-list                do not record the layers' file lists (fsck then\n"
     "                                cannot check their trees; for measuring the cost)\n"
+    "  --drop-blobs                  keep only the unpacked layers, not their compressed\n"
+    "                                blobs (by default each is kept, so 'layerctl push'\n"
+    "                                sends the same layer digests; without them push\n"
+    "                                rebuilds each layer the registry lacks: new digests)\n"
     "Registry options:\n" +
         std::string(registry_flags_usage()) +
         "Global: --root DIR, --json (a summary object), -q (print only the image id)\n",

@@ -6,6 +6,7 @@
 
 #include "command.hpp"
 #include "format.hpp"
+#include "push/exporter.hpp"
 #include "push/pusher.hpp"
 #include "registry_flags.hpp"
 #include "store/store.hpp"
@@ -51,11 +52,52 @@ const char* state_word(push::BlobState s) {
   return "";
 }
 
+// push IMAGE oci:DIR[:TAG] | docker-archive:FILE[:REF]
+int run_export(Globals& g, const std::string& image, const std::string& dest) {
+  store::Store st = store::Store::open(g.root, store::LockMode::Shared);
+  auto img = st.find_image(image);
+  if (!img) throw Error("'" + image + "': no such image");
+  auto t0 = std::chrono::steady_clock::now();
+  push::ExportResult r;
+  try {
+    r = push::export_image(st, *img, dest);
+  } catch (const Error& e) {
+    std::string line = e.line();
+    throw Error(line.rfind("'" + dest + "'", 0) == 0 ? line : "'" + dest + "': " + line);
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (g.json) {
+    nlohmann::json j = {{"image", img->ref},          {"ref", r.dest},
+                        {"manifest", r.manifest.str()}, {"layers_written", r.layers},
+                        {"regenerated", r.regenerated}, {"rewritten", r.regenerated > 0},
+                        {"bytes_written", r.bytes},     {"seconds", secs}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else if (g.quiet) {
+    std::printf("%s\n", r.manifest.str().c_str());
+  } else {
+    std::printf("%s: %zu layer blob%s written (%s) in %s; manifest %s\n", r.dest.c_str(), r.layers,
+                r.layers == 1 ? "" : "s", human_bytes(r.bytes).c_str(), human_seconds(secs).c_str(),
+                r.manifest.str().c_str());
+    if (r.regenerated > 0)
+      std::printf(
+          "note: %zu layer(s) were not kept as blobs and were regenerated from the store, so\n"
+          "the exported image has its own config and manifest (local %s)\n",
+          r.regenerated, img->manifest.str().c_str());
+  }
+  return 0;
+}
+
 int run_push(Globals& g, std::vector<std::string>& args) {
   std::vector<OptSpec> specs = registry_flags();
   specs.push_back({"chunk-size", true});
   auto opts = parse_options(args, specs, g);
   if (args.size() != 2) throw UsageError("wants IMAGE and REF (see 'layerctl push --help')");
+  if (push::is_export_destination(args[1])) {
+    for (const auto& f : specs)
+      if (opts.count(f.name))
+        throw UsageError(std::string("option '--") + f.name + "' is for registries");
+    return run_export(g, args[0], args[1]);
+  }
   push::Options po;
   po.registry = registry_options(opts);
   if (opts.count("chunk-size")) po.chunk_size = parse_size(opts["chunk-size"]);
@@ -127,6 +169,8 @@ const Command::Register kRegister({
     "push",
     "send an image to a registry",
     "Usage: layerctl push IMAGE REF [--chunk-size SIZE] [registry flags]\n"
+    "       layerctl push IMAGE oci:DIR[:TAG]\n"
+    "       layerctl push IMAGE docker-archive:FILE[:REF]\n"
     "\n"
     "Sends IMAGE (a name or id in the store) to REF (\"host[:port]/repo[:tag]\") with\n"
     "the OCI distribution API. For each layer: a blob the repository has is skipped\n"
@@ -136,9 +180,16 @@ const Command::Register kRegister({
     "or --chunk-size. Then the config, and the manifest last; every digest the\n"
     "registry answers with is checked.\n"
     "\n"
-    "Layer blobs: 'layerctl commit' keeps the blob of the layer it makes, so a\n"
-    "committed image goes out byte for byte. A pulled layer's blob is not kept;\n"
-    "if the destination can neither find nor mount it, the layer is regenerated\n"
+    "oci:DIR[:TAG] writes the image into an OCI image layout (created if absent;\n"
+    "blobs it has are kept, index.json names the image TAG); docker-archive:FILE[:REF]\n"
+    "writes a `docker save` archive (REF in its RepoTags; default: the image's name).\n"
+    "Pulling either back gives the same image (same id, same manifest digest).\n"
+    "\n"
+    "Layer blobs: 'layerctl pull' and 'layerctl commit' keep each layer's compressed\n"
+    "blob, so an image goes out byte for byte, with the digests it was pulled with,\n"
+    "and a second push finds every layer present (HEAD) without reading any. A layer\n"
+    "whose blob was not kept (pull --drop-blobs) and that the destination can\n"
+    "neither find nor mount is regenerated\n"
     "from its unpacked tree (same files, a new tar: new digest and diff_id), and the\n"
     "config and manifest are rewritten to name it, so the pushed image then has\n"
     "another digest than the local one (as podman does when it recompresses); a\n"

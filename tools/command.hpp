@@ -46,6 +46,7 @@ struct OptSpec {
   const char* name;
   bool has_arg;
   char short_name = 0;
+  bool optional_arg = false;  // with has_arg: only --name=VALUE takes one; bare --name gives ""
 };
 std::map<std::string, std::string> parse_options(std::vector<std::string>& args,
                                                  const std::vector<OptSpec>& specs, Globals& g);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +26,7 @@ namespace layer::cli {
 namespace {
 
 constexpr auto kMountTimeout = std::chrono::seconds(30);
+constexpr auto kExitTimeout = std::chrono::seconds(30);
 
 std::string random_id() {
   unsigned char b[32];
@@ -62,17 +64,32 @@ std::string escape_opt(const std::string& path) {
   return out;
 }
 
-// The last line of the daemon's log, for an error message.
-std::string last_log_line(int root_fd, const std::string& id) {
+// What the daemon said before it exited, for an error message: the log's
+// last lines (libfuse prints its reason, "fuse: device not found, try
+// 'modprobe fuse' first", before layerfs's own "cannot mount") from byte
+// `from` on, joined into one line.
+std::string daemon_message(int root_fd, const std::string& id, size_t from) {
+  constexpr size_t kMaxLines = 4;
   std::string log;
   try {
     log = sys::xread_file(root_fd, store::Layout::container_log(id), 1 << 20, "log");
   } catch (const Error&) {
     return "";
   }
-  while (!log.empty() && log.back() == '\n') log.pop_back();
-  auto nl = log.rfind('\n');
-  return nl == std::string::npos ? log : log.substr(nl + 1);
+  log.erase(0, std::min(from, log.size()));
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < log.size()) {
+    size_t nl = log.find('\n', start);
+    std::string line = log.substr(start, nl - start);
+    if (!line.empty()) lines.push_back(std::move(line));
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+  std::string out;
+  for (size_t i = lines.size() > kMaxLines ? lines.size() - kMaxLines : 0; i < lines.size(); ++i)
+    out += (out.empty() ? "" : "; ") + lines[i];
+  return out;
 }
 
 // Starts layerfs in the foreground of a new session, its output in the
@@ -101,9 +118,9 @@ pid_t spawn_daemon(const std::vector<std::string>& argv, int log_fd) {
 // The kernel's overlayfs over the image's layers and the store's objects
 // (docs/store-format-2.md). Each path is its own lowerdir+= parameter, so
 // only a comma needs escaping.
-void mount_kernel(const store::Store& st, const store::ImageRecord& img,
-                  const store::ContainerRecord& rec, const std::string& dir) {
+void mount_kernel(const store::Store& st, const store::ContainerRecord& rec) {
   using store::Layout;
+  const std::string& dir = rec.mountpoint;
   const std::string& root = st.root();
   auto param = [](const std::string& key, const std::string& path) {
     if (path.find(',') != std::string::npos)
@@ -111,7 +128,7 @@ void mount_kernel(const store::Store& st, const store::ImageRecord& img,
     return key + "=" + path + ",";
   };
   std::string o;
-  for (auto it = img.diff_ids.rbegin(); it != img.diff_ids.rend(); ++it)
+  for (auto it = rec.diff_ids.rbegin(); it != rec.diff_ids.rend(); ++it)
     o += param("lowerdir+", root + "/" + Layout::layer_diff(*it));
   o += param("datadir+", root + "/" + Layout::objects_dir());
   if (!rec.read_only) {
@@ -147,7 +164,10 @@ void check_mount_request(const store::Store& st, const MountRequest& req) {
     if (!st.has_layer(d)) throw Error("'" + req.image + "': layer " + d.str() + " is missing");
   for (const auto& c : st.containers()) {
     if (!req.name.empty() && c.name == req.name)
-      throw Error("'" + req.name + "': a container has that name (" + short_id(c.id) + ")");
+      throw Error("'" + req.name + "': a container has that name (" + short_id(c.id) + ")" +
+                  (container_state(c) == ContainerState::Stopped
+                       ? "; 'layerctl start " + req.name + "' mounts it again"
+                       : ""));
     if (c.mountpoint == req.dir && container_state(c) != ContainerState::Stopped)
       throw Error("'" + req.dir + "': container " + short_id(c.id) + " is mounted there");
   }
@@ -156,49 +176,64 @@ void check_mount_request(const store::Store& st, const MountRequest& req) {
 store::ContainerRecord mount_container(store::Store& st, const MountRequest& req) {
   check_mount_request(st, req);
   auto img = st.find_image(req.image);
-  const std::string& dir = req.dir;
   const std::string& root = st.root();
-  struct stat sb {};
   store::ContainerRecord rec;
   rec.id = random_id();
   rec.name = req.name.empty() ? short_id(rec.id) : req.name;
   rec.image = img->ref;
   rec.diff_ids = img->diff_ids;
-  rec.mountpoint = dir;
+  rec.mountpoint = req.dir;
   rec.read_only = req.read_only;
   rec.created = now_rfc3339();
   if (req.kernel) {
     if (::geteuid() != 0)
-      throw Error("'" + dir + "': mount --kernel needs root (the kernel reads the store's "
-                  "trusted.overlay.* markers only for root; use layerfs rootless)");
+      throw Error("'" + req.dir + "': mount --kernel needs root (the kernel reads the store's "
+                  "markers in the trusted namespace only for root; use layerfs rootless)");
     rec.engine = store::kEngineKernel;
   }
   st.put_container(rec);
-  const int rfd = st.root_fd();
-  pid_t pid = -1;
   try {
     using store::Layout;
     if (!req.read_only) {
       for (const auto& p : {Layout::container_upper(rec.id), Layout::container_work(rec.id)})
-        if (::mkdirat(rfd, p.c_str(), 0755) != 0) throw_errno(root + "/" + p);
+        if (::mkdirat(st.root_fd(), p.c_str(), 0755) != 0) throw_errno(root + "/" + p);
     }
+    start_daemon(st, rec);
+  } catch (...) {
+    try {
+      st.remove_container(rec.id);
+    } catch (const Error&) {
+    }
+    throw;
+  }
+  return rec;
+}
+
+void start_daemon(store::Store& st, store::ContainerRecord& rec) {
+  using store::Layout;
+  if (rec.engine == store::kEngineKernel) return mount_kernel(st, rec);
+  const std::string& dir = rec.mountpoint;
+  const std::string& root = st.root();
+  const int rfd = st.root_fd();
+  struct stat sb {};
+  pid_t pid = -1;
+  try {
     std::string lower;
-    for (auto it = img->diff_ids.rbegin(); it != img->diff_ids.rend(); ++it)
+    for (auto it = rec.diff_ids.rbegin(); it != rec.diff_ids.rend(); ++it)
       lower += (lower.empty() ? "" : ":") + escape_opt(root + "/" + Layout::layer_diff(*it));
     std::string o = "lowerdir=" + lower;
-    if (!req.read_only)
+    if (!rec.read_only)
       o += ",upperdir=" + escape_opt(root + "/" + Layout::container_upper(rec.id)) +
            ",workdir=" + escape_opt(root + "/" + Layout::container_work(rec.id));
     else
       o += ",ro";
-    if (req.kernel) {
-      mount_kernel(st, *img, rec, dir);
-      return rec;
-    }
     o += ",datadir=" + escape_opt(root + "/" + Layout::objects_dir());
     o += ",fsname=layerfs-" + short_id(rec.id);
     UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
                                  0644, "container log");
+    // This start's lines only, for the error message (a restart appends).
+    if (::fstat(log.get(), &sb) != 0) throw_errno("container log");
+    const auto log_start = static_cast<size_t>(sb.st_size);
     pid = spawn_daemon({layerfs_binary(), "-f", "-o", o, dir}, log.get());
 
     // Ready when the mount table shows layerfs at dir and it answers a stat.
@@ -207,7 +242,7 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         pid = -1;
-        std::string why = last_log_line(rfd, rec.id);
+        std::string why = daemon_message(rfd, rec.id, log_start);
         throw Error("'" + dir + "': layerfs exited before mounting" +
                     (why.empty() ? "" : ": " + why));
       }
@@ -224,13 +259,38 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
-    try {
-      st.remove_container(rec.id);
-    } catch (const Error&) {
-    }
     throw;
   }
-  return rec;
+}
+
+void unmount_container(store::Store& st, store::ContainerRecord& rec) {
+  const std::string& mp = rec.mountpoint;
+  if (rec.engine == store::kEngineKernel) {
+    if (mount_type_at(mp) == "overlay" && ::umount2(mp.c_str(), 0) != 0)
+      throw Error("unmount '" + mp + "'", errno);
+    return;
+  }
+  const bool alive = daemon_alive(rec.pid, mp);
+  // Unmount every layerfs mount stacked at mp (normally one).
+  while (mount_type_at(mp) == "fuse.layerfs") {
+    if (::umount2(mp.c_str(), 0) == 0) continue;
+    int err = errno;
+    if (err == EBUSY && alive) throw Error("'" + mp + "'", EBUSY);
+    // A dead daemon's mount (ENOTCONN for every access) or a busy one
+    // whose daemon is gone: detach it lazily.
+    if (::umount2(mp.c_str(), MNT_DETACH) != 0) throw Error("unmount '" + mp + "'", errno);
+  }
+  auto deadline = std::chrono::steady_clock::now() + kExitTimeout;
+  while (daemon_alive(rec.pid, mp)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(rec.pid, SIGKILL);
+      throw Error("'" + mp + "': layerfs (pid " + std::to_string(rec.pid) +
+                  ") did not exit after the unmount; killed it");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  rec.pid = 0;
+  st.put_container(rec);
 }
 
 void discard_container(store::Store& st, const store::ContainerRecord& rec) noexcept {

@@ -32,6 +32,17 @@ void check_mount_request(const store::Store& st, const MountRequest& req);
 // record). Throws Error naming the image or the directory.
 store::ContainerRecord mount_container(store::Store& st, const MountRequest& req);
 
+// Starts a layerfs daemon for the container `rec` (its upper and work dirs
+// exist) at rec.mountpoint and returns once the mount answers, with rec.pid
+// set and recorded. On failure no daemon or mount is left and the record is
+// untouched; the Error carries the daemon's own message (libfuse's reason).
+void start_daemon(store::Store& st, store::ContainerRecord& rec);
+
+// Unmounts a mounted container (or cleans up after its dead daemon), waits
+// for the daemon to exit and records it stopped. Throws Error (EBUSY for a
+// busy mount whose daemon lives).
+void unmount_container(store::Store& st, store::ContainerRecord& rec);
+
 // Undoes mount_container for a caller that fails afterwards: detaches the
 // mount, kills the daemon and removes the container with its upper. Never throws.
 void discard_container(store::Store& st, const store::ContainerRecord& rec) noexcept;

@@ -38,7 +38,8 @@ std::map<std::string, std::string> parse_options(std::vector<std::string>& args,
   std::string shortopts = "+";  // stop at the first positional? no: permute below
   shortopts = "";
   for (const auto& s : all) {
-    longopts.push_back({s.name, s.has_arg ? required_argument : no_argument, nullptr, 0});
+    int has = !s.has_arg ? no_argument : s.optional_arg ? optional_argument : required_argument;
+    longopts.push_back({s.name, has, nullptr, 0});
     if (s.short_name) {
       shortopts += s.short_name;
       if (s.has_arg) shortopts += ':';
@@ -101,12 +102,13 @@ void print_help() {
       "Commands:\n");
   for (const auto& [name, c] : Command::all())
     std::printf("  %-10s %s\n", name.c_str(), c.summary.c_str());
+  std::printf("  %-10s %s\n", "help", "show a command's usage (as 'layerctl COMMAND --help')");
   std::printf(
       "\nGlobal options:\n"
       "  --root DIR   store root (default: $LAYERFS_ROOT, /var/lib/layerfs as root)\n"
       "  --json       machine-readable output where a command lists things\n"
       "  -q, --quiet  no progress output\n"
-      "\nRun 'layerctl COMMAND --help' for a command's options.\n");
+      "\nRun 'layerctl help COMMAND' (or 'layerctl COMMAND --help') for a command's options.\n");
 }
 
 }  // namespace
@@ -149,6 +151,19 @@ int main(int argc, char** argv) {
   }
   std::string name = args[0];
   args.erase(args.begin());
+  // `layerctl help [COMMAND]` is `layerctl [COMMAND] --help`.
+  if (name == "help") {
+    if (args.empty()) {
+      print_help();
+      return 0;
+    }
+    if (args.size() > 1) {
+      std::fprintf(stderr, "layerctl: help: wants at most one COMMAND\n");
+      return 2;
+    }
+    name = args[0];
+    args = {"--help"};
+  }
   auto it = Command::all().find(name);
   if (it == Command::all().end()) {
     std::fprintf(stderr, "layerctl: unknown command '%s' (see 'layerctl --help')\n", name.c_str());

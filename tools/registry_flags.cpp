@@ -4,14 +4,16 @@ namespace layer::cli {
 
 const std::vector<OptSpec>& registry_flags() {
   static const std::vector<OptSpec> flags = {
-      {"tls-verify", true}, {"cert-dir", true},          {"creds", true},
+      {"tls-verify", true, 0, true}, {"cert-dir", true},          {"creds", true},
       {"authfile", true},   {"insecure-registry", true},
   };
   return flags;
 }
 
 const char* registry_flags_usage() {
-  return "  --tls-verify=false     do not verify the registry's TLS certificate\n"
+  return "  --tls-verify=BOOL      false: do not verify the registry's TLS certificate;\n"
+         "                         true (or bare --tls-verify): verify, and HTTPS only, even\n"
+         "                         on loopback (by default loopback may fall back to HTTP)\n"
          "  --cert-dir DIR         CAs (*.crt) and client certificate (*.cert, *.key) for TLS\n"
          "  --creds USER:PASS      credentials for the registry (instead of the auth files)\n"
          "  --authfile FILE        credentials file (default $REGISTRY_AUTH_FILE or\n"
@@ -27,11 +29,13 @@ registry::RegistryOptions registry_options(const std::map<std::string, std::stri
     return it == values.end() ? nullptr : &it->second;
   };
   if (const auto* v = get("tls-verify")) {
-    if (*v == "false" || *v == "0")
+    // A bare --tls-verify means true, as in skopeo and podman.
+    if (*v == "false" || *v == "0") {
       opt.tls_verify = false;
-    else if (*v == "true" || *v == "1")
+    } else if (v->empty() || *v == "true" || *v == "1") {
       opt.tls_verify = true;
-    else
+      opt.https_only = true;
+    } else
       throw UsageError("--tls-verify wants true or false, not '" + *v + "'");
   }
   if (const auto* v = get("cert-dir")) opt.cert_dir = *v;

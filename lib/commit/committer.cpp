@@ -41,6 +41,12 @@ std::string image_name(const std::string& name) {
   if (name.find('@') != std::string::npos)
     throw Error("'" + name + "': an image made by commit is named by a tag, not a digest");
   try {
+    // podman's rule: a name without a registry host is local, not Docker Hub's.
+    if (!registry::Reference::names_registry(name)) {
+      std::string_view n = name;
+      if (n.substr(0, 9) == "docker://") n.remove_prefix(9);
+      return registry::Reference::parse("localhost/" + std::string(n)).str();
+    }
     return registry::Reference::parse(name).str();
   } catch (const Error& e) {
     throw Error("bad image name: " + e.line());

@@ -42,8 +42,10 @@ struct Result {
   bool layer_existed = false;  // the same layer was in the store already
 };
 
-// The name an image is recorded under ("docker.io/library/x:latest"):
-// throws Error for a malformed name or one with a digest.
+// The name an image is recorded under: "localhost/x:latest" for a name
+// without a registry host (as podman names committed images),
+// "quay.io/t/x:v1" for one with it. Throws Error for a malformed name or one
+// with a digest.
 std::string image_name(const std::string& name);
 
 // RFC 3339 UTC ("2024-01-02T03:04:05Z") of `t` seconds since the epoch.

@@ -17,6 +17,7 @@
 #include <set>
 #include <string_view>
 
+#include "format/overlay_format.hpp"
 #include "store/object_ref.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
@@ -26,9 +27,8 @@ namespace layer::commit {
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
-constexpr std::string_view kPrefixes[] = {"trusted.overlay.", "user.overlay."};
+using format::kOpaqueMarker;
+using format::kWhiteoutPrefix;
 constexpr size_t kChunk = 1 << 20;
 constexpr uint64_t kProgressStep = 8 << 20;
 
@@ -40,18 +40,8 @@ struct DirClose {
   void operator()(DIR* d) const { ::closedir(d); }
 };
 
-bool starts_with(std::string_view s, std::string_view p) {
-  return s.substr(0, p.size()) == p;
-}
-
 std::string join(const std::string& a, std::string_view b) {
   return a.empty() ? std::string(b) : a + "/" + std::string(b);
-}
-
-// The object (dirfd, name) for the xattr calls; an empty name is dirfd itself.
-std::string proc_path(int dirfd, const std::string& name) {
-  std::string p = "/proc/self/fd/" + std::to_string(dirfd);
-  return name.empty() ? p : p + "/" + name;
 }
 
 // One xattr's value, or nullopt when absent (or unreadable: an overlay
@@ -66,38 +56,15 @@ std::optional<std::string> get_xattr(const std::string& path, const std::string&
   return std::string(buf, static_cast<size_t>(n));
 }
 
-// An overlay marker (`key` under either prefix); trusted.* wins.
-std::optional<std::string> overlay_xattr(int dirfd, const std::string& name, const char* key) {
-  std::string p = proc_path(dirfd, name);
-  for (auto prefix : kPrefixes)
-    if (auto v = get_xattr(p, std::string(prefix) + key, name.empty())) return v;
+// An overlay marker (`key` of either namespace); trusted.* wins.
+using Key = std::string_view format::XattrNames::*;
+std::optional<std::string> overlay_xattr(int dirfd, const std::string& name, Key key) {
+  std::string p = sys::proc_path(dirfd, name);
+  for (const format::XattrNames* ns : format::kNamespaces)
+    if (auto v = get_xattr(p, std::string(ns->*key), name.empty())) return v;
   return std::nullopt;
 }
 
-bool is_whiteout(int dirfd, const std::string& name, const struct stat& st) {
-  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) return true;
-  return S_ISREG(st.st_mode) && st.st_size == 0 &&
-         overlay_xattr(dirfd, name, "whiteout").has_value();
-}
-
-bool is_opaque(int dirfd) {
-  auto v = overlay_xattr(dirfd, "", "opaque");
-  return v && *v == "y";
-}
-
-// The name an xattr has in the tar: the overlay's escaped form
-// "<prefix>overlay.X" (lib/unpack's escape_xattr_name) is "<prefix>X" again;
-// any other "<prefix>..." is the overlay's own and is dropped.
-std::optional<std::string> tar_xattr_name(std::string_view n) {
-  for (auto prefix : kPrefixes) {
-    if (!starts_with(n, prefix)) continue;
-    std::string_view rest = n.substr(prefix.size());
-    if (rest.size() > 8 && starts_with(rest, "overlay."))
-      return std::string(prefix) + std::string(rest.substr(8));
-    return std::nullopt;
-  }
-  return std::string(n);
-}
 
 // A redirect value as a path below the layer roots ("a/b"), relative ones
 // resolved against the parent's lower path. Empty: not a usable redirect.
@@ -197,15 +164,24 @@ void DiffWriter::header(void* entry, const std::string& rel) {
 DiffStats DiffWriter::write() {
   struct stat st;
   if (::fstat(top_, &st) != 0) fail("", "stat", errno);
-  if (is_opaque(top_)) emit_opaque("", st);
+  if (format::is_opaque(top_)) emit_opaque("", st);
   walk_upper("", top_);
   std::sort(lower_links_.begin(), lower_links_.end());
   for (const auto& [path, target] : lower_links_) {
+    // As GNU tar and containers/storage write a link: the target's own
+    // mode, owner and mtime (podman and Docker apply them to the file).
+    struct stat ts;
+    if (::fstatat(top_, target.c_str(), &ts, AT_SYMLINK_NOFOLLOW) != 0) fail(target, "stat", errno);
     Entry e(archive_entry_new());
+    archive_entry_copy_stat(e.get(), &ts);
     archive_entry_copy_pathname(e.get(), path.c_str());
-    archive_entry_set_filetype(e.get(), AE_IFREG);
     archive_entry_copy_hardlink(e.get(), target.c_str());
     archive_entry_set_size(e.get(), 0);
+    archive_entry_unset_atime(e.get());
+    archive_entry_unset_ctime(e.get());
+    archive_entry_unset_birthtime(e.get());
+    int64_t m = clamp(ts.st_mtim.tv_sec);
+    archive_entry_set_mtime(e.get(), m, m == ts.st_mtim.tv_sec ? ts.st_mtim.tv_nsec : 0);
     header(e.get(), path);
   }
   if (archive_write_close(a_.get()) != ARCHIVE_OK) fail("", "finish tar");
@@ -249,7 +225,7 @@ void DiffWriter::walk_upper(const std::string& rel, int dirfd) {
       if (errno == ENOENT) continue;  // removed meanwhile (a mounted container)
       fail(join(rel, name), "stat", errno);
     }
-    (is_whiteout(dirfd, name, st) ? whiteouts : rest).push_back(Item{std::move(name), st});
+    (format::is_whiteout(dirfd, name.c_str(), st) ? whiteouts : rest).push_back(Item{std::move(name), st});
   }
   // Whiteouts before their siblings, as the image spec asks.
   for (const auto& w : whiteouts) {
@@ -258,7 +234,7 @@ void DiffWriter::walk_upper(const std::string& rel, int dirfd) {
   }
   for (const auto& it : rest) {
     std::string child = join(rel, it.name);
-    if (starts_with(it.name, kWhiteoutPrefix))
+    if (it.name.starts_with(kWhiteoutPrefix))
       fail(child, "a name starting with '.wh.' cannot be stored in an OCI layer");
     if (!S_ISDIR(it.st.st_mode)) {
       emit_node(child, dirfd, it.name, it.st, true, child);
@@ -267,7 +243,7 @@ void DiffWriter::walk_upper(const std::string& rel, int dirfd) {
     auto cfd = sys::open_at(dirfd, it.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (!cfd) fail(child, "open directory", cfd.error());
     emit_dir(child, dirfd, it.name, it.st);
-    if (auto redirect = overlay_xattr(cfd->get(), "", "redirect")) {
+    if (auto redirect = overlay_xattr(cfd->get(), "", &format::XattrNames::redirect)) {
       // A directory the kernel moved here: what it shows is its upper
       // content merged with the lower directory it came from. The layer
       // gets all of it, in an opaque directory.
@@ -281,7 +257,7 @@ void DiffWriter::walk_upper(const std::string& rel, int dirfd) {
       walk_merged(child, srcs, lower);
       continue;
     }
-    if (is_opaque(cfd->get())) emit_opaque(child, it.st);
+    if (format::is_opaque(cfd->get())) emit_opaque(child, it.st);
     walk_upper(child, cfd->get());
   }
 }
@@ -304,7 +280,7 @@ void DiffWriter::walk_merged(const std::string& rel, const std::vector<Source>& 
         if (errno == ENOENT) continue;
         fail(join(rel, name), "stat", errno);
       }
-      if (is_whiteout(srcs[i].fd, name, st)) {
+      if (format::is_whiteout(srcs[i].fd, name.c_str(), st)) {
         gone.insert(std::move(name));
         continue;
       }
@@ -315,7 +291,7 @@ void DiffWriter::walk_merged(const std::string& rel, const std::vector<Source>& 
     std::string child = join(rel, name);
     std::string child_lower = join(lower_rel, name);
     const Source& src = srcs[c.src];
-    if (starts_with(name, kWhiteoutPrefix))
+    if (name.starts_with(kWhiteoutPrefix))
       fail(child, "a name starting with '.wh.' cannot be stored in an OCI layer");
     if (!S_ISDIR(c.st.st_mode)) {
       emit_node(child, src.fd, name, c.st, src.upper, child_lower);
@@ -325,9 +301,9 @@ void DiffWriter::walk_merged(const std::string& rel, const std::vector<Source>& 
     if (!cfd) fail(child, "open directory", cfd.error());
     emit_dir(child, src.fd, name, c.st);
     std::vector<Source> sub;
-    bool opaque = is_opaque(cfd->get());
+    bool opaque = format::is_opaque(cfd->get());
     std::optional<std::string> redirect;
-    if (src.upper) redirect = overlay_xattr(cfd->get(), "", "redirect");
+    if (src.upper) redirect = overlay_xattr(cfd->get(), "", &format::XattrNames::redirect);
     sub.push_back(Source{std::move(cfd).value(), -1, src.upper});
     sub.back().fd = sub.back().owned.get();
     if (redirect) {
@@ -345,7 +321,7 @@ void DiffWriter::walk_merged(const std::string& rel, const std::vector<Source>& 
         if (!S_ISDIR(st.st_mode)) break;  // a file or whiteout hides the rest
         auto lfd = sys::open_at(srcs[j].fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         if (!lfd) fail(child, "open lower directory", lfd.error());
-        bool stop = is_opaque(lfd->get());
+        bool stop = format::is_opaque(lfd->get());
         sub.push_back(Source{std::move(lfd).value(), -1, false});
         sub.back().fd = sub.back().owned.get();
         if (stop) break;
@@ -367,7 +343,7 @@ std::vector<DiffWriter::Source> DiffWriter::lower_dirs(const std::string& lower_
       if (fd.error() == ENOTDIR || fd.error() == ELOOP) break;
       fail(lower_rel, "open in " + l.path, fd.error());
     }
-    bool stop = is_opaque(fd->get());
+    bool stop = format::is_opaque(fd->get());
     out.push_back(Source{std::move(fd).value(), -1, false});
     out.back().fd = out.back().owned.get();
     if (stop) break;
@@ -415,7 +391,7 @@ int DiffWriter::partial_lower(const std::string& marker, off_t* limit) {
 
 void DiffWriter::add_xattrs(void* entry, int parent, const std::string& name) {
   auto* e = static_cast<archive_entry*>(entry);
-  std::string path = proc_path(parent, name);
+  std::string path = sys::proc_path(parent, name);
   std::vector<char> buf(4096);
   ssize_t n;
   for (;;) {
@@ -438,7 +414,7 @@ void DiffWriter::add_xattrs(void* entry, int parent, const std::string& name) {
   std::sort(names.begin(), names.end());
   std::vector<char> val(XATTR_SIZE_MAX);
   for (const auto& x : names) {
-    auto out = tar_xattr_name(x);
+    auto out = format::unescape_xattr_name(x);
     if (!out) continue;
     ssize_t len = ::lgetxattr(path.c_str(), x.c_str(), val.data(), val.size());
     if (len < 0) {
@@ -521,17 +497,17 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
   off_t limit = 0;
   UniqueFd data = std::move(fd).value();
   if (upper) {
-    std::string p = proc_path(parent, name);
+    std::string p = sys::proc_path(parent, name);
     std::optional<std::string> marker;
-    for (auto prefix : kPrefixes)
-      if (!marker) marker = get_xattr(p, std::string(prefix) + "layerfs.partial");
+    for (const format::XattrNames* ns : format::kNamespaces)
+      if (!marker) marker = get_xattr(p, std::string(ns->layerfs_partial));
     if (marker) {
       // lib/overlay's lazy copy-up, still being filled: the upper's holes
       // below `limit` are the lower file's bytes.
       lower.reset(partial_lower(*marker, &limit));
       if (!lower) fail(rel, "its data is still in a lower layer that cannot be found");
       ++stats_.from_lower;
-    } else if (overlay_xattr(parent, name, "metacopy")) {
+    } else if (overlay_xattr(parent, name, &format::XattrNames::metacopy)) {
       std::optional<Digest> object;
       if (opt_.objects_dir >= 0) object = store::object_named_by(data.get());
       if (object) {
@@ -543,7 +519,7 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
       } else {
         // The kernel's metacopy: the upper holds metadata only.
         std::string from = lower_rel;
-        if (auto r = overlay_xattr(parent, name, "redirect")) {
+        if (auto r = overlay_xattr(parent, name, &format::XattrNames::redirect)) {
           from = redirect_target(*r, "");
           if (from.empty() || (*r)[0] != '/') fail(rel, "unusable overlay redirect '" + *r + "'");
         }
@@ -563,7 +539,7 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
   add_xattrs(e.get(), parent, name);
   header(e.get(), rel);
   write_data(rel, data.get(), st, lower.get(), limit);
-  if (upper && rel == lower_rel && !lower && overlay_xattr(parent, name, "layerfs.origin"))
+  if (upper && rel == lower_rel && !lower && overlay_xattr(parent, name, &format::XattrNames::layerfs_origin))
     note_lower_links(rel);
 }
 
@@ -603,7 +579,7 @@ bool DiffWriter::hidden_in_upper(const std::string& path) {
       return ::fstatat(cur, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
     }
     auto fd = sys::open_at(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    if (!fd || is_opaque(fd->get()) || overlay_xattr(fd->get(), "", "redirect")) return true;
+    if (!fd || format::is_opaque(fd->get()) || overlay_xattr(fd->get(), "", &format::XattrNames::redirect)) return true;
     owned = std::move(fd).value();
     cur = owned.get();
     pos = slash + 1;

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "overlay/overlay.hpp"
-#include "overlay/xattr_path.hpp"
+#include "util/xattr_path.hpp"
 #include "util/sys.hpp"
 
 namespace layer::overlay {
@@ -111,9 +111,7 @@ bool Overlay::has_index(uint64_t ino) {
 Result<void> Overlay::link_from_index_locked(uint64_t ino, int dirfd, const char* name) {
   auto fd = open_index(ino, nullptr);
   if (!fd) return Errno{fd.error()};
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd.value().get());
-  if (::linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) != 0) return last_errno();
+  if (::linkat(AT_FDCWD, sys::proc_path(fd.value().get()).c_str(), dirfd, name, AT_SYMLINK_FOLLOW) != 0) return last_errno();
   ::unlinkat(index_.get(), (index_name(ino) + ".keep").c_str(), 0);  // a name holds it again
   XattrPath p(index_.get(), index_name(ino).c_str());
   uint32_t v = 0;
@@ -347,7 +345,9 @@ Result<void> Overlay::copy_up_locked(Node* n, Node* p, const std::string& name,
       if (::mkdirat(wfd, tn, 0700) != 0) return last_errno();
       break;
     case S_IFREG: {
-      auto src = open_in_layer(layer, sfd, nm, O_RDONLY | O_NOFOLLOW);
+      auto opened = open_in_layer(layer, sfd, nm, O_RDONLY | O_NOFOLLOW);
+      if (!opened) return Errno{opened.error()};
+      auto src = lower_data(std::move(opened).value());  // a content object's data
       if (!src) return Errno{src.error()};
       auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
       if (!dst) return Errno{dst.error()};

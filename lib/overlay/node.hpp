@@ -26,7 +26,7 @@ constexpr int kUpper = 0;
 struct LayerDir {
   int layer;
   UniqueFd fd;  // O_RDONLY|O_DIRECTORY (O_PATH where unreadable)
-  // A lower directory marked as holding xattr whiteouts (overlay.opaque "x"):
+  // A lower directory marked as holding xattr whiteouts (the opaque mark "x"):
   // the kernel's readdir looks for them only there (its lookup everywhere),
   // and so does ours, which spares a stat of every lower regular file. The
   // upper layer is always checked.

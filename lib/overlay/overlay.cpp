@@ -19,7 +19,8 @@
 #include <string_view>
 #include <unordered_set>
 
-#include "overlay/xattr_path.hpp"
+#include "format/overlay_format.hpp"
+#include "util/xattr_path.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -27,78 +28,12 @@ namespace layer::overlay {
 
 namespace {
 
-constexpr std::string_view kWhPrefix = ".wh.";
-constexpr const char* kWhOpaque = ".wh..wh..opq";
-
 bool stat_at(int dirfd, const char* name, struct stat* st) {
   return ::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-// OCI whiteout file ".wh.<name>" in a lower layer directory.
-bool has_wh_file(int dirfd, std::string_view name) {
-  if (name.size() + kWhPrefix.size() > NAME_MAX) return false;
-  char buf[NAME_MAX + 1];
-  std::memcpy(buf, kWhPrefix.data(), kWhPrefix.size());
-  std::memcpy(buf + kWhPrefix.size(), name.data(), name.size());
-  buf[kWhPrefix.size() + name.size()] = '\0';
-  struct stat st;
-  return stat_at(dirfd, buf, &st);
-}
-
-bool has_xattr(const XattrPath& p, const char* name) {
-  return p.get(name, nullptr, 0) >= 0;
-}
-
-// The kernel's whiteouts: a character device 0:0, or a zero-size regular file
-// carrying the overlay.whiteout xattr (either namespace).
-bool is_whiteout(int dirfd, const char* name, const struct stat& st) {
-  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) return true;
-  if (S_ISREG(st.st_mode) && st.st_size == 0) {
-    XattrPath p(dirfd, name);
-    return has_xattr(p, "trusted.overlay.whiteout") || has_xattr(p, "user.overlay.whiteout");
-  }
-  return false;
-}
-
-// Opaque: overlay.opaque = "y" (either namespace) or, in a lower layer, an OCI
-// ".wh..wh..opq" marker. Redirect: overlay.redirect (the kernel's
-// redirect_dir), checked against hostile values. A directory with no xattrs
-// at all, the common case, costs one listxattr instead of four getxattrs.
-struct DirMarks {
-  bool opaque = false;
-  bool xwhiteouts = false;  // overlay.opaque "x": see LayerDir
-  std::string redirect;
-};
-
-std::string read_redirect(const XattrPath& p) {
-  char buf[PATH_MAX];
-  ssize_t n = p.get("trusted.overlay.redirect", buf, sizeof(buf));
-  if (n <= 0) n = p.get("user.overlay.redirect", buf, sizeof(buf));
-  if (n <= 0) return {};
-  std::string r(buf, static_cast<size_t>(n));
-  // Hostile input: no "..", no empty or NUL-bearing components.
-  if (r.find('\0') != std::string::npos || r.find("..") != std::string::npos) return {};
-  if (r[0] != '/' && !valid_name(r)) return {};
-  return r;
-}
-
-DirMarks dir_marks(int fd, int layer) {
-  DirMarks m;
-  XattrPath p(fd, nullptr);
-  ssize_t names = ::flistxattr(fd, nullptr, 0);
-  if (names < 0 && errno == EBADF) names = p.list(nullptr, 0);  // an O_PATH fd
-  if (names != 0) {
-    for (const char* ns : {"trusted.overlay.", "user.overlay."}) {
-      char v[4];
-      ssize_t n = p.get((std::string(ns) + "opaque").c_str(), v, sizeof(v));
-      m.opaque = m.opaque || (n == 1 && v[0] == 'y');
-      m.xwhiteouts = m.xwhiteouts || (n == 1 && v[0] == 'x');
-    }
-    m.redirect = read_redirect(p);
-  }
-  struct stat st;
-  if (!m.opaque && layer != kUpper) m.opaque = stat_at(fd, kWhOpaque, &st);
-  return m;
+format::DirMarks dir_marks(int fd, int layer) {
+  return format::read_dir_marks(fd, layer != kUpper);
 }
 
 Result<UniqueFd> open_dir_at(int layer, int dirfd, const char* name) {
@@ -156,17 +91,19 @@ Result<Overlay::Real> Overlay::real_of(Node* n) {
 
 Overlay::Overlay(const MountOptions& opts) : opts_(opts) {
   name_xattrs();
-  if (opts.xattr_permissions == 1) perm_xattr_ = "security.fuseoverlayfs.override_stat";
-  if (opts.xattr_permissions == 2) perm_xattr_ = "user.fuseoverlayfs.override_stat";
+  if (opts.xattr_permissions == 1) perm_xattr_ = format::kPermXattrSecurity;
+  if (opts.xattr_permissions == 2) perm_xattr_ = format::kPermXattrUser;
 }
 
 void Overlay::name_xattrs() {
-  xattr_prefix_ = opts_.userxattr ? "user.overlay." : "trusted.overlay.";
-  origin_xattr_ = xattr_prefix_ + "layerfs.origin";
-  opaque_xattr_ = xattr_prefix_ + "opaque";
-  names_xattr_ = xattr_prefix_ + "layerfs.lowernames";
-  partial_xattr_ = xattr_prefix_ + "layerfs.partial";
-  impure_xattr_ = xattr_prefix_ + "impure";
+  const format::XattrNames& x =
+      format::names(opts_.userxattr ? format::XattrNamespace::kUser : format::XattrNamespace::kTrusted);
+  xattr_prefix_ = x.prefix;
+  origin_xattr_ = x.layerfs_origin;
+  opaque_xattr_ = x.opaque;
+  names_xattr_ = x.layerfs_lower_names;
+  partial_xattr_ = x.layerfs_partial;
+  impure_xattr_ = x.impure;
 }
 
 namespace {
@@ -177,7 +114,7 @@ namespace {
 constexpr char kUserXattrMark[] = "layerfs-userxattr";
 
 bool trusted_xattrs_allowed(int dirfd) {
-  static const char kProbe[] = "trusted.overlay.layerfs.probe";
+  const char* kProbe = format::kTrusted.layerfs_probe.data();
   if (::fsetxattr(dirfd, kProbe, "1", 1, 0) == 0) {
     ::fremovexattr(dirfd, kProbe);
     return true;
@@ -194,6 +131,7 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
     if (!r) throw Error(std::string(what) + " '" + path + "'", r.error());
     return std::move(r).value();
   };
+  if (!opts.datadir.empty()) ov->datadir_ = open_layer(opts.datadir, "datadir");
   ov->layer_roots_.emplace_back();
   if (!opts.upperdir.empty() && !opts.read_only) {
     ov->upper_ = open_layer(opts.upperdir, "upperdir");
@@ -263,7 +201,7 @@ std::unique_ptr<Overlay> Overlay::open(const MountOptions& opts) {
     auto fd = open_in_layer(static_cast<int>(i), ov->layer_roots_[i].get(), ".",
                             O_RDONLY | O_DIRECTORY);
     if (!fd) throw Error("layer directory", fd.error());
-    DirMarks m = dir_marks(fd.value().get(), static_cast<int>(i));
+    format::DirMarks m = dir_marks(fd.value().get(), static_cast<int>(i));
     bool opaque = m.opaque;
     stack->push_back(LayerDir{static_cast<int>(i), std::move(fd).value(), m.xwhiteouts});
     if (opaque && i != 0) break;
@@ -444,7 +382,7 @@ Result<Overlay::Located> Overlay::locate(Node* n) {
 // ---------------------------------------------------------------- lookup
 
 // Resolving a name in a merged directory, layer by layer from the top:
-//   ENOENT in a layer        -> try the next layer (unless ".wh.<name>" is there)
+//   ENOENT in a layer        -> try the next layer (unless its OCI whiteout is there)
 //   a whiteout               -> stop: ENOENT
 //   found                    -> stop: that layer's object; a directory goes on
 //                               collecting the same name below it until an
@@ -455,19 +393,19 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
   char name[NAME_MAX + 1];
   std::memcpy(name, name_sv.data(), name_sv.size());
   name[name_sv.size()] = '\0';
-  bool internal = name_sv.substr(0, kWhPrefix.size()) == kWhPrefix;
+  bool internal = name_sv.starts_with(format::kWhiteoutPrefix);
 
   Found f;
   size_t i = 0;
   for (; i < parent.size(); ++i) {
     const LayerDir& ld = parent[i];
-    if (internal && ld.layer != kUpper) continue;  // ".wh.*" are markers below the upper
+    if (internal && ld.layer != kUpper) continue;  // OCI whiteout names: markers below the upper
     if (!stat_at(ld.fd.get(), name, &f.st)) {
       if (errno != ENOENT) return last_errno();
-      if (ld.layer != kUpper && has_wh_file(ld.fd.get(), name_sv)) return Errno{ENOENT};
+      if (ld.layer != kUpper && format::has_oci_whiteout(ld.fd.get(), name_sv)) return Errno{ENOENT};
       continue;
     }
-    if (is_whiteout(ld.fd.get(), name, f.st)) return Errno{ENOENT};
+    if (format::is_whiteout(ld.fd.get(), name, f.st)) return Errno{ENOENT};
     f.layer = ld.layer;
     break;
   }
@@ -477,7 +415,7 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
   auto stack = std::make_shared<DirStack>();
   auto top = open_dir_at(parent[i].layer, parent[i].fd.get(), name);
   if (!top) return Errno{top.error()};
-  DirMarks marks = dir_marks(top.value().get(), parent[i].layer);
+  format::DirMarks marks = dir_marks(top.value().get(), parent[i].layer);
   bool opaque = marks.opaque;
   f.opaque = opaque;
   std::string redirect = std::move(marks.redirect);
@@ -503,7 +441,7 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
           if (fd.error() == ENOTDIR) break;
           return Errno{fd.error()};
         }
-        DirMarks m = dir_marks(fd.value().get(), static_cast<int>(l));
+        format::DirMarks m = dir_marks(fd.value().get(), static_cast<int>(l));
         opaque = m.opaque;
         std::string next = std::move(m.redirect);
         stack->push_back(LayerDir{static_cast<int>(l), std::move(fd).value(), m.xwhiteouts});
@@ -518,13 +456,13 @@ Result<Overlay::Found> Overlay::resolve(const DirStack& parent, std::string_view
     struct stat st;
     if (!stat_at(ld.fd.get(), cur.c_str(), &st)) {
       if (errno != ENOENT) return last_errno();
-      if (has_wh_file(ld.fd.get(), cur)) break;
+      if (format::has_oci_whiteout(ld.fd.get(), cur)) break;
       continue;
     }
     if (!S_ISDIR(st.st_mode)) break;  // a whiteout or a non-directory ends the merge
     auto fd = open_dir_at(ld.layer, ld.fd.get(), cur.c_str());
     if (!fd) return Errno{fd.error()};
-    DirMarks m = dir_marks(fd.value().get(), ld.layer);
+    format::DirMarks m = dir_marks(fd.value().get(), ld.layer);
     opaque = m.opaque;
     redirect = std::move(m.redirect);
     stack->push_back(LayerDir{ld.layer, std::move(fd).value(), m.xwhiteouts});
@@ -537,16 +475,16 @@ Result<bool> Overlay::lower_has(const DirStack& parent, std::string_view name_sv
   char name[NAME_MAX + 1];
   std::memcpy(name, name_sv.data(), name_sv.size());
   name[name_sv.size()] = '\0';
-  bool internal = name_sv.substr(0, kWhPrefix.size()) == kWhPrefix;
+  bool internal = name_sv.starts_with(format::kWhiteoutPrefix);
   for (const auto& ld : parent) {
     if (ld.layer == kUpper || internal) continue;
     struct stat st;
     if (!stat_at(ld.fd.get(), name, &st)) {
       if (errno != ENOENT) return last_errno();
-      if (has_wh_file(ld.fd.get(), name_sv)) return false;
+      if (format::has_oci_whiteout(ld.fd.get(), name_sv)) return false;
       continue;
     }
-    return !is_whiteout(ld.fd.get(), name, st);
+    return !format::is_whiteout(ld.fd.get(), name, st);
   }
   return false;
 }
@@ -743,7 +681,7 @@ Result<std::shared_ptr<const Listing>> Overlay::build_listing(const DirStack& st
     if (!dfd) return Errno{dfd.error()};
     struct stat dst;
     if (::fstat(dfd.value().get(), &dst) != 0) return last_errno();
-    std::vector<std::string> hidden_below;  // ".wh.<name>" of this layer
+    std::vector<std::string> hidden_below;  // names this layer's OCI whiteouts remove
     // getdents64 straight into a buffer: no DIR stream and its extra calls.
     alignas(struct dirent64) char buf[32768];
     ssize_t len = 0, pos = 0;
@@ -758,8 +696,9 @@ Result<std::shared_ptr<const Listing>> Overlay::build_listing(const DirStack& st
       pos += e->d_reclen;
       std::string_view name(e->d_name);
       if (name == "." || name == "..") continue;
-      if (ld.layer != kUpper && name.substr(0, kWhPrefix.size()) == kWhPrefix) {
-        if (name != kWhOpaque) hidden_below.emplace_back(name.substr(kWhPrefix.size()));
+      if (ld.layer != kUpper && format::classify_name(name) != format::Whiteout::kNone) {
+        if (format::classify_name(name) == format::Whiteout::kOciName)
+          hidden_below.emplace_back(name.substr(format::kWhiteoutPrefix.size()));
         continue;
       }
       if (seen.count(std::string(name))) continue;
@@ -775,7 +714,7 @@ Result<std::shared_ptr<const Listing>> Overlay::build_listing(const DirStack& st
           return last_errno();
         }
         type = static_cast<unsigned char>(IFTODT(st.st_mode));
-        if (is_whiteout(ld.fd.get(), e->d_name, st)) {
+        if (format::is_whiteout(ld.fd.get(), e->d_name, st)) {
           seen.emplace(name);
           continue;
         }

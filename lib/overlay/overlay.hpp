@@ -34,9 +34,11 @@
 #include "util/result.hpp"
 #include "util/unique_fd.hpp"
 
-namespace layer::overlay {
-
+namespace layer {
 class XattrPath;
+}
+
+namespace layer::overlay {
 
 struct IndexEntry;
 
@@ -129,6 +131,10 @@ class Overlay {
   Result<OpenFile> open_file(Node* n, int flags);
   // Opens n's upper file again (after a copy-up made an open lower file stale).
   Result<UniqueFd> reopen_upper(Node* n, int flags);
+  // A lower regular file's data: `fd` itself, or, with -o datadir, the
+  // content object of a metadata-only entry the store wrote (its markers in
+  // a lower layer only; the upper's are never followed).
+  Result<UniqueFd> lower_data(UniqueFd fd) const;
   Result<Node*> create(Node* parent, std::string_view name, mode_t mode, int flags, const Caller& c,
                        struct stat* st, UniqueFd* fd);
   // An unnamed regular file in `parent`'s upper directory (open(2)'s O_TMPFILE):
@@ -313,6 +319,9 @@ class Overlay {
   // to the same upper copy when they are looked up (the kernel's index=on idea).
   UniqueFd index_;
   UniqueFd partial_dir_;  // workdir/layerfs-partial: a link to every partial file
+  // -o datadir: a layerfs store's objects/ (docs/store-format-2.md); invalid
+  // when not given. Constant after open().
+  UniqueFd datadir_;
   std::string partial_xattr_;
   std::mutex partial_mu_;  // guards partials_, partial_queue_, stop_
   std::condition_variable partial_cv_;

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "overlay/overlay.hpp"
-#include "overlay/xattr_path.hpp"
+#include "util/xattr_path.hpp"
 #include "util/sys.hpp"
 
 namespace layer::overlay {
@@ -321,7 +321,10 @@ void Overlay::recover_partials() {
       if (root) {
         auto lower = sys::open_beneath(root.value().get(), parts[2].c_str(), O_RDONLY, 0,
                                        RESOLVE_NO_SYMLINKS);
-        if (lower) p.lower = std::move(lower).value();
+        if (lower) {
+          auto data = lower_data(std::move(lower).value());
+          if (data) p.lower = std::move(data).value();
+        }
       }
     }
     if (p.lower.valid()) {

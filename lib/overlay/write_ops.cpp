@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "overlay/overlay.hpp"
-#include "overlay/xattr_path.hpp"
+#include "format/overlay_format.hpp"
+#include "store/object_ref.hpp"
+#include "util/xattr_path.hpp"
 #include "util/sys.hpp"
 
 namespace layer::overlay {
@@ -34,24 +36,16 @@ bool stat_at_nofollow(int dirfd, const char* name, struct stat* st) {
 }  // namespace
 
 bool Overlay::escaped_xattr(std::string_view name) const {
-  return name.size() > xattr_prefix_.size() + 8 &&
-         name.substr(0, xattr_prefix_.size()) == xattr_prefix_ &&
-         name.substr(xattr_prefix_.size(), 8) == "overlay.";
+  return format::is_escaped_xattr(
+      name, opts_.userxattr ? format::XattrNamespace::kUser : format::XattrNamespace::kTrusted);
 }
 
 bool Overlay::private_xattr(std::string_view name) const {
-  if (name.substr(0, xattr_prefix_.size()) == xattr_prefix_) return true;
-  // A program must not read or forge the owner and mode xattr_permissions keeps.
-  if (!perm_xattr_.empty() && name == perm_xattr_) return true;
-  // The other namespace's markers are read too (whiteouts, opaque dirs), so a
-  // program must not set them either.
-  std::string_view other = opts_.userxattr ? "trusted.overlay." : "user.overlay.";
-  if (name.substr(0, other.size()) == other) {
-    auto rest = name.substr(other.size());
-    return rest == "opaque" || rest == "whiteout" || rest == "whiteouts" ||
-           rest.substr(0, 8) == "layerfs.";
-  }
-  return false;
+  // All of our own namespace (an image's own such names are stored escaped);
+  // of the other one, the names the format reads there too (whiteouts,
+  // opaque dirs, redirects), so that a program cannot forge them; and the
+  // owner and mode xattr_permissions keeps.
+  return name.starts_with(xattr_prefix_) || format::is_private_xattr(name);
 }
 
 Result<void> Overlay::set_opaque(int dirfd) {
@@ -65,8 +59,10 @@ Result<void> Overlay::make_whiteout(int dirfd, const char* name) {
   // Without CAP_MKNOD: the kernel's xattr whiteout.
   auto fd = sys::open_at(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0);
   if (!fd) return Errno{fd.error()};
-  std::string wh = xattr_prefix_ + "whiteout";
-  if (::fsetxattr(fd.value().get(), wh.c_str(), "", 0, 0) != 0) {
+  const char* wh = format::names(opts_.userxattr ? format::XattrNamespace::kUser
+                                                 : format::XattrNamespace::kTrusted)
+                       .whiteout.data();
+  if (::fsetxattr(fd.value().get(), wh, "", 0, 0) != 0) {
     int e = errno;
     ::unlinkat(dirfd, name, 0);
     return Errno{e};
@@ -88,12 +84,7 @@ Result<bool> Overlay::is_upper_whiteout(int dirfd, const char* name) {
   struct stat st;
   if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
     return errno == ENOENT ? Result<bool>(false) : Result<bool>(last_errno());
-  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) return true;
-  if (S_ISREG(st.st_mode) && st.st_size == 0) {
-    XattrPath p(dirfd, name);
-    return p.get("trusted.overlay.whiteout", nullptr, 0) >= 0 ||
-           p.get("user.overlay.whiteout", nullptr, 0) >= 0;
-  }
+  if (format::is_whiteout(dirfd, name, st)) return true;
   return Errno{EEXIST};  // a real object: the caller's merged lookup missed it
 }
 
@@ -267,9 +258,7 @@ Result<Node*> Overlay::tmpfile(Node* parent, mode_t mode, int flags, const Calle
   if (::fchown(tfd, uid, gid) != 0) return last_errno();
   // chown clears the set-id bits: put back what was asked for.
   if ((mode & (S_ISUID | S_ISGID)) && ::fchmod(tfd, mode) != 0) return last_errno();
-  char path[32];
-  std::snprintf(path, sizeof(path), "/proc/self/fd/%d", tfd);
-  auto anon = sys::open_at(AT_FDCWD, path, O_PATH);
+  auto anon = sys::open_at(AT_FDCWD, sys::proc_path(tfd).c_str(), O_PATH);
   if (!anon) return Errno{anon.error()};
   struct stat fst;
   if (::fstat(tfd, &fst) != 0) return last_errno();
@@ -294,21 +283,21 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
   if (!writable()) return Errno{EROFS};
   if (auto r = copy_up(src); !r) return Errno{r.error()};
   Located loc;
-  char anon_path[32] = "";
+  std::string anon_path;
   if (src->anon.valid()) {  // O_TMPFILE: linked through /proc, unless made O_EXCL
-    std::snprintf(anon_path, sizeof(anon_path), "/proc/self/fd/%d", src->anon.get());
+    anon_path = sys::proc_path(src->anon.get());
   } else {
     auto l = locate(src);
     if (!l) return Errno{l.error()};
     loc = std::move(l).value();
   }
   auto link_src = [&](int dfd, const char* dname) {
-    if (!anon_path[0]) return ::linkat(loc.dirfd, loc.name.c_str(), dfd, dname, 0);
+    if (anon_path.empty()) return ::linkat(loc.dirfd, loc.name.c_str(), dfd, dname, 0);
     // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (before Linux 6.10): without it,
     // ENOENT, and the /proc link is the way (an O_EXCL file refuses both).
     if (::linkat(src->anon.get(), "", dfd, dname, AT_EMPTY_PATH) == 0) return 0;
     if (errno != ENOENT) return -1;
-    return ::linkat(AT_FDCWD, anon_path, dfd, dname, AT_SYMLINK_FOLLOW);
+    return ::linkat(AT_FDCWD, anon_path.c_str(), dfd, dname, AT_SYMLINK_FOLLOW);
   };
   std::shared_ptr<const DirStack> keep;
   auto ufd_r = dir_for_new_name(parent, name, &keep);
@@ -604,9 +593,7 @@ Result<OpenFile> Overlay::open_file(Node* n, int flags) {
   if (n->is_dir()) return Errno{EISDIR};
   bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   auto reopen = [flags](int fd) -> Result<OpenFile> {
-    char path[32];
-    std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    auto r = sys::open_at(AT_FDCWD, path, flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
+    auto r = sys::open_at(AT_FDCWD, sys::proc_path(fd).c_str(), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW));
     if (!r) return Errno{r.error()};
     return OpenFile{std::move(r).value(), false};  // an upper inode: never stale
   };
@@ -633,7 +620,16 @@ Result<OpenFile> Overlay::open_file(Node* n, int flags) {
   auto fd = open_in_layer(loc->layer, loc->dirfd, loc->name.c_str(),
                           (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW);
   if (!fd) return Errno{fd.error()};
+  if (loc->layer != kUpper && n->type == S_IFREG) {
+    auto data = lower_data(std::move(fd).value());
+    if (!data) return Errno{data.error()};
+    return OpenFile{std::move(data).value(), true};
+  }
   return OpenFile{std::move(fd).value(), loc->layer != kUpper};
+}
+
+Result<UniqueFd> Overlay::lower_data(UniqueFd fd) const {
+  return store::data_of(std::move(fd), datadir_.valid() ? datadir_.get() : -1);
 }
 
 Result<UniqueFd> Overlay::reopen_upper(Node* n, int flags) {
@@ -722,10 +718,9 @@ Result<size_t> Overlay::getxattr(Node* n, const char* name, void* buf, size_t si
   std::string_view nm(name);
   std::string real;
   if (private_xattr(nm)) {
-    // The mount shows "<prefix>overlay.X" stored on disk as "<prefix>X"... the
-    // other way round: "<prefix>X" asked here is read as "<prefix>overlay.X".
-    if (nm.substr(0, xattr_prefix_.size()) != xattr_prefix_) return Errno{ENODATA};
-    real = xattr_prefix_ + "overlay." + std::string(nm.substr(xattr_prefix_.size()));
+    // An image's own "<prefix>X" is stored escaped (format::escape_xattr_name).
+    if (!nm.starts_with(xattr_prefix_)) return Errno{ENODATA};
+    real = format::escape_xattr_name(nm);
     name = real.c_str();
   }
   auto t = real_of(n);

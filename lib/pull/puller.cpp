@@ -10,12 +10,13 @@
 #include <ctime>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
+#include "format/overlay_format.hpp"
 #include "oci/media_types.hpp"
 #include "overlay/overlay.hpp"
-#include "overlay/xattr_path.hpp"
 #include "store/layout.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
@@ -52,12 +53,7 @@ bool opaque_in(int diff_dirfd, const std::string& rel) {
   auto fd = sys::open_beneath(diff_dirfd, rel.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW, 0,
                               RESOLVE_NO_SYMLINKS);
   if (!fd) return false;
-  overlay::XattrPath p(fd->get(), nullptr);
-  for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
-    char v[4];
-    if (p.get(name, v, sizeof v) == 1 && v[0] == 'y') return true;
-  }
-  return false;
+  return format::is_opaque(fd->get());
 }
 
 // Whether `rel` is a symlink in the tree at `diff` (relative to the store root).
@@ -186,6 +182,43 @@ class Ingestor {
     bool eof_ = false;
   };
 
+  // Passes a layer blob through and writes a copy into a staging dir,
+  // hashing it, so the blob can be kept once the layer is in.
+  class KeepingSource : public ByteSource {
+   public:
+    KeepingSource(ByteSource& src, int dirfd, const oci::Descriptor& d)
+        : src_(src),
+          d_(d),
+          hash_(d.digest.algorithm),
+          out_(sys::xopen_at(dirfd, "blob", O_WRONLY | O_CREAT | O_EXCL, 0644,
+                             "staging blob " + d.digest.str())) {}
+    size_t read(void* buf, size_t n) override {
+      size_t r = src_.read(buf, n);
+      hash_.update(buf, r);
+      bytes_ += r;
+      if (auto w = sys::write_all(out_.get(), buf, r); !w)
+        throw Error("staging blob " + d_.digest.str(), w.error());
+      return r;
+    }
+    // True when the copy is the whole blob (the unpacker may stop short of
+    // trailing bytes: they are read here), fsynced.
+    bool finish() {
+      char buf[64 << 10];
+      while (read(buf, sizeof buf) > 0) {
+      }
+      if (static_cast<int64_t>(bytes_) != d_.size || hash_.finish() != d_.digest) return false;
+      sys::xfsync(out_.get(), "staging blob " + d_.digest.str());
+      return true;
+    }
+
+   private:
+    ByteSource& src_;
+    const oci::Descriptor& d_;
+    Hasher hash_;
+    UniqueFd out_;
+    uint64_t bytes_ = 0;
+  };
+
   void worker() {
     for (;;) {
       size_t i;
@@ -245,16 +278,41 @@ class Ingestor {
     // Sources name the blob in their errors.
     std::unique_ptr<ByteSource> blob = source_.open_blob(d);
     CountingSource counted(*this, i, *blob);
+    std::optional<store::Store::Staging> stage;
+    std::optional<KeepingSource> keeping;
+    if (opt_.keep_blobs && !store_.has_blob(d.digest)) {
+      stage = store_.make_staging("blob-");
+      keeping.emplace(counted, stage->fd.get(), d);
+    }
+    ByteSource& in = keeping ? static_cast<ByteSource&>(*keeping) : counted;
+    auto drop_stage = [&] {
+      if (!stage) return;
+      try {
+        sys::xremove_tree(store_.tmp_fd(), stage->name);
+      } catch (const Error&) {
+        // tmp/ is swept at the next open.
+      }
+    };
     unpack::LayerSpec spec;
     spec.media_type = d.media_type;
     spec.digest = d.digest;
     spec.size = d.size;
     spec.diff_id = diff_id;
     spec.image = name_;
-    store::Ingest r = store_.ingest_layer(spec, counted, opt_.unpack, {},
-                                          [&](const store::LayerInfo& info, int diff_dirfd) {
-                                            check_before_publish(i, info, diff_dirfd);
-                                          });
+    store::Ingest r;
+    try {
+      r = store_.ingest_layer(spec, in, opt_.unpack, {},
+                              [&](const store::LayerInfo& info, int diff_dirfd) {
+                                check_before_publish(i, info, diff_dirfd);
+                              });
+      // The blob as fetched, so a push sends the same digest.
+      if (r == store::Ingest::Unpacked && keeping && keeping->finish())
+        store_.adopt_blob(d.digest, stage->fd.get(), "blob");
+    } catch (...) {
+      drop_stage();
+      throw;
+    }
+    drop_stage();
     if (r == store::Ingest::AlreadyPresent) {
       ++reused_;
       emit(event(i, LayerState::Exists));

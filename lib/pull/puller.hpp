@@ -33,6 +33,10 @@ struct Options {
   oci::Platform platform = oci::Platform::host();
   int jobs = 4;
   unpack::Options unpack;
+  // Keep each layer's compressed blob as fetched (blobs/<digest>), so a push
+  // sends the same digests; false (pull --drop-blobs) keeps only the
+  // unpacked tree, and push then rebuilds the layer (new digests).
+  bool keep_blobs = true;
   std::function<void(const LayerEvent&)> on_layer;  // called from worker threads, serialized
 };
 

@@ -1,12 +1,13 @@
 // push(): sends one image of the store to a registry repository with the
 // distribution API (registry::Uploader): for each layer, a blob the
 // repository has is skipped, one on the same registry in the repository the
-// image came from is mounted, one the store kept (layerctl commit keeps its
-// own) is uploaded as is, and one the store did not keep (pulls keep none)
-// is regenerated from the unpacked layer: a new tar of the same files, so a
-// new diff_id and digest, and then the config and manifest are rewritten to
-// name it (the image pushed has another digest than the local one, as with
-// podman). Config next, manifest last. Not thread-safe; one push per call.
+// image came from is mounted, one the store kept (pulls and commits keep
+// theirs) is uploaded as is, and one the store did not keep (pull
+// --drop-blobs) is regenerated from the unpacked layer (LayerBlobs): a new
+// tar of the same files, so a new diff_id and digest, and then the config
+// and manifest are rewritten to name it (the image pushed has another digest
+// than the local one, as with podman). Config next, manifest last. Not
+// thread-safe; one push per call.
 #pragma once
 
 #include <cstdint>

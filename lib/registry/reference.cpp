@@ -99,6 +99,16 @@ std::string printable(std::string_view s) {
 
 }  // namespace
 
+bool Reference::names_registry(std::string_view s) {
+  if (s.substr(0, 9) == "docker://") s.remove_prefix(9);
+  auto slash = s.find('/');
+  if (slash == std::string_view::npos) return false;
+  std::string_view first = s.substr(0, slash);
+  bool has_upper = false;
+  for (char c : first) has_upper |= (c >= 'A' && c <= 'Z');
+  return first.find_first_of(".:[") != std::string_view::npos || first == "localhost" || has_upper;
+}
+
 Reference Reference::parse(std::string_view input) {
   auto fail = [&](const std::string& why) -> Reference {
     throw Error("invalid image reference '" + printable(input) + "': " + why);
@@ -126,16 +136,12 @@ Reference Reference::parse(std::string_view input) {
   if (s.empty()) return fail("no repository name");
 
   std::string_view path = s;
-  auto slash = s.find('/');
-  if (slash != std::string_view::npos) {
+  if (names_registry(s)) {
+    auto slash = s.find('/');
     std::string_view first = s.substr(0, slash);
-    bool has_upper = false;
-    for (char c : first) has_upper |= (c >= 'A' && c <= 'Z');
-    if (first.find_first_of(".:[") != std::string_view::npos || first == "localhost" || has_upper) {
-      if (!valid_domain(first)) return fail("bad registry host '" + printable(first) + "'");
-      ref.domain = std::string(first);
-      path = s.substr(slash + 1);
-    }
+    if (!valid_domain(first)) return fail("bad registry host '" + printable(first) + "'");
+    ref.domain = std::string(first);
+    path = s.substr(slash + 1);
   }
   if (ref.domain.empty() || ref.domain == "index.docker.io") ref.domain = kDockerHubDomain;
 
@@ -162,9 +168,11 @@ Reference Reference::parse(std::string_view input) {
 }
 
 std::string Reference::str() const {
+  // Appended piece by piece: `":" + tag` trips GCC 12's -Wrestrict false
+  // positive (char_traits::copy on a prepend) at -O3.
   std::string s = name();
-  if (!tag.empty()) s += ":" + tag;
-  if (digest) s += "@" + digest->str();
+  if (!tag.empty()) s.append(1, ':').append(tag);
+  if (digest) s.append(1, '@').append(digest->str());
   return s;
 }
 

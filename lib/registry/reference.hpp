@@ -23,6 +23,10 @@ struct Reference {
 
   // Throws Error naming `s` and what is wrong with it.
   static Reference parse(std::string_view s);
+  // True when `s` starts with a registry host ("quay.io/x", "localhost/x",
+  // "127.0.0.1:5000/x"); false for short names ("debian", "team/app") that
+  // parse() puts on Docker Hub.
+  static bool names_registry(std::string_view s);
 
   // "docker.io/library/debian:bookworm", "host/x@sha256:...", or
   // "host/x:tag@sha256:..." when both were given.

@@ -139,10 +139,11 @@ TlsConfig load_tls_config(const std::string& endpoint, const RegistryOptions& op
 RegistryClient::RegistryClient(Reference ref, const RegistryOptions& opt)
     : ref_(std::move(ref)),
       endpoint_(ref_.endpoint()),
-      allow_http_(ref_.is_loopback() || std::find_if(opt.insecure.begin(), opt.insecure.end(),
+      https_only_(opt.https_only),
+      allow_http_(!opt.https_only && (ref_.is_loopback() || std::find_if(opt.insecure.begin(), opt.insecure.end(),
                                                      [&](const auto& r) {
                                                        return r == ref_.domain || r == endpoint_;
-                                                     }) != opt.insecure.end()),
+                                                     }) != opt.insecure.end())),
       http_(load_tls_config(endpoint_, opt)),
       auth_(http_, ref_.domain, ref_.path,
             find_credentials(ref_.domain, ref_.path, opt.creds, opt.auth_file), allow_http_) {}
@@ -187,7 +188,13 @@ void RegistryClient::ping() {
     } catch (const TransportError& e) {
       bool fallback = allow_http_ && e.kind() != TransportError::Kind::Resolve &&
                       e.kind() != TransportError::Kind::Connect;
-      if (!fallback) throw Error(transport_failure(e));
+      if (!fallback) {
+        // skopeo says the same: an explicit --tls-verify=true keeps to HTTPS.
+        bool would_have = https_only_ && e.kind() != TransportError::Kind::Resolve &&
+                          e.kind() != TransportError::Kind::Connect && ref_.is_loopback();
+        throw Error(transport_failure(e) +
+                    (would_have ? " (--tls-verify=true: plain HTTP not tried)" : ""));
+      }
       try {
         scheme = "http";
         t = try_scheme(scheme);

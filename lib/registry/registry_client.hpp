@@ -1,5 +1,6 @@
 // RegistryClient: the OCI distribution API for one repository. Pings /v2/
-// once (HTTPS; plain HTTP only for loopback or --insecure registries),
+// once (HTTPS; plain HTTP only for loopback or --insecure registries, and
+// never with an explicit --tls-verify=true),
 // authenticates requests, follows redirects itself (Authorization only ever
 // goes to the registry's own scheme://host:port), and retries connection
 // failures, 5xx and 429 (honouring Retry-After) with backoff.
@@ -53,6 +54,7 @@ class RegistryClient {
 
   Reference ref_;
   std::string endpoint_;  // host[:port] requests go to
+  bool https_only_;       // --tls-verify=true was given
   bool allow_http_;
   HttpClient http_;
   Authenticator auth_;

@@ -13,6 +13,7 @@ namespace layer::registry {
 
 struct RegistryOptions {
   bool tls_verify = true;             // --tls-verify=false turns it off
+  bool https_only = false;            // --tls-verify=true given: no plain HTTP, even on loopback
   std::string cert_dir;               // --cert-dir: *.crt (CAs), *.cert + *.key (client)
   std::vector<std::string> insecure;  // registries allowed over plain HTTP (loopback always is)
   std::string auth_file;              // --authfile; else $REGISTRY_AUTH_FILE, XDG, docker config

@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "store/layout.hpp"
-#include "store/object_markers.hpp"
+#include "format/overlay_format.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -122,16 +122,10 @@ std::string get_bytes(const json& j, const std::string& key, const std::string& 
   return {};
 }
 
-std::string proc_path(int dirfd, const std::string& name) {
-  std::string p = "/proc/self/fd/" + std::to_string(dirfd);
-  if (!name.empty()) p += "/" + name;
-  return p;
-}
-
 // The xattrs of dirfd/name, not following symlinks; name "" means dirfd
 // itself (a /proc/self/fd/N path would name the magic link, not the dir).
 int read_xattrs(int dirfd, const std::string& name, std::map<std::string, std::string>& out) {
-  std::string p = proc_path(dirfd, name);
+  std::string p = sys::proc_path(dirfd, name);
   auto list = [&](char* buf, size_t n) {
     return name.empty() ? ::flistxattr(dirfd, buf, n) : ::llistxattr(p.c_str(), buf, n);
   };
@@ -214,15 +208,15 @@ int hash_file(int dirfd, const std::string& name, Digest& out, uint64_t* hashed_
 // with the markers taken out of `xattrs`: they are the store's, not the
 // layer's. nullopt (markers left in) for anything else.
 std::optional<Digest> take_object_markers(std::map<std::string, std::string>& xattrs) {
-  for (bool user : {false, true}) {
-    const ObjectMarkers& m = object_markers(user);
-    auto mc = xattrs.find(m.metacopy);
-    auto rd = xattrs.find(m.redirect);
+  for (const format::XattrNames* ns : format::kNamespaces) {
+    std::string metacopy(ns->metacopy), redirect(ns->redirect);
+    auto mc = xattrs.find(metacopy);
+    auto rd = xattrs.find(redirect);
     if (mc == xattrs.end() || rd == xattrs.end() || !mc->second.empty()) continue;
     auto d = Layout::parse_object_redirect(rd->second);
     if (!d) continue;
-    xattrs.erase(m.metacopy);
-    xattrs.erase(m.redirect);
+    xattrs.erase(metacopy);
+    xattrs.erase(redirect);
     return d;
   }
   return std::nullopt;

@@ -34,7 +34,7 @@ struct Layout {
   static std::string objects_alg_dir(const std::string& algorithm);  // objects/sha256
   static std::string object_fanout(const Digest& d);                 // objects/sha256/ab
   static std::string object(const Digest& d);                        // objects/sha256/ab/cdef...
-  // The overlay.redirect value of a layer entry whose data is object d:
+  // The redirect marker's value on a layer entry whose data is object d:
   // "/sha256/ab/cdef...", absolute from objects/.
   static std::string object_redirect(const Digest& d);
   // The object a redirect value names; nullopt for anything else (relative,

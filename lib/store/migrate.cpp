@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "store/layout.hpp"
-#include "store/object_markers.hpp"
+#include "format/overlay_format.hpp"
 #include "store/records.hpp"
 #include "store/store.hpp"
 #include "unpack/unpacker.hpp"
@@ -52,7 +52,7 @@ void copy_xattrs(int from, int to, const std::string& what) {
 class LayerConverter {
  public:
   LayerConverter(int objects, int staging, bool rootless)
-      : objects_(objects), staging_(staging), markers_(object_markers(rootless)) {}
+      : objects_(objects), staging_(staging), markers_(format::names(rootless ? format::XattrNamespace::kUser : format::XattrNamespace::kTrusted)) {}
 
   void convert_dir(int from, int to, const std::string& rel) {
     for (const auto& name : sys::xlist_dir(from, ".")) {
@@ -125,8 +125,8 @@ class LayerConverter {
     if (::fchmod(dst.get(), st.st_mode & 07777) < 0) throw_errno("chmod " + path);
     copy_xattrs(src.get(), dst.get(), path);
     std::string redirect = Layout::object_redirect(d);
-    if (::fsetxattr(dst.get(), markers_.metacopy, "", 0, 0) < 0 ||
-        ::fsetxattr(dst.get(), markers_.redirect, redirect.data(), redirect.size(), 0) < 0)
+    if (::fsetxattr(dst.get(), markers_.metacopy.data(), "", 0, 0) < 0 ||
+        ::fsetxattr(dst.get(), markers_.redirect.data(), redirect.data(), redirect.size(), 0) < 0)
       throw_errno("mark " + path);
     struct timespec times[2] = {st.st_atim, st.st_mtim};
     if (::futimens(dst.get(), times) < 0) throw_errno("set times of " + path);
@@ -141,7 +141,7 @@ class LayerConverter {
 
   int objects_;
   int staging_;
-  const ObjectMarkers& markers_;
+  const format::XattrNames& markers_;
   std::set<Digest> objects_used_;
   uint64_t object_bytes_ = 0;
   // Multiply-linked large files converted so far: inode -> (dir, name).

@@ -5,17 +5,16 @@
 #include <sys/xattr.h>
 
 #include "store/layout.hpp"
-#include "store/object_markers.hpp"
+#include "format/overlay_format.hpp"
 #include "util/sys.hpp"
 
 namespace layer::store {
 
 std::optional<Digest> object_named_by(int fd) {
-  for (bool user : {false, true}) {
-    const ObjectMarkers& m = object_markers(user);
-    if (::fgetxattr(fd, m.metacopy, nullptr, 0) != 0) continue;  // absent, or not empty
+  for (const format::XattrNames* ns : format::kNamespaces) {
+    if (::fgetxattr(fd, ns->metacopy.data(), nullptr, 0) != 0) continue;  // absent, or not empty
     char buf[160];
-    ssize_t n = ::fgetxattr(fd, m.redirect, buf, sizeof buf);
+    ssize_t n = ::fgetxattr(fd, ns->redirect.data(), buf, sizeof buf);
     if (n <= 0) continue;
     return Layout::parse_object_redirect(std::string_view(buf, static_cast<size_t>(n)));
   }

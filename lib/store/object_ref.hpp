@@ -12,8 +12,8 @@
 
 namespace layer::store {
 
-// The object the open regular file `fd` redirects to: overlay.metacopy
-// present and overlay.redirect of exactly the shape Layout::object_redirect
+// The object the open regular file `fd` redirects to: the metacopy marker
+// present and a redirect of exactly the shape Layout::object_redirect
 // makes, in trusted.* or user.*. nullopt for anything else.
 std::optional<Digest> object_named_by(int fd);
 

@@ -449,14 +449,16 @@ std::optional<ImageRecord> Store::find_image(const std::string& name) const {
   auto all = images();
   for (const auto& r : all)
     if (r.ref == name) return r;
-  // Docker-style short names: "debian" → "docker.io/library/debian:latest".
+  // Short names: "debian" → "docker.io/library/debian:latest", or a committed
+  // "localhost/debian:latest" (podman's name for local images) before it.
   std::string tagged = name;
   auto slash = name.rfind('/');
   auto colon = name.rfind(':');
   if (name.find('@') == std::string::npos &&
       (colon == std::string::npos || (slash != std::string::npos && colon < slash)))
     tagged += ":latest";
-  for (const std::string& cand : {tagged, "docker.io/" + tagged, "docker.io/library/" + tagged}) {
+  for (const std::string& cand :
+       {tagged, "localhost/" + tagged, "docker.io/" + tagged, "docker.io/library/" + tagged}) {
     for (const auto& r : all)
       if (r.ref == cand) return r;
   }

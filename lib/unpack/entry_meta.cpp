@@ -10,20 +10,17 @@
 #include <cstring>
 #include <vector>
 
+#include "format/overlay_format.hpp"
 #include "unpack/tree_writer.hpp"
 #include "unpack/tree_writer_util.hpp"
 #include "util/error.hpp"
+#include "util/sys.hpp"
 
 namespace layer::unpack {
 
 using detail::shown;
-using detail::starts_with;
 
 namespace {
-
-std::string proc_path(int dirfd, const std::string& base) {
-  return "/proc/self/fd/" + std::to_string(dirfd) + "/" + base;
-}
 
 // The kernel's system.posix_acl_* xattr value (uapi/linux/posix_acl_xattr.h:
 // a version-2 header, then {tag, perm, id} entries sorted by tag and id, all
@@ -136,9 +133,10 @@ void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) {
     if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX)
       fail("xattr '" + shown(name) + "' larger than " + std::to_string(opt_.limits.max_xattr) +
            " bytes");
-    if (opt_.rootless && (starts_with(name, "trusted.") || starts_with(name, "security.")))
+    if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
+                          std::string_view(name).starts_with("security.")))
       continue;  // needs privileges we do not have
-    std::string real = escape_xattr_name(name);
+    std::string real = format::escape_xattr_name(name);
     if (::fsetxattr(fd, real.c_str(), value, size, 0) < 0)
       fail_errno("set xattr '" + shown(real) + "'", errno);
     // New files below a directory with a default ACL get their modes from it.
@@ -158,18 +156,19 @@ void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry*
   if (archive_entry_xattr_reset(e) > 0) {
     // No fd-based xattr call works on a symlink or device without opening
     // it; the /proc path goes through our verified parent fd.
-    std::string p = proc_path(parent, base);
+    std::string p = sys::proc_path(parent, base);
     const char* name;
     const void* value;
     size_t size;
     while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
       if (!name || !*name || std::strlen(name) > XATTR_NAME_MAX) fail("bad xattr name");
       if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX) fail("xattr too large");
-      if (opt_.rootless && (starts_with(name, "trusted.") || starts_with(name, "security.")))
+      if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
+                            std::string_view(name).starts_with("security.")))
         continue;
-      std::string real = escape_xattr_name(name);
+      std::string real = format::escape_xattr_name(name);
       if (::lsetxattr(p.c_str(), real.c_str(), value, size, 0) < 0) {
-        if (errno == EPERM && starts_with(real, "user.")) continue;  // user.* on a link/device
+        if (errno == EPERM && real.starts_with("user.")) continue;  // user.* on a link/device
         fail_errno("set xattr '" + shown(real) + "'", errno);
       }
     }

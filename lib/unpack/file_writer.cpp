@@ -15,7 +15,7 @@
 #include <optional>
 
 #include "store/layout.hpp"
-#include "store/object_markers.hpp"
+#include "format/overlay_format.hpp"
 #include "unpack/tree_writer.hpp"
 #include "unpack/tree_writer_util.hpp"
 #include "util/digest.hpp"
@@ -200,10 +200,10 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& pat
     // The entry: a sparse file of the right size whose data is the object.
     fd = create_file(path, parent, base, create_mode);
     if (::ftruncate(fd.get(), size) < 0) fail_errno("truncate", errno);
-    const auto& m = store::object_markers(opt_.rootless);
+    const format::XattrNames& m = format::names(opt_.rootless ? format::XattrNamespace::kUser : format::XattrNamespace::kTrusted);
     std::string redirect = store::Layout::object_redirect(*digest);
-    if (::fsetxattr(fd.get(), m.metacopy, "", 0, 0) < 0) fail_errno("mark metacopy", errno);
-    if (::fsetxattr(fd.get(), m.redirect, redirect.data(), redirect.size(), 0) < 0)
+    if (::fsetxattr(fd.get(), m.metacopy.data(), "", 0, 0) < 0) fail_errno("mark metacopy", errno);
+    if (::fsetxattr(fd.get(), m.redirect.data(), redirect.data(), redirect.size(), 0) < 0)
       fail_errno("mark redirect", errno);
   } else if (shared) {
     // Not hashable as a stream: the temporary becomes the inline entry.

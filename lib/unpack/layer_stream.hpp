@@ -18,12 +18,13 @@
 #include <thread>
 #include <vector>
 
+#include "oci/media_types.hpp"
 #include "unpack/unpacker.hpp"
 #include "util/byte_source.hpp"
 
 namespace layer::unpack {
 
-enum class Compression { None, Gzip, Zstd };
+using oci::Compression;
 
 // The compression a layer media type declares. Throws Error for a media
 // type that is not a layer we can unpack.

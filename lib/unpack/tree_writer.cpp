@@ -14,6 +14,7 @@
 #include <optional>
 #include <vector>
 
+#include "format/overlay_format.hpp"
 #include "unpack/tree_writer_util.hpp"
 #include "util/digest.hpp"
 #include "util/error.hpp"
@@ -22,12 +23,11 @@
 namespace layer::unpack {
 
 using detail::shown;
-using detail::starts_with;
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
+using format::kOpaqueMarker;
+using format::kWhiteoutPrefix;
 
 void split(const std::string& path, std::string& parent, std::string& base) {
   auto slash = path.rfind('/');
@@ -88,15 +88,6 @@ bool normalize_entry_path(std::string_view raw, std::string& out, std::string& w
     out.append(comp);
   }
   return true;
-}
-
-std::string escape_xattr_name(std::string_view name) {
-  for (std::string_view prefix :
-       {std::string_view("trusted.overlay."), std::string_view("user.overlay.")}) {
-    if (starts_with(name, prefix))
-      return std::string(prefix) + "overlay." + std::string(name.substr(prefix.size()));
-  }
-  return std::string(name);
 }
 
 TreeWriter::TreeWriter(int root, const Options& opt, std::string context)
@@ -225,11 +216,11 @@ void TreeWriter::apply(archive* a, archive_entry* e) {
   for (size_t pos = 0; pos < parent.size();) {
     size_t slash = parent.find('/', pos);
     if (slash == std::string::npos) slash = parent.size();
-    if (starts_with(std::string_view(parent).substr(pos, slash - pos), kWhiteoutPrefix))
+    if (std::string_view(parent).substr(pos, slash - pos).starts_with(kWhiteoutPrefix))
       fail("whiteout name used as a directory");
     pos = slash + 1;
   }
-  if (starts_with(base, kWhiteoutPrefix)) return apply_whiteout(parent, base);
+  if (base.starts_with(kWhiteoutPrefix)) return apply_whiteout(parent, base);
   if (hardlink) return apply_hardlink(path, parent, base, hardlink);
   if (type == AE_IFREG) return apply_file(a, e, path, parent, base);
 
@@ -270,7 +261,7 @@ void TreeWriter::apply_whiteout(const std::string& parent, const std::string& ba
   std::string target = base.substr(kWhiteoutPrefix.size());
   if (target.empty() || target == "." || target == "..")
     fail("whiteout of '" + shown(target) + "' is not a valid name");
-  if (starts_with(target, kWhiteoutPrefix)) fail("unknown whiteout marker");
+  if (target.starts_with(kWhiteoutPrefix)) fail("unknown whiteout marker");
   whiteouts_.insert(parent.empty() ? target : parent + "/" + target);
 }
 
@@ -280,7 +271,7 @@ void TreeWriter::apply_hardlink(const std::string& path, const std::string& pare
   if (!normalize_entry_path(target, tpath, why)) fail("hardlink target: " + why);
   if (tpath.empty()) fail("hardlink to the layer root");
   if (tpath.find(kWhiteoutPrefix) != std::string::npos) {
-    // Only whole components matter, but a ".wh." inside a component is
+    // Only whole components matter, but the whiteout prefix inside a component is
     // harmless to refuse: no real image links to such names.
     fail("hardlink to a whiteout name");
   }
@@ -367,8 +358,8 @@ void TreeWriter::apply_special(archive_entry* e, int parent, const std::string& 
 }
 
 void TreeWriter::finish() {
-  const char* opaque_name = opt_.rootless ? "user.overlay.opaque" : "trusted.overlay.opaque";
-  // Directories holding xattr whiteouts are marked overlay.opaque "x": the
+  const char* opaque_name = (opt_.rootless ? format::kUser : format::kTrusted).opaque.data();
+  // Directories holding xattr whiteouts are marked opaque "x": the
   // kernel's readdir (and ours) looks for those whiteouts only there.
   std::set<std::string> xwhiteout_dirs;
   entry_.clear();
@@ -391,7 +382,7 @@ void TreeWriter::finish() {
     } else {
       auto fd = sys::open_at(p.fd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0);
       if (!fd) fail_errno("create whiteout", fd.error());
-      if (::fsetxattr(fd->get(), "user.overlay.whiteout", "y", 1, 0) < 0)
+      if (::fsetxattr(fd->get(), format::kUser.whiteout.data(), "y", 1, 0) < 0)
         fail_errno("mark whiteout", errno);
       xwhiteout_dirs.insert(parent);
     }

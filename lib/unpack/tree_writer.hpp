@@ -30,12 +30,6 @@ namespace layer::unpack {
 // path, a ".." component or an empty name. The layer root comes out as "".
 bool normalize_entry_path(std::string_view raw, std::string& out, std::string& why);
 
-// The overlay xattr name that stores a tar's xattr `name`: trusted.overlay.X
-// becomes trusted.overlay.overlay.X and user.overlay.X becomes
-// user.overlay.overlay.X (the escaping of the kernel's nested overlayfs), so
-// an image cannot forge whiteouts, opaque dirs or redirects.
-std::string escape_xattr_name(std::string_view name);
-
 class TreeWriter {
  public:
   // `root`: the empty staging dir (borrowed). `context`: "image X: layer D".

@@ -7,10 +7,6 @@
 
 namespace layer::unpack::detail {
 
-inline bool starts_with(std::string_view s, std::string_view p) {
-  return s.substr(0, p.size()) == p;
-}
-
 // For messages: the name with control characters replaced, at most 300 bytes.
 inline std::string shown(std::string_view s) {
   std::string out(s.substr(0, 300));

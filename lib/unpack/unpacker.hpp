@@ -39,8 +39,9 @@ inline constexpr uint64_t kInlineMax = 4096;
 
 struct Options {
   Limits limits;
-  // Rootless: whiteouts as zero-size files with user.overlay.whiteout, opaque
-  // as user.overlay.opaque, no chown, devices skipped. Default: geteuid() != 0.
+  // Rootless: whiteouts as zero-size files with the user-namespace whiteout
+  // xattr, opaque dirs marked there too (lib/format), no chown, devices
+  // skipped. Default: geteuid() != 0.
   bool rootless = false;
   // Store::ingest_layer: syncfs the staging tree before publishing it, so a
   // power loss cannot leave a published layer with missing data. Off only
@@ -54,16 +55,18 @@ struct Options {
   // Content objects (store format 2, docs/store-format-2.md). With
   // objects_dir >= 0 (the store's objects/ dir, only read here), a regular
   // file of more than inline_max bytes becomes a metadata-only entry: a
-  // sparse file of its size with the overlay.metacopy and overlay.redirect
-  // markers (user.overlay.* when rootless) naming object sha256:<hex>. An
+  // sparse file of its size with the metacopy and redirect markers
+  // (lib/format; the user namespace when rootless) naming object
+  // sha256:<hex>. An
   // object found under objects_dir or already staged is not written again;
   // a new one is staged as object_staging/<hex> (0444, same file system) for
   // the caller to publish, fsynced, before the layer.
   int objects_dir = -1;
   int object_staging = -1;
   // Store::ingest_layer makes content objects (sets the two fds above) only
-  // when this is set.
-  bool share_content = false;
+  // when this is set: store format 2. Off: every file inline (format 1's
+  // layout, for comparisons: layerctl pull --inline-files).
+  bool share_content = true;
   uint64_t inline_max = kInlineMax;
 };
 

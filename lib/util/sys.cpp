@@ -211,6 +211,15 @@ void xremove_tree(int dirfd, const std::string& name) {
     throw_errno("rmdir " + name);
 }
 
+std::string proc_path(int fd, std::string_view name) {
+  std::string p = "/proc/self/fd/" + std::to_string(fd);
+  if (!name.empty()) {
+    p += '/';
+    p += name;
+  }
+  return p;
+}
+
 }  // namespace layer::sys
 
 #include "util/byte_source.hpp"

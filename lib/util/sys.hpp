@@ -43,6 +43,12 @@ Result<void> fsync_fd(int fd);
 // src's end.
 Result<void> copy_range(int src, int dst, off_t start, off_t end);
 
+// "/proc/self/fd/FD" or "/proc/self/fd/FD/NAME": a path naming what an fd
+// (or a name beneath a directory fd) refers to, for calls that take only a
+// path (xattrs of symlinks and O_PATH fds, link(2) of an fd). An empty name
+// names the fd itself.
+std::string proc_path(int fd, std::string_view name = {});
+
 // Throwing forms for the cold path.
 UniqueFd xopen_at(int dirfd, const std::string& path, int flags, mode_t mode,
                   const std::string& what);

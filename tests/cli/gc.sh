@@ -15,6 +15,8 @@ base=$(layer_dir "oci:$T/oci:one" 0); app1=$(layer_dir "oci:$T/oci:one" 1)
 app2=$(layer_dir "oci:$T/oci:two" 1)
 j=$(lc --json inspect "oci:$T/oci:one")
 manifest=$(echo "$j" | py "j['manifest_digest']"); config=$(echo "$j" | py "j['id']")
+# pull keeps each layer's compressed blob: app1's goes with its layer.
+app1_blob=$(echo "$j" | py "j['manifest']['layers'][1]['digest']")
 
 # Nothing to collect yet.
 out=$(lc gc)
@@ -28,13 +30,15 @@ head -c 100000 /dev/urandom >"$STORE/tmp/layer-0123456789abcdef/diff/partial"
 
 app1_dir=$(dirname "$app1")
 m_blob=$STORE/blobs/sha256/${manifest#sha256:}; c_blob=$STORE/blobs/sha256/${config#sha256:}
-want_bytes=$(du -sB1 -c "$app1_dir" "$m_blob" "$c_blob" "$STORE/tmp/layer-0123456789abcdef" | tail -1 | cut -f1)
+l_blob=$STORE/blobs/sha256/${app1_blob#sha256:}
+[ -f "$l_blob" ] || fail "pull did not keep the layer blob $app1_blob"
+want_bytes=$(du -sB1 -c "$app1_dir" "$m_blob" "$c_blob" "$l_blob" "$STORE/tmp/layer-0123456789abcdef" | tail -1 | cut -f1)
 
 dry=$(lc --json gc --dry-run)
 [ "$(echo "$dry" | py "j['dry_run']")" = True ] || fail "dry_run flag"
 got=$(echo "$dry" | py "sorted((i['kind'], i['name']) for i in j['removed'])")
 want=$(python3 -c "print(sorted([('layer', 'sha256:$(basename "$app1_dir")'), ('blob', '$manifest'),
-  ('blob', '$config'), ('tmp', 'layer-0123456789abcdef')]))")
+  ('blob', '$config'), ('blob', '$app1_blob'), ('tmp', 'layer-0123456789abcdef')]))")
 [ "$got" = "$want" ] || fail "dry run lists $got, want $want"
 [ "$(echo "$dry" | py "j['bytes']")" = "$want_bytes" ] || fail "dry-run bytes $(echo "$dry" | py "j['bytes']") != du $want_bytes"
 [ -d "$app1_dir" ] && [ -e "$m_blob" ] && [ -d "$STORE/tmp/layer-0123456789abcdef" ] ||
@@ -42,9 +46,9 @@ want=$(python3 -c "print(sorted([('layer', 'sha256:$(basename "$app1_dir")'), ('
 
 out=$(lc gc)
 expect_contains "$out" "Removed layer sha256:$(basename "$app1_dir")"
-expect_contains "$out" "Removed 4 items"
+expect_contains "$out" "Removed 5 items"
 [ ! -e "$app1_dir" ] || fail "unreferenced layer kept"
-[ ! -e "$m_blob" ] && [ ! -e "$c_blob" ] || fail "unreferenced blobs kept"
+[ ! -e "$m_blob" ] && [ ! -e "$c_blob" ] && [ ! -e "$l_blob" ] || fail "unreferenced blobs kept"
 [ ! -e "$STORE/tmp/layer-0123456789abcdef" ] || fail "tmp leftover kept"
 [ -d "$base" ] && [ -d "$app2" ] || fail "gc removed a layer image two uses"
 [ "$(layer_count)" -eq 2 ] || fail "want 2 layers after gc"

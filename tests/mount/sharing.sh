@@ -13,7 +13,12 @@ mkimage=${MKIMAGE:-$BUILDDIR/tests/fixtures/mkimage}
 
 T=$(mktemp -d "${TMPDIR:-/var/tmp}/layerfs-share.XXXXXX")
 export LAYERFS_ROOT=$T/store
-CG=/sys/fs/cgroup/layerfs-share-$$
+# The memory cgroup of the readers (v2, or v1's memory hierarchy).
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  CG=/sys/fs/cgroup/layerfs-share-$$ CACHE_KEY=file
+else
+  CG=/sys/fs/cgroup/memory/layerfs-share-$$ CACHE_KEY=cache
+fi
 cleanup() {
   for m in "$T"/mnt/*; do
     if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m" || true; fi
@@ -42,10 +47,11 @@ find "$T/b" -exec touch -h -d 2020-02-02 {} +
 "$mkimage" --out "$T/imgA" --format oci --tag v1 --layer "$T/a1" --layer "$T/a2" >/dev/null
 "$mkimage" --out "$T/imgB" --format oci --tag v1 --layer "$T/b" >/dev/null
 
-L -q pull "oci:$T/imgA:v1" >/dev/null
+# Layer blobs are not kept (--drop-blobs): the store holds only what is unpacked.
+L -q pull --drop-blobs "oci:$T/imgA:v1" >/dev/null
 objs_a=$(find "$LAYERFS_ROOT/objects" -type f | wc -l)
 du_a=$(du -s --block-size=1 "$LAYERFS_ROOT" | cut -f1)
-L -q pull "oci:$T/imgB:v1" >/dev/null
+L -q pull --drop-blobs "oci:$T/imgB:v1" >/dev/null
 objs_b=$(find "$LAYERFS_ROOT/objects" -type f | wc -l)
 du_b=$(du -s --block-size=1 "$LAYERFS_ROOT" | cut -f1)
 [ "$objs_a" -eq 41 ] || fail "image A made $objs_a objects, want 41 (40 libs + big.conf)"
@@ -92,7 +98,7 @@ cmp "$T/a1/usr/lib/lib3.so" "$T/mnt/b/usr/lib/lib3.so" || fail "lib3.so content"
 read_all() { cat "$1"/usr/lib/*.so > /dev/null; }
 for f in "$LAYERFS_ROOT"/objects/sha256/*/*; do dd if="$f" iflag=nocache count=0 status=none; done
 if mkdir "$CG" 2>/dev/null && [ -f "$CG/memory.stat" ]; then
-  file_bytes() { awk '$1 == "file" {print $2}' "$CG/memory.stat"; }
+  file_bytes() { awk -v k=$CACHE_KEY '$1 == k {print $2}' "$CG/memory.stat"; }
   (
     echo $BASHPID > "$CG/cgroup.procs"
     read_all "$T/mnt/a"

@@ -15,8 +15,9 @@ done
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' \
   || { echo "SKIP: no static /bin/busybox (package busybox-static, .ci/install-deps)"; exit 77; }
 
-# The flags this machine needs (../shared/notes/runtimes.md): runc (crun
-# refuses hybrid cgroups), limits within the hard limits, no network.
+# The flags this kind of machine needs: runc (crun 1.8 refuses cgroups in
+# hybrid mode), --ulimit within the hard limits (else the runtime's
+# setrlimit fails with EPERM), no network.
 PODMAN=(podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --tmpdir "$WORK/podman/tmp"
   --storage-driver overlay --storage-opt "overlay.mount_program=$LAYERFS"
   --runtime "$(command -v runc)" --cgroup-manager cgroupfs --events-backend file)

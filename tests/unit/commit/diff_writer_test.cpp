@@ -321,6 +321,17 @@ TEST_CASE("lower names of a copied-up multi-link file become links to the copy")
   CHECK(find(es, "bin/perl5").hardlink == "bin/perl");
   CHECK(find(es, "bin/perl").data == "new perl");
 
+  SECTION("the link entry carries its target's mode and mtime, as GNU tar writes it") {
+    REQUIRE(::fchmodat(up.fd.get(), "bin/perl", 0600, 0) == 0);
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {1'600'000'000, 0}};
+    REQUIRE(::utimensat(up.fd.get(), "bin/perl", ts, AT_SYMLINK_NOFOLLOW) == 0);
+    auto es3 = read_tar(write_tar(up.fd.get(), {{low.fd.get(), low.path}}));
+    const auto& link = find(es3, "bin/perl5");
+    CHECK(link.hardlink == "bin/perl");
+    CHECK(link.perm == 0600);  // was 0: podman and Docker made the file mode 0000
+    CHECK(link.mtime == 1'600'000'000);  // was 0: dated 1970
+  }
+
   SECTION("a file without the origin marker is not a copy: no links") {
     REQUIRE(::lremovexattr((up / "bin/perl").c_str(), "trusted.overlay.layerfs.origin") == 0);
     auto es2 = read_tar(write_tar(up.fd.get(), {{low.fd.get(), low.path}}));

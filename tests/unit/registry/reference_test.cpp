@@ -126,3 +126,26 @@ TEST_CASE("Reference::is_loopback: plain HTTP is allowed only there") {
   CHECK(Reference::parse("[::1]:5000/x").host() == "::1");
   CHECK(Reference::parse("127.0.0.1:5000/x").host() == "127.0.0.1");
 }
+
+TEST_CASE("Reference::names_registry tells fully qualified names from short ones") {
+  struct Row {
+    std::string in;
+    bool qualified;
+  };
+  const Row rows[] = {
+      {"debian", false},          {"debian:12", false},       {"team/app:v1", false},
+      {"library/debian", false},  {"docker://debian", false}, {"quay.io/team/app", true},
+      {"localhost/app:1", true},  {"127.0.0.1:5000/x", true}, {"[::1]:5000/x", true},
+      {"docker.io/debian", true}, {"Host/app", true},         {"a.b/c/d:e", true},
+  };
+  for (const auto& r : rows) {
+    INFO(r.in);
+    CHECK(Reference::names_registry(r.in) == r.qualified);
+  }
+}
+
+TEST_CASE("Reference::str of every form stays the same after the append rewrite") {
+  CHECK(Reference::parse("a.io/x:1@" + kDigest).str() == "a.io/x:1@" + kDigest);
+  CHECK(Reference::parse("a.io/x@" + kDigest).str() == "a.io/x@" + kDigest);
+  CHECK(Reference::parse("a.io/x").str() == "a.io/x:latest");
+}

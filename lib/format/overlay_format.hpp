@@ -1,0 +1,135 @@
+// The overlay on-disk format: how a layer tree, an upper directory and an OCI
+// layer tar mark whiteouts, opaque directories, redirects and the rest, and
+// the xattr names that carry them. The one place in the sources that spells
+// these names; lib/unpack writes the format, lib/overlay serves and changes
+// it, lib/commit turns it back into a tar, lib/pull reads it. Stateless and
+// thread-safe.
+//
+// The kernel's overlayfs keeps its markers in trusted.overlay.* (needs
+// CAP_SYS_ADMIN) or, with -o userxattr (rootless), in user.overlay.*; readers
+// here honour both, trusted first. layerfs adds names of its own below the
+// same prefix ("layerfs."), and fuse-overlayfs's xattr_permissions keeps
+// owner and mode in a name of its own.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace layer {
+class XattrPath;
+}
+
+namespace layer::format {
+
+// ---------------------------------------------------------------- OCI names
+
+// In a layer tar (and tolerated in a lower layer's tree): "<prefix>NAME"
+// removes NAME of the layers below; the marker makes its directory opaque.
+inline constexpr std::string_view kWhiteoutPrefix = ".wh.";
+inline constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
+
+// ---------------------------------------------------------------- xattrs
+
+enum class XattrNamespace { kTrusted, kUser };
+
+// The names of one namespace. Every view is of a NUL-terminated literal, so
+// `.data()` may be passed to the xattr syscalls.
+struct XattrNames {
+  std::string_view prefix;
+  std::string_view opaque;     // "y": opaque; "x": may hold xattr whiteouts
+  std::string_view redirect;   // the kernel's redirect_dir: where a directory came from
+  std::string_view whiteout;   // on a zero-size file: a whiteout (rootless)
+  std::string_view whiteouts;  // the kernel's older name for the "x" mark
+  std::string_view origin;     // the kernel's file handle of a copy-up's lower
+  std::string_view metacopy;   // the kernel's metadata-only copy-up
+  std::string_view impure;     // "y": the directory holds copied-up entries
+  std::string_view nlink;      // the kernel's index link count
+  std::string_view upper;      // the kernel's index: the upper's file handle
+  std::string_view own;        // layerfs's names below the prefix start with this
+  std::string_view layerfs_origin;       // a copy-up's original inode number
+  std::string_view layerfs_lower_names;  // index entry: names still only below
+  std::string_view layerfs_partial;      // a lazy copy-up not yet filled
+  std::string_view layerfs_probe;        // set and removed once to test trusted.*
+};
+
+inline constexpr XattrNames kTrusted{
+    "trusted.overlay.",          "trusted.overlay.opaque",   "trusted.overlay.redirect",
+    "trusted.overlay.whiteout",  "trusted.overlay.whiteouts", "trusted.overlay.origin",
+    "trusted.overlay.metacopy",  "trusted.overlay.impure",   "trusted.overlay.nlink",
+    "trusted.overlay.upper",     "trusted.overlay.layerfs.", "trusted.overlay.layerfs.origin",
+    "trusted.overlay.layerfs.lowernames", "trusted.overlay.layerfs.partial",
+    "trusted.overlay.layerfs.probe"};
+inline constexpr XattrNames kUser{
+    "user.overlay.",          "user.overlay.opaque",   "user.overlay.redirect",
+    "user.overlay.whiteout",  "user.overlay.whiteouts", "user.overlay.origin",
+    "user.overlay.metacopy",  "user.overlay.impure",   "user.overlay.nlink",
+    "user.overlay.upper",     "user.overlay.layerfs.", "user.overlay.layerfs.origin",
+    "user.overlay.layerfs.lowernames", "user.overlay.layerfs.partial",
+    "user.overlay.layerfs.probe"};
+// Readers look in this order: trusted wins.
+inline constexpr const XattrNames* kNamespaces[] = {&kTrusted, &kUser};
+
+constexpr const XattrNames& names(XattrNamespace ns) {
+  return ns == XattrNamespace::kUser ? kUser : kTrusted;
+}
+
+// fuse-overlayfs's xattr_permissions=1 and =2: "UID:GID:MODE" (host ids,
+// octal mode) of a file whose real inode cannot carry them.
+inline constexpr std::string_view kPermXattrSecurity = "security.fuseoverlayfs.override_stat";
+inline constexpr std::string_view kPermXattrUser = "user.fuseoverlayfs.override_stat";
+
+// Whether `name` is one the format itself uses, in either namespace: the
+// kernel's markers, layerfs's own names and fuse-overlayfs's. A program
+// working through a mount must neither read nor set these.
+bool is_private_xattr(std::string_view name);
+
+// An image's own xattr named like an overlay one, "<prefix>X", is kept on
+// disk escaped as "<prefix>overlay.X" (as the kernel stores it); any other
+// name is unchanged.
+std::string escape_xattr_name(std::string_view name);
+// Whether `stored` is such an escaped name in namespace `ns`.
+bool is_escaped_xattr(std::string_view stored, XattrNamespace ns);
+// The name a stored xattr has for a program (or in a tar): the escaped form
+// is "<prefix>X" again; any other "<prefix>..." is the format's own (nullopt).
+std::optional<std::string> unescape_xattr_name(std::string_view stored);
+
+// ---------------------------------------------------------------- whiteouts
+
+enum class Whiteout {
+  kNone,       // a real entry
+  kDevice,     // a character device 0:0: the kernel's whiteout
+  kXattr,      // a zero-size regular file with the whiteout xattr (rootless)
+  kOciName,    // "<kWhiteoutPrefix>NAME": removes NAME below (tar, lower layer)
+  kOciOpaque,  // kOpaqueMarker: its directory is opaque (tar, lower layer)
+};
+
+// What the object (dirfd, name) with stat `st` is: kDevice, kXattr or kNone.
+// Its name is not looked at: in an upper directory ".wh.x" is a real file.
+Whiteout classify(int dirfd, const char* name, const struct stat& st);
+// What a name in a tar or a lower layer is: kOciName, kOciOpaque or kNone.
+Whiteout classify_name(std::string_view name);
+inline bool is_whiteout(int dirfd, const char* name, const struct stat& st) {
+  return classify(dirfd, name, st) != Whiteout::kNone;
+}
+// Whether a lower layer's directory `dirfd` holds the OCI whiteout of `name`.
+bool has_oci_whiteout(int dirfd, std::string_view name);
+
+// ---------------------------------------------------------------- directories
+
+// A directory's marks, either namespace: opaque ("y", or in a lower layer
+// the OCI marker), may hold xattr whiteouts ("x"), and its redirect (the
+// kernel's redirect_dir), checked against hostile values: empty if none.
+struct DirMarks {
+  bool opaque = false;
+  bool xwhiteouts = false;
+  std::string redirect;
+};
+// `lower`: the OCI opaque marker counts too. `fd` may be O_PATH.
+DirMarks read_dir_marks(int fd, bool lower);
+// Just the opaque mark ("y") of directory fd, either namespace.
+bool is_opaque(int fd);
+
+}  // namespace layer::format
