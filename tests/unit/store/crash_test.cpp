@@ -68,15 +68,6 @@ size_t count_entries(const std::string& dir) {
   return n;
 }
 
-std::string pseudo_random(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) {
-    seed = seed * 1664525 + 1013904223;
-    s[i] = static_cast<char>(seed >> 24);
-  }
-  return s;
-}
-
 Blob big_layer() {
   TarBuilder tb;
   for (int d = 0; d < 8; ++d) {

@@ -26,15 +26,6 @@ using layer::store::Store;
 
 namespace {
 
-std::string pattern(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) {
-    seed = seed * 1664525 + 1013904223;
-    s[i] = static_cast<char>(seed >> 24);
-  }
-  return s;
-}
-
 Digest ingest(Store& s, const std::string& tar) {
   Blob b = make_blob(tar, Filter::Gzip);
   StringSource src(b.bytes);
@@ -81,7 +72,7 @@ TEST_CASE("the same file in two layers is one object; entries keep their own met
   if (::geteuid() != 0) return;  // trusted.* markers need root; rootless is covered below
   TempDir t;
   Store s = Store::open(t / "store");
-  const std::string lib = pattern(300 << 10, 1);
+  const std::string lib = pseudo_random(300 << 10, 1);
   const std::string small = "tiny config\n";
   Digest a = ingest(s, TarBuilder()
                            .dir("usr/")
@@ -157,7 +148,7 @@ TEST_CASE("gc removes an object only when no layer names it") {
   if (::geteuid() != 0) return;
   TempDir t;
   std::string root = t / "store";
-  const std::string lib = pattern(64 << 10, 2);
+  const std::string lib = pseudo_random(64 << 10, 2);
   Digest a, b;
   {
     Store s = Store::open(root);
@@ -182,7 +173,7 @@ TEST_CASE("fsck finds a damaged object and the layers that name it") {
   if (::geteuid() != 0) return;
   TempDir t;
   Store s = Store::open(t / "store");
-  const std::string lib = pattern(40000, 3);
+  const std::string lib = pseudo_random(40000, 3);
   Digest a = ingest(s, TarBuilder().file("lib.so", lib).finish());
   Digest o = Hasher::of(lib);
   std::string obj = s.root() + "/" + Layout::object(o);
@@ -206,7 +197,7 @@ TEST_CASE("fsck finds a damaged object and the layers that name it") {
 TEST_CASE("a format-1 store is refused with how to convert it, and migrate converts it") {
   TempDir t;
   std::string root = t / "store";
-  const std::string lib = pattern(200 << 10, 4);
+  const std::string lib = pseudo_random(200 << 10, 4);
   const std::string tar = TarBuilder()
                               .dir("usr/", {.mode = 0750, .mtime = 1234567890})
                               .file("usr/lib.so", lib, {.mode = 0755, .mtime = 1300000000})
