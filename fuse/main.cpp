@@ -36,6 +36,8 @@ constexpr const char* kUsage =
     "  -o lowerdir=A:B    read-only layers, top first (':' and ',' escaped with '\\')\n"
     "  -o upperdir=U      the writable layer; needs workdir=W on the same filesystem\n"
     "  -o workdir=W       scratch directory for atomic copy-up\n"
+    "  -o datadir=D       a layerfs store's objects/: lower files carrying the store's\n"
+    "                     metacopy/redirect markers read their data from D\n"
     "  -o ro              read-only mount (no upperdir needed)\n"
     "  -o uidmapping=D:M:N[:...], gidmapping=...   map ids as fuse-overlayfs does: N ids\n"
     "                     from D on disk show as M in the mount, and back on writes\n"

@@ -119,6 +119,9 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "workdir") {
       need_value();
       core.workdir = unescape(value);
+    } else if (name == "datadir") {
+      need_value();
+      core.datadir = unescape(value);
     } else if (name == "uidmapping") {
       need_value();
       core.uid_map = IdMap::parse(value, "option 'uidmapping'");

@@ -36,6 +36,8 @@ int run_df(Globals& g, std::vector<std::string>& args) {
              {"blobs_bytes", u.blob_bytes},
              {"containers_bytes", u.container_bytes},
              {"other_bytes", u.other_bytes},
+             {"objects_bytes", u.object_bytes},
+             {"object_entries_bytes", u.object_entry_bytes},
              {"unshared", u.unshared},
              {"saved", u.saved},
              {"layers", layers},
@@ -59,10 +61,18 @@ int run_df(Globals& g, std::vector<std::string>& args) {
     }
     std::printf("\n");
   }
-  std::printf("Store: %s (layers %s, blobs %s, containers %s, other %s)\n",
+  std::printf("Store: %s (layers %s, objects %s, blobs %s, containers %s, other %s)\n",
               human_bytes(u.total).c_str(), human_bytes(u.layer_bytes).c_str(),
+              human_bytes(u.object_bytes).c_str(),
               human_bytes(u.blob_bytes).c_str(), human_bytes(u.container_bytes).c_str(),
               human_bytes(u.other_bytes).c_str());
+  if (u.object_entry_bytes > 0)
+    std::printf("Content objects: %s on disk for %s of file data in layers (file sharing saves %s)\n",
+                human_bytes(u.object_bytes).c_str(), human_bytes(u.object_entry_bytes).c_str(),
+                human_bytes(u.object_entry_bytes > u.object_bytes
+                                ? u.object_entry_bytes - u.object_bytes
+                                : 0)
+                    .c_str());
   std::printf("Every image unpacked on its own: %s; sharing saves %s\n",
               human_bytes(u.unshared).c_str(), human_bytes(u.saved).c_str());
   return 0;
@@ -73,12 +83,14 @@ const Command::Register kRegister({
     "show the store's disk usage: shared and own bytes per image and container",
     "Usage: layerctl df [--json] [-q]\n"
     "\n"
-    "Per image: SHARED, the bytes of its layers that another image uses too, and\n"
-    "OWN, the bytes of the layers only it uses. Per container: SHARED, the\n"
-    "layers of its image; OWN, its directory (upper, work, records) and any layer\n"
-    "only it still references. Then the store's total size, split into layers,\n"
-    "blobs, containers and the rest (tmp/, quarantine/, records), and how much\n"
-    "sharing layers saves against unpacking every image on its own.\n"
+    "Per image: SHARED, the bytes of its layers and content objects that another\n"
+    "image uses too, and OWN, the bytes of the layers and objects only it uses.\n"
+    "Per container: SHARED, the layers of its image; OWN, its directory (upper,\n"
+    "work, records) and any layer only it still references. Then the store's\n"
+    "total size, split into layers, content objects, blobs, containers and the\n"
+    "rest (tmp/, quarantine/, records); what the content objects hold against the\n"
+    "file data the layers name (each file's content once, across all images);\n"
+    "and how much sharing saves against unpacking every image on its own.\n"
     "Bytes are disk blocks (st_blocks * 512, as du counts them), every hardlinked\n"
     "inode once. --json prints every figure in bytes, and each layer's users.\n",
     run_df,

@@ -25,6 +25,8 @@ const char* subject_name(fsck::Subject s) {
       return "image";
     case fsck::Subject::Container:
       return "container";
+    case fsck::Subject::Object:
+      return "object";
   }
   return "?";
 }
@@ -80,6 +82,7 @@ int run_fsck(Globals& g, std::vector<std::string>& args) {
     json out{{"damaged", damaged},
              {"layers", rep.layers},
              {"blobs", rep.blobs},
+             {"objects", rep.objects},
              {"images", rep.images},
              {"containers", rep.containers},
              {"files", rep.files},
@@ -100,9 +103,11 @@ int run_fsck(Globals& g, std::vector<std::string>& args) {
   }
   if (!g.quiet)
     std::printf(
-        "%s: %llu layers (%llu files), %llu blobs, %llu images, %llu containers; %s read\n",
+        "%s: %llu layers (%llu files), %llu objects, %llu blobs, %llu images, %llu containers; "
+        "%s read\n",
         damaged ? "damaged" : "clean", static_cast<unsigned long long>(rep.layers),
-        static_cast<unsigned long long>(rep.files), static_cast<unsigned long long>(rep.blobs),
+        static_cast<unsigned long long>(rep.files), static_cast<unsigned long long>(rep.objects),
+        static_cast<unsigned long long>(rep.blobs),
         static_cast<unsigned long long>(rep.images),
         static_cast<unsigned long long>(rep.containers), human_bytes(rep.hashed_bytes).c_str());
   return damaged ? 1 : 0;
@@ -116,17 +121,20 @@ const Command::Register kRegister({
                 "Checks every layer tree against the file list recorded when it was unpacked\n"
                 "(type, mode, owner, size, mtime, link count, symlink target, device number,\n"
                 "xattrs and the sha256 of every regular file), every layer.json, every blob\n"
-                "against its digest, every image against the layers and blobs it names and\n"
-                "its config's diff_ids, and every container against its image, layers and\n"
+                "and content object against its digest, every metadata-only entry against\n"
+                "the object it names (present, undamaged, in the layer's objects.list),\n"
+                "every image against the layers and blobs it names and its config's\n"
+                "diff_ids, and every container against its image, layers and\n"
                 "upper. Prints each difference on its own line, naming the layer (or blob,\n"
                 "image, container) and the path; layers unpacked before file lists existed\n"
                 "are noted as having no manifest. Exits 1 when it finds damage.\n"
                 "\n"
-                "  --repair   move damaged layers and blobs to quarantine/ (never deleted),\n"
-                "             re-pull the images that used them from the source their name\n"
-                "             records (oci:, docker-archive: or a registry), and mark the\n"
-                "             images it cannot restore broken. Containers are left alone.\n"
-                "             Takes the store's exclusive lock. Exits 1 if damage remains.\n"
+                "  --repair   move damaged layers, blobs and objects to quarantine/ (never\n"
+                "             deleted), re-pull the images that used them from the source\n"
+                "             their name records (oci:, docker-archive: or a registry), and\n"
+                "             mark the images it cannot restore broken. Containers are left\n"
+                "             alone. Takes the store's exclusive lock. Exits 1 if damage\n"
+                "             remains.\n"
                 "  --json     print the findings (and repairs) as JSON\n"
                 "  -q         print only damage\n"
                 "\n"

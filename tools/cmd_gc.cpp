@@ -1,4 +1,4 @@
-// layerctl gc: removes the layers, blobs and tmp/ entries nothing references.
+// layerctl gc: removes the layers, blobs, objects and tmp/ entries nothing references.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -28,6 +28,8 @@ const char* kind_name(store::GcItem::Kind k) {
       return "tmp";
     case store::GcItem::Kind::Quarantined:
       return "quarantined";
+    case store::GcItem::Kind::Object:
+      return "object";
   }
   return "?";
 }
@@ -85,12 +87,12 @@ int run_gc(Globals& g, std::vector<std::string>& args) {
 
 const Command::Register kRegister({
     "gc",
-    "remove layers, blobs and temporary files nothing references",
+    "remove layers, blobs, content objects and temporary files nothing references",
     "Usage: layerctl gc [--dry-run] [--quarantine] [--drop-blobs] [--json] [-q]\n"
     "\n"
     "Removes every layer that no image or container uses, every blob (manifest,\n"
-    "config, layer blob) no image references, and every tmp/ entry no running\n"
-    "process holds. Each is renamed into tmp/ before it is deleted, so a crash\n"
+    "config, layer blob) no image references, every content object no remaining\n"
+    "layer names, and every tmp/ entry no running process holds. Each layer is renamed into tmp/ before it is deleted, so a crash\n"
     "never leaves part of a layer in view. Layers under quarantine/ (fsck\n"
     "--repair) are kept unless --quarantine is given. gc takes the store's\n"
     "exclusive lock: it waits for running pulls and mounts, which hold the lock\n"

@@ -39,10 +39,13 @@ int run_ps(Globals& g, std::vector<std::string>& args) {
                      {"state", state_name(s)},
                      {"pid", s == ContainerState::Stopped ? 0 : c.pid},
                      {"read_only", c.read_only},
+                     {"engine", c.engine},
                      {"upper_size", upper},
                      {"created", c.created}});
     } else {
-      rows.push_back({short_id(c.id), c.name, c.image, c.mountpoint, state_name(s),
+      std::string state = state_name(s);
+      if (c.engine == store::kEngineKernel) state += " (kernel)";
+      rows.push_back({short_id(c.id), c.name, c.image, c.mountpoint, state,
                       c.read_only ? "-" : human_bytes(upper), c.created});
     }
   }

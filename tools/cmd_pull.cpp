@@ -147,7 +147,8 @@ bool is_local(const std::string& ref) {
 int run_pull(Globals& g, std::vector<std::string>& args) {
   std::vector<OptSpec> specs = {{"platform", true},        {"jobs", true, 'j'},
                                 {"max-layer-bytes", true}, {"max-layer-entries", true},
-                                {"no-file-list", false},   {"drop-blobs", false}};
+                                {"no-file-list", false},   {"drop-blobs", false},
+                                {"inline-files", false}};
   for (const auto& f : registry_flags()) specs.push_back(f);
   auto o = parse_options(args, specs, g);
   if (args.size() != 1) throw UsageError("wants one image reference (see 'layerctl pull --help')");
@@ -173,6 +174,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   opt.unpack.rootless = ::geteuid() != 0;
   if (o.count("no-file-list")) opt.unpack.record_digests = false;
   if (o.count("drop-blobs")) opt.keep_blobs = false;
+  if (o.count("inline-files")) opt.unpack.share_content = false;
 
   // Errors from here on name the reference once, at the front.
   std::string name;
@@ -299,6 +301,8 @@ const Command::Register kRegister({
     "  -j, --jobs N                  layers fetched and unpacked at once (default 4)\n"
     "  --max-layer-bytes SIZE        refuse a layer whose tar is larger (default 64G)\n"
     "  --max-layer-entries N         refuse a layer with more entries (default 4000000)\n"
+    "  --inline-files                keep every file's data in its layer (no content\n"
+    "                                objects, as store format 1 did; for comparisons)\n"
     "  --no-file-list                do not record the layers' file lists (fsck then\n"
     "                                cannot check their trees; for measuring the cost)\n"
     "  --drop-blobs                  keep only the unpacked layers, not their compressed\n"

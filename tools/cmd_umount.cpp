@@ -14,11 +14,14 @@ namespace {
 
 store::ContainerRecord find_by_dir_or_name(const store::Store& st, const std::string& arg) {
   std::string dir = absolute_path(arg);
+  auto mounted = [](const store::ContainerRecord& c) {
+    return c.pid != 0 || c.engine == store::kEngineKernel;
+  };
   for (const auto& c : st.containers())
-    if (c.mountpoint == dir && c.pid != 0) return c;
+    if (c.mountpoint == dir && mounted(c)) return c;
   // A bundle's directory (layerctl bundle mounts at DIR/rootfs).
   for (const auto& c : st.containers())
-    if (c.mountpoint == dir + "/rootfs" && c.pid != 0) return c;
+    if (c.mountpoint == dir + "/rootfs" && mounted(c)) return c;
   if (arg.find('/') == std::string::npos) {
     if (auto c = st.find_container(arg)) return *c;
   }
@@ -31,7 +34,8 @@ int run_umount(Globals& g, std::vector<std::string>& args) {
   store::Store st = store::Store::open(g.root, store::LockMode::Shared);
   for (const auto& arg : args) {
     store::ContainerRecord c = find_by_dir_or_name(st, arg);
-    if (c.pid == 0 && mount_type_at(c.mountpoint) != "fuse.layerfs")
+    if (c.engine == store::kEngineKernel ? mount_type_at(c.mountpoint) != "overlay"
+                                         : c.pid == 0 && mount_type_at(c.mountpoint) != "fuse.layerfs")
       throw Error("'" + arg + "': container " + c.name + " is not mounted");
     unmount_container(st, c);
     if (!g.quiet) std::printf("%s\n", c.name.c_str());
@@ -48,7 +52,8 @@ const Command::Register kRegister({
     "daemon to exit and marks the container stopped; its upper directory stays\n"
     "(see 'layerctl rm'). A mount whose daemon died (every access fails with\n"
     "ENOTCONN) is detached and cleaned up the same way. Refuses a busy mount.\n"
-    "'layerctl start NAME' mounts the container again.\n",
+    "'layerctl start NAME' mounts the container again. A container mounted with\n"
+    "'layerctl mount --kernel' is unmounted the same way.\n",
     run_umount,
 });
 

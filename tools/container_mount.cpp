@@ -115,6 +115,35 @@ pid_t spawn_daemon(const std::vector<std::string>& argv, int log_fd) {
   return pid;
 }
 
+// The kernel's overlayfs over the image's layers and the store's objects
+// (docs/store-format-2.md). Each path is its own lowerdir+= parameter, so
+// only a comma needs escaping.
+void mount_kernel(const store::Store& st, const store::ContainerRecord& rec) {
+  using store::Layout;
+  const std::string& dir = rec.mountpoint;
+  const std::string& root = st.root();
+  auto param = [](const std::string& key, const std::string& path) {
+    if (path.find(',') != std::string::npos)
+      throw Error("'" + path + "': a comma in a store path cannot be passed to the kernel");
+    return key + "=" + path + ",";
+  };
+  std::string o;
+  for (auto it = rec.diff_ids.rbegin(); it != rec.diff_ids.rend(); ++it)
+    o += param("lowerdir+", root + "/" + Layout::layer_diff(*it));
+  o += param("datadir+", root + "/" + Layout::objects_dir());
+  if (!rec.read_only) {
+    o += param("upperdir", root + "/" + Layout::container_upper(rec.id));
+    o += param("workdir", root + "/" + Layout::container_work(rec.id));
+  }
+  o += "metacopy=on,redirect_dir=on";
+  unsigned long flags = rec.read_only ? MS_RDONLY : 0;
+  if (!rec.suid) flags |= MS_NOSUID;  // as with the daemon: nosuid, nodev unless asked
+  if (!rec.dev) flags |= MS_NODEV;
+  if (::mount("overlay", dir.c_str(), "overlay", flags, o.c_str()) != 0)
+    throw Error("'" + dir + "': the kernel's overlayfs refused the mount (it needs Linux 6.5+ "
+                "with data-only lower layers)", errno);
+}
+
 }  // namespace
 
 bool valid_container_name(const std::string& n) {
@@ -160,6 +189,12 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
   rec.suid = req.suid;
   rec.dev = req.dev;
   rec.created = now_rfc3339();
+  if (req.kernel) {
+    if (::geteuid() != 0)
+      throw Error("'" + req.dir + "': mount --kernel needs root (the kernel reads the store's "
+                  "markers in the trusted namespace only for root; use layerfs rootless)");
+    rec.engine = store::kEngineKernel;
+  }
   st.put_container(rec);
   try {
     using store::Layout;
@@ -180,6 +215,7 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
 
 void start_daemon(store::Store& st, store::ContainerRecord& rec) {
   using store::Layout;
+  if (rec.engine == store::kEngineKernel) return mount_kernel(st, rec);
   const std::string& dir = rec.mountpoint;
   const std::string& root = st.root();
   const int rfd = st.root_fd();
@@ -198,6 +234,7 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec) {
     // After the daemon's own defaults (suid,dev as root), so these win.
     o += rec.suid ? ",suid" : ",nosuid";
     o += rec.dev ? ",dev" : ",nodev";
+    o += ",datadir=" + escape_opt(root + "/" + Layout::objects_dir());
     o += ",fsname=layerfs-" + short_id(rec.id);
     UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
                                  0644, "container log");
@@ -235,6 +272,11 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec) {
 
 void unmount_container(store::Store& st, store::ContainerRecord& rec) {
   const std::string& mp = rec.mountpoint;
+  if (rec.engine == store::kEngineKernel) {
+    if (mount_type_at(mp) == "overlay" && ::umount2(mp.c_str(), 0) != 0)
+      throw Error("unmount '" + mp + "'", errno);
+    return;
+  }
   const bool alive = daemon_alive(rec.pid, mp);
   // Unmount every layerfs mount stacked at mp (normally one).
   while (mount_type_at(mp) == "fuse.layerfs") {
@@ -259,7 +301,8 @@ void unmount_container(store::Store& st, store::ContainerRecord& rec) {
 }
 
 void discard_container(store::Store& st, const store::ContainerRecord& rec) noexcept {
-  if (mount_type_at(rec.mountpoint) == "fuse.layerfs")
+  std::string type = mount_type_at(rec.mountpoint);
+  if (type == "fuse.layerfs" || (rec.engine == store::kEngineKernel && type == "overlay"))
     ::umount2(rec.mountpoint.c_str(), MNT_DETACH);
   if (rec.pid > 0 && daemon_alive(rec.pid, rec.mountpoint)) {
     ::kill(rec.pid, SIGKILL);

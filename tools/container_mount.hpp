@@ -19,6 +19,9 @@ struct MountRequest {
   // image's setuid binaries or device nodes: nosuid and nodev unless asked.
   bool suid = false;
   bool dev = false;
+  // Serve with the kernel's overlayfs (lowerdir+=, datadir+=objects,
+  // metacopy=on) instead of a layerfs daemon. Root only.
+  bool kernel = false;
 };
 
 // True for a usable container name: letters, digits, '_', '.', '-', at most 64.

@@ -79,6 +79,9 @@ bool daemon_alive(int pid, const std::string& mountpoint) {
 }
 
 ContainerState container_state(const store::ContainerRecord& c) {
+  if (c.engine == store::kEngineKernel)
+    return mount_type_at(c.mountpoint) == "overlay" ? ContainerState::Mounted
+                                                    : ContainerState::Stopped;
   if (c.pid == 0) return ContainerState::Stopped;
   if (!daemon_alive(c.pid, c.mountpoint)) return ContainerState::DaemonDead;
   if (mount_type_at(c.mountpoint) != "fuse.layerfs") return ContainerState::DaemonDead;

@@ -15,7 +15,8 @@ enum class ContainerState { Mounted, Stopped, DaemonDead };
 
 // Mounted: the recorded daemon runs and serves the mount point. DaemonDead:
 // a daemon was recorded but is gone (or the mount is gone under it).
-// Stopped: no daemon recorded.
+// Stopped: no daemon recorded. A kernel-engine container is Mounted while
+// an overlay mount is at its mount point, else Stopped.
 ContainerState container_state(const store::ContainerRecord& c);
 const char* state_name(ContainerState s);  // "mounted", "stopped", "daemon dead"
 

@@ -105,6 +105,7 @@ Result commit(store::Store& st, const store::ContainerRecord& c, const std::stri
     DiffOptions dopt;
     dopt.clamp_mtime = opt.timestamp;
     dopt.progress = opt.progress;
+    dopt.objects_dir = st.objects_fd();
     DiffWriter dw(
         upper.get(), std::move(lowers), dopt, [&](const void* p, size_t n) { bw.write(p, n); },
         what);

@@ -10,6 +10,7 @@
 
 #include "commit/diff_util.hpp"
 #include "commit/diff_writer.hpp"
+#include "store/object_ref.hpp"
 
 namespace layer::commit {
 
@@ -47,7 +48,8 @@ int DiffWriter::open_lower_file(const std::string& lower_rel, struct stat* st) {
       return -1;
     }
     if (::fstat(fd->get(), st) != 0 || !S_ISREG(st->st_mode)) return -1;
-    return std::move(fd).value().release();
+    auto data = store::data_of(std::move(fd).value(), opt_.objects_dir);
+    return data ? std::move(data).value().release() : -1;
   }
   return -1;
 }
@@ -67,7 +69,9 @@ int DiffWriter::partial_lower(const std::string& marker, off_t* limit) {
     if (::fstat(l.fd, &have) != 0 || have.st_dev != want.st_dev || have.st_ino != want.st_ino)
       continue;
     auto fd = sys::open_beneath(l.fd, path.c_str(), O_RDONLY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
-    return fd ? std::move(fd).value().release() : -1;
+    if (!fd) return -1;
+    auto data = store::data_of(std::move(fd).value(), opt_.objects_dir);
+    return data ? std::move(data).value().release() : -1;
   }
   return -1;
 }

@@ -19,6 +19,7 @@
 
 #include "commit/diff_util.hpp"
 #include "format/overlay_format.hpp"
+#include "store/object_ref.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 #include "util/unique_fd.hpp"
@@ -396,18 +397,33 @@ void DiffWriter::emit_node(const std::string& rel, int parent, const std::string
       if (!lower) fail(rel, "its data is still in a lower layer that cannot be found");
       ++stats_.from_lower;
     } else if (overlay_xattr(parent, name, &format::XattrNames::metacopy)) {
-      // The kernel's metacopy: the upper holds metadata only.
-      std::string from = lower_rel;
-      if (auto r = overlay_xattr(parent, name, &format::XattrNames::redirect)) {
-        from = redirect_target(*r, "");
-        if (from.empty() || (*r)[0] != '/') fail(rel, "unusable overlay redirect '" + *r + "'");
+      std::optional<Digest> object;
+      if (opt_.objects_dir >= 0) object = store::object_named_by(data.get());
+      if (object) {
+        // The store's own marker (a stored layer's diff/), or the kernel's
+        // copy of it: the data is the content object.
+        auto o = store::open_object(opt_.objects_dir, *object);
+        if (!o) fail(rel, "content object " + object->str(), o.error());
+        data = std::move(o).value();
+      } else {
+        // The kernel's metacopy: the upper holds metadata only.
+        std::string from = lower_rel;
+        if (auto r = overlay_xattr(parent, name, &format::XattrNames::redirect)) {
+          from = redirect_target(*r, "");
+          if (from.empty() || (*r)[0] != '/') fail(rel, "unusable overlay redirect '" + *r + "'");
+        }
+        struct stat lst;
+        UniqueFd l(open_lower_file(from, &lst));
+        if (!l) fail(rel, "metacopy file without its lower data ('" + from + "')");
+        data = std::move(l);
       }
-      struct stat lst;
-      UniqueFd l(open_lower_file(from, &lst));
-      if (!l) fail(rel, "metacopy file without its lower data ('" + from + "')");
-      data = std::move(l);
       ++stats_.from_lower;
     }
+  } else if (opt_.objects_dir >= 0) {
+    // A lower layer's entry (a redirected directory's content).
+    auto d = store::data_of(std::move(data), opt_.objects_dir);
+    if (!d) fail(rel, "content object", d.error());
+    data = std::move(d).value();
   }
   add_xattrs(e.get(), parent, name);
   header(e.get(), rel);

@@ -44,6 +44,10 @@ struct DiffOptions {
   uint64_t max_entries = 4'000'000;
   // Called now and then with the file bytes written so far.
   std::function<void(uint64_t)> progress;
+  // The store's objects/ dir (store format 2): a metadata-only entry the
+  // store wrote, in a lower layer or in a stored layer's own diff/, is read
+  // from its content object. -1: no objects (format-1 layers).
+  int objects_dir = -1;
 };
 
 struct DiffStats {

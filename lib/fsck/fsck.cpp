@@ -58,6 +58,8 @@ const char* subject_name(Subject s) {
       return "image";
     case Subject::Container:
       return "container";
+    case Subject::Object:
+      return "object";
   }
   return "?";
 }
@@ -67,6 +69,7 @@ class Checker {
   Checker(const store::Store& st, const Options& opt) : st_(st), opt_(opt) {}
 
   Report run() {
+    check_objects();
     check_layers();
     check_blobs();
     check_images();
@@ -139,10 +142,51 @@ class Checker {
     }
     UniqueFd diff = sys::xopen_at(root, Layout::layer_diff(d), O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
                                   0, st_.root() + "/" + Layout::layer_diff(d));
-    store::FileList actual = store::FileList::scan(diff.get(), {}, &r_.hashed_bytes);
+    std::set<Digest> named;
+    store::FileList actual = store::FileList::scan(diff.get(), {}, &r_.hashed_bytes, &named);
     r_.files += actual.entries.size();
     for (const auto& diffl : store::FileList::compare(*recorded, actual))
       bad(diffl.what, diffl.path);
+    check_layer_objects(d, named, bad);
+  }
+
+  // Every object the entries name is in objects.list (what gc keeps), present
+  // and undamaged.
+  template <typename Bad>
+  void check_layer_objects(const Digest& d, const std::set<Digest>& named, Bad& bad) {
+    std::vector<Digest> listed;
+    try {
+      listed = st_.layer_objects(d);
+    } catch (const Error& e) {
+      bad("objects.list unreadable: " + e.line());
+      return;
+    }
+    std::set<Digest> list(listed.begin(), listed.end());
+    for (const auto& o : named) {
+      if (!list.count(o)) bad("names object " + o.str() + ", which objects.list lacks");
+      if (!st_.has_object(o))
+        bad("names object " + o.str() + ", which is not in the store");
+      else if (r_.damaged_objects.count(o))
+        bad("names damaged object " + o.str());
+    }
+  }
+
+  void check_objects() {
+    int objects = st_.objects_fd();
+    for (const auto& o : st_.objects()) {
+      ++r_.objects;
+      std::string rel = Layout::object_redirect(o).substr(1);
+      try {
+        Digest got = hash_file(objects, rel, o.algorithm, r_.hashed_bytes);
+        if (got != o) {
+          damage(Subject::Object, o.str(), "content has digest " + got.str());
+          r_.damaged_objects.insert(o);
+        }
+      } catch (const Error& e) {
+        damage(Subject::Object, o.str(), e.line());
+        r_.damaged_objects.insert(o);
+      }
+    }
   }
 
   void check_blobs() {
@@ -277,6 +321,11 @@ std::vector<RepairAction> repair(store::Store& st, const Report& report,
     if (!sys::exists_at(st.root_fd(), Layout::layer_dir(d))) continue;
     quarantined[d] = st.quarantine_layer(d);
     act("layer " + d.str(), "quarantined at " + quarantined[d]);
+  }
+  // A damaged object goes first: the re-pull of its layers writes it anew.
+  for (const auto& d : report.damaged_objects) {
+    if (!st.has_object(d)) continue;
+    act("object " + d.str(), "quarantined at " + st.quarantine_object(d));
   }
   for (const auto& d : report.damaged_blobs) {
     if (!st.has_blob(d)) continue;

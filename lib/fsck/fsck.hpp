@@ -19,7 +19,7 @@
 namespace layer::fsck {
 
 enum class Severity { Damage, Note };
-enum class Subject { Store, Layer, Blob, Image, Container };
+enum class Subject { Store, Layer, Blob, Image, Container, Object };
 
 struct Finding {
   Severity severity = Severity::Damage;
@@ -36,9 +36,10 @@ struct Report {
   std::vector<Finding> findings;
   std::set<Digest> damaged_layers;       // trees or records that do not match
   std::set<Digest> damaged_blobs;        // content does not match the digest
+  std::set<Digest> damaged_objects;      // content objects whose content does not match
   std::set<Digest> missing_layers;       // referenced by an image, not in the store
   std::set<std::string> damaged_images;  // refs whose layers or blobs are damaged or missing
-  uint64_t layers = 0, blobs = 0, images = 0, containers = 0;
+  uint64_t layers = 0, blobs = 0, images = 0, containers = 0, objects = 0;
   uint64_t files = 0, hashed_bytes = 0;
 
   bool damaged() const;

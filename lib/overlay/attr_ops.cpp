@@ -10,6 +10,7 @@
 
 #include "format/overlay_format.hpp"
 #include "overlay/overlay.hpp"
+#include "store/object_ref.hpp"
 #include "util/sys.hpp"
 #include "util/xattr_path.hpp"
 
@@ -51,6 +52,12 @@ Result<RealFile> Overlay::open_real(Node* n, int flags) {
   auto fd = open_in_layer(loc->layer, loc->dirfd, loc->name.c_str(),
                           (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW);
   if (!fd) return Errno{fd.error()};
+  if (loc->layer != kUpper && n->type == S_IFREG) {
+    // A metadata-only entry's data is in its content object (-o datadir).
+    auto data = store::data_of(std::move(fd).value(), datadir_.get());
+    if (!data) return Errno{data.error()};
+    return RealFile{std::move(data).value(), true};
+  }
   return RealFile{std::move(fd).value(), loc->layer != kUpper};
 }
 

@@ -27,6 +27,11 @@ struct Config {
   std::vector<std::string> lowerdirs;  // top first, as given
   std::string upperdir;                // empty: read-only mount
   std::string workdir;
+  // A layerfs store's objects/ (store format 2, docs/store-format-2.md):
+  // lower regular files with the store's metacopy and redirect markers
+  // (lib/format) read their data from the object the redirect names
+  // beneath it. Empty: such markers are not followed.
+  std::string datadir;
   IdMap uid_map;
   IdMap gid_map;
   bool squash_to_root = false;

@@ -19,6 +19,7 @@
 #include "overlay/node_table.hpp"
 #include "overlay/resolver.hpp"
 #include "overlay/upper_dir.hpp"
+#include "store/object_ref.hpp"
 #include "util/sys.hpp"
 #include "util/xattr_path.hpp"
 
@@ -163,7 +164,9 @@ Result<void> Copier::make_work_copy(Job& j, CopyData data) {
       if (::mkdirat(wfd, tn, 0700) != 0) return last_errno();
       return {};
     case S_IFREG: {
-      auto src = open_in_layer(j.layer, j.sfd, nm, O_RDONLY | O_NOFOLLOW);
+      auto opened = open_in_layer(j.layer, j.sfd, nm, O_RDONLY | O_NOFOLLOW);
+      if (!opened) return Errno{opened.error()};
+      auto src = store::data_of(std::move(opened).value(), datadir_);  // a content object's data
       if (!src) return Errno{src.error()};
       auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
       if (!dst) return Errno{dst.error()};

@@ -31,8 +31,11 @@ enum class CopyData {
 
 class Copier {
  public:
-  Copier(const Config& c, NodeTable& nodes, UpperDir& upper, LinkIndex& index, LazyCopy& lazy)
-      : c_(c), nodes_(nodes), upper_(upper), index_(index), lazy_(lazy) {}
+  // `datadir`: the store's objects/ (-o datadir) or -1: a lower
+  // metadata-only entry's data is copied from its object.
+  Copier(const Config& c, NodeTable& nodes, UpperDir& upper, LinkIndex& index, LazyCopy& lazy,
+         int datadir)
+      : c_(c), nodes_(nodes), upper_(upper), index_(index), lazy_(lazy), datadir_(datadir) {}
 
   // Copies n (and its parents) up if it is not in the upper layer yet.
   Result<void> copy_up(Node* n, CopyData data);
@@ -54,6 +57,7 @@ class Copier {
   UpperDir& upper_;
   LinkIndex& index_;
   LazyCopy& lazy_;
+  const int datadir_;  // not owned
 };
 
 }  // namespace layer::overlay

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "overlay/upper_dir.hpp"
+#include "store/object_ref.hpp"
 #include "util/sys.hpp"
 #include "util/xattr_path.hpp"
 
@@ -357,7 +358,10 @@ void LazyCopy::recover() {
       if (root) {
         auto lower = sys::open_beneath(root.value().get(), parts[2].c_str(), O_RDONLY, 0,
                                        RESOLVE_NO_SYMLINKS);
-        if (lower) p.lower = std::move(lower).value();
+        if (lower) {
+          auto data = store::data_of(std::move(lower).value(), datadir_);
+          if (data) p.lower = std::move(data).value();
+        }
       }
     }
     if (p.lower.valid()) {

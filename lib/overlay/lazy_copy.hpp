@@ -65,9 +65,11 @@ class LazyCopy {
   static constexpr off_t kMinSize = 1 << 20;
 
   // `dir`: workdir/layerfs-partial, invalid for a read-only mount (then
-  // nothing is lazy). `xattr`: the partial marker's name.
-  LazyCopy(UniqueFd dir, const char* xattr, bool fsync)
-      : dir_(std::move(dir)), xattr_(xattr), fsync_(fsync) {}
+  // nothing is lazy). `xattr`: the partial marker's name. `datadir`: the
+  // store's objects/ (-o datadir) or -1; recovery reads a lower
+  // metadata-only entry's data from its object.
+  LazyCopy(UniqueFd dir, const char* xattr, bool fsync, int datadir)
+      : dir_(std::move(dir)), xattr_(xattr), fsync_(fsync), datadir_(datadir) {}
   ~LazyCopy() { finish(); }
   LazyCopy(const LazyCopy&) = delete;
   LazyCopy& operator=(const LazyCopy&) = delete;
@@ -131,6 +133,7 @@ class LazyCopy {
   const UniqueFd dir_;
   const char* const xattr_;
   const bool fsync_;
+  const int datadir_;  // not owned
   std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<ino_t, std::shared_ptr<Partial>> partials_ GUARDED_BY(mu_);  // by upper inode

@@ -54,20 +54,21 @@ format::XattrNamespace ns_of(const Config& c) {
 
 // What open() prepared; each invalid for a read-only mount.
 struct Overlay::Dirs {
-  UniqueFd upper, work, index, partial;
+  UniqueFd upper, work, index, partial, data;
   std::vector<UniqueFd> roots;  // [0] upper (may be invalid), [1..] lowers
 };
 
 Overlay::Overlay(const Config& c, Dirs&& d)
     : config_(c),
+      datadir_(std::move(d.data)),
       upper_(std::move(d.upper), std::move(d.work), ns_of(c)),
       resolver_(std::move(d.roots), std::string(upper_.xattrs().layerfs_origin)),
       nodes_(make_root(resolver_)),
       listings_(resolver_),
       owners_(config_),
       index_(std::move(d.index), upper_, upper_.xattrs().layerfs_lower_names.data()),
-      lazy_(std::move(d.partial), upper_.xattrs().layerfs_partial.data(), c.fsync),
-      copier_(config_, nodes_, upper_, index_, lazy_) {}
+      lazy_(std::move(d.partial), upper_.xattrs().layerfs_partial.data(), c.fsync, datadir_.get()),
+      copier_(config_, nodes_, upper_, index_, lazy_, datadir_.get()) {}
 
 Overlay::~Overlay() {
   lazy_.finish();  // before the nodes go
@@ -86,6 +87,11 @@ std::unique_ptr<Overlay> Overlay::open(const Config& opts) {
     if (!r) throw Error(std::string(what) + " '" + path + "'", r.error());
     return std::move(r).value();
   };
+  if (!opts.datadir.empty()) {
+    auto r = sys::open_at(AT_FDCWD, opts.datadir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (!r) throw Error("datadir '" + opts.datadir + "'", r.error());
+    d.data = std::move(r).value();
+  }
   d.roots.emplace_back();
   if (!opts.upperdir.empty() && !opts.read_only) {
     through = AtimeMount::clone(common_ancestor(opts.upperdir, opts.workdir), opts.atime_rule(),
@@ -122,7 +128,7 @@ std::unique_ptr<Overlay> Overlay::open(const Config& opts) {
       throw Error("workdir '" + opts.workdir + "/layerfs-partial'", errno);
     d.partial = open_layer(opts.workdir + "/layerfs-partial", "workdir");
     LazyCopy(open_layer(opts.workdir + "/layerfs-partial", "workdir"),
-             format::names(ns_of(c)).layerfs_partial.data(), c.fsync)
+             format::names(ns_of(c)).layerfs_partial.data(), c.fsync, d.data.get())
         .recover();
     // workdir/work is our scratch space, as it is the kernel's: anything left in
     // it by a crash is a partial copy-up or a removed tree, never live data.

@@ -218,6 +218,9 @@ class Overlay {
 
   // Constant after construction: the members below only change inside.
   const Config config_;
+  // -o datadir: a layerfs store's objects/ (docs/store-format-2.md); invalid
+  // when not given.
+  const UniqueFd datadir_;
   UpperDir upper_;
   Resolver resolver_;
   NodeTable nodes_;

@@ -131,8 +131,10 @@ void LayerBlobs::regenerate(size_t i, Recompress how) {
   if (how == Recompress::Keep) {
     oci::Compression comp = regen_compression(layers_[i].media_type);
     commit::BlobWriter bw(out.get(), comp, -1, what);
+    commit::DiffOptions dopt;
+    dopt.objects_dir = st_.objects_fd();  // format-2 entries read from their objects
     commit::DiffWriter dw(
-        diff.get(), {}, {}, [&](const void* p, size_t n) { bw.write(p, n); }, what);
+        diff.get(), {}, dopt, [&](const void* p, size_t n) { bw.write(p, n); }, what);
     dw.write();
     bw.finish();
     nd.media_type = std::string(commit::layer_media_type(comp));

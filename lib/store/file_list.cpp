@@ -14,6 +14,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "store/layout.hpp"
+#include "format/overlay_format.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -202,6 +204,24 @@ int hash_file(int dirfd, const std::string& name, Digest& out, uint64_t* hashed_
   return 0;
 }
 
+// The object a metadata-only entry's store markers name (docs/store-format-2.md),
+// with the markers taken out of `xattrs`: they are the store's, not the
+// layer's. nullopt (markers left in) for anything else.
+std::optional<Digest> take_object_markers(std::map<std::string, std::string>& xattrs) {
+  for (const format::XattrNames* ns : format::kNamespaces) {
+    std::string metacopy(ns->metacopy), redirect(ns->redirect);
+    auto mc = xattrs.find(metacopy);
+    auto rd = xattrs.find(redirect);
+    if (mc == xattrs.end() || rd == xattrs.end() || !mc->second.empty()) continue;
+    auto d = Layout::parse_object_redirect(rd->second);
+    if (!d) continue;
+    xattrs.erase(metacopy);
+    xattrs.erase(redirect);
+    return d;
+  }
+  return std::nullopt;
+}
+
 const Digest& empty_digest() {
   static const Digest d = Hasher::of("", "sha256");
   return d;
@@ -227,7 +247,7 @@ const char* file_type_name(FileType t) {
 }
 
 FileList FileList::scan(int dir, const std::unordered_map<std::string, Digest>& known,
-                        uint64_t* hashed_bytes) {
+                        uint64_t* hashed_bytes, std::set<Digest>* objects) {
   FileList list;
   std::unordered_map<uint64_t, Digest> seen;  // inodes hashed during this scan
   struct stat rst;
@@ -296,7 +316,11 @@ FileList FileList::scan(int dir, const std::unordered_map<std::string, Digest>& 
         else
           e.target.assign(t.data(), static_cast<size_t>(n));
       } else if (e.type == FileType::Regular) {
-        if (st.st_size == 0) {
+        if (auto obj = take_object_markers(e.xattrs)) {
+          // Metadata-only entry (format 2): its content is the object's.
+          e.content = *obj;
+          if (objects) objects->insert(*obj);
+        } else if (st.st_size == 0) {
           e.content = empty_digest();
         } else if (auto it = known.find(e.path); it != known.end()) {
           e.content = it->second;

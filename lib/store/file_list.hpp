@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -52,9 +53,11 @@ struct FileList {
   // content digest comes from `known` (by path, as unpack::Stats has them)
   // when it is there; otherwise the file is read and hashed. `hashed_bytes`
   // (optional) counts bytes read. Entries that cannot be read carry `error`;
-  // other failures throw Error.
+  // other failures throw Error. A metadata-only entry (store format 2) is
+  // listed as the layer has it: the store's markers are left out and its
+  // content is the object's digest, added to `objects` (optional).
   static FileList scan(int dir, const std::unordered_map<std::string, Digest>& known = {},
-                       uint64_t* hashed_bytes = nullptr);
+                       uint64_t* hashed_bytes = nullptr, std::set<Digest>* objects = nullptr);
 
   // zstd-compressed JSON (with the zstd content checksum), and back. parse()
   // throws Error naming `what` for anything malformed or truncated.

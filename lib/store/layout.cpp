@@ -48,6 +48,41 @@ std::string Layout::layer_files(const Digest& diff_id) {
   return layer_dir(diff_id) + "/files.json.zst";
 }
 
+std::string Layout::layer_objects(const Digest& diff_id) {
+  return layer_dir(diff_id) + "/objects.list";
+}
+
+std::string Layout::objects_alg_dir(const std::string& algorithm) {
+  return objects_dir() + "/" + algorithm;
+}
+
+std::string Layout::object_fanout(const Digest& d) {
+  return objects_alg_dir(d.algorithm) + "/" + d.hex.substr(0, 2);
+}
+
+std::string Layout::object(const Digest& d) {
+  return object_fanout(d) + "/" + d.hex.substr(2);
+}
+
+std::string Layout::object_redirect(const Digest& d) {
+  return "/" + d.algorithm + "/" + d.hex.substr(0, 2) + "/" + d.hex.substr(2);
+}
+
+std::optional<Digest> Layout::parse_object_redirect(std::string_view value) {
+  // "/<alg>/<2 hex>/<rest hex>": exactly three components, no "." or "..".
+  if (value.empty() || value[0] != '/') return std::nullopt;
+  value.remove_prefix(1);
+  auto a = value.find('/');
+  if (a == std::string_view::npos) return std::nullopt;
+  auto b = value.find('/', a + 1);
+  if (b == std::string_view::npos || b != a + 3) return std::nullopt;
+  if (value.find('/', b + 1) != std::string_view::npos) return std::nullopt;
+  std::string s = std::string(value.substr(0, a)) + ":" + std::string(value.substr(a + 1, 2)) +
+                  std::string(value.substr(b + 1));
+  if (!Digest::valid(s)) return std::nullopt;
+  return Digest::parse(s);
+}
+
 std::string Layout::layer_lock(const Digest& diff_id) {
   return tmp() + "/" + diff_id.algorithm + "-" + diff_id.hex + ".lock";
 }

@@ -1,15 +1,19 @@
 // Layout: the only code that builds store paths (DESIGN.md, store format
-// version 1). All paths are relative to the store root, to be used with the
+// version 2: docs/store-format-2.md). All paths are relative to the store root, to be used with the
 // root dirfd. Stateless; thread-safe.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "util/digest.hpp"
 
 namespace layer::store {
 
-inline constexpr int kStoreVersion = 1;
+inline constexpr int kStoreVersion = 2;
+// Format 1 had no content objects; `layerctl migrate` converts it.
+inline constexpr int kOldestMigratableVersion = 1;
 
 struct Layout {
   static std::string store_json() { return "store.json"; }
@@ -22,6 +26,20 @@ struct Layout {
   static std::string layer_diff(const Digest& diff_id);         // .../diff
   static std::string layer_json(const Digest& diff_id);         // .../layer.json
   static std::string layer_files(const Digest& diff_id);        // .../files.json.zst
+  // objects.list: the content objects the layer's entries redirect to.
+  static std::string layer_objects(const Digest& diff_id);  // .../objects.list
+  // Content objects: objects/<alg>/<2 hex>/<rest hex>, immutable, 0444.
+  // objects/ is the kernel's data-only lower layer (datadir+=).
+  static std::string objects_dir() { return "objects"; }
+  static std::string objects_alg_dir(const std::string& algorithm);  // objects/sha256
+  static std::string object_fanout(const Digest& d);                 // objects/sha256/ab
+  static std::string object(const Digest& d);                        // objects/sha256/ab/cdef...
+  // The redirect marker's value on a layer entry whose data is object d:
+  // "/sha256/ab/cdef...", absolute from objects/.
+  static std::string object_redirect(const Digest& d);
+  // The object a redirect value names; nullopt for anything else (relative,
+  // other shape, bad hex), so only what object_redirect made is accepted.
+  static std::optional<Digest> parse_object_redirect(std::string_view value);
   // quarantine/: damaged layers and blobs fsck --repair moved aside.
   static std::string quarantine_dir() { return "quarantine"; }
   // tmp/<alg>-<hex>.lock: flock'ed while the layer is being unpacked.

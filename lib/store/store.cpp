@@ -19,154 +19,27 @@
 #include "store/disk_usage.hpp"
 #include "store/file_list.hpp"
 #include "store/layout.hpp"
+#include "store/records.hpp"
 #include "unpack/unpacker.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
 namespace layer::store {
 
-namespace {
-
+using detail::container_from_json;
+using detail::container_to_json;
+using detail::image_from_json;
+using detail::image_to_json;
+using detail::kMaxRecordBytes;
+using detail::layer_from_json;
+using detail::layer_to_json;
+using detail::mkdir_at;
+using detail::now_rfc3339;
+using detail::random_hex;
+using detail::read_json;
 using nlohmann::json;
 
-constexpr size_t kMaxRecordBytes = 4 << 20;  // store.json, layer.json, images, containers
-
-std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  struct tm tm {};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string random_hex(size_t bytes) {
-  unsigned char raw[32];
-  size_t n = std::min(bytes, sizeof raw);
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::getrandom(raw + got, n - got, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("getrandom");
-    }
-    got += static_cast<size_t>(r);
-  }
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out += kHex[raw[i] >> 4];
-    out += kHex[raw[i] & 15];
-  }
-  return out;
-}
-
-void mkdir_at(int dirfd, const std::string& path, mode_t mode) {
-  if (::mkdirat(dirfd, path.c_str(), mode) < 0 && errno != EEXIST) throw_errno("mkdir " + path);
-}
-
-json read_json(int dirfd, const std::string& path) {
-  std::string text = sys::xread_file(dirfd, path, kMaxRecordBytes, path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(path + ": malformed JSON: " + e.what());
-  }
-}
-
-std::vector<std::string> digest_strings(const std::vector<Digest>& ds) {
-  std::vector<std::string> out;
-  for (const auto& d : ds) out.push_back(d.str());
-  return out;
-}
-
-std::vector<Digest> parse_digests(const json& j) {
-  std::vector<Digest> out;
-  for (const auto& s : j) out.push_back(Digest::parse(s.get<std::string>()));
-  return out;
-}
-
-json layer_to_json(const LayerInfo& l) {
-  json j{{"diff_id", l.diff_id.str()},
-         {"compressed", digest_strings(l.compressed)},
-         {"size", l.size},
-         {"entries", l.entries},
-         {"unpacked_at", l.unpacked_at}};
-  if (!l.implicit_dirs.empty()) j["implicit_dirs"] = l.implicit_dirs;
-  for (const auto& [d, size] : l.compressed_sizes) j["compressed_sizes"][d.str()] = size;
-  return j;
-}
-
-LayerInfo layer_from_json(const json& j) {
-  LayerInfo l;
-  l.diff_id = Digest::parse(j.at("diff_id").get<std::string>());
-  l.compressed = parse_digests(j.at("compressed"));
-  l.size = j.at("size").get<uint64_t>();
-  l.entries = j.at("entries").get<uint64_t>();
-  l.unpacked_at = j.value("unpacked_at", "");
-  if (auto it = j.find("implicit_dirs"); it != j.end())
-    l.implicit_dirs = it->get<std::map<std::string, std::string>>();
-  if (auto it = j.find("compressed_sizes"); it != j.end())
-    for (const auto& [d, size] : it->items())
-      l.compressed_sizes.emplace(Digest::parse(d), size.get<int64_t>());
-  return l;
-}
-
-json image_to_json(const ImageRecord& r) {
-  json j{{"ref", r.ref},
-         {"manifest", r.manifest.str()},
-         {"config", r.config.str()},
-         {"diff_ids", digest_strings(r.diff_ids)},
-         {"platform", r.platform},
-         {"created", r.created},
-         {"pulled_at", r.pulled_at},
-         {"size", r.size}};
-  if (!r.broken.empty()) j["broken"] = r.broken;
-  return j;
-}
-
-ImageRecord image_from_json(const json& j) {
-  ImageRecord r;
-  r.ref = j.at("ref").get<std::string>();
-  r.manifest = Digest::parse(j.at("manifest").get<std::string>());
-  r.config = Digest::parse(j.at("config").get<std::string>());
-  r.diff_ids = parse_digests(j.at("diff_ids"));
-  r.platform = j.value("platform", "");
-  r.created = j.value("created", "");
-  r.pulled_at = j.value("pulled_at", "");
-  r.size = j.value("size", uint64_t{0});
-  r.broken = j.value("broken", "");
-  return r;
-}
-
-json container_to_json(const ContainerRecord& c) {
-  return json{{"id", c.id},
-              {"name", c.name},
-              {"image", c.image},
-              {"diff_ids", digest_strings(c.diff_ids)},
-              {"mountpoint", c.mountpoint},
-              {"pid", c.pid},
-              {"read_only", c.read_only},
-              {"suid", c.suid},
-              {"dev", c.dev},
-              {"created", c.created}};
-}
-
-ContainerRecord container_from_json(const json& j) {
-  ContainerRecord c;
-  c.id = j.at("id").get<std::string>();
-  c.name = j.value("name", "");
-  c.image = j.value("image", "");
-  c.diff_ids = parse_digests(j.at("diff_ids"));
-  c.mountpoint = j.value("mountpoint", "");
-  c.pid = j.value("pid", 0);
-  c.read_only = j.value("read_only", false);
-  c.suid = j.value("suid", false);
-  c.dev = j.value("dev", false);
-  c.created = j.value("created", "");
-  return c;
-}
+namespace {
 
 // A container id is used as a path component: 1-128 of [A-Za-z0-9_.-], not
 // starting with '.'.
@@ -226,6 +99,14 @@ Store::Store(Store&&) noexcept = default;
 Store::~Store() = default;
 
 Store Store::open(const std::string& root, LockMode mode, bool sweep) {
+  return open_impl(root, mode, sweep, false);
+}
+
+Store Store::open_for_migration(const std::string& root) {
+  return open_impl(root, LockMode::Exclusive, true, true);
+}
+
+Store Store::open_impl(const std::string& root, LockMode mode, bool sweep, bool for_migration) {
   Store s;
   s.root_ = root;
   s.mode_ = mode;
@@ -255,6 +136,10 @@ Store Store::open(const std::string& root, LockMode mode, bool sweep) {
       throw Error("store " + root + " has format version " + std::to_string(v) +
                   ", newer than this layerctl understands (" + std::to_string(kStoreVersion) + ")");
     if (v < 1) throw Error("store " + root + ": bad format version " + std::to_string(v));
+    if (v < kStoreVersion && !(for_migration && v >= kOldestMigratableVersion))
+      throw Error("store " + root + " has format version " + std::to_string(v) +
+                  ": convert it with 'layerctl --root " + root + " migrate'");
+    s.version_ = v;
   }
 
   mkdir_at(rfd, Layout::tmp(), 0700);
@@ -266,6 +151,11 @@ Store Store::open(const std::string& root, LockMode mode, bool sweep) {
   }
   mkdir_at(rfd, Layout::images_dir(), 0700);
   mkdir_at(rfd, Layout::containers_dir(), 0755);
+  // objects/ is a data-only lower layer of kernel mounts: searchable by all.
+  mkdir_at(rfd, Layout::objects_dir(), 0755);
+  mkdir_at(rfd, Layout::objects_alg_dir("sha256"), 0755);
+  s.objects_fd_ = sys::xopen_at(rfd, Layout::objects_dir(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                                0, root + "/" + Layout::objects_dir());
   s.tmp_fd_ = sys::xopen_at(rfd, Layout::tmp(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0,
                             root + "/" + Layout::tmp());
   if (sweep) s.sweep_tmp();
@@ -435,7 +325,15 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     if (::mkdirat(st.fd.get(), "diff", 0755) < 0) throw_errno("mkdir staging diff");
     UniqueFd diff =
         sys::xopen_at(st.fd.get(), "diff", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "staging diff");
-    unpack::Stats stats = unpack::unpack_layer(diff.get(), spec, src, opt, progress);
+    if (::mkdirat(st.fd.get(), "objects", 0700) < 0) throw_errno("mkdir staging objects");
+    UniqueFd staged = sys::xopen_at(st.fd.get(), "objects", O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                                    0, "staging objects");
+    unpack::Options uopt = opt;
+    if (opt.share_content) {
+      uopt.objects_dir = objects_fd_.get();
+      uopt.object_staging = staged.get();
+    }
+    unpack::Stats stats = unpack::unpack_layer(diff.get(), spec, src, uopt, progress);
     // The tree's data goes to disk while the file list is built below; the
     // syncfs after it then has only the record files left to write.
     EarlySync early(opt.sync ? st.fd.get() : -1);
@@ -448,6 +346,9 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     info.entries = stats.entries;
     info.unpacked_at = now_rfc3339();
     info.implicit_dirs = std::move(stats.implicit_dirs);
+    info.format = 2;
+    info.object_bytes = stats.object_bytes;
+    detail::write_object_list(st.fd.get(), stats.objects);
     UniqueFd lj = sys::xopen_at(st.fd.get(), "layer.json", O_WRONLY | O_CREAT | O_EXCL, 0644,
                                 "staging layer.json");
     std::string text = layer_to_json(info).dump(2) + "\n";
@@ -469,6 +370,10 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     if (int err = early.wait(); err) throw Error("syncfs " + root_, err);
     if (opt.sync && ::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
     if (before_publish) before_publish(info, diff.get());
+    // Objects first, durable, then the layer that names them.
+    publish_objects(staged.get(), opt.sync);
+    staged.reset();
+    sys::xremove_tree(st.fd.get(), "objects");
     UniqueFd layers = sys::xopen_at(root_fd_.get(), Layout::layers_dir(spec.diff_id.algorithm),
                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "layers dir");
     // A leftover directory without layer.json (never published by us; a
@@ -595,104 +500,6 @@ void Store::mark_image_broken(const std::string& ref, const std::string& reason)
   }
   rec.broken = reason.empty() ? "broken" : reason;
   write_record(path, image_to_json(rec).dump(2) + "\n");
-}
-
-GcReport Store::gc(bool dry_run, bool quarantine) {
-  if (mode_ != LockMode::Exclusive)
-    throw Error("store " + root_ + ": gc needs the exclusive store lock");
-  std::set<Digest> used_layers, used_blobs;
-  for (const auto& im : images()) {
-    used_layers.insert(im.diff_ids.begin(), im.diff_ids.end());
-    used_blobs.insert(im.manifest);
-    used_blobs.insert(im.config);
-    // Layer blobs kept in the store (layerctl commit keeps its own) stay
-    // while an image's manifest names them.
-    try {
-      if (auto m = read_blob(im.manifest, kMaxRecordBytes))
-        for (const auto& l : oci::parse_manifest(*m).layers) used_blobs.insert(l.digest);
-    } catch (const Error&) {
-      // A corrupt or unreadable manifest is fsck's to report; keep what we know.
-    }
-  }
-  for (const auto& c : containers()) used_layers.insert(c.diff_ids.begin(), c.diff_ids.end());
-
-  GcReport report;
-  auto remove = [&](GcItem::Kind kind, const std::string& dir, const std::string& name,
-                    const std::string& shown) {
-    std::string from = dir + "/" + name;
-    GcItem item{kind, shown, 0};
-    {
-      UniqueFd d = sys::xopen_at(root_fd_.get(), dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0,
-                                 root_ + "/" + dir);
-      item.bytes = DiskUsage().add(d.get(), name);
-    }
-    if (!dry_run) {
-      // Renamed into tmp/ first: a crash leaves the whole thing visible or
-      // none of it, and the sweep finishes what was moved.
-      Staging junk = make_staging("rm-");
-      if (::renameat(root_fd_.get(), from.c_str(), junk.fd.get(), "old") < 0)
-        throw_errno("remove " + root_ + "/" + from);
-      sys::xfsync(root_fd_.get(), dir);
-      sys::xremove_tree(tmp_fd_.get(), junk.name);
-    }
-    report.bytes += item.bytes;
-    report.items.push_back(std::move(item));
-  };
-  for (const char* alg : {"sha256", "sha512"}) {
-    std::string dir = Layout::layers_dir(alg);
-    for (const auto& hex : sys::xlist_dir(root_fd_.get(), dir)) {
-      std::string s = std::string(alg) + ":" + hex;
-      bool valid = Digest::valid(s);
-      if (valid && used_layers.count(Digest::parse(s))) continue;
-      remove(GcItem::Kind::Layer, dir, hex, valid ? s : dir + "/" + hex);
-    }
-    std::string bdir = Layout::blobs_dir(alg);
-    for (const auto& hex : sys::xlist_dir(root_fd_.get(), bdir)) {
-      std::string s = std::string(alg) + ":" + hex;
-      bool valid = Digest::valid(s);
-      if (valid && used_blobs.count(Digest::parse(s))) continue;
-      remove(GcItem::Kind::Blob, bdir, hex, valid ? s : bdir + "/" + hex);
-    }
-  }
-  if (quarantine && sys::exists_at(root_fd_.get(), Layout::quarantine_dir()))
-    for (const auto& name : sys::xlist_dir(root_fd_.get(), Layout::quarantine_dir()))
-      remove(GcItem::Kind::Quarantined, Layout::quarantine_dir(), name, name);
-  for (auto& item : sweep_tmp(dry_run)) {
-    report.bytes += item.bytes;
-    report.items.push_back(std::move(item));
-  }
-  return report;
-}
-
-std::string Store::quarantine(const std::string& from, const std::string& kind, const Digest& d) {
-  if (mode_ != LockMode::Exclusive)
-    throw Error("store " + root_ + ": quarantine needs the exclusive store lock");
-  mkdir_at(root_fd_.get(), Layout::quarantine_dir(), 0700);
-  std::string stamp = now_rfc3339();
-  for (char& c : stamp)
-    if (c == ':') c = '-';
-  std::string to =
-      Layout::quarantine_dir() + "/" + kind + "-" + d.algorithm + "-" + d.hex + "-" + stamp;
-  for (int n = 1; sys::exists_at(root_fd_.get(), to); ++n)
-    to = Layout::quarantine_dir() + "/" + kind + "-" + d.algorithm + "-" + d.hex + "-" + stamp +
-         "." + std::to_string(n);
-  if (::renameat(root_fd_.get(), from.c_str(), root_fd_.get(), to.c_str()) < 0)
-    throw_errno("move " + root_ + "/" + from + " to " + to);
-  sys::xfsync(root_fd_.get(), Layout::quarantine_dir());
-  return to;
-}
-
-std::string Store::quarantine_layer(const Digest& diff_id) {
-  std::string dir = Layout::layer_dir(diff_id);
-  std::string to = quarantine(dir, "layer", diff_id);
-  sys::xfsync(root_fd_.get(), Layout::layers_dir(diff_id.algorithm));
-  return to;
-}
-
-std::string Store::quarantine_blob(const Digest& d) {
-  std::string to = quarantine(Layout::blob(d), "blob", d);
-  sys::xfsync(root_fd_.get(), Layout::blobs_dir(d.algorithm));
-  return to;
 }
 
 std::optional<FileList> Store::file_list(const Digest& diff_id) const {

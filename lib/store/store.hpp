@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "store/file_list.hpp"
+#include "store/layout.hpp"
 #include "util/byte_source.hpp"
 #include "util/digest.hpp"
 #include "util/unique_fd.hpp"
@@ -37,6 +38,10 @@ struct LayerInfo {
   // Directories without a tar entry, made for an entry below them: path ->
   // that entry (unpack::Stats::implicit_dirs). Mostly empty.
   std::map<std::string, std::string> implicit_dirs;
+  // 2: regular files over unpack::kInlineMax are metadata-only entries whose
+  // data is a content object (objects.list names them). 1: all inline.
+  int format = 1;
+  uint64_t object_bytes = 0;  // bytes of the entries whose data is an object
 };
 
 struct ImageRecord {
@@ -51,6 +56,11 @@ struct ImageRecord {
   std::string broken;  // fsck --repair: why the image cannot be used ("" = fine)
 };
 
+// Who serves a container's mount: the layerfs daemon, or the kernel's
+// overlayfs (layerctl mount --kernel; no daemon, pid stays 0).
+inline constexpr const char* kEngineLayerfs = "layerfs";
+inline constexpr const char* kEngineKernel = "kernel";
+
 struct ContainerRecord {
   std::string id;  // 64 hex
   std::string name;
@@ -64,13 +74,14 @@ struct ContainerRecord {
   bool suid = false;
   bool dev = false;
   std::string created;
+  std::string engine = kEngineLayerfs;
 };
 
 enum class LockMode { Shared, Exclusive };
 
 // What gc removed (or, with dry_run, would remove).
 struct GcItem {
-  enum class Kind { Layer, Blob, Tmp, Quarantined } kind;
+  enum class Kind { Layer, Blob, Tmp, Quarantined, Object } kind;
   std::string name;    // digest, or the tmp/ or quarantine/ entry's name
   uint64_t bytes = 0;  // disk blocks freed (st_blocks * 512, hardlinks once)
 };
@@ -86,7 +97,12 @@ class Store {
   // version, takes the store lock and sweeps tmp/ of entries no live process
   // holds. Throws Error naming the root.
   // `sweep` false leaves tmp/ alone (gc sweeps it itself, to account for it).
+  // A store of an older format is refused with one line that says how to
+  // convert it (`layerctl migrate`).
   static Store open(const std::string& root, LockMode mode = LockMode::Shared, bool sweep = true);
+  // Opens with the exclusive lock and accepts formats from
+  // kOldestMigratableVersion, for migrate() only.
+  static Store open_for_migration(const std::string& root);
   Store(Store&&) noexcept;
   ~Store();
 
@@ -123,6 +139,30 @@ class Store {
                       const unpack::ProgressFn& progress = {},
                       const BeforePublish& before_publish = {});
 
+  // Content objects (docs/store-format-2.md): objects/<alg>/<2 hex>/<rest>.
+  int objects_fd() const { return objects_fd_.get(); }
+  bool has_object(const Digest& d) const;
+  // The objects a layer's entries redirect to (objects.list); empty for a
+  // format-1 layer. Throws Error if the list is unreadable or malformed.
+  std::vector<Digest> layer_objects(const Digest& diff_id) const;
+  // Every object present, by listing objects/.
+  std::vector<Digest> objects() const;
+  // Publishes each file <hex> of `staging` (a directory on the store's file
+  // system whose files are complete and, with `sync`, already on disk) as
+  // object sha256:<hex>, by rename without replacing: an object published
+  // meanwhile by another process is kept and the staged copy dropped. With
+  // `sync`, the object directories are durable when this returns, so a layer
+  // published after it never names a missing object.
+  void publish_objects(int staging, bool sync);
+
+  // Converts a store of format 1: each layer is rebuilt with content objects
+  // in staging (directories, links and small files shared with the old tree
+  // by hard links), made durable and swapped in by one atomic exchange; the
+  // version in store.json changes last. Resumable: a layer already of format
+  // 2 is skipped. Refuses while a container is mounted. REQUIRES the store
+  // from open_for_migration. Returns the number of layers converted.
+  uint64_t migrate(const std::function<void(const Digest&)>& on_layer = {});
+
   // Images. put_image REQUIRES every diff_id present; it is published last.
   void put_image(const ImageRecord& rec);
   std::vector<ImageRecord> images() const;
@@ -153,6 +193,7 @@ class Store {
   // path relative to the root. REQUIRES LockMode::Exclusive.
   std::string quarantine_layer(const Digest& diff_id);
   std::string quarantine_blob(const Digest& d);
+  std::string quarantine_object(const Digest& d);
 
   // Containers (written by layerctl mount; read by rmi/gc).
   std::vector<ContainerRecord> containers() const;
@@ -175,12 +216,16 @@ class Store {
   std::vector<GcItem> sweep_tmp(bool dry_run = false) const;
   std::string quarantine(const std::string& from, const std::string& kind, const Digest& d);
   void write_record(const std::string& path, const std::string& text);
+  static Store open_impl(const std::string& root, LockMode mode, bool sweep, bool for_migration);
+  void migrate_layer(const Digest& diff_id);
 
   LockMode mode_ = LockMode::Shared;
   std::string root_;
   UniqueFd root_fd_;
   UniqueFd lock_fd_;
   UniqueFd tmp_fd_;
+  UniqueFd objects_fd_;  // objects/
+  int version_ = kStoreVersion;  // of store.json; older only for migration
 };
 
 }  // namespace layer::store

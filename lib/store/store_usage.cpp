@@ -1,6 +1,7 @@
 #include "store/store_usage.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <map>
@@ -41,6 +42,26 @@ StoreUsage StoreUsage::measure(const Store& st) {
         u.layers[it->second].containers.push_back(c.id);
   }
 
+  // Objects: disk bytes of each, and the images whose layers name it.
+  std::map<Digest, uint64_t> object_size;
+  std::map<Digest, std::set<std::string>> object_images;
+  std::map<Digest, std::vector<Digest>> layer_objects;
+  for (const auto& info : st.layers()) {
+    layer_objects[info.diff_id] = st.layer_objects(info.diff_id);
+    u.object_entry_bytes += info.object_bytes;
+  }
+  for (const auto& im : images)
+    for (const auto& d : im.diff_ids)
+      for (const auto& o : layer_objects[d]) object_images[o].insert(im.ref);
+  for (const auto& o : st.objects()) {
+    struct stat ost;
+    std::string rel = Layout::object_redirect(o).substr(1);
+    if (::fstatat(st.objects_fd(), rel.c_str(), &ost, AT_SYMLINK_NOFOLLOW) == 0)
+      object_size[o] = static_cast<uint64_t>(ost.st_blocks) * 512;
+  }
+  uint64_t image_objects = 0;
+  for (const auto& [o, refs] : object_images) image_objects += object_size[o];
+
   std::set<Digest> used_by_images;
   for (const auto& im : images) {
     ImageUsage iu;
@@ -54,11 +75,18 @@ StoreUsage StoreUsage::measure(const Store& st) {
       u.unshared += l.bytes;
       used_by_images.insert(d);
     }
+    std::set<Digest> objects;
+    for (const auto& d : im.diff_ids)
+      objects.insert(layer_objects[d].begin(), layer_objects[d].end());
+    for (const auto& o : objects) {
+      (object_images[o].size() > 1 ? iu.shared : iu.own) += object_size[o];
+      u.unshared += object_size[o];
+    }
     u.images.push_back(std::move(iu));
   }
   uint64_t image_layers = 0;
   for (const auto& d : used_by_images) image_layers += u.layers[index[d]].bytes;
-  u.saved = u.unshared - image_layers;
+  u.saved = u.unshared - image_layers - image_objects;
 
   for (const auto& c : containers) {
     ContainerUsage cu;
@@ -83,8 +111,9 @@ StoreUsage StoreUsage::measure(const Store& st) {
     DiskUsage blobs;
     u.blob_bytes = blobs.add(root, "blobs");
   }
+  u.object_bytes = DiskUsage().add(root, Layout::objects_dir());
   u.total = DiskUsage().add(root, ".");
-  uint64_t known = u.layer_bytes + u.blob_bytes + u.container_bytes;
+  uint64_t known = u.layer_bytes + u.blob_bytes + u.container_bytes + u.object_bytes;
   u.other_bytes = u.total > known ? u.total - known : 0;
   return u;
 }

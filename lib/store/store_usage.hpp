@@ -20,10 +20,12 @@ struct LayerUsage {
   std::vector<std::string> containers;  // ids using it
 };
 
+// Layers and content objects alike: an object is shared when a layer of
+// another image names it too.
 struct ImageUsage {
   std::string ref;
-  uint64_t shared = 0;  // its layers that another image uses too
-  uint64_t own = 0;     // its layers no other image uses
+  uint64_t shared = 0;  // its layers and objects that another image uses too
+  uint64_t own = 0;     // its layers and objects no other image uses
 };
 
 // A container shares its image's layers; its own bytes are its directory
@@ -45,9 +47,15 @@ struct StoreUsage {
   uint64_t blob_bytes = 0;
   uint64_t container_bytes = 0;
   uint64_t other_bytes = 0;  // tmp/, quarantine/, records
-  // Every image unpacked on its own: the sum over images of their layers.
+  // Content objects (store format 2): their disk bytes, and the bytes of the
+  // layer entries that redirect to them, each layer once (what the layers
+  // would hold without objects).
+  uint64_t object_bytes = 0;
+  uint64_t object_entry_bytes = 0;
+  // Every image unpacked on its own: the sum over images of their layers and
+  // objects.
   uint64_t unshared = 0;
-  uint64_t saved = 0;  // unshared - the bytes of the layers the images use
+  uint64_t saved = 0;  // unshared - the bytes of the layers and objects the images use
 
   // Walks the store. REQUIRES: a Store opened with any lock mode.
   static StoreUsage measure(const Store& st);

@@ -15,25 +15,19 @@
 #include <vector>
 
 #include "format/overlay_format.hpp"
+#include "unpack/tree_writer_util.hpp"
 #include "util/digest.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
 namespace layer::unpack {
 
+using detail::shown;
+
 namespace {
 
 using format::kOpaqueMarker;
 using format::kWhiteoutPrefix;
-
-// For messages: the name with control characters replaced, at most 300 bytes.
-std::string shown(std::string_view s) {
-  std::string out(s.substr(0, 300));
-  for (char& c : out)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  if (s.size() > 300) out += "...";
-  return out;
-}
 
 void split(const std::string& path, std::string& parent, std::string& base) {
   auto slash = path.rfind('/');
@@ -67,93 +61,6 @@ mode_t current_umask() {
   return static_cast<mode_t>(m & 0777);
 }
 
-// A layer is published only after a syncfs has put all of it on disk. Left to
-// the kernel, writeback would start only at that syncfs (dirty limits are far
-// above a layer's size), and the disk would sit idle while the tar is
-// decompressed and written. So the writer starts writeback itself, without
-// waiting for it, for every file when its data is complete and every
-// kWritebackChunk bytes of a large file: the disk then works alongside
-// decompression and the final syncfs has little left. `flushed` moves to `to`.
-constexpr int64_t kWritebackChunk = 8 << 20;
-
-void start_writeback(int fd, int64_t& flushed, int64_t to) {
-  // Only a hint: an error here (ESPIPE, EINVAL on odd file systems) changes
-  // nothing, the syncfs before publishing still reports real write errors.
-  (void)::sync_file_range(fd, flushed, to - flushed, SYNC_FILE_RANGE_WRITE);
-  flushed = to;
-}
-
-// The kernel's system.posix_acl_* xattr value (uapi/linux/posix_acl_xattr.h:
-// a version-2 header, then {tag, perm, id} entries sorted by tag and id, all
-// little-endian) for the entry's ACL of `type`; empty if it has none beyond
-// its mode. libarchive gives the three mode entries (owner, group, other)
-// itself for an access ACL.
-std::string posix_acl_xattr(archive_entry* e, int type) {
-  int n = archive_entry_acl_reset(e, type);
-  if (n <= (type == ARCHIVE_ENTRY_ACL_TYPE_ACCESS ? 3 : 0)) return {};
-  struct Ent {
-    uint16_t tag, perm;
-    uint32_t id;
-  };
-  std::vector<Ent> ents;
-  int etype, permset, tag, qual;
-  const char* name;
-  while (archive_entry_acl_next(e, type, &etype, &permset, &tag, &qual, &name) == ARCHIVE_OK) {
-    uint16_t kt;
-    switch (tag) {
-      case ARCHIVE_ENTRY_ACL_USER_OBJ:
-        kt = 0x01;
-        break;
-      case ARCHIVE_ENTRY_ACL_USER:
-        kt = 0x02;
-        break;
-      case ARCHIVE_ENTRY_ACL_GROUP_OBJ:
-        kt = 0x04;
-        break;
-      case ARCHIVE_ENTRY_ACL_GROUP:
-        kt = 0x08;
-        break;
-      case ARCHIVE_ENTRY_ACL_MASK:
-        kt = 0x10;
-        break;
-      case ARCHIVE_ENTRY_ACL_OTHER:
-        kt = 0x20;
-        break;
-      default:
-        continue;  // NFSv4 "everyone@" and the like: not POSIX
-    }
-    uint16_t perm = static_cast<uint16_t>(((permset & ARCHIVE_ENTRY_ACL_READ) ? 4 : 0) |
-                                          ((permset & ARCHIVE_ENTRY_ACL_WRITE) ? 2 : 0) |
-                                          ((permset & ARCHIVE_ENTRY_ACL_EXECUTE) ? 1 : 0));
-    uint32_t id = (kt == 0x02 || kt == 0x08) ? static_cast<uint32_t>(qual) : 0xFFFFFFFFu;
-    ents.push_back({kt, perm, id});
-  }
-  std::sort(ents.begin(), ents.end(), [](const Ent& a, const Ent& b) {
-    return a.tag != b.tag ? a.tag < b.tag : a.id < b.id;
-  });
-  std::string out;
-  auto put = [&](uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  };
-  put(2, 4);  // POSIX_ACL_XATTR_VERSION
-  for (const Ent& x : ents) {
-    put(x.tag, 2);
-    put(x.perm, 2);
-    put(x.id, 4);
-  }
-  return out;
-}
-
-// Feeds n zero bytes (a hole of a sparse file) to `h`.
-void hash_zeros(Hasher& h, uint64_t n) {
-  static const char kZeros[64 << 10] = {};
-  while (n > 0) {
-    size_t k = static_cast<size_t>(std::min<uint64_t>(n, sizeof kZeros));
-    h.update(kZeros, k);
-    n -= k;
-  }
-}
-
 }  // namespace
 
 bool normalize_entry_path(std::string_view raw, std::string& out, std::string& why) {
@@ -181,13 +88,6 @@ bool normalize_entry_path(std::string_view raw, std::string& out, std::string& w
     out.append(comp);
   }
   return true;
-}
-
-// fuse-overlayfs's record of owner and mode (layerfs -o xattr_permissions=1|2
-// reads it in place of the inode's): a layer must not decide those for a
-// mount that runs with the option, so a tar carrying it is refused.
-bool stat_override_xattr(std::string_view name) {
-  return name.starts_with("user.fuseoverlayfs.") || name.starts_with("security.fuseoverlayfs.");
 }
 
 TreeWriter::TreeWriter(int root, const Options& opt, std::string context)
@@ -289,23 +189,6 @@ bool TreeWriter::make_room(int dir, const std::string& base, mode_t new_type) co
     fail("entry over a symlink made earlier in the layer (it would be written through it)");
   if (::unlinkat(dir, base.c_str(), 0) < 0) fail_errno("replace existing entry", errno);
   return false;
-}
-
-TreeWriter::DirMeta TreeWriter::dir_meta(archive_entry* e) const {
-  DirMeta m;
-  m.mode = archive_entry_perm(e) & 07777;
-  if (archive_entry_mtime_is_set(e)) {
-    m.has_times = true;
-    m.times[1].tv_sec = archive_entry_mtime(e);
-    m.times[1].tv_nsec = archive_entry_mtime_nsec(e);
-    if (archive_entry_atime_is_set(e)) {
-      m.times[0].tv_sec = archive_entry_atime(e);
-      m.times[0].tv_nsec = archive_entry_atime_nsec(e);
-    } else {
-      m.times[0] = m.times[1];
-    }
-  }
-  return m;
 }
 
 void TreeWriter::apply(archive* a, archive_entry* e) {
@@ -451,93 +334,6 @@ void TreeWriter::note_dir_group(const std::string& path, archive_entry* e) {
     foreign_group_.erase(path);
 }
 
-void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& path,
-                            const std::string& parent, const std::string& base) {
-  int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
-  if (size > 0 && static_cast<uint64_t>(size) > opt_.limits.max_bytes)
-    fail("file size " + std::to_string(size) + " exceeds the limit");
-  const mode_t perm = archive_entry_perm(e) & 07777;
-  // Created with its final permission bits where the umask (and no default
-  // ACL) lets them through unchanged; set-id and sticky bits always need the
-  // fchmod below, after the fchown that would clear them.
-  const mode_t create_mode = perm & 0777;
-  const bool need_chmod = mode_unknown_ || (perm & 07000) != 0 || (create_mode & umask_) != 0;
-  const uid_t uid = static_cast<uid_t>(archive_entry_uid(e));
-  const gid_t gid = static_cast<gid_t>(archive_entry_gid(e));
-  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
-  // Fast path: one openat2 resolves the parent beneath the root without
-  // symlinks and creates the file in it. Anything unusual (a missing parent,
-  // an existing name, a symlink on the way) takes the slow path, which
-  // resolves the parent afresh and reports precisely.
-  auto r = sys::open_beneath(root_, path.c_str(), flags, create_mode, RESOLVE_NO_SYMLINKS);
-  UniqueFd fd;
-  if (r) {
-    fd = std::move(r).value();
-  } else {
-    Dir p = open_parent(parent, true);
-    for (int attempt = 0;; ++attempt) {
-      auto c = sys::open_at(p.fd, base.c_str(), flags, create_mode);
-      if (c) {
-        fd = std::move(c).value();
-        break;
-      }
-      if (c.error() != EEXIST || attempt > 0) fail_errno("create", c.error());
-      make_room(p.fd, base, S_IFREG);
-    }
-  }
-  // A new file is owned by our euid and, with no setgid directory in the tree
-  // and its parent in our egid, by our egid (under grpid mounts too). Decided
-  // after the open: open_parent may have made directories.
-  const bool need_chown = chown_ && (uid != euid_ || gid != egid_ || group_unknown_ ||
-                                     foreign_group_.count(parent) != 0);
-  int64_t pos = 0;
-  int64_t flushed = 0;  // bytes before this offset are already on their way to disk
-  std::optional<Hasher> hash;
-  if (opt_.record_digests) hash.emplace("sha256");
-  for (;;) {
-    const void* buf;
-    size_t n;
-    la_int64_t off;
-    int r = archive_read_data_block(a, &buf, &n, &off);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK) {
-      const char* msg = archive_error_string(a);
-      fail(std::string("reading data: ") + (msg ? msg : "tar error"));
-    }
-    if (off != pos) {
-      // A hole in a sparse file: skip it, the file system keeps it unallocated.
-      if (off < 0 || ::lseek(fd.get(), off, SEEK_SET) < 0)
-        fail_errno("seek", errno ? errno : EINVAL);
-      if (hash && off > pos) hash_zeros(*hash, static_cast<uint64_t>(off - pos));
-      if (off < pos) hash.reset();  // rewrites earlier bytes: not a stream any more
-      pos = off;
-    }
-    if (auto w = sys::write_all(fd.get(), buf, n); !w) fail_errno("write", w.error());
-    if (hash) hash->update(buf, n);
-    pos += static_cast<int64_t>(n);
-    file_bytes_ += n;
-    if (opt_.sync && pos - flushed >= kWritebackChunk) start_writeback(fd.get(), flushed, pos);
-  }
-  if (opt_.sync && flushed > 0 && pos > flushed) start_writeback(fd.get(), flushed, pos);
-  if (size >= 0 && pos != size) {
-    if (::ftruncate(fd.get(), size) < 0) fail_errno("truncate", errno);
-    if (hash && size > pos) hash_zeros(*hash, static_cast<uint64_t>(size - pos));
-  }
-  if (opt_.record_digests) {
-    // A file whose bytes did not arrive as one stream (truncated below the
-    // data, rewound) gets no digest; the file list reads it instead.
-    if (hash && !(size >= 0 && size < pos))
-      digests_[path] = hash->finish();
-    else
-      digests_.erase(path);
-  }
-  if (need_chown && ::fchown(fd.get(), uid, gid) < 0) fail_errno("chown", errno);
-  if (need_chmod && ::fchmod(fd.get(), perm) < 0) fail_errno("chmod", errno);
-  set_xattrs_fd(fd.get(), e);
-  DirMeta m = dir_meta(e);
-  if (m.has_times && ::futimens(fd.get(), m.times) < 0) fail_errno("set times", errno);
-}
-
 void TreeWriter::apply_special(archive_entry* e, int parent, const std::string& base) {
   mode_t type = archive_entry_filetype(e);
   dev_t rdev = 0;
@@ -564,86 +360,6 @@ void TreeWriter::apply_special(archive_entry* e, int parent, const std::string& 
     make_room(parent, base, kind);
   }
   set_meta_at(parent, base, e, false);
-}
-
-void TreeWriter::set_owner_fd(int fd, archive_entry* e) const {
-  if (!chown_) return;
-  if (::fchown(fd, static_cast<uid_t>(archive_entry_uid(e)),
-               static_cast<gid_t>(archive_entry_gid(e))) < 0)
-    fail_errno("chown", errno);
-}
-
-void TreeWriter::set_xattrs_fd(int fd, archive_entry* e) {
-  // POSIX ACLs carried as pax records (SCHILY.acl.*, as GNU tar --acls and
-  // star write them; libarchive parses them into the entry). Those carried as
-  // system.posix_acl_* xattrs (Docker's form) come with the xattrs below.
-  for (int type : {ARCHIVE_ENTRY_ACL_TYPE_ACCESS, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT}) {
-    std::string v = posix_acl_xattr(e, type);
-    if (v.empty()) continue;
-    const char* xname = type == ARCHIVE_ENTRY_ACL_TYPE_ACCESS ? "system.posix_acl_access"
-                                                              : "system.posix_acl_default";
-    if (::fsetxattr(fd, xname, v.data(), v.size(), 0) < 0)
-      fail_errno(
-          std::string("set ") + (type == ARCHIVE_ENTRY_ACL_TYPE_ACCESS ? "" : "default ") + "ACL",
-          errno);
-    if (type == ARCHIVE_ENTRY_ACL_TYPE_DEFAULT) mode_unknown_ = true;
-  }
-  if (archive_entry_xattr_reset(e) == 0) return;
-  const char* name;
-  const void* value;
-  size_t size;
-  while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-    if (!name || !*name || std::strlen(name) > XATTR_NAME_MAX) fail("bad xattr name");
-    if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX)
-      fail("xattr '" + shown(name) + "' larger than " + std::to_string(opt_.limits.max_xattr) +
-           " bytes");
-    if (stat_override_xattr(name))
-      fail("xattr '" + shown(name) + "' would set owner and mode under xattr_permissions");
-    if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
-                          std::string_view(name).starts_with("security.")))
-      continue;  // needs privileges we do not have
-    std::string real = format::escape_xattr_name(name);
-    if (::fsetxattr(fd, real.c_str(), value, size, 0) < 0)
-      fail_errno("set xattr '" + shown(real) + "'", errno);
-    // New files below a directory with a default ACL get their modes from it.
-    if (real == "system.posix_acl_default") mode_unknown_ = true;
-  }
-}
-
-void TreeWriter::set_meta_at(int parent, const std::string& base, archive_entry* e,
-                             bool is_link) const {
-  if (chown_ && ::fchownat(parent, base.c_str(), static_cast<uid_t>(archive_entry_uid(e)),
-                           static_cast<gid_t>(archive_entry_gid(e)), AT_SYMLINK_NOFOLLOW) < 0)
-    fail_errno("chown", errno);
-  // The node was made by us a moment ago and is not a symlink, so fchmodat
-  // (which follows symlinks) acts on it.
-  if (!is_link && ::fchmodat(parent, base.c_str(), archive_entry_perm(e) & 07777, 0) < 0)
-    fail_errno("chmod", errno);
-  if (archive_entry_xattr_reset(e) > 0) {
-    // No fd-based xattr call works on a symlink or device without opening
-    // it; the /proc path goes through our verified parent fd.
-    std::string p = sys::proc_path(parent, base);
-    const char* name;
-    const void* value;
-    size_t size;
-    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-      if (!name || !*name || std::strlen(name) > XATTR_NAME_MAX) fail("bad xattr name");
-      if (size > opt_.limits.max_xattr || size > XATTR_SIZE_MAX) fail("xattr too large");
-      if (stat_override_xattr(name))
-        fail("xattr '" + shown(name) + "' would set owner and mode under xattr_permissions");
-      if (opt_.rootless && (std::string_view(name).starts_with("trusted.") ||
-                            std::string_view(name).starts_with("security.")))
-        continue;
-      std::string real = format::escape_xattr_name(name);
-      if (::lsetxattr(p.c_str(), real.c_str(), value, size, 0) < 0) {
-        if (errno == EPERM && real.starts_with("user.")) continue;  // user.* on a link/device
-        fail_errno("set xattr '" + shown(real) + "'", errno);
-      }
-    }
-  }
-  DirMeta m = dir_meta(e);
-  if (m.has_times && ::utimensat(parent, base.c_str(), m.times, AT_SYMLINK_NOFOLLOW) < 0)
-    fail_errno("set times", errno);
 }
 
 void TreeWriter::finish() {

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "unpack/unpacker.hpp"
+#include "util/digest.hpp"
 #include "util/unique_fd.hpp"
 
 struct archive;
@@ -41,6 +42,11 @@ class TreeWriter {
   void finish();
 
   uint64_t file_bytes() const { return file_bytes_; }
+  // Options::objects_dir: the objects the entries redirect to, the bytes of
+  // those entries, and the bytes of the objects staged anew.
+  const std::set<Digest>& objects() const { return objects_; }
+  uint64_t object_bytes() const { return object_bytes_; }
+  uint64_t new_object_bytes() const { return new_object_bytes_; }
   // Options::record_digests: content sha256 by path of the files written.
   std::unordered_map<std::string, Digest>& content_digests() { return digests_; }
   // Directories the layer has no entry for, made because an entry below them
@@ -71,6 +77,12 @@ class TreeWriter {
   void apply_dir(archive_entry* e, const std::string& path, int parent, const std::string& base);
   void apply_file(archive* a, archive_entry* e, const std::string& path, const std::string& parent,
                   const std::string& base);
+  // Creates the regular file `path` (O_EXCL, replacing what make_room allows).
+  UniqueFd create_file(const std::string& path, const std::string& parent,
+                       const std::string& base, mode_t create_mode);
+  bool object_present(const Digest& d) const;
+  void stage_object(const Digest& d, std::string_view data, const std::string& temp, int temp_fd,
+                    uint64_t size);
   void apply_special(archive_entry* e, int parent, const std::string& base);
   void set_owner_fd(int fd, archive_entry* e) const;
   void set_xattrs_fd(int fd, archive_entry* e);
@@ -102,6 +114,10 @@ class TreeWriter {
   uint64_t file_bytes_ = 0;
   std::unordered_map<std::string, Digest> digests_;  // by path
   std::map<std::string, std::string> implicit_dirs_;
+  std::set<Digest> objects_;
+  uint64_t object_bytes_ = 0;
+  uint64_t new_object_bytes_ = 0;
+  uint64_t temp_seq_ = 0;  // names of temporary objects in the staging dir
 };
 
 }  // namespace layer::unpack

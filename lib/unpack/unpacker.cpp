@@ -190,6 +190,9 @@ Stats unpack_layer(int staging_dir, const LayerSpec& spec, ByteSource& src, cons
   stats.file_bytes = writer.file_bytes();
   stats.content_digests = std::move(writer.content_digests());
   stats.implicit_dirs = writer.implicit_dirs();
+  stats.objects = writer.objects();
+  stats.object_bytes = writer.object_bytes();
+  stats.new_object_bytes = writer.new_object_bytes();
   if (progress) progress(stats.compressed_bytes);
   return stats;
 }

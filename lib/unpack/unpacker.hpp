@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -32,6 +33,10 @@ struct Limits {
   uint64_t max_xattr = 64 << 10;  // bytes per xattr value
 };
 
+// Files up to this size stay inline in the layer tree (docs/store-format-2.md:
+// a metadata-only entry costs an inode plus, on ext4, a 4 KiB xattr block).
+inline constexpr uint64_t kInlineMax = 4096;
+
 struct Options {
   Limits limits;
   // Rootless: whiteouts as zero-size files with the user-namespace whiteout
@@ -47,6 +52,22 @@ struct Options {
   // the digests in Stats::content_digests, for the layer's file list
   // (store::FileList). Costs one sha256 pass on the writer thread.
   bool record_digests = true;
+  // Content objects (store format 2, docs/store-format-2.md). With
+  // objects_dir >= 0 (the store's objects/ dir, only read here), a regular
+  // file of more than inline_max bytes becomes a metadata-only entry: a
+  // sparse file of its size with the metacopy and redirect markers
+  // (lib/format; the user namespace when rootless) naming object
+  // sha256:<hex>. An
+  // object found under objects_dir or already staged is not written again;
+  // a new one is staged as object_staging/<hex> (0444, same file system) for
+  // the caller to publish, fsynced, before the layer.
+  int objects_dir = -1;
+  int object_staging = -1;
+  // Store::ingest_layer makes content objects (sets the two fds above) only
+  // when this is set: store format 2. Off: every file inline (format 1's
+  // layout, for comparisons: layerctl pull --inline-files).
+  bool share_content = true;
+  uint64_t inline_max = kInlineMax;
 };
 
 struct Stats {
@@ -63,6 +84,11 @@ struct Stats {
   // image has a symlink at such a path, the entry was written "through" it
   // (pull::check_write_through refuses that image).
   std::map<std::string, std::string> implicit_dirs;
+  // Options::objects_dir: the objects the layer's entries name, the bytes of
+  // those entries, and the bytes of the objects staged anew.
+  std::set<Digest> objects;
+  uint64_t object_bytes = 0;
+  uint64_t new_object_bytes = 0;
 };
 
 using ProgressFn = std::function<void(uint64_t compressed_bytes_read)>;

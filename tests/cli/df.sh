@@ -9,8 +9,10 @@ make_trees
 ln "$T/base/bin/blob" "$T/base/bin/blob-hardlink"
 "$MKIMAGE" --out "$T/oci" --format oci --tag one --layer "$T/base" --layer "$T/app1"
 "$MKIMAGE" --out "$T/oci" --format oci --tag two --layer "$T/base" --layer "$T/app2"
-lc pull "oci:$T/oci:one" >/dev/null
-lc pull "oci:$T/oci:two" >/dev/null
+# Every file inline (no content objects): the per-layer figures below are
+# what du says of each layer directory. Objects are counted in unit/store.
+lc pull --inline-files "oci:$T/oci:one" >/dev/null
+lc pull --inline-files "oci:$T/oci:two" >/dev/null
 mkdir "$T/mnt"
 trap 'lc umount "$T/mnt" >/dev/null 2>&1 || umount -l "$T/mnt" 2>/dev/null || true; rm -rf "$T"' EXIT
 lc mount --name dftest "oci:$T/oci:one" "$T/mnt" >/dev/null

@@ -46,3 +46,12 @@ layer_dir() {
   [ -n "$id" ] || fail "no layer $2 in $1"
   echo "$STORE/layers/sha256/$id/diff"
 }
+
+# layer_cat FILE: the content of a layer entry in a store: a metadata-only
+# entry (store format 2) reads from the content object its redirect names.
+layer_cat() {
+  local r
+  r=$(getfattr --only-values -n trusted.overlay.redirect "$1" 2>/dev/null ||
+      getfattr --only-values -n user.overlay.redirect "$1" 2>/dev/null) || true
+  if [ -n "$r" ]; then cat "${1%%/layers/*}/objects$r"; else cat "$1"; fi
+}

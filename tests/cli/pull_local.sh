@@ -11,7 +11,7 @@ out=$(lc pull "oci:$T/oci:v1")
 expect_contains "$out" "pulled 2 layers (2 unpacked, 0 already present)"
 [ "$(layer_count)" -eq 2 ] || fail "want 2 layers in the store"
 d0=$(layer_dir "oci:$T/oci:v1" 0)
-cmp "$T/base/bin/blob" "$d0/bin/blob" || fail "layer 0 content differs"
+cmp "$T/base/bin/blob" <(layer_cat "$d0/bin/blob") || fail "layer 0 content differs"
 [ "$(readlink "$d0/bin/hello-link")" = "../etc/hello" ] || fail "symlink lost"
 d1=$(layer_dir "oci:$T/oci:v1" 1)
 [ -c "$d1/etc/victim" ] || fail "whiteout not converted to a 0:0 char device"
@@ -62,7 +62,7 @@ expect_fail_line "no image tagged 'other:v1'" lc pull "docker-archive:$T/new.tar
 STORE=$T/store2
 out=$(lc pull "docker-archive:$T/legacy.tar:legacy/app:v3")
 expect_contains "$out" "pulled 3 layers (3 unpacked, 0 already present)"
-cmp "$T/app2/srv/app" "$(layer_dir legacy/app:v3 2)/srv/app" || fail "legacy layer content"
+cmp "$T/app2/srv/app" <(layer_cat "$(layer_dir legacy/app:v3 2)/srv/app") || fail "legacy layer content"
 [ -c "$(layer_dir legacy/app:v3 1)/etc/victim" ] || fail "legacy whiteout"
 # Same layers as the OCI layout: identical diff_ids, so a pull of it reuses them.
 out=$(lc pull "oci:$T/oci:v1")

@@ -101,9 +101,9 @@ if have_registry_pull; then
   done
   # The layers hold the files the trees had.
   f=$(find "$LAYERFS_ROOT/layers" -path '*/diff/app/version' | head -1)
-  [ -n "$f" ] && cmp -s "$f" "$T/top/app/version" || fail "top layer content"
+  [ -n "$f" ] && cmp -s <(layer_cat "$f") "$T/top/app/version" || fail "top layer content"
   f=$(find "$LAYERFS_ROOT/layers" -path '*/diff/usr/bin/blob' | head -1)
-  [ -n "$f" ] && cmp -s "$f" "$T/base/usr/bin/blob" || fail "base layer content"
+  [ -n "$f" ] && cmp -s <(layer_cat "$f") "$T/base/usr/bin/blob" || fail "base layer content"
   # Shared layers are stored once, whatever the compression they came in.
   n=$(find "$LAYERFS_ROOT/layers" -path '*/diff/usr/bin/blob' | wc -l)
   [ "$n" -eq 1 ] || fail "base layer stored $n times"

@@ -37,7 +37,7 @@ start_proxy pull "$REG_plain_PORT" --cut-after $CUT --range honest
 "$LAYERCTL" pull -q "127.0.0.1:$PROXY_pull_PORT/app/zst:1" >/dev/null || fail "pull zstd with a cut"
 grep -qE "range=bytes=[1-9][0-9]*- .* -> 206" "$WORK/proxy-pull.log" || fail "pull made no Range request"
 f=$(find "$LAYERFS_ROOT/layers" -path '*/diff/usr/bin/blob' | head -1)
-[ -n "$f" ] && cmp -s "$f" "$WORK/t/base/usr/bin/blob" || fail "resumed layer content differs"
+[ -n "$f" ] && cmp -s <(layer_cat "$f") "$WORK/t/base/usr/bin/blob" || fail "resumed layer content differs"
 
 step "registry ignores Range (200): restart, skip the delivered bytes"
 start_proxy ignore "$REG_plain_PORT" --cut-after $CUT --range ignore
@@ -67,7 +67,7 @@ if "$LAYERCTL" images | grep -q "app/gz"; then fail "an interrupted pull publish
 "$LAYERCTL" pull -q "127.0.0.1:$PROXY_slow_PORT/app/gz:1" >/dev/null || fail "pull after the interrupted one"
 "$LAYERCTL" images | grep -q "app/gz" || fail "image missing after the second pull"
 f=$(find "$LAYERFS_ROOT/layers" -path '*/diff/usr/bin/blob' | head -1)
-[ -n "$f" ] && cmp -s "$f" "$WORK/t/base/usr/bin/blob" || fail "layer content after the interrupted pull"
+[ -n "$f" ] && cmp -s <(layer_cat "$f") "$WORK/t/base/usr/bin/blob" || fail "layer content after the interrupted pull"
 
 step "503 and 429 with Retry-After are retried"
 start_proxy flaky "$REG_plain_PORT" --manifest-503 2 --manifest-429 1

@@ -21,6 +21,7 @@
 #include "../unpack/tar_builder.hpp"
 #include "store/layout.hpp"
 #include "store/store.hpp"
+#include "unpack/unpacker.hpp"
 #include "util/error.hpp"
 
 using namespace layer;
@@ -67,15 +68,6 @@ size_t count_entries(const std::string& dir) {
   return n;
 }
 
-std::string pseudo_random(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) {
-    seed = seed * 1664525 + 1013904223;
-    s[i] = static_cast<char>(seed >> 24);
-  }
-  return s;
-}
-
 Blob big_layer() {
   TarBuilder tb;
   for (int d = 0; d < 8; ++d) {
@@ -87,6 +79,13 @@ Blob big_layer() {
   }
   for (int i = 0; i < 3; ++i) tb.file("big" + std::to_string(i), pseudo_random(2 << 20, i));
   return make_blob(tb.finish(), Filter::Gzip, "crash/test:1");
+}
+
+// Content objects on (store format 2): the big files become objects.
+unpack::Options sharing() {
+  unpack::Options o;
+  o.share_content = true;
+  return o;
 }
 
 int exit_code_of(pid_t pid, bool* killed = nullptr) {
@@ -105,7 +104,7 @@ TEST_CASE("SIGKILL at any point of an ingest leaves the whole layer or nothing")
   {
     Store ref = Store::open(t / "ref");
     StringSource src(b.bytes);
-    ref.ingest_layer(b.spec, src, {});
+    ref.ingest_layer(b.spec, src, sharing());
     want = tree_of(ref.root() + "/" + Layout::layer_diff(b.spec.diff_id));
   }
   // How long a whole ingest takes, to spread time-based kills over it.
@@ -113,7 +112,7 @@ TEST_CASE("SIGKILL at any point of an ingest leaves the whole layer or nothing")
   {
     Store s = Store::open(t / "timing");
     StringSource src(b.bytes);
-    s.ingest_layer(b.spec, src, {});
+    s.ingest_layer(b.spec, src, sharing());
   }
   auto full = std::chrono::steady_clock::now() - t0;
 
@@ -133,7 +132,7 @@ TEST_CASE("SIGKILL at any point of an ingest leaves the whole layer or nothing")
           progress = [&](uint64_t n) {
             if (n >= kill_at) ::raise(SIGKILL);
           };
-        s.ingest_layer(b.spec, src, {}, progress);
+        s.ingest_layer(b.spec, src, sharing(), progress);
         ::_exit(0);
       } catch (...) {
         ::_exit(1);
@@ -156,12 +155,16 @@ TEST_CASE("SIGKILL at any point of an ingest leaves the whole layer or nothing")
       ++found_whole;
       CHECK(tree_of(root + "/" + Layout::layer_diff(b.spec.diff_id)) == want);
       CHECK(s.layer_info(b.spec.diff_id)->diff_id == b.spec.diff_id);
+      // No layer names a missing object (objects are published first).
+      auto objects = s.layer_objects(b.spec.diff_id);
+      CHECK(objects.size() == 3);
+      for (const auto& o : objects) CHECK(s.has_object(o));
     } else {
       ++found_nothing;
       CHECK(count_entries(root + "/layers/sha256") == 0);
     }
     StringSource again(b.bytes);
-    s.ingest_layer(b.spec, again, {});
+    s.ingest_layer(b.spec, again, sharing());
     CHECK(tree_of(root + "/" + Layout::layer_diff(b.spec.diff_id)) == want);
     sys::xremove_tree(t.fd.get(), "s" + std::to_string(i));
   }

@@ -11,6 +11,7 @@
 #include "store/layout.hpp"
 #include "store/store.hpp"
 #include "store/store_usage.hpp"
+#include "unpack/unpacker.hpp"
 #include "util/error.hpp"
 
 using namespace layer;
@@ -28,13 +29,22 @@ bool exists(int dirfd, const std::string& rel) {
   return ::fstatat(dirfd, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+uint64_t blocks_of(int dirfd, const std::string& rel);
+
 Digest add_layer(Store& s, const std::string& name, size_t bytes) {
   TarBuilder tb;
   tb.file(name, std::string(bytes, name[0]));
   Blob b = make_blob(tb.finish(), Filter::Gzip);
   StringSource src(b.bytes);
-  s.ingest_layer(b.spec, src, unpack::Options{});
+  unpack::Options opt;
+  opt.share_content = true;  // store format 2: files over 4 KiB become objects
+  s.ingest_layer(b.spec, src, opt);
   return b.spec.diff_id;
+}
+
+// The disk bytes of the object add_layer made for a file of `bytes` x `c`.
+uint64_t object_bytes(const Store& s, char c, size_t bytes) {
+  return blocks_of(s.root_fd(), Layout::object(Hasher::of(std::string(bytes, c))));
 }
 
 store::ImageRecord put_image(Store& s, const std::string& ref, std::vector<Digest> ids) {
@@ -109,7 +119,9 @@ TEST_CASE("gc removes exactly what nothing references") {
   CHECK(rep.bytes == dry.bytes);
   std::set<std::string> names;
   for (const auto& i : rep.items) names.insert(i.name);
-  CHECK(names == std::set<std::string>{orphan.str(), Hasher::of("stray").str(), "layer-deadbeef"});
+  // The orphan layer's file was its object's only name: it goes too.
+  CHECK(names == std::set<std::string>{orphan.str(), Hasher::of(std::string(20000, 'o')).str(),
+                                       Hasher::of("stray").str(), "layer-deadbeef"});
   for (const auto& i : rep.items)
     if (i.name == orphan.str()) CHECK(i.bytes == orphan_bytes);
   CHECK_FALSE(exists(s.root_fd(), Layout::layer_dir(orphan)));
@@ -146,12 +158,17 @@ TEST_CASE("StoreUsage: shared and own bytes per image and container") {
   auto u = store::StoreUsage::measure(s);
   auto bytes = [&](const Digest& d) { return DiskUsage().add(s.root_fd(), Layout::layer_dir(d)); };
   REQUIRE(u.images.size() == 2);
+  // Layers and their objects alike (every file here is over 4 KiB).
+  uint64_t ob = object_bytes(s, 'b', 200000), oa = object_bytes(s, 'a', 30000),
+           obb = object_bytes(s, 'b', 10000);
   CHECK(u.images[0].ref == "img/a");
-  CHECK(u.images[0].shared == bytes(base));
-  CHECK(u.images[0].own == bytes(a));
-  CHECK(u.images[1].own == bytes(b));
-  CHECK(u.unshared == 2 * bytes(base) + bytes(a) + bytes(b));
-  CHECK(u.saved == bytes(base));
+  CHECK(u.images[0].shared == bytes(base) + ob);
+  CHECK(u.images[0].own == bytes(a) + oa);
+  CHECK(u.images[1].own == bytes(b) + obb);
+  CHECK(u.unshared == 2 * (bytes(base) + ob) + bytes(a) + oa + bytes(b) + obb);
+  CHECK(u.saved == bytes(base) + ob);
+  CHECK(u.object_bytes == DiskUsage().add(s.root_fd(), Layout::objects_dir()));
+  CHECK(u.object_entry_bytes == 240000);
   REQUIRE(u.containers.size() == 1);
   CHECK(u.containers[0].shared == bytes(base) + bytes(a));
   CHECK(u.containers[0].own == DiskUsage().add(s.root_fd(), Layout::container_dir(c.id)));

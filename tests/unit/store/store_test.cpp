@@ -66,7 +66,7 @@ store::ImageRecord image_of(const std::string& ref, std::vector<Digest> diff_ids
 
 }  // namespace
 
-TEST_CASE("open creates a version-1 store and refuses newer versions") {
+TEST_CASE("open creates a version-2 store and refuses newer versions") {
   TempDir t;
   std::string root = t / "store";
   {
@@ -74,14 +74,15 @@ TEST_CASE("open creates a version-1 store and refuses newer versions") {
     CHECK(s.root() == root);
   }
   auto j = nlohmann::json::parse(sys::xread_file(t.fd.get(), "store/store.json", 100, "x"));
-  CHECK(j["version"] == 1);
-  for (const char* d : {"blobs/sha256", "layers/sha256", "images", "containers", "tmp", "lock"})
+  CHECK(j["version"] == 2);
+  for (const char* d :
+       {"blobs/sha256", "layers/sha256", "objects/sha256", "images", "containers", "tmp", "lock"})
     CHECK(exists(t.fd.get(), std::string("store/") + d));
   Store::open(root);  // reopens fine
 
   auto fd = sys::xopen_dir(root);
-  sys::xwrite_file_atomic(fd.get(), "x.tmp", fd.get(), "store.json", R"({"version": 2})");
-  CHECK_THROWS_WITH(Store::open(root), Catch::Contains("version 2") && Catch::Contains(root));
+  sys::xwrite_file_atomic(fd.get(), "x.tmp", fd.get(), "store.json", R"({"version": 3})");
+  CHECK_THROWS_WITH(Store::open(root), Catch::Contains("version 3") && Catch::Contains(root));
   sys::xwrite_file_atomic(fd.get(), "x.tmp", fd.get(), "store.json", "not json");
   CHECK_THROWS_AS(Store::open(root), Error);
 }

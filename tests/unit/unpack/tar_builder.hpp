@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -238,6 +239,17 @@ class StringSource : public ByteSource {
   size_t chunk_;
   size_t pos_ = 0;
 };
+
+// n bytes of a fixed pseudo-random sequence (a linear congruential
+// generator from `seed`): incompressible test content, the same every run.
+inline std::string pseudo_random(size_t n, uint32_t seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    seed = seed * 1664525 + 1013904223;
+    s[i] = static_cast<char>(seed >> 24);
+  }
+  return s;
+}
 
 struct TempDir {
   std::string path;
