@@ -34,13 +34,14 @@ std::string blob_name(size_t i) {
 // Writes the layer `diff` as an eStargz or zstd:chunked blob into `out`:
 // the tar goes to a scratch file `tar_name` in `stage` first (the converters
 // read a stream and copy its bytes). Fills `nd`; returns the blob's diff_id.
-Digest write_lazy_layer(int diff, int stage, const std::string& tar_name, int out, Recompress how,
+Digest write_lazy_layer(int diff, const commit::DiffOptions& dopt, int stage,
+                        const std::string& tar_name, int out, Recompress how,
                         const std::string& what, oci::Descriptor& nd) {
   {
     UniqueFd tar =
         sys::xopen_at(stage, tar_name, O_WRONLY | O_CREAT | O_TRUNC, 0600, what + " tar");
     commit::DiffWriter dw(
-        diff, {}, {},
+        diff, {}, dopt,
         [&](const void* p, size_t n) {
           if (auto w = sys::write_all(tar.get(), p, n); !w) throw Error(what + " tar", w.error());
         },
@@ -128,11 +129,11 @@ void LayerBlobs::regenerate(size_t i, Recompress how) {
                           lazy::kZstdChunkedPosition, lazy::kZstdChunkedChecksumOld,
                           lazy::kZstdChunkedPositionOld, lazy::kZstdChunkedTarSplitPosition})
     nd.annotations.erase(key);  // they described the old blob
+  commit::DiffOptions dopt;
+  dopt.objects_dir = st_.objects_fd();  // format-2 entries read from their objects
   if (how == Recompress::Keep) {
     oci::Compression comp = regen_compression(layers_[i].media_type);
     commit::BlobWriter bw(out.get(), comp, -1, what);
-    commit::DiffOptions dopt;
-    dopt.objects_dir = st_.objects_fd();  // format-2 entries read from their objects
     commit::DiffWriter dw(
         diff.get(), {}, dopt, [&](const void* p, size_t n) { bw.write(p, n); }, what);
     dw.write();
@@ -142,7 +143,7 @@ void LayerBlobs::regenerate(size_t i, Recompress how) {
     nd.size = static_cast<int64_t>(bw.size());
     diff_ids_[i] = bw.diff_id();
   } else {
-    diff_ids_[i] = write_lazy_layer(diff.get(), stage_->fd.get(), blob_name(i) + ".tar", out.get(),
+    diff_ids_[i] = write_lazy_layer(diff.get(), dopt, stage_->fd.get(), blob_name(i) + ".tar", out.get(),
                                     how, what, nd);
   }
   layers_[i] = nd;
