@@ -83,7 +83,7 @@ constexpr const char* kIgnoredFlags[] = {
 // Kernel overlayfs options that podman or containers/storage may pass; they
 // describe behaviour layerfs always has (or never needs), so they are accepted.
 constexpr const char* kIgnoredValued[] = {
-    "redirect_dir", "index", "metacopy", "xino", "nfs_export", "uuid", "fast_ino",
+    "index", "metacopy", "xino", "nfs_export", "uuid", "fast_ino",
 };
 
 }  // namespace
@@ -149,6 +149,11 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "noacl") {
       no_value();
       acl = false;
+    } else if (name == "redirect_dir") {
+      need_value();
+      if (value != "on" && value != "off" && value != "follow" && value != "nofollow")
+        throw Error("option 'redirect_dir': '" + value + "' is not on, off, follow or nofollow");
+      core.redirect_dir = value == "on";
     } else if (name == "static_nlink") {
       no_value();
       core.static_nlink = true;

@@ -225,7 +225,8 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec) {
     std::string lower;
     for (auto it = rec.diff_ids.rbegin(); it != rec.diff_ids.rend(); ++it)
       lower += (lower.empty() ? "" : ":") + escape_opt(root + "/" + Layout::layer_diff(*it));
-    std::string o = "lowerdir=" + lower;
+    // Renames of lower directories as redirects: layerctl's commit reads them.
+    std::string o = "lowerdir=" + lower + ",redirect_dir=on";
     if (!rec.read_only)
       o += ",upperdir=" + escape_opt(root + "/" + Layout::container_upper(rec.id)) +
            ",workdir=" + escape_opt(root + "/" + Layout::container_work(rec.id));

@@ -39,6 +39,13 @@ struct Config {
   long squash_to_gid = -1;
   bool fsync = true;
   bool static_nlink = false;
+  // redirect_dir=on: renaming a directory with lower parts writes the kernel's
+  // redirect xattr instead of copying its tree. Off by default, as in
+  // Debian's kernel (CONFIG_OVERLAY_FS_REDIRECT_DIR=n) and in fuse-overlayfs:
+  // tools that read an upper themselves (containers/storage's diff and
+  // commit) do not follow redirects. `layerctl mount` turns it on; its commit
+  // follows them.
+  bool redirect_dir = false;
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   bool userxattr = false;  // the markers in the user namespace instead of trusted
   bool read_only = false;

@@ -464,7 +464,7 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
   // redirect_dir=on format): only the directory itself is copied up, so the
   // rename costs the same whatever it holds. An exchange copies the trees.
   bool redirect = false;
-  if (s->is_dir() && !exchange) {
+  if (s->is_dir() && !exchange && config_.redirect_dir) {
     if (auto r = copy_up(s); !r) return r;
     redirect = stack_of(s)->size() > 1;
   } else if (auto r = s->is_dir() ? copy_up_tree(s) : copy_up(s); !r) {

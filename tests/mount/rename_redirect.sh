@@ -21,7 +21,7 @@ view() {  # MNT: every name with its type and content checksum
    done)
 }
 
-"$LAYERFS" -o "lowerdir=$t/lower,upperdir=$t/upper,workdir=$t/work" "$t/mnt"
+"$LAYERFS" -o "lowerdir=$t/lower,upperdir=$t/upper,workdir=$t/work,redirect_dir=on" "$t/mnt"
 for i in $(seq 1 100); do findmnt -n --mountpoint "$t/mnt" | grep -q fuse && break; sleep 0.05; done
 ino=$(stat -c %i "$t/mnt/big")
 mv "$t/mnt/big" "$t/mnt/moved"
@@ -43,7 +43,7 @@ grep -q '^./other/deeper/f7 ' "$t/layerfs.view" || { echo "FAIL: moved files mis
 grep -q '^./fresh/sub/g ' "$t/layerfs.view" || { echo "FAIL: moved files missing"; fail=1; }
 
 # A new mount of the upper shows the same tree.
-"$LAYERFS" -o "lowerdir=$t/lower,upperdir=$t/upper,workdir=$t/work" "$t/mnt"
+"$LAYERFS" -o "lowerdir=$t/lower,upperdir=$t/upper,workdir=$t/work,redirect_dir=on" "$t/mnt"
 for i in $(seq 1 100); do findmnt -n --mountpoint "$t/mnt" | grep -q fuse && break; sleep 0.05; done
 view "$t/mnt" > "$t/layerfs.view2"
 umount "$t/mnt"

@@ -58,9 +58,10 @@ struct Layers {
     struct stat st;
     return ::lstat(p(rel).c_str(), &st) == 0;
   }
-  std::unique_ptr<Overlay> mount(bool writable = true) const {
+  std::unique_ptr<Overlay> mount(bool writable = true, bool redirect_dir = false) const {
     Config o;
     o.lowerdirs = {p("l1"), p("l2")};
+    o.redirect_dir = redirect_dir;
     if (writable) {
       o.upperdir = p("u");
       o.workdir = p("w");
@@ -379,7 +380,7 @@ TEST_CASE("renaming a lower directory writes a redirect", "[root]") {
   L.write("l2/a/sub/f", "data");
   L.write("l2/a/g", "g");
   ::symlink("/etc/passwd", L.p("l2/a/abs").c_str());
-  auto ov = L.mount();
+  auto ov = L.mount(true, /*redirect_dir=*/true);
   uint64_t ino_before;
   {
     Held f(*ov, "a/sub/f");
