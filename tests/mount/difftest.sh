@@ -233,7 +233,25 @@ for path, (t, e) in eng.items():
 PY
 }
 if [[ "$better$kopts" == *index=on* ]]; then
-  note "skipped: the kernel over $engine's upper (index=on semantics)"
+  # layerfs keeps its index in the kernel's format (workdir/index): the
+  # kernel with index=on, mounted read-write over the same lowers, upper and
+  # workdir, links the names as layerfs did and shows the same tree.
+  if [ "$engine" = layerfs ]; then
+    mkdir -p "$T/xk/mnt"
+    mount -t overlay overlay -o "lowerdir=$(lowers "$T/engine"),upperdir=$T/engine/upper,workdir=$T/engine/work,index=on" \
+      "$T/xk/mnt" || failure "the kernel with index=on does not mount $engine's upper"
+    mounts+=("$T/xk/mnt")
+    fsops_on "$T/xk.out" "$T/xk/mnt" --role kernel ||
+      failure "fsops failed on the kernel (index=on) over $engine's upper"
+    umount "$T/xk/mnt"
+    if ! diff -u --label "$engine" --label "kernel (index=on) over $engine's upper" \
+         <(tree_of "$T/engine.out") "$T/xk.out" > "$T/xk.diff"; then
+      head -40 "$T/xk.diff"
+      failure "the kernel's overlayfs with index=on shows $engine's upper differently"
+    fi
+  else
+    note "skipped: the kernel over $engine's upper (index=on semantics)"
+  fi
 else
 mkdir -p "$T/xk/mnt"
 follow=redirect_dir=follow
@@ -256,7 +274,21 @@ fi
 # --- and the other way round: the engine shows the kernel's upper (read-only
 # mount). Not with index=on: the kernel's upper then relies on its index dir.
 if [[ "$better$kopts" == *index=on* ]]; then
-  note "skipped: $engine over the kernel's upper (the kernel used index=on)"
+  # The kernel's index is layerfs's format too: layerfs, mounted read-write
+  # over the kernel's upper and workdir, shows the kernel's tree.
+  if [ "$engine" = layerfs ]; then
+    mount_engine kernel
+    fsops_on "$T/xe.out" "$T/kernel/mnt" --role engine ||
+      failure "fsops failed on $engine over the kernel's upper and index"
+    umount_engine "$T/kernel/mnt"
+    if ! diff -u --label "kernel" --label "$engine over the kernel's upper and index" \
+         <(tree_of "$T/kernel.out") "$T/xe.out" > "$T/xe.diff"; then
+      head -40 "$T/xe.diff"
+      failure "$engine shows the kernel's upper and index differently"
+    fi
+  else
+    note "skipped: $engine over the kernel's upper (the kernel used index=on)"
+  fi
 else
 mkdir -p "$T/xe/mnt"
 mount_engine xe ro "$T/kernel/upper:$(lowers "$T/kernel")"
