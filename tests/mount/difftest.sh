@@ -153,6 +153,11 @@ fsops_on() {  # OUT MNT ARGS...: fsops with a time limit; a hang is a failure
 }
 
 tree_of() { sed -n '/^== tree$/,$p' "$1"; }
+same_tree() {  # RUN-OUT TREE-OUT LABEL LABEL: RUN-OUT's tree is TREE-OUT, else the diff shows
+  diff -u --label "$3" --label "$4" <(tree_of "$1") "$2" > "$2.diff" && return 0
+  head -40 "$2.diff"
+  return 1
+}
 
 fail=0
 note() { echo "$*"; }
@@ -244,11 +249,8 @@ if [[ "$better$kopts" == *index=on* ]]; then
     fsops_on "$T/xk.out" "$T/xk/mnt" --role kernel ||
       failure "fsops failed on the kernel (index=on) over $engine's upper"
     umount "$T/xk/mnt"
-    if ! diff -u --label "$engine" --label "kernel (index=on) over $engine's upper" \
-         <(tree_of "$T/engine.out") "$T/xk.out" > "$T/xk.diff"; then
-      head -40 "$T/xk.diff"
+    same_tree "$T/engine.out" "$T/xk.out" "$engine" "kernel (index=on) over $engine's upper" ||
       failure "the kernel's overlayfs with index=on shows $engine's upper differently"
-    fi
   else
     note "skipped: the kernel over $engine's upper (index=on semantics)"
   fi
@@ -281,11 +283,8 @@ if [[ "$better$kopts" == *index=on* ]]; then
     fsops_on "$T/xe.out" "$T/kernel/mnt" --role engine ||
       failure "fsops failed on $engine over the kernel's upper and index"
     umount_engine "$T/kernel/mnt"
-    if ! diff -u --label "kernel" --label "$engine over the kernel's upper and index" \
-         <(tree_of "$T/kernel.out") "$T/xe.out" > "$T/xe.diff"; then
-      head -40 "$T/xe.diff"
+    same_tree "$T/kernel.out" "$T/xe.out" kernel "$engine over the kernel's upper and index" ||
       failure "$engine shows the kernel's upper and index differently"
-    fi
   else
     note "skipped: $engine over the kernel's upper (the kernel used index=on)"
   fi
@@ -294,11 +293,8 @@ mkdir -p "$T/xe/mnt"
 mount_engine xe ro "$T/kernel/upper:$(lowers "$T/kernel")"
 fsops_on "$T/xe.out" "$T/xe/mnt" --role engine || failure "fsops failed on $engine over the kernel's upper"
 umount_engine "$T/xe/mnt"
-if ! diff -u --label "kernel" --label "$engine over the kernel's upper" <(tree_of "$T/kernel.out") \
-     "$T/xe.out" > "$T/xe.diff"; then
-  head -40 "$T/xe.diff"
+same_tree "$T/kernel.out" "$T/xe.out" kernel "$engine over the kernel's upper" ||
   failure "$engine shows the kernel's upper differently"
-fi
 fi
 
 if [ $fail = 0 ]; then
