@@ -270,6 +270,17 @@ void Overlay::set_orphan(Node* n, std::shared_ptr<const UniqueFd> kept) {
   n->orphan = std::move(kept);
 }
 
+Result<void> Overlay::unindex_name(Node* n) {
+  if (!n->shared.load() || !index_.valid() || n->type != S_IFREG) return {};
+  // A lower name of a multiply linked file is copied up (into the index, or
+  // linked to the copy another name made) before it goes, as the kernel
+  // does with index=on: the index then counts the names left below.
+  if (auto r = copy_up(n); !r) return r;
+  if (auto loc = locate(n); loc && loc->layer == kUpper)
+    index_.forget(loc->dirfd, loc->name.c_str());
+  return {};
+}
+
 Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   if (!writable()) return Errno{EROFS};
   auto nr = lookup_node(parent, name);
@@ -277,14 +288,7 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   NodeRef n(&nodes_, nr.value());
   if (n.get()->is_dir()) return Errno{EISDIR};
   if (auto r = copy_up(parent); !r) return r;
-  if (n.get()->shared.load() && index_.valid() && n.get()->type == S_IFREG) {
-    // A lower name of a multiply linked file is copied up (into the index, or
-    // linked to the copy another name made) before it goes, as the kernel
-    // does with index=on: the index then counts the names left below.
-    if (auto r = copy_up(n.get()); !r) return r;
-    if (auto loc = locate(n.get()); loc && loc->layer == kUpper)
-      index_.forget(loc->dirfd, loc->name.c_str());
-  }
+  if (auto r = unindex_name(n.get()); !r) return r;
   std::shared_ptr<const DirStack> pstack;
   auto ufd_r = upper_fd(parent, &pstack);
   if (!ufd_r) return Errno{ufd_r.error()};
@@ -464,6 +468,8 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
   }
   if (exchange) {
     if (auto r = d->is_dir() ? copy_up_tree(d) : copy_up(d); !r) return r;
+  } else if (d) {
+    if (auto r = unindex_name(d); !r) return r;  // its name goes, as in unlink
   }
   std::shared_ptr<const DirStack> k1, k2;
   auto u1r = upper_fd(p1, &k1);
