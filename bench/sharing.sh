@@ -59,9 +59,10 @@ cleanup() {
 }
 containerd_stop() {
   [ -n "${ctrd_pid:-}" ] || return 0
-  kill "$ctrd_pid" 2>/dev/null; wait "$ctrd_pid" 2>/dev/null
+  kill "$ctrd_pid" 2>/dev/null || true
+  wait "$ctrd_pid" 2>/dev/null || true  # its status is the SIGTERM
   ctrd_pid=
-  grep -o " $work/containerd/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l
+  { grep -o " $work/containerd/[^ ]*" /proc/self/mounts || true; } | sort -r | xargs -r -n1 umount -l
 }
 # OCI-archive tar of one tag of a layout (its index entry and the blobs it
 # names), for ctr images import.

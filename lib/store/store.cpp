@@ -368,12 +368,16 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     // below publishes a complete layer. The early syncfs has already written
     // most of it; an error it saw is not reported again by this one.
     if (int err = early.wait(); err) throw Error("syncfs " + root_, err);
-    if (opt.sync && ::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
-    if (before_publish) before_publish(info, diff.get());
-    // Objects first, durable, then the layer that names them.
-    publish_objects(staged.get(), opt.sync);
+    // Objects first, then the layer that names them. Their data is durable
+    // (the early syncfs began after the last was written), so they are
+    // published now and the one syncfs below makes their names durable
+    // with the rest: a crash leaves objects nothing names yet (gc's), never
+    // a layer naming a missing one.
+    publish_objects(staged.get(), false);
     staged.reset();
     sys::xremove_tree(st.fd.get(), "objects");
+    if (opt.sync && ::syncfs(st.fd.get()) < 0) throw_errno("syncfs " + root_);
+    if (before_publish) before_publish(info, diff.get());
     UniqueFd layers = sys::xopen_at(root_fd_.get(), Layout::layers_dir(spec.diff_id.algorithm),
                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "layers dir");
     // A leftover directory without layer.json (never published by us; a
