@@ -5,6 +5,7 @@
 // before anything is mounted; then it detaches (unless -f) and serves the
 // mount until it is unmounted or gets SIGTERM/SIGINT/SIGHUP (it unmounts
 // first).
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,10 +17,12 @@
 #include <vector>
 
 #include "daemon.hpp"
+#include "lazy/lazy_objects.hpp"
 #include "log.hpp"
 #include "mount_options.hpp"
 #include "overlay/overlay.hpp"
 #include "util/error.hpp"
+#include "util/sys.hpp"
 
 namespace {
 
@@ -38,6 +41,8 @@ constexpr const char* kUsage =
     "  -o workdir=W       scratch directory for atomic copy-up\n"
     "  -o datadir=D       a layerfs store's objects/: lower files carrying the store's\n"
     "                     metacopy/redirect markers read their data from D\n"
+    "  -o lazy            with datadir: fetch the content objects of lazily pulled\n"
+    "                     layers (layerctl pull --lazy) from their registry on open\n"
     "  -o ro              read-only mount (no upperdir needed)\n"
     "  -o uidmapping=D:M:N[:...], gidmapping=...   map ids as fuse-overlayfs does: N ids\n"
     "                     from D on disk show as M in the mount, and back on writes\n"
@@ -114,6 +119,9 @@ int main(int argc, char** argv) {
   if (!opts.threaded) single = true;
   if (opts.debug) debug = true;  // logs every request; still daemonizes
 
+  // Declared before the daemon, which borrows them.
+  UniqueFd objects_dir;
+  std::unique_ptr<lazy::LazyObjects> lazy_objects;
   std::unique_ptr<fuse::Daemon> daemon;
   try {
     struct stat st;
@@ -122,6 +130,14 @@ int main(int argc, char** argv) {
     if (!S_ISDIR(st.st_mode)) throw Error("mount point '" + mountpoint + "'", ENOTDIR);
     raise_fd_limit();
     ::umask(0);
+    if (opts.lazy) {
+      objects_dir = sys::xopen_at(AT_FDCWD, opts.core.datadir, O_RDONLY | O_DIRECTORY, 0,
+                                  "datadir '" + opts.core.datadir + "'");
+      lazy_objects = std::make_unique<lazy::LazyObjects>(
+          opts.core.lowerdirs, objects_dir.get(),
+          [](const std::string& line) { fuse::log_error("%s", line.c_str()); });
+      if (lazy_objects->layers() > 0) opts.core.missing_objects = lazy_objects.get();
+    }
     daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
   } catch (const Error& e) {
@@ -189,6 +205,13 @@ int main(int argc, char** argv) {
       daemon->uring().stop();
       daemon->ov().finish_partials();
       daemon->close_layers();
+      if (opts.core.missing_objects) {
+        lazy::FetchStats ls = lazy_objects->stats();
+        fuse::log_info("lazy: %llu objects, %llu bytes fetched in %llu requests",
+                       static_cast<unsigned long long>(ls.objects),
+                       static_cast<unsigned long long>(ls.bytes),
+                       static_cast<unsigned long long>(ls.on_demand_requests));
+      }
       fuse::log_info("unmounted %s; exiting", mountpoint.c_str());
     }
     fuse_remove_signal_handlers(se);

@@ -130,6 +130,11 @@ void mount_kernel(const store::Store& st, const store::ContainerRecord& rec) {
   std::string o;
   for (auto it = rec.diff_ids.rbegin(); it != rec.diff_ids.rend(); ++it)
     o += param("lowerdir+", root + "/" + Layout::layer_diff(*it));
+  for (const auto& d : rec.diff_ids)
+    if (st.is_lazy_layer(d))
+      throw Error("layer " + d.str() +
+                  " was pulled lazily and is not complete: the kernel cannot fetch its files "
+                  "(complete it with 'layerctl pull', or mount without --kernel)");
   o += param("datadir+", root + "/" + Layout::objects_dir());
   if (!rec.read_only) {
     o += param("upperdir", root + "/" + Layout::container_upper(rec.id));
@@ -236,6 +241,11 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec) {
     o += rec.suid ? ",suid" : ",nosuid";
     o += rec.dev ? ",dev" : ",nodev";
     o += ",datadir=" + escape_opt(root + "/" + Layout::objects_dir());
+    for (const auto& d : rec.diff_ids)
+      if (st.is_lazy_layer(d)) {
+        o += ",lazy";  // fetch what lazily pulled layers still lack (pull --lazy)
+        break;
+      }
     o += ",fsname=layerfs-" + short_id(rec.id);
     UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
                                  0644, "container log");
