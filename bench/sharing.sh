@@ -9,22 +9,37 @@
 # store), and the page cache added by reading the ~100 largest shared
 # libraries through a mount of image 2 after reading them through a mount of
 # image 1 (memory cgroup of the readers and daemons). Medians of N runs.
-# Not yet compared: podman's c/storage overlay and containerd (see RESULTS.md).
+# podman's c/storage overlay driver pulls the same two images into a fresh
+# storage root of its own as the layer-level peer (disk only).
 #
-#   bench/sharing.sh [--runs N] [--no-results]
+# --fs host (default) keeps the stores on the filesystem of bench/out; --fs
+# ext4 or --fs xfs puts them on a fresh loop filesystem of that type made with
+# its default options (ext4: 256-byte inodes, where a metadata-only entry's
+# xattrs need a block of their own; xfs: 512-byte inodes, where they fit in
+# the inode).
+#
+#   bench/sharing.sh [--runs N] [--fs host|ext4|xfs] [--no-results]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=3
-bench_args sharing.sh "" "$@"
+runs=3 fs=host
+bench_args sharing.sh "fs" "$@"
+case $fs in host|ext4|xfs) ;; *) die "sharing.sh: --fs: '$fs' is not host, ext4 or xfs" ;; esac
 [ -f "$cache_dir/rootfs.complete" ] || bash "$bench_dir/images.sh"
 bench_build || die "layerctl does not build"
 layerctl=$BUILD/tools/layerctl
 mkimage=$BUILD/tests/fixtures/mkimage
 [ -x "$mkimage" ] || die "no $mkimage (build the tests)"
 work=$out_dir/sharing-work
+for m in "$work"/mnt1 "$work"/mnt2 "$work"; do mountpoint -q "$m" && umount -l "$m"; done
 rm -rf "$work"
+mkdir -p "$work"
+if [ "$fs" != host ]; then
+  truncate -s 8G "$out_dir/sharing-$fs.img"
+  "mkfs.$fs" -q "$out_dir/sharing-$fs.img" >/dev/null 2>&1 || "mkfs.$fs" -f -q "$out_dir/sharing-$fs.img" >/dev/null
+  mount -o loop "$out_dir/sharing-$fs.img" "$work"
+fi
 mkdir -p "$work/mnt1" "$work/mnt2"
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   cg=/sys/fs/cgroup/bench-sharing-$$ key=file
@@ -34,7 +49,14 @@ fi
 cleanup() {
   for m in "$work/mnt1" "$work/mnt2"; do mountpoint -q "$m" && umount -l "$m"; done
   [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
+  if [ -d "$work/podman" ]; then podman_store system reset -f >/dev/null 2>&1 || true; fi
+  rm -rf "${work:?}"/*
+  if [ "$fs" != host ]; then umount "$work"; rm -f "$out_dir/sharing-$fs.img"; fi
   rm -rf "$work"
+}
+podman_store() {
+  podman --root "$work/podman/root" --runroot "$work/podman/run" --storage-driver overlay \
+    --storage-opt overlay.mount_program= "$@"
 }
 trap cleanup EXIT
 
@@ -47,6 +69,7 @@ img1="oci:$cache_dir/images/debian-gzip:latest" img2="oci:$work/img2:latest"
 
 store_bytes() { du -s --block-size=1 "$1" | cut -f1; }
 declare -A t1 d1 d2 pc
+pd1="" pd2=""
 for ((r = 1; r <= runs; r++)); do
   for fmt in 2 1; do
     root=$work/store-$fmt
@@ -86,6 +109,31 @@ for ((r = 1; r <= runs; r++)); do
   done
 done
 
+# Peer: podman (containers/storage, overlay driver, its own fresh root).
+if command -v podman >/dev/null; then
+  for ((r = 1; r <= runs; r++)); do
+    podman_store system reset -f >/dev/null 2>&1 || true
+    rm -rf "$work/podman"
+    mkdir -p "$work/podman"
+    podman_store pull -q "$img1" >/dev/null
+    a=$(store_bytes "$work/podman/root")
+    podman_store pull -q "$img2" >/dev/null
+    b=$(store_bytes "$work/podman/root")
+    pd1+="$a " pd2+="$((b - a)) "
+    log "run $r podman: image 1 $a B, image 2 adds $((b - a)) B"
+  done
+  podman_store system reset -f >/dev/null 2>&1 || true
+  rm -rf "$work/podman"
+fi
+
+# What image 2's tree costs at least, whatever the form: a file of up to the
+# inline threshold (4 KiB) takes a data block; a larger one is a metadata-only
+# entry, whose two xattrs take a block of their own where they do not fit in
+# the inode (ext4's default 256-byte inodes; xfs's 512-byte ones hold them).
+small_files=$(find "$cache_dir/rootfs" -type f -size +0 -size -4097c | wc -l)
+large_files=$(find "$cache_dir/rootfs" -type f -size +4096c | wc -l)
+block=$(stat -f -c %S "$work")
+
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
 table="| store | first pull (image 1) | image 1 on disk | image 2 adds | page cache, 100 libs via image 2 |
 |---|---|---|---|---|"
@@ -95,6 +143,14 @@ for fmt in 2 1; do
   table+="
 | format $fmt | $(awk -v u="$tp" 'BEGIN {printf "%.2f s", u / 1e6}') | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | $(mib "$p") |"
 done
+if [ -n "$pd1" ]; then
+  a=$(median <<<"$pd1") b=$(median <<<"$pd2")
+  table+="
+| podman (c/storage overlay) | | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | |"
+fi
+table+="
+
+Filesystem of the stores: $([ "$fs" = host ] && echo "the host's ($(stat -f -c %T "$out_dir"))" || echo "a fresh loop $fs, default mkfs options"). Image 2 has $small_files non-empty files of at most 4 KiB (inline, a $block-byte block each: $(mib $((small_files * block)))) and $large_files larger ones (metadata-only entries; where their xattrs need a block of their own: $(mib $((large_files * block))))."
 echo "$table"
-[ "$write_results" = 1 ] && write_results_section sharing "$table"
+[ "$write_results" = 1 ] && write_results_section "sharing$([ "$fs" = host ] || echo " ($fs)")" "$table"
 exit 0
