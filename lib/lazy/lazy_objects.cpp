@@ -35,18 +35,34 @@ void ObjectDir::put(const Digest& d, const std::function<void(const Sink&)>& pro
   if (::mkdirat(dir_, d.algorithm.c_str(), 0755) < 0 && errno != EEXIST) throw Error(what, errno);
   if (::mkdirat(dir_, fan.c_str(), 0755) < 0 && errno != EEXIST) throw Error(what, errno);
   UniqueFd fanfd = sys::xopen_at(dir_, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, what);
-  // Nameless until complete and verified: a crash leaves nothing behind.
+  // Nameless until complete, verified and durable: a crash leaves nothing.
   UniqueFd fd = sys::xopen_at(fanfd.get(), ".", O_TMPFILE | O_WRONLY, 0444, what);
   produce([&](const char* p, size_t n) {
     if (auto w = sys::write_all(fd.get(), p, n); !w) throw Error(what, w.error());
   });
-  // The data is on disk before the name: a name only ever holds verified bytes.
-  if (::fdatasync(fd.get()) < 0) throw Error(what, errno);
-  std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
-  if (::linkat(AT_FDCWD, proc.c_str(), fanfd.get(), d.hex.substr(2).c_str(), AT_SYMLINK_FOLLOW) <
-          0 &&
-      errno != EEXIST)
-    throw Error(what, errno);
+  std::lock_guard g(mu_);
+  pending_[std::this_thread::get_id()].push_back(
+      Pending{std::move(fd), std::move(fanfd), d.hex.substr(2), what});
+}
+
+void ObjectDir::flush() {
+  std::vector<Pending> mine;
+  {
+    std::lock_guard g(mu_);
+    auto it = pending_.find(std::this_thread::get_id());
+    if (it == pending_.end()) return;
+    mine = std::move(it->second);
+    pending_.erase(it);
+  }
+  if (mine.empty()) return;
+  // The data is on disk before any name: a name only ever holds verified bytes.
+  if (::syncfs(dir_) < 0) throw Error("syncfs of the objects", errno);
+  for (Pending& p : mine) {
+    std::string proc = "/proc/self/fd/" + std::to_string(p.file.get());
+    if (::linkat(AT_FDCWD, proc.c_str(), p.fanout.get(), p.name.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
+        errno != EEXIST)
+      throw Error(p.what, errno);
+  }
 }
 
 struct LazyObjects::Layer {

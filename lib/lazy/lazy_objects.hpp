@@ -4,7 +4,8 @@
 // verified at startup), fetches the object's frames with a Range request
 // (with small missing neighbours) through a Fetcher per layer, checks the
 // sha256 against the TOC and publishes it under objects/ atomically
-// (O_TMPFILE, fdatasync, linkat: a name only ever holds verified bytes).
+// (O_TMPFILE per object; after each request one syncfs, then linkat of
+// each: a name only ever holds verified, durable bytes).
 // Registry credentials: the recorded locator's options without --creds,
 // so the auth files a pull would read (--authfile, $REGISTRY_AUTH_FILE,
 // XDG, docker config). Thread-safe; fetch() never throws.
@@ -15,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lazy/fetcher.hpp"
@@ -29,14 +31,25 @@ class RegistryClient;
 namespace layer::lazy {
 
 // Objects as the store keeps them, written in place by a daemon.
+// put() leaves each object a nameless O_TMPFILE; flush() makes this
+// thread's pending ones durable with one syncfs and links them in.
 class ObjectDir : public ObjectStore {
  public:
   explicit ObjectDir(int objects_dir) : dir_(objects_dir) {}
   bool has(const Digest& d) override;
   void put(const Digest& d, const std::function<void(const Sink&)>& produce) override;
+  void flush() override;
 
  private:
+  struct Pending {
+    UniqueFd file;    // the object's data, nameless
+    UniqueFd fanout;  // objects/<alg>/<2 hex>
+    std::string name;
+    std::string what;
+  };
   int dir_;  // borrowed: the store's objects/
+  std::mutex mu_;  // guards pending_
+  std::map<std::thread::id, std::vector<Pending>> pending_;
 };
 
 class LazyObjects : public store::MissingObjects {
