@@ -113,6 +113,19 @@ wait_http "http://$R/v2/"
 cmp "$WORK/m-down/usr/lib/mid.txt" "$T/mid/usr/lib/mid.txt" || fail "read after the registry came back"
 echo "  ok: $(grep -c "lazy fetch of" "$log") log line(s)"
 
+step "concurrent opens of one missing file share one fetch; a write copies a missing file up"
+for i in 1 2 3 4 5 6 7 8; do cmp "$WORK/m-down/usr/lib/lib.so" "$T/mid/usr/lib/lib.so" & done
+for i in 1 2 3 4 5 6 7 8; do wait -n || fail "a concurrent read differs"; done
+echo appended >>"$WORK/m-down/usr/bin/numbers"
+{ cat "$T/base/usr/bin/numbers"; echo appended; } | cmp - "$WORK/m-down/usr/bin/numbers" || fail "copy-up of a missing file"
+"$LAYERCTL" umount "$WORK/m-down" >/dev/null
+MOUNTS=()
+stats=$(grep -o "lazy: [0-9]* objects, [0-9]* bytes fetched in [0-9]* requests" "$log" | tail -1)
+requests=$(echo "$stats" | awk '{print $8}')
+# mid.txt (with its small neighbours), lib.so once for all eight, numbers.
+[ -n "$requests" ] && [ "$requests" -le 3 ] || fail "expected at most 3 requests: '$stats'"
+echo "  ok: $stats"
+
 step "hostile TOCs are refused with one line"
 export LAYERFS_ROOT="$WORK/hostile"
 for mode in bad-digest path-escape offset-past-end; do
