@@ -9,8 +9,10 @@
 # store), and the page cache added by reading the ~100 largest shared
 # libraries through a mount of image 2 after reading them through a mount of
 # image 1 (memory cgroup of the readers and daemons). Medians of N runs.
-# podman's c/storage overlay driver pulls the same two images into a fresh
-# storage root of its own as the layer-level peer (disk only).
+# The layer-level peers, disk only, each in a fresh root of its own: podman
+# (containers/storage, overlay driver) pulls the two images; containerd (its
+# own daemon, overlayfs snapshotter) imports them with `ctr images import`
+# (counted: its snapshots, plus its content store of compressed blobs).
 #
 # --fs host (default) keeps the stores on the filesystem of bench/out; --fs
 # ext4 or --fs xfs puts them on a fresh loop filesystem of that type made with
@@ -50,9 +52,41 @@ cleanup() {
   for m in "$work/mnt1" "$work/mnt2"; do mountpoint -q "$m" && umount -l "$m"; done
   [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
   if [ -d "$work/podman" ]; then podman_store system reset -f >/dev/null 2>&1 || true; fi
+  containerd_stop
   rm -rf "${work:?}"/*
   if [ "$fs" != host ]; then umount "$work"; rm -f "$out_dir/sharing-$fs.img"; fi
   rm -rf "$work"
+}
+containerd_stop() {
+  [ -n "${ctrd_pid:-}" ] || return 0
+  kill "$ctrd_pid" 2>/dev/null; wait "$ctrd_pid" 2>/dev/null
+  ctrd_pid=
+  grep -o " $work/containerd/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l
+}
+# OCI-archive tar of one tag of a layout (its index entry and the blobs it
+# names), for ctr images import.
+oci_tar() {  # LAYOUT TAG OUT
+  python3 - "$@" <<'PY'
+import io, json, os, sys, tarfile
+layout, tag, out = sys.argv[1:4]
+ix = json.load(open(os.path.join(layout, "index.json")))
+ix["manifests"] = [m for m in ix["manifests"]
+                   if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+blob = lambda d: os.path.join("blobs", *d.split(":"))
+names = set()
+for m in ix["manifests"]:
+    names.add(blob(m["digest"]))
+    man = json.load(open(os.path.join(layout, blob(m["digest"]))))
+    names.update(blob(d["digest"]) for d in [man["config"]] + man["layers"])
+with tarfile.open(out, "w") as t:
+    t.add(os.path.join(layout, "oci-layout"), "oci-layout")
+    data = json.dumps(ix).encode()
+    info = tarfile.TarInfo("index.json")
+    info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+    for n in sorted(names):
+        t.add(os.path.join(layout, n), n)
+PY
 }
 podman_store() {
   podman --root "$work/podman/root" --runroot "$work/podman/run" --storage-driver overlay \
@@ -69,7 +103,7 @@ img1="oci:$cache_dir/images/debian-gzip:latest" img2="oci:$work/img2:latest"
 
 store_bytes() { du -s --block-size=1 "$1" | cut -f1; }
 declare -A t1 d1 d2 pc
-pd1="" pd2=""
+pd1="" pd2="" cd1="" cd2="" cb1="" cb2=""
 for ((r = 1; r <= runs; r++)); do
   for fmt in 2 1; do
     root=$work/store-$fmt
@@ -92,8 +126,9 @@ for ((r = 1; r <= runs; r++)); do
       echo $BASHPID >"$cg/cgroup.procs"
       "$layerctl" --root "$root" mount --read-only "$img1" "$work/mnt1" >/dev/null
       "$layerctl" --root "$root" mount --read-only "$img2" "$work/mnt2" >/dev/null
+      # (awk, not head: head would end sort with SIGPIPE, fatal under pipefail)
       (cd "$work/mnt1" && find usr/lib -name '*.so*' -type f -printf '%s %p\n' | sort -rn |
-        head -100 | cut -d' ' -f2) >"$work/libs"
+        awk "NR <= 100" | cut -d" " -f2) >"$work/libs"
       sync
       drop_caches
       (cd "$work/mnt1" && xargs cat <"$work/libs" >/dev/null)
@@ -126,6 +161,36 @@ if command -v podman >/dev/null; then
   rm -rf "$work/podman"
 fi
 
+# Peer: containerd (overlayfs snapshotter, its own daemon and root).
+if command -v containerd >/dev/null && command -v ctr >/dev/null; then
+  oci_tar "$cache_dir/images/debian-gzip" latest "$work/img1.tar"
+  oci_tar "$work/img2" latest "$work/img2.tar"
+  c=$work/containerd
+  for ((r = 1; r <= runs; r++)); do
+    rm -rf "$c"
+    mkdir -p "$c"
+    printf 'version = 2\n' >"$c/config.toml"
+    containerd -c "$c/config.toml" --root "$c/root" --state "$c/state" --address "$c/sock" \
+      >"$c.log" 2>&1 &
+    ctrd_pid=$!
+    for _ in $(seq 50); do [ -S "$c/sock" ] && break; sleep 0.1; done
+    ctr_bytes() {
+      du -s --block-size=1 "$c/root/io.containerd.snapshotter.v1.overlayfs" | cut -f1
+      du -s --block-size=1 "$c/root/io.containerd.content.v1.content" | cut -f1
+    }
+    # Each under a name of its own: both tags are "latest", and an import
+    # under the default name would replace image 1 (and let its layers go).
+    ctr -a "$c/sock" -n bench images import --base-name docker.io/bench/img1 "$work/img1.tar" >/dev/null
+    read -r a ab < <(ctr_bytes | paste -sd' ')
+    ctr -a "$c/sock" -n bench images import --base-name docker.io/bench/img2 "$work/img2.tar" >/dev/null
+    read -r b bb < <(ctr_bytes | paste -sd' ')
+    cd1+="$a " cd2+="$((b - a)) " cb1+="$ab " cb2+="$((bb - ab)) "
+    log "run $r containerd: image 1 $a B (+$ab B blobs), image 2 adds $((b - a)) B (+$((bb - ab)) B blobs)"
+    containerd_stop
+  done
+  rm -rf "$c" "$work/img1.tar" "$work/img2.tar"
+fi
+
 # What image 2's tree costs at least, whatever the form: a file of up to the
 # inline threshold (4 KiB) takes a data block; a larger one is a metadata-only
 # entry, whose two xattrs take a block of their own where they do not fit in
@@ -147,6 +212,11 @@ if [ -n "$pd1" ]; then
   a=$(median <<<"$pd1") b=$(median <<<"$pd2")
   table+="
 | podman (c/storage overlay) | | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | |"
+fi
+if [ -n "$cd1" ]; then
+  a=$(median <<<"$cd1") b=$(median <<<"$cd2")
+  table+="
+| containerd (overlayfs snapshotter) | | $(mib "$a") (+$(mib "$(median <<<"$cb1")") blobs) | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}'); +$(mib "$(median <<<"$cb2")") blobs) | |"
 fi
 table+="
 
