@@ -12,7 +12,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -43,6 +45,7 @@ constexpr const char* kUsage =
     "                     metacopy/redirect markers read their data from D\n"
     "  -o lazy            with datadir: fetch the content objects of lazily pulled\n"
     "                     layers (layerctl pull --lazy) from their registry on open\n"
+    "  -o lazy_fetch_all  -o lazy, and fetch all the rest in the background too\n"
     "  -o ro              read-only mount (no upperdir needed)\n"
     "  -o uidmapping=D:M:N[:...], gidmapping=...   map ids as fuse-overlayfs does: N ids\n"
     "                     from D on disk show as M in the mount, and back on writes\n"
@@ -187,6 +190,15 @@ int main(int argc, char** argv) {
       if (daemon->ov().user_xattrs() && !opts.core.userxattr)
         fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
+      std::atomic<bool> stop_fetch{false};
+      std::thread fetch_all;
+      if (opts.lazy_fetch_all && opts.core.missing_objects)
+        fetch_all = std::thread([&] {
+          size_t done = lazy_objects->fetch_all(stop_fetch);
+          if (!stop_fetch.load())
+            fuse::log_info("lazy: background fetch done, %zu of %zu layers complete", done,
+                           lazy_objects->layers());
+        });
       if (single) {
         ret = fuse_session_loop(se);
       } else {
@@ -202,6 +214,8 @@ int main(int argc, char** argv) {
       // of the filesystems under them right after ours finds them free. Lazy
       // copy-ups still need them, and are finished first (seldom any left).
       fuse_session_unmount(se);
+      stop_fetch.store(true);
+      if (fetch_all.joinable()) fetch_all.join();
       daemon->uring().stop();
       daemon->ov().finish_partials();
       daemon->close_layers();

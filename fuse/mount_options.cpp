@@ -165,6 +165,9 @@ void MountOptions::parse(const std::string& opts) {
       core.xattr_permissions = level == 1   ? XattrPermissions::kSecurity
                                : level == 2 ? XattrPermissions::kUser
                                             : XattrPermissions::kOff;
+    } else if (name == "lazy_fetch_all") {
+      no_value();
+      lazy = lazy_fetch_all = true;
     } else if (name == "lazy") {
       no_value();
       lazy = true;

@@ -31,6 +31,9 @@ struct MountOptions {
   // -o lazy (with datadir): lower layers pulled lazily (their layer directory
   // holds lazy.json) get their missing content objects fetched on open.
   bool lazy = false;
+  // -o lazy_fetch_all: and fetch all the rest in the background (yielding to
+  // on-demand fetches).
+  bool lazy_fetch_all = false;
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).
   std::vector<std::string> fuse_options;

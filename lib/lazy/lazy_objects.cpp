@@ -105,20 +105,7 @@ Result<void> LazyObjects::fetch(const Digest& d) {
   if (it == by_digest_.end()) return Errno{ENOENT};
   Layer& l = *it->second.first;
   try {
-    // Talks to the registry only when first needed (after the daemon forked).
-    std::call_once(l.connect, [&] {
-      try {
-        registry::RegistryLocator loc = registry::parse_locator(l.ll.record.locator);
-        l.client = std::make_unique<registry::RegistryClient>(
-            registry::Reference::parse(loc.repository), loc.options);
-        l.ranges = std::make_unique<BlobRanges>(*l.client, l.ll.record.blob);
-        l.fetcher = std::make_unique<Fetcher>(l.ll.toc, *l.ranges, objects_);
-      } catch (...) {
-        l.connect_error = std::current_exception();
-      }
-    });
-    if (l.connect_error) std::rethrow_exception(l.connect_error);
-    l.fetcher->ensure(it->second.second);
+    fetcher_of(l).ensure(it->second.second);
     return {};
   } catch (const std::bad_alloc&) {
     return Errno{ENOMEM};
@@ -131,6 +118,43 @@ Result<void> LazyObjects::fetch(const Digest& d) {
     }
     return Errno{EIO};
   }
+}
+
+Fetcher& LazyObjects::fetcher_of(Layer& l) {
+  std::call_once(l.connect, [&] {
+    try {
+      registry::RegistryLocator loc = registry::parse_locator(l.ll.record.locator);
+      l.client = std::make_unique<registry::RegistryClient>(
+          registry::Reference::parse(loc.repository), loc.options);
+      l.ranges = std::make_unique<BlobRanges>(*l.client, l.ll.record.blob);
+      l.fetcher = std::make_unique<Fetcher>(l.ll.toc, *l.ranges, objects_);
+    } catch (...) {
+      l.connect_error = std::current_exception();
+    }
+  });
+  if (l.connect_error) std::rethrow_exception(l.connect_error);
+  return *l.fetcher;
+}
+
+size_t LazyObjects::fetch_all(const std::atomic<bool>& stop) {
+  size_t done = 0;
+  for (auto& l : layers_) {
+    if (stop.load()) break;
+    try {
+      Fetcher& f = fetcher_of(*l);
+      f.complete({}, stop);
+      if (f.missing() == 0) ++done;
+    } catch (const std::exception& e) {
+      if (log_) {
+        std::string why = e.what();
+        if (auto* err = dynamic_cast<const Error*>(&e)) why = err->line();
+        log_("lazy background fetch of layer " + l->dir + ": " + why);
+      }
+    } catch (...) {
+      if (log_) log_("lazy background fetch of layer " + l->dir + ": unknown error");
+    }
+  }
+  return done;
 }
 
 FetchStats LazyObjects::stats() {

@@ -64,11 +64,20 @@ class LazyObjects : public store::MissingObjects {
 
   size_t layers() const { return layers_.size(); }
   Result<void> fetch(const Digest& d) override;
+  // Fetches every missing object of every lazy layer (Fetcher::complete:
+  // the eStargz prefetch landmark first, then blob order, yielding to
+  // on-demand fetches) until done or `stop`; a layer that fails gets one
+  // log line and is left for the on-demand path. Returns the layers whose
+  // objects are all present. Never throws.
+  size_t fetch_all(const std::atomic<bool>& stop);
   // What the fetches so far did, summed over the layers.
   FetchStats stats();
 
  private:
   struct Layer;
+  // Layer l's registry client and Fetcher, made at the first use (after the
+  // daemon forked). Throws the Error that kept them from being made.
+  Fetcher& fetcher_of(Layer& l);
   ObjectDir objects_;
   Log log_;
   std::vector<std::unique_ptr<Layer>> layers_;

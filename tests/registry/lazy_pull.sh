@@ -144,3 +144,21 @@ for mode in bad-digest path-escape offset-past-end; do
   echo "  ok: $mode: $(cat "$WORK/err")"
 done
 [ -z "$(ls "$LAYERFS_ROOT/images" 2>/dev/null)" ] || fail "a hostile image was recorded"
+
+step "mount --fetch-all fetches every missing object in the background"
+export LAYERFS_ROOT="$WORK/lazy-all"
+"$LAYERCTL" pull -q --lazy "$R/app/zc:1" >/dev/null || fail "lazy pull"
+mkdir -p "$WORK/m-all"
+"$LAYERCTL" mount --read-only --fetch-all "$R/app/zc:1" "$WORK/m-all" >/dev/null || fail "mount --fetch-all"
+MOUNTS+=("$WORK/m-all")
+for i in $(seq 300); do
+  grep -q "background fetch done" "$LAYERFS_ROOT"/containers/*/layerfs.log && break
+  sleep 0.1
+done
+grep -q "background fetch done, 3 of 3 layers complete" "$LAYERFS_ROOT"/containers/*/layerfs.log ||
+  fail "no completion line: $(cat "$LAYERFS_ROOT"/containers/*/layerfs.log)"
+"$LAYERCTL" images | grep -Eq "lazy: ([0-9]+)/\1 objects" || fail "not all fetched: $("$LAYERCTL" images)"
+"$LAYERCTL" umount "$WORK/m-all" >/dev/null
+MOUNTS=()
+"$LAYERCTL" pull "$R/app/zc:1" | grep -q "3 completed" || fail "completing pull after --fetch-all"
+echo "  ok: $("$LAYERCTL" images | tail -1)"
