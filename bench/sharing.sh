@@ -221,7 +221,7 @@ if [ -n "$cd1" ]; then
 fi
 table+="
 
-Filesystem of the stores: $([ "$fs" = host ] && echo "the host's ($(stat -f -c %T "$out_dir"))" || echo "a fresh loop $fs, default mkfs options"). Image 2 has $small_files non-empty files of at most 4 KiB (inline, a $block-byte block each: $(mib $((small_files * block)))) and $large_files larger ones (metadata-only entries; where their xattrs need a block of their own: $(mib $((large_files * block))))."
+Filesystem of the stores: $([ "$fs" = host ] && echo "the host's ($(findmnt -no FSTYPE -T "$out_dir"))" || echo "a fresh loop $fs, default mkfs options"). Image 2 has $small_files non-empty files of at most 4 KiB (inline, a $block-byte block each: $(mib $((small_files * block)))) and $large_files larger ones (metadata-only entries; where their xattrs need a block of their own: $(mib $((large_files * block))))."
 echo "$table"
 [ "$write_results" = 1 ] && write_results_section "sharing$([ "$fs" = host ] || echo " ($fs)")" "$table"
 exit 0

@@ -5,21 +5,26 @@
 // before anything is mounted; then it detaches (unless -f) and serves the
 // mount until it is unmounted or gets SIGTERM/SIGINT/SIGHUP (it unmounts
 // first).
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "daemon.hpp"
+#include "lazy/lazy_objects.hpp"
 #include "log.hpp"
 #include "mount_options.hpp"
 #include "overlay/overlay.hpp"
 #include "util/error.hpp"
+#include "util/sys.hpp"
 
 namespace {
 
@@ -38,6 +43,9 @@ constexpr const char* kUsage =
     "  -o workdir=W       scratch directory for atomic copy-up\n"
     "  -o datadir=D       a layerfs store's objects/: lower files carrying the store's\n"
     "                     metacopy/redirect markers read their data from D\n"
+    "  -o lazy            with datadir: fetch the content objects of lazily pulled\n"
+    "                     layers (layerctl pull --lazy) from their registry on open\n"
+    "  -o lazy_fetch_all  -o lazy, and fetch all the rest in the background too\n"
     "  -o ro              read-only mount (no upperdir needed)\n"
     "  -o uidmapping=D:M:N[:...], gidmapping=...   map ids as fuse-overlayfs does: N ids\n"
     "                     from D on disk show as M in the mount, and back on writes\n"
@@ -114,6 +122,9 @@ int main(int argc, char** argv) {
   if (!opts.threaded) single = true;
   if (opts.debug) debug = true;  // logs every request; still daemonizes
 
+  // Declared before the daemon, which borrows them.
+  UniqueFd objects_dir;
+  std::unique_ptr<lazy::LazyObjects> lazy_objects;
   std::unique_ptr<fuse::Daemon> daemon;
   try {
     struct stat st;
@@ -122,6 +133,14 @@ int main(int argc, char** argv) {
     if (!S_ISDIR(st.st_mode)) throw Error("mount point '" + mountpoint + "'", ENOTDIR);
     raise_fd_limit();
     ::umask(0);
+    if (opts.lazy) {
+      objects_dir = sys::xopen_at(AT_FDCWD, opts.core.datadir, O_RDONLY | O_DIRECTORY, 0,
+                                  "datadir '" + opts.core.datadir + "'");
+      lazy_objects = std::make_unique<lazy::LazyObjects>(
+          opts.core.lowerdirs, objects_dir.get(),
+          [](const std::string& line) { fuse::log_error("%s", line.c_str()); });
+      if (lazy_objects->layers() > 0) opts.core.missing_objects = lazy_objects.get();
+    }
     daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
   } catch (const Error& e) {
@@ -171,6 +190,15 @@ int main(int argc, char** argv) {
       if (daemon->ov().user_xattrs() && !opts.core.userxattr)
         fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
+      std::atomic<bool> stop_fetch{false};
+      std::thread fetch_all;
+      if (opts.lazy_fetch_all && opts.core.missing_objects)
+        fetch_all = std::thread([&] {
+          size_t done = lazy_objects->fetch_all(stop_fetch);
+          if (!stop_fetch.load())
+            fuse::log_info("lazy: background fetch done, %zu of %zu layers complete", done,
+                           lazy_objects->layers());
+        });
       if (single) {
         ret = fuse_session_loop(se);
       } else {
@@ -186,9 +214,18 @@ int main(int argc, char** argv) {
       // of the filesystems under them right after ours finds them free. Lazy
       // copy-ups still need them, and are finished first (seldom any left).
       fuse_session_unmount(se);
+      stop_fetch.store(true);
+      if (fetch_all.joinable()) fetch_all.join();
       daemon->uring().stop();
       daemon->ov().finish_partials();
       daemon->close_layers();
+      if (opts.core.missing_objects) {
+        lazy::FetchStats ls = lazy_objects->stats();
+        fuse::log_info("lazy: %llu objects, %llu bytes fetched in %llu requests",
+                       static_cast<unsigned long long>(ls.objects),
+                       static_cast<unsigned long long>(ls.bytes),
+                       static_cast<unsigned long long>(ls.on_demand_requests));
+      }
       fuse::log_info("unmounted %s; exiting", mountpoint.c_str());
     }
     fuse_remove_signal_handlers(se);

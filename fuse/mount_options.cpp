@@ -165,6 +165,12 @@ void MountOptions::parse(const std::string& opts) {
       core.xattr_permissions = level == 1   ? XattrPermissions::kSecurity
                                : level == 2 ? XattrPermissions::kUser
                                             : XattrPermissions::kOff;
+    } else if (name == "lazy_fetch_all") {
+      no_value();
+      lazy = lazy_fetch_all = true;
+    } else if (name == "lazy") {
+      no_value();
+      lazy = true;
     } else if (name == "userxattr") {
       no_value();
       core.userxattr = true;
@@ -254,6 +260,7 @@ void MountOptions::validate() const {
     throw Error("option 'workdir' needs option 'upperdir' too");
   if (core.squash_to_root && (core.squash_to_uid >= 0 || core.squash_to_gid >= 0))
     throw Error("option 'squash_to_root' conflicts with 'squash_to_uid'/'squash_to_gid'");
+  if (lazy && core.datadir.empty()) throw Error("option 'lazy' needs option 'datadir'");
 }
 
 }  // namespace layer::fuse

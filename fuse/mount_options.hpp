@@ -28,6 +28,12 @@ struct MountOptions {
   // kernel's side is new (6.14).
   bool uring = false;
   bool debug = false;    // -o debug: log every request (as -d, without -f)
+  // -o lazy (with datadir): lower layers pulled lazily (their layer directory
+  // holds lazy.json) get their missing content objects fetched on open.
+  bool lazy = false;
+  // -o lazy_fetch_all: and fetch all the rest in the background (yielding to
+  // on-demand fetches).
+  bool lazy_fetch_all = false;
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).
   std::vector<std::string> fuse_options;

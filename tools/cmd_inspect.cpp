@@ -64,6 +64,9 @@ int run_inspect(Globals& g, std::vector<std::string>& args) {
       l["entries"] = info->entries;
       l["unpacked_at"] = info->unpacked_at;
     }
+    // Pulled lazily: how many of its content objects have been fetched.
+    if (auto lp = st.lazy_presence(diff_id))
+      l["lazy"] = {{"objects_present", lp->present}, {"objects", lp->total}};
     layers.push_back(l);
   }
 
@@ -113,7 +116,12 @@ int run_inspect(Globals& g, std::vector<std::string>& args) {
     };
     rows.push_back({"  " + std::to_string(i), l["diff_id"].get<std::string>().substr(0, 19),
                     l.contains("digest") ? l["digest"].get<std::string>().substr(0, 19) : "-",
-                    sz("compressed_size"), l["present"].get<bool>() ? sz("size") : "missing",
+                    sz("compressed_size"),
+                    !l["present"].get<bool>() ? "missing"
+                    : l.contains("lazy")
+                        ? sz("size") + " (lazy: " + l["lazy"]["objects_present"].dump() + "/" +
+                              l["lazy"]["objects"].dump() + " objects)"
+                        : sz("size"),
                     l.contains("entries") ? std::to_string(l["entries"].get<uint64_t>()) : "-",
                     std::to_string(l["shared_by"].get<size_t>()) + " image" +
                         (l["shared_by"].get<size_t>() == 1 ? "" : "s")});
@@ -128,7 +136,8 @@ const Command::Register kRegister({
     "Usage: layerctl inspect [--json] IMAGE\n"
     "\n"
     "Shows the image's manifest and config digests, platform, creation time and\n"
-    "size, and each layer: diff_id, compressed digest and size, unpacked size,\n"
+    "size, and each layer: diff_id, compressed digest and size, unpacked size (for\n"
+    "a layer pulled with --lazy: how many of its content objects are present),\n"
     "file count and how many images in the store share it. --json prints the\n"
     "whole manifest and config documents as well.\n",
     run_inspect,

@@ -17,7 +17,8 @@ namespace {
 
 int run_mount(Globals& g, std::vector<std::string>& args) {
   auto opts = parse_options(
-      args, {{"name", true}, {"read-only", false}, {"suid", false}, {"dev", false}, {"kernel", false}},
+      args, {{"name", true}, {"read-only", false}, {"suid", false}, {"dev", false}, {"kernel", false},
+             {"fetch-all", false}},
       g);
   if (args.size() != 2) throw UsageError("wants IMAGE and DIR (see 'layerctl mount --help')");
   const std::string image = args[0];
@@ -36,6 +37,7 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
   req.suid = opts.count("suid") > 0;
   req.dev = opts.count("dev") > 0;
   req.kernel = opts.count("kernel") > 0;
+  req.fetch_all = opts.count("fetch-all") > 0;
   store::ContainerRecord rec = mount_container(store, req);
   const pid_t pid = rec.pid;
   if (g.json) {
@@ -52,6 +54,7 @@ const Command::Register kRegister({
     "mount",
     "create a container from an image and mount it at a directory",
     "Usage: layerctl mount IMAGE DIR [--name NAME] [--read-only] [--suid] [--dev] [--kernel]\n"
+    "                    [--fetch-all]\n"
     "\n"
     "Creates a container from IMAGE (its own copy-on-write upper directory in the\n"
     "store) and serves the image's layers under it at DIR with a layerfs daemon.\n"
@@ -64,6 +67,9 @@ const Command::Register kRegister({
     "  --kernel       serve it with the kernel's overlayfs instead of layerfs, over the\n"
     "                 same layers and content objects (root, Linux 6.5+: data-only\n"
     "                 lower layers); umount, ps, rm and commit work the same\n"
+    "  --fetch-all    for an image pulled with --lazy: the daemon fetches every\n"
+    "                 missing file in the background too, not only when opened (a\n"
+    "                 later 'layerctl pull' still verifies the layers as whole)\n"
     "  --json         print id, name, image, mount point and daemon pid as JSON\n"
     "\n"
     "Any host user who can reach DIR can use the mount: by default it is nosuid\n"

@@ -148,7 +148,7 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   std::vector<OptSpec> specs = {{"platform", true},        {"jobs", true, 'j'},
                                 {"max-layer-bytes", true}, {"max-layer-entries", true},
                                 {"no-file-list", false},   {"drop-blobs", false},
-                                {"inline-files", false}};
+                                {"inline-files", false},   {"lazy", false}};
   for (const auto& f : registry_flags()) specs.push_back(f);
   auto o = parse_options(args, specs, g);
   if (args.size() != 1) throw UsageError("wants one image reference (see 'layerctl pull --help')");
@@ -175,6 +175,10 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
   if (o.count("no-file-list")) opt.unpack.record_digests = false;
   if (o.count("drop-blobs")) opt.keep_blobs = false;
   if (o.count("inline-files")) opt.unpack.share_content = false;
+  if (o.count("lazy")) {
+    if (o.count("inline-files")) throw UsageError("--lazy needs content objects, not --inline-files");
+    opt.lazy = true;
+  }
 
   // Errors from here on name the reference once, at the front.
   std::string name;
@@ -258,6 +262,8 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
                         {"unpacked", unpacked},
                         {"reused", r.layers_reused},
                         {"bytes_fetched", r.bytes_fetched},
+                        {"lazy", r.layers_lazy},
+                        {"completed", r.layers_completed},
                         {"size", r.image.size},
                         {"seconds", secs},
                         {"nothing_to_unpack", nothing}};
@@ -268,9 +274,14 @@ int run_pull(Globals& g, std::vector<std::string>& args) {
     std::printf("%s: all layers present, nothing to unpack (id %s)\n", r.image.ref.c_str(),
                 short_id(r.image.config.hex).c_str());
   } else {
+    // Lazy layers: metadata only so far; completed: lazy layers made whole.
+    std::string how;
+    if (r.layers_lazy) how += ", " + std::to_string(r.layers_lazy) + " of them lazily";
+    if (r.layers_completed) how += ", " + std::to_string(r.layers_completed) + " completed";
     std::printf(
-        "%s: pulled %zu layer%s (%zu unpacked, %zu already present), %s in %s, %s (id %s)\n",
+        "%s: pulled %zu layer%s (%zu unpacked%s, %zu already present), %s in %s, %s (id %s)\n",
         r.image.ref.c_str(), r.layers_total, r.layers_total == 1 ? "" : "s", unpacked,
+        how.c_str(),
         r.layers_reused, human_bytes(r.bytes_fetched).c_str(), human_seconds(secs).c_str(),
         human_rate(secs > 0 ? static_cast<double>(r.bytes_fetched) / secs : 0).c_str(),
         short_id(r.image.config.hex).c_str());
@@ -284,7 +295,9 @@ const Command::Register kRegister({
     "Usage: layerctl pull [OPTIONS] REFERENCE\n"
     "\n"
     "Brings an image into the store and unpacks each of its layers once, keyed\n"
-    "by diff_id; layers already in the store are not fetched again.\n"
+    "by diff_id; layers already in the store are not fetched again, except lazily\n"
+    "pulled ones (--lazy), which a pull without --lazy completes: their whole blob\n"
+    "is fetched and verified as an eager pull's would be.\n"
     "\n"
     "REFERENCE:\n"
     "  oci:DIR[:TAG]              an OCI image layout directory\n"
@@ -301,6 +314,11 @@ const Command::Register kRegister({
     "  -j, --jobs N                  layers fetched and unpacked at once (default 4)\n"
     "  --max-layer-bytes SIZE        refuse a layer whose tar is larger (default 64G)\n"
     "  --max-layer-entries N         refuse a layer with more entries (default 4000000)\n"
+    "  --lazy                        for layers with a table of contents (zstd:chunked,\n"
+    "                                eStargz) fetch only the TOC and write the metadata;\n"
+    "                                file contents are fetched when first read through\n"
+    "                                a mount ('layerctl pull' without --lazy completes\n"
+    "                                them); other layers are pulled whole\n"
     "  --inline-files                keep every file's data in its layer (no content\n"
     "                                objects, as store format 1 did; for comparisons)\n"
     "  --no-file-list                do not record the layers' file lists (fsck then\n"

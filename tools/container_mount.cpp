@@ -130,6 +130,11 @@ void mount_kernel(const store::Store& st, const store::ContainerRecord& rec) {
   std::string o;
   for (auto it = rec.diff_ids.rbegin(); it != rec.diff_ids.rend(); ++it)
     o += param("lowerdir+", root + "/" + Layout::layer_diff(*it));
+  for (const auto& d : rec.diff_ids)
+    if (st.is_lazy_layer(d))
+      throw Error("layer " + d.str() +
+                  " was pulled lazily and is not complete: the kernel cannot fetch its files "
+                  "(complete it with 'layerctl pull', or mount without --kernel)");
   o += param("datadir+", root + "/" + Layout::objects_dir());
   if (!rec.read_only) {
     o += param("upperdir", root + "/" + Layout::container_upper(rec.id));
@@ -202,7 +207,7 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
       for (const auto& p : {Layout::container_upper(rec.id), Layout::container_work(rec.id)})
         if (::mkdirat(st.root_fd(), p.c_str(), 0755) != 0) throw_errno(root + "/" + p);
     }
-    start_daemon(st, rec);
+    start_daemon(st, rec, req.fetch_all);
   } catch (...) {
     try {
       st.remove_container(rec.id);
@@ -213,7 +218,7 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
   return rec;
 }
 
-void start_daemon(store::Store& st, store::ContainerRecord& rec) {
+void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all) {
   using store::Layout;
   if (rec.engine == store::kEngineKernel) return mount_kernel(st, rec);
   const std::string& dir = rec.mountpoint;
@@ -236,6 +241,12 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec) {
     o += rec.suid ? ",suid" : ",nosuid";
     o += rec.dev ? ",dev" : ",nodev";
     o += ",datadir=" + escape_opt(root + "/" + Layout::objects_dir());
+    for (const auto& d : rec.diff_ids)
+      if (st.is_lazy_layer(d)) {
+        o += ",lazy";  // fetch what lazily pulled layers still lack (pull --lazy)
+        if (fetch_all) o += ",lazy_fetch_all";
+        break;
+      }
     o += ",fsname=layerfs-" + short_id(rec.id);
     UniqueFd log = sys::xopen_at(rfd, Layout::container_log(rec.id), O_WRONLY | O_CREAT | O_APPEND,
                                  0644, "container log");

@@ -22,6 +22,8 @@ struct MountRequest {
   // Serve with the kernel's overlayfs (lowerdir+=, datadir+=objects,
   // metacopy=on) instead of a layerfs daemon. Root only.
   bool kernel = false;
+  // Lazily pulled layers: fetch every missing object in the background.
+  bool fetch_all = false;
 };
 
 // True for a usable container name: letters, digits, '_', '.', '-', at most 64.
@@ -40,7 +42,9 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
 // exist) at rec.mountpoint and returns once the mount answers, with rec.pid
 // set and recorded. On failure no daemon or mount is left and the record is
 // untouched; the Error carries the daemon's own message (libfuse's reason).
-void start_daemon(store::Store& st, store::ContainerRecord& rec);
+// `fetch_all`: the daemon fetches the missing objects of lazily pulled
+// layers in the background too (-o lazy_fetch_all), not only on open.
+void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all = false);
 
 // Unmounts a mounted container (or cleans up after its dead daemon), waits
 // for the daemon to exit and records it stopped. Throws Error (EBUSY for a

@@ -162,13 +162,22 @@ class Checker {
       return;
     }
     std::set<Digest> list(listed.begin(), listed.end());
+    // A lazily pulled layer names objects still to be fetched (docs/lazy-pull.md).
+    const bool lazy = st_.is_lazy_layer(d);
+    size_t to_fetch = 0;
     for (const auto& o : named) {
       if (!list.count(o)) bad("names object " + o.str() + ", which objects.list lacks");
-      if (!st_.has_object(o))
+      if (!st_.has_object(o) && lazy)
+        ++to_fetch;
+      else if (!st_.has_object(o))
         bad("names object " + o.str() + ", which is not in the store");
       else if (r_.damaged_objects.count(o))
         bad("names damaged object " + o.str());
     }
+    if (lazy)
+      add(Severity::Note, Subject::Layer, d.str(), "",
+          "pulled lazily: " + std::to_string(to_fetch) + " of " + std::to_string(named.size()) +
+              " objects still to fetch");
   }
 
   void check_objects() {

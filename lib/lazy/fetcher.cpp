@@ -104,6 +104,12 @@ std::map<size_t, std::exception_ptr> Fetcher::fetch(const std::vector<size_t>& e
         errors[entries[k]] = std::current_exception();
       }
     }
+    try {
+      objects_.flush();
+    } catch (...) {
+      for (size_t k = 0; k < entries.size(); ++k)
+        if (in_span(k) && !errors.count(entries[k])) errors[entries[k]] = std::current_exception();
+    }
   }
   return errors;
 }

@@ -36,6 +36,10 @@ class ObjectStore {
   // Stores the object `d`: `produce` writes its bytes to the sink and throws
   // if they turn out wrong, in which case nothing may be published.
   virtual void put(const Digest& d, const std::function<void(const Sink&)>& produce) = 0;
+  // Publishes what this thread put since its last flush, if put() defers
+  // that (to make many objects durable with one sync). The Fetcher calls it
+  // after each request's objects; throws if they could not be published.
+  virtual void flush() {}
 };
 
 struct FetchOptions {

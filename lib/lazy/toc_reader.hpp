@@ -11,16 +11,11 @@
 
 #include "lazy/toc.hpp"
 #include "oci/image.hpp"
+#include "oci/image_source.hpp"
 
 namespace layer::lazy {
 
-// Random access to a blob's bytes (a registry blob by Range requests, a file).
-class RangeReader {
- public:
-  virtual ~RangeReader() = default;
-  // Exactly the bytes [offset, offset + length); throws Error otherwise.
-  virtual std::string read(uint64_t offset, uint64_t length) = 0;
-};
+using RangeReader = oci::RangeReader;
 
 // The annotations this code reads.
 inline constexpr const char* kEstargzTocDigest = "containerd.io/snapshot/stargz/toc.digest";

@@ -19,6 +19,14 @@ struct FetchedDocument {
   Digest digest;             // digest of `bytes`, computed by the source
 };
 
+// Random access to a blob's bytes (a registry blob by Range requests, a file).
+class RangeReader {
+ public:
+  virtual ~RangeReader() = default;
+  // Exactly the bytes [offset, offset + length); throws Error otherwise.
+  virtual std::string read(uint64_t offset, uint64_t length) = 0;
+};
+
 class ImageSource {
  public:
   virtual ~ImageSource() = default;
@@ -37,6 +45,15 @@ class ImageSource {
   // A layer blob as a stream of its compressed bytes. Unverified: the
   // unpacker checks digest and size while streaming.
   virtual std::unique_ptr<ByteSource> open_blob(const Descriptor& d) = 0;
+  // Random access to a layer blob (lazy pull), or nullptr where the source
+  // has none. Unverified, like open_blob. Valid while the source is.
+  virtual std::unique_ptr<RangeReader> open_ranges(const Descriptor& d) {
+    (void)d;
+    return nullptr;
+  }
+  // Where a daemon finds the source's blobs again later, without the user's
+  // secrets (a JSON object as text: registry::locator_json), or empty.
+  virtual std::string locator() const { return {}; }
   // Problems found and stepped around (an index entry skipped), for the
   // caller to show; one line each.
   virtual std::vector<std::string> warnings() const { return {}; }

@@ -54,7 +54,7 @@ Result<RealFile> Overlay::open_real(Node* n, int flags) {
   if (!fd) return Errno{fd.error()};
   if (loc->layer != kUpper && n->type == S_IFREG) {
     // A metadata-only entry's data is in its content object (-o datadir).
-    auto data = store::data_of(std::move(fd).value(), datadir_.get());
+    auto data = store::data_of(std::move(fd).value(), datadir_.get(), config_.missing_objects);
     if (!data) return Errno{data.error()};
     return RealFile{std::move(data).value(), true};
   }

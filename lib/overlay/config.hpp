@@ -9,6 +9,10 @@
 
 #include "overlay/id_map.hpp"
 
+namespace layer::store {
+class MissingObjects;
+}
+
 namespace layer::overlay {
 
 // When reading a file or directory updates its access time, as the kernel's
@@ -32,6 +36,10 @@ struct Config {
   // (lib/format) read their data from the object the redirect names
   // beneath it. Empty: such markers are not followed.
   std::string datadir;
+  // With datadir: where objects named by lower entries but not yet in it
+  // come from (lazily pulled layers); borrowed, must outlive the Overlay.
+  // nullptr: a missing object is ENOENT.
+  store::MissingObjects* missing_objects = nullptr;
   IdMap uid_map;
   IdMap gid_map;
   bool squash_to_root = false;

@@ -175,7 +175,8 @@ Result<void> Copier::make_work_copy(Job& j, CopyData data) {
     case S_IFREG: {
       auto opened = open_in_layer(j.layer, j.sfd, nm, O_RDONLY | O_NOFOLLOW);
       if (!opened) return Errno{opened.error()};
-      auto src = store::data_of(std::move(opened).value(), datadir_);  // a content object's data
+      // A content object's data (fetched first if it is a lazy layer's, missing).
+      auto src = store::data_of(std::move(opened).value(), datadir_, c_.missing_objects);
       if (!src) return Errno{src.error()};
       auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
       if (!dst) return Errno{dst.error()};

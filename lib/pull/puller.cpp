@@ -16,6 +16,9 @@
 #include <thread>
 
 #include "format/overlay_format.hpp"
+#include "lazy/lazy_record.hpp"
+#include "lazy/toc_reader.hpp"
+#include "lazy/toc_tree.hpp"
 #include "oci/media_types.hpp"
 #include "overlay/overlay.hpp"
 #include "store/layout.hpp"
@@ -187,6 +190,8 @@ class Ingestor {
   }
 
   size_t reused() const { return reused_; }
+  size_t lazy() const { return lazy_; }
+  size_t completed() const { return completed_; }
   uint64_t fetched() const { return fetched_; }
 
  private:
@@ -306,6 +311,11 @@ class Ingestor {
   void ingest(size_t i) {
     const oci::Descriptor& d = m_.layers[i];
     const Digest& diff_id = cfg_.diff_ids[i];
+    // A lazy layer's tree is what its TOC says, and nothing has yet checked
+    // that the TOC belongs to a blob of this diff_id: another image naming
+    // the diff_id gets it as it is only from the same blob and TOC (digest
+    // and annotations); otherwise the layer is completed (verified) first.
+    if (store_.is_lazy_layer(diff_id) && (!opt_.lazy || !same_lazy_blob(i))) return complete(i);
     // Another process may have published it since the pull began.
     if (store_.has_layer(diff_id)) {
       check_present(i);
@@ -313,6 +323,7 @@ class Ingestor {
       emit(event(i, LayerState::Exists));
       return;
     }
+    if (opt_.lazy && ingest_lazy(i)) return;
     emit(event(i, LayerState::Downloading));
     // Sources name the blob in their errors.
     std::unique_ptr<ByteSource> blob = source_.open_blob(d);
@@ -332,12 +343,7 @@ class Ingestor {
         // tmp/ is swept at the next open.
       }
     };
-    unpack::LayerSpec spec;
-    spec.media_type = d.media_type;
-    spec.digest = d.digest;
-    spec.size = d.size;
-    spec.diff_id = diff_id;
-    spec.image = name_;
+    unpack::LayerSpec spec = spec_of(i);
     store::Ingest r;
     try {
       r = store_.ingest_layer(spec, in, opt_.unpack, {},
@@ -361,8 +367,95 @@ class Ingestor {
     }
   }
 
+  unpack::LayerSpec spec_of(size_t i) const {
+    unpack::LayerSpec spec;
+    spec.media_type = m_.layers[i].media_type;
+    spec.digest = m_.layers[i].digest;
+    spec.size = m_.layers[i].size;
+    spec.diff_id = cfg_.diff_ids[i];
+    spec.image = name_;
+    return spec;
+  }
+
+  // Layer i is in the store from a lazy pull: fetch its whole blob, check it
+  // and make the layer an ordinary one (Store::complete_lazy_layer).
+  void complete(size_t i) {
+    const oci::Descriptor& d = m_.layers[i];
+    emit(event(i, LayerState::Downloading));
+    std::unique_ptr<ByteSource> blob = source_.open_blob(d);
+    CountingSource counted(*this, i, *blob);
+    unpack::LayerSpec spec = spec_of(i);
+    if (store_.complete_lazy_layer(spec, counted, opt_.unpack)) {
+      ++completed_;
+      emit(event(i, LayerState::Done, static_cast<uint64_t>(d.size)));
+    } else {
+      ++reused_;
+      emit(event(i, LayerState::Exists));
+    }
+  }
+
+  // Lazy pull of layer i: its TOC by Range requests, verified, and the
+  // metadata tree written from it. False (nothing done) for a layer with no
+  // TOC or a source without Range reads.
+  bool ingest_lazy(size_t i) {
+    const oci::Descriptor& d = m_.layers[i];
+    const std::string context = "image " + name_ + ": layer " + d.digest.str();
+    std::optional<lazy::TocSource> ts;
+    try {
+      ts = lazy::TocSource::of(d);
+    } catch (const Error& e) {
+      throw Error("image " + name_ + ": " + e.line());
+    }
+    if (!ts) return false;
+    std::unique_ptr<oci::RangeReader> ranges = source_.open_ranges(d);
+    std::string locator = source_.locator();
+    if (!ranges || locator.empty()) return false;
+    emit(event(i, LayerState::Downloading));
+    lazy::RecordingReader recorded(*ranges);
+    lazy::Toc toc;
+    try {
+      toc = lazy::read_toc(recorded, *ts, "layer " + d.digest.str());
+    } catch (const Error& e) {
+      throw Error("image " + name_ + ": " + e.line());
+    }
+    fetched_ += recorded.bytes();
+    emit(event(i, LayerState::Unpacking, recorded.bytes()));
+    unpack::LayerSpec spec = spec_of(i);
+    lazy::LazyRecord rec{d, locator, name_};
+    auto produce = [&](int diff, const unpack::Options& uopt) {
+      return lazy::write_toc_tree(diff, toc, uopt, context);
+    };
+    auto extra = [&](int dir) { lazy::write_lazy_record(dir, rec, recorded.pieces()); };
+    store::Ingest r = store_.ingest_tree(spec, opt_.unpack, produce, extra,
+                                         [&](const store::LayerInfo& info, int diff_dirfd) {
+                                           check_before_publish(i, info, diff_dirfd);
+                                         });
+    if (r == store::Ingest::AlreadyPresent) {
+      check_present(i);
+      ++reused_;
+      emit(event(i, LayerState::Exists));
+    } else {
+      ++lazy_;
+      emit(event(i, LayerState::Done, recorded.bytes()));
+    }
+    return true;
+  }
+
   // Layer i was published by another pull meanwhile: check the descriptor
   // against its record.
+  bool same_lazy_blob(size_t i) {
+    const std::string dir = store_.root() + "/" + store::Layout::layer_dir(cfg_.diff_ids[i]);
+    oci::Descriptor rec;
+    try {
+      UniqueFd fd = sys::xopen_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0, dir);
+      rec = lazy::read_lazy_layer(fd.get(), dir).record.blob;
+    } catch (const Error&) {
+      return false;  // completed meanwhile, or unreadable: complete() sorts it out
+    }
+    const oci::Descriptor& d = m_.layers[i];
+    return rec.digest == d.digest && rec.size == d.size && rec.annotations == d.annotations;
+  }
+
   void check_present(size_t i) {
     std::vector<store::LayerInfo> info;
     if (auto l = store_.layer_info(cfg_.diff_ids[i])) info.push_back(std::move(*l));
@@ -383,6 +476,8 @@ class Ingestor {
   std::exception_ptr error_;            // guarded by mu_
   std::atomic<bool> cancel_{false};
   std::atomic<size_t> reused_{0};
+  std::atomic<size_t> lazy_{0};
+  std::atomic<size_t> completed_{0};
   std::atomic<uint64_t> fetched_{0};
   std::mutex cb_mu_;  // serializes opt_.on_layer
 };
@@ -439,7 +534,8 @@ Result pull(store::Store& store, oci::ImageSource& source, const std::string& na
   std::vector<size_t> duplicates;
   std::optional<KnownBlobs> known;  // read once, if any layer is present
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
-    if (store.has_layer(cfg.diff_ids[i])) {
+    const bool to_complete = !opt.lazy && store.is_lazy_layer(cfg.diff_ids[i]);
+    if (store.has_layer(cfg.diff_ids[i]) && !to_complete) {
       try {
         if (!known) known = known_blobs(store.layers());
         check_reuse(*known, i, manifest.layers[i], cfg.diff_ids[i]);
@@ -472,6 +568,8 @@ Result pull(store::Store& store, oci::ImageSource& source, const std::string& na
   r.layers_total = manifest.layers.size();
   r.layers_reused = present_before + ingestor.reused();
   r.bytes_fetched = ingestor.fetched();
+  r.layers_lazy = ingestor.lazy();
+  r.layers_completed = ingestor.completed();
   store::ImageRecord& rec = r.image;
   rec.ref = name;
   rec.manifest = manifest_digest;

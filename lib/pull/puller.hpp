@@ -37,6 +37,13 @@ struct Options {
   // sends the same digests; false (pull --drop-blobs) keeps only the
   // unpacked tree, and push then rebuilds the layer (new digests).
   bool keep_blobs = true;
+  // Lazy pull (docs/lazy-pull.md): a layer whose descriptor names a TOC
+  // (zstd:chunked, eStargz) gets only its metadata tree, written from the
+  // TOC read by Range requests and verified against its annotation; its
+  // content objects are fetched later (by the daemon, or a pull without
+  // lazy). Layers without a TOC, and sources without Range reads, are
+  // pulled whole.
+  bool lazy = false;
   std::function<void(const LayerEvent&)> on_layer;  // called from worker threads, serialized
 };
 
@@ -45,6 +52,8 @@ struct Result {
   size_t layers_total = 0;
   size_t layers_reused = 0;  // present before the pull (or unpacked meanwhile by another)
   uint64_t bytes_fetched = 0;
+  size_t layers_lazy = 0;  // written from their TOC, content still to come
+  size_t layers_completed = 0;  // lazy layers made whole (pull without lazy)
 };
 
 // `name`: the ref to record the image under. Throws Error on failure; layers

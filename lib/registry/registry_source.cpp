@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lazy/range_fetcher.hpp"
 #include "oci/media_types.hpp"
 #include "registry/auth_file.hpp"
 #include "registry/blob_stream.hpp"
@@ -40,7 +41,8 @@ std::string printable(std::string_view s) {
 
 class RegistrySource : public oci::ImageSource {
  public:
-  RegistrySource(Reference ref, const RegistryOptions& opt) : client_(std::move(ref), opt) {}
+  RegistrySource(Reference ref, const RegistryOptions& opt)
+      : client_(std::move(ref), opt), opt_(opt) {}
 
   std::string describe() const override { return "docker://" + client_.ref().str(); }
 
@@ -105,6 +107,12 @@ class RegistrySource : public oci::ImageSource {
     return std::make_unique<BlobStream>(client_, d);
   }
 
+  std::unique_ptr<oci::RangeReader> open_ranges(const oci::Descriptor& d) override {
+    return std::make_unique<lazy::BlobRanges>(client_, d);
+  }
+
+  std::string locator() const override { return locator_json(client_.ref(), opt_); }
+
  private:
   std::string reg() const { return "registry " + client_.ref().domain; }
 
@@ -145,9 +153,36 @@ class RegistrySource : public oci::ImageSource {
   }
 
   RegistryClient client_;
+  RegistryOptions opt_;
 };
 
 }  // namespace
+
+std::string locator_json(const Reference& ref, const RegistryOptions& opt) {
+  nlohmann::json j = {{"repository", ref.name()},
+                      {"tls_verify", opt.tls_verify},
+                      {"https_only", opt.https_only},
+                      {"cert_dir", opt.cert_dir},
+                      {"insecure", opt.insecure},
+                      {"auth_file", opt.auth_file}};
+  return j.dump();
+}
+
+RegistryLocator parse_locator(const std::string& text) {
+  RegistryLocator out;
+  try {
+    auto j = nlohmann::json::parse(text);
+    out.repository = j.at("repository").get<std::string>();
+    out.options.tls_verify = j.at("tls_verify").get<bool>();
+    out.options.https_only = j.at("https_only").get<bool>();
+    out.options.cert_dir = j.at("cert_dir").get<std::string>();
+    out.options.insecure = j.at("insecure").get<std::vector<std::string>>();
+    out.options.auth_file = j.at("auth_file").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("registry locator: ") + e.what());
+  }
+  return out;
+}
 
 std::unique_ptr<oci::ImageSource> open_registry_source(const std::string& ref,
                                                        const RegistryOptions& opt) {

@@ -43,6 +43,18 @@ std::string normalize_reference(const std::string& ref);
 // dropped). Throws Error if it is not a registry host.
 std::string registry_key(const std::string& arg);
 
+// What lazy pull records so that a daemon can fetch a layer's blob later
+// (oci::ImageSource::locator): the repository ("host/path") and the
+// RegistryOptions without --creds (credentials come from the auth files
+// then, as for a pull without --creds). Throws Error if malformed.
+struct Reference;
+struct RegistryLocator {
+  std::string repository;
+  RegistryOptions options;
+};
+std::string locator_json(const Reference& ref, const RegistryOptions& opt);
+RegistryLocator parse_locator(const std::string& text);
+
 // Pings `registry` and authenticates with opt.creds as a pull would (Bearer
 // token fetch or Basic). Throws Error naming the registry if the credentials
 // are refused or the registry cannot be reached.

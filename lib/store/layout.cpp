@@ -52,6 +52,14 @@ std::string Layout::layer_objects(const Digest& diff_id) {
   return layer_dir(diff_id) + "/objects.list";
 }
 
+std::string Layout::layer_lazy(const Digest& diff_id) {
+  return layer_dir(diff_id) + "/" + kLazyJson;
+}
+
+std::string Layout::layer_toc_blob(const Digest& diff_id) {
+  return layer_dir(diff_id) + "/" + kTocBlob;
+}
+
 std::string Layout::objects_alg_dir(const std::string& algorithm) {
   return objects_dir() + "/" + algorithm;
 }

@@ -28,6 +28,13 @@ struct Layout {
   static std::string layer_files(const Digest& diff_id);        // .../files.json.zst
   // objects.list: the content objects the layer's entries redirect to.
   static std::string layer_objects(const Digest& diff_id);  // .../objects.list
+  // A lazily pulled layer (docs/lazy-pull.md): where its blob is (lazy.json)
+  // and the blob's bytes that hold its verified TOC, at their offsets in a
+  // sparse file (toc.blob). Both go once the layer is complete.
+  static std::string layer_lazy(const Digest& diff_id);      // .../lazy.json
+  static std::string layer_toc_blob(const Digest& diff_id);  // .../toc.blob
+  static constexpr const char* kLazyJson = "lazy.json";
+  static constexpr const char* kTocBlob = "toc.blob";
   // Content objects: objects/<alg>/<2 hex>/<rest hex>, immutable, 0444.
   // objects/ is the kernel's data-only lower layer (datadir+=).
   static std::string objects_dir() { return "objects"; }

@@ -30,10 +30,13 @@ Result<UniqueFd> open_object(int objects_dir, const Digest& d) {
   return r;
 }
 
-Result<UniqueFd> data_of(UniqueFd fd, int objects_dir) {
+Result<UniqueFd> data_of(UniqueFd fd, int objects_dir, MissingObjects* missing) {
   if (objects_dir < 0) return fd;
   auto d = object_named_by(fd.get());
   if (!d) return fd;
+  auto r = open_object(objects_dir, *d);
+  if (r || r.error() != ENOENT || !missing) return r;
+  if (auto f = missing->fetch(*d); !f) return Errno{f.error()};
   return open_object(objects_dir, *d);
 }
 

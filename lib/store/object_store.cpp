@@ -41,6 +41,20 @@ std::vector<Digest> parse_object_list(std::string_view text, const std::string& 
 
 }  // namespace detail
 
+bool Store::is_lazy_layer(const Digest& diff_id) const {
+  return sys::exists_at(root_fd_.get(), Layout::layer_lazy(diff_id));
+}
+
+std::optional<Store::LazyPresence> Store::lazy_presence(const Digest& diff_id) const {
+  if (!is_lazy_layer(diff_id)) return std::nullopt;
+  LazyPresence p;
+  for (const auto& o : layer_objects(diff_id)) {
+    ++p.total;
+    if (has_object(o)) ++p.present;
+  }
+  return p;
+}
+
 bool Store::has_object(const Digest& d) const {
   return sys::exists_at(root_fd_.get(), Layout::object(d));
 }

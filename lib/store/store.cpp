@@ -39,17 +39,7 @@ using detail::random_hex;
 using detail::read_json;
 using nlohmann::json;
 
-namespace {
-
-// A container id is used as a path component: 1-128 of [A-Za-z0-9_.-], not
-// starting with '.'.
-void check_container_id(const std::string& id) {
-  bool ok = !id.empty() && id.size() <= 128 && id[0] != '.';
-  for (char c : id)
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_' || c == '-' || c == '.');
-  if (!ok) throw Error("invalid container id '" + id + "'");
-}
+namespace detail {
 
 // Takes flock(op) on `fd`, then checks that `name` beneath `dirfd` still is
 // the inode of `fd`: whoever removes a lock file or staging dir holds its
@@ -68,30 +58,56 @@ bool lock_and_verify(int fd, int dirfd, const std::string& name, int op) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-// Holds the per-layer lock file tmp/<alg>-<hex>.lock; removes it on release.
-class LayerLock {
- public:
-  LayerLock(int root_fd, const Digest& diff_id) : root_fd_(root_fd) {
-    name_ = Layout::layer_lock(diff_id);
-    for (;;) {
-      fd_ = sys::xopen_at(root_fd_, name_, O_RDWR | O_CREAT | O_NOFOLLOW, 0600, name_);
-      if (lock_and_verify(fd_.get(), root_fd_, name_, LOCK_EX)) return;
-      fd_.reset();
-    }
+LayerLock::LayerLock(int root_fd, const Digest& diff_id) : root_fd_(root_fd) {
+  name_ = Layout::layer_lock(diff_id);
+  for (;;) {
+    fd_ = sys::xopen_at(root_fd_, name_, O_RDWR | O_CREAT | O_NOFOLLOW, 0600, name_);
+    if (lock_and_verify(fd_.get(), root_fd_, name_, LOCK_EX)) return;
+    fd_.reset();
   }
-  ~LayerLock() {
-    // Unlinked while held: a waiter that then gets the lock sees the name gone
-    // (or a new inode) and retries on the new file.
-    ::unlinkat(root_fd_, name_.c_str(), 0);
-  }
-  LayerLock(const LayerLock&) = delete;
-  LayerLock& operator=(const LayerLock&) = delete;
+}
 
- private:
-  int root_fd_;
-  std::string name_;
-  UniqueFd fd_;
-};
+LayerLock::~LayerLock() {
+  // Unlinked while held: a waiter that then gets the lock sees the name gone
+  // (or a new inode) and retries on the new file.
+  ::unlinkat(root_fd_, name_.c_str(), 0);
+}
+
+StagingTree make_staging_tree(int staging_dir) {
+  StagingTree t;
+  if (::mkdirat(staging_dir, "diff", 0755) < 0) throw_errno("mkdir staging diff");
+  t.diff =
+      sys::xopen_at(staging_dir, "diff", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "staging diff");
+  if (::mkdirat(staging_dir, "objects", 0700) < 0) throw_errno("mkdir staging objects");
+  t.objects = sys::xopen_at(staging_dir, "objects", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0,
+                            "staging objects");
+  return t;
+}
+
+void drop_staging(int tmp_fd, const std::string& name) noexcept {
+  try {
+    sys::xremove_tree(tmp_fd, name);
+  } catch (...) {
+    // The sweep removes it at the next open.
+  }
+}
+
+}  // namespace detail
+
+using detail::LayerLock;
+using detail::lock_and_verify;
+
+namespace {
+
+// A container id is used as a path component: 1-128 of [A-Za-z0-9_.-], not
+// starting with '.'.
+void check_container_id(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 128 && id[0] != '.';
+  for (char c : id)
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-' || c == '.');
+  if (!ok) throw Error("invalid container id '" + id + "'");
+}
 
 }  // namespace
 
@@ -317,31 +333,39 @@ class EarlySync {
 Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
                            const unpack::Options& opt, const unpack::ProgressFn& progress,
                            const BeforePublish& before_publish) {
+  auto produce = [&](int diff, const unpack::Options& uopt) {
+    return unpack::unpack_layer(diff, spec, src, uopt, progress);
+  };
+  return ingest_tree(spec, opt, produce, {}, before_publish);
+}
+
+Ingest Store::ingest_tree(const unpack::LayerSpec& spec, const unpack::Options& opt,
+                          const TreeProducer& produce, const ExtraRecords& extra,
+                          const BeforePublish& before_publish) {
   LayerLock lock(root_fd_.get(), spec.diff_id);
   // Present: `src` is not read, so spec.digest is unverified and not recorded.
   if (has_layer(spec.diff_id)) return Ingest::AlreadyPresent;
   Staging st = make_staging("layer-");
   try {
-    if (::mkdirat(st.fd.get(), "diff", 0755) < 0) throw_errno("mkdir staging diff");
-    UniqueFd diff =
-        sys::xopen_at(st.fd.get(), "diff", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, "staging diff");
-    if (::mkdirat(st.fd.get(), "objects", 0700) < 0) throw_errno("mkdir staging objects");
-    UniqueFd staged = sys::xopen_at(st.fd.get(), "objects", O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
-                                    0, "staging objects");
+    detail::StagingTree tree = detail::make_staging_tree(st.fd.get());
+    UniqueFd diff = std::move(tree.diff), staged = std::move(tree.objects);
     unpack::Options uopt = opt;
     if (opt.share_content) {
       uopt.objects_dir = objects_fd_.get();
       uopt.object_staging = staged.get();
     }
-    unpack::Stats stats = unpack::unpack_layer(diff.get(), spec, src, uopt, progress);
+    unpack::Stats stats = produce(diff.get(), uopt);
     // The tree's data goes to disk while the file list is built below; the
     // syncfs after it then has only the record files left to write.
     EarlySync early(opt.sync ? st.fd.get() : -1);
     LayerInfo info;
     info.diff_id = spec.diff_id;
-    info.compressed = {spec.digest};
-    // unpack_layer verified the blob's digest, and its size when given.
-    if (spec.size >= 0) info.compressed_sizes[spec.digest] = spec.size;
+    // unpack_layer verified the blob's digest, and its size when given; a
+    // lazy layer's blob is verified only when it is complete.
+    if (!extra) {
+      info.compressed = {spec.digest};
+      if (spec.size >= 0) info.compressed_sizes[spec.digest] = spec.size;
+    }
     info.size = stats.file_bytes;
     info.entries = stats.entries;
     info.unpacked_at = now_rfc3339();
@@ -355,6 +379,7 @@ Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
     if (auto w = sys::write_all(lj.get(), text.data(), text.size()); !w)
       throw Error("write staging layer.json", w.error());
     lj.reset();
+    if (extra) extra(st.fd.get());
     if (opt.record_digests) {
       // Metadata walk of the fresh tree; contents were hashed while written.
       std::string list = FileList::scan(diff.get(), stats.content_digests).serialize();

@@ -139,6 +139,38 @@ class Store {
                       const unpack::ProgressFn& progress = {},
                       const BeforePublish& before_publish = {});
 
+  // ingest_layer with the tree written by `produce` (into the staging diff/,
+  // with the options ingest_layer would unpack with) instead of unpacked from
+  // a blob. `extra`, if set, writes more records into the staging layer
+  // directory before it is synced (a lazy layer's lazy.json and TOC); such a
+  // layer records no compressed blob as verified.
+  using TreeProducer = std::function<unpack::Stats(int diff_dirfd, const unpack::Options&)>;
+  using ExtraRecords = std::function<void(int layer_dirfd)>;
+  Ingest ingest_tree(const unpack::LayerSpec& spec, const unpack::Options& opt,
+                     const TreeProducer& produce, const ExtraRecords& extra,
+                     const BeforePublish& before_publish = {});
+  // A lazily pulled layer (issue 20) whose content objects are not all
+  // present yet: it has a lazy.json.
+  bool is_lazy_layer(const Digest& diff_id) const;
+  // A lazy layer's objects: how many of those its entries name are present.
+  // nullopt for a layer that is not lazy.
+  struct LazyPresence {
+    size_t present = 0;
+    size_t total = 0;
+  };
+  std::optional<LazyPresence> lazy_presence(const Digest& diff_id) const;
+  // Completes a lazily pulled layer from its whole blob `src`, streamed as
+  // ingest_layer streams it (size, digest and diff_id verified): the blob
+  // is unpacked into a throwaway staging tree with every file as a content
+  // object, that tree must list exactly as the layer's (FileList::compare:
+  // the TOC described the blob truly), the objects the layer still lacked
+  // are published, and the layer becomes an ordinary one (layer.json
+  // records the blob; lazy.json and toc.blob go). False, with `src` unread,
+  // if the layer is not lazy (any more). Throws Error naming the first
+  // difference; the layer then stays as it was.
+  bool complete_lazy_layer(const unpack::LayerSpec& spec, ByteSource& src,
+                           const unpack::Options& opt, const unpack::ProgressFn& progress = {});
+
   // Content objects (docs/store-format-2.md): objects/<alg>/<2 hex>/<rest>.
   int objects_fd() const { return objects_fd_.get(); }
   bool has_object(const Digest& d) const;

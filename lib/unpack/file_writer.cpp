@@ -203,11 +203,7 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& pat
     // The entry: a sparse file of the right size whose data is the object.
     fd = create_file(path, parent, base, create_mode);
     if (::ftruncate(fd.get(), size) < 0) fail_errno("truncate", errno);
-    const format::XattrNames& m = format::names(opt_.rootless ? format::XattrNamespace::kUser : format::XattrNamespace::kTrusted);
-    std::string redirect = store::Layout::object_redirect(*digest);
-    if (::fsetxattr(fd.get(), m.metacopy.data(), "", 0, 0) < 0) fail_errno("mark metacopy", errno);
-    if (::fsetxattr(fd.get(), m.redirect.data(), redirect.data(), redirect.size(), 0) < 0)
-      fail_errno("mark redirect", errno);
+    mark_metacopy(fd.get(), *digest);
   } else if (shared) {
     // Not hashable as a stream: the temporary becomes the inline entry.
     Dir p = open_parent(parent, true);
@@ -227,17 +223,75 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& pat
     else
       digests_.erase(path);
   }
+  finish_file(fd.get(), e, parent, new_inode, need_chmod);
+}
+
+void TreeWriter::finish_file(int fd, archive_entry* e, const std::string& parent, bool new_inode,
+                             bool need_chmod) {
+  const mode_t perm = archive_entry_perm(e) & 07777;
+  const uid_t uid = static_cast<uid_t>(archive_entry_uid(e));
+  const gid_t gid = static_cast<gid_t>(archive_entry_gid(e));
   // A new file is owned by our euid and, with no setgid directory in the tree
   // and its parent in our egid, by our egid (under grpid mounts too). Decided
   // after the create: open_parent may have made directories.
   const bool need_chown =
       chown_ && (!new_inode || uid != euid_ || gid != egid_ || group_unknown_ ||
                  foreign_group_.count(parent) != 0);
-  if (need_chown && ::fchown(fd.get(), uid, gid) < 0) fail_errno("chown", errno);
-  if (need_chmod && ::fchmod(fd.get(), perm) < 0) fail_errno("chmod", errno);
-  set_xattrs_fd(fd.get(), e);
+  if (need_chown && ::fchown(fd, uid, gid) < 0) fail_errno("chown", errno);
+  if (need_chmod && ::fchmod(fd, perm) < 0) fail_errno("chmod", errno);
+  set_xattrs_fd(fd, e);
   DirMeta m = dir_meta(e);
-  if (m.has_times && ::futimens(fd.get(), m.times) < 0) fail_errno("set times", errno);
+  if (m.has_times && ::futimens(fd, m.times) < 0) fail_errno("set times", errno);
+}
+
+void TreeWriter::mark_metacopy(int fd, const Digest& d) const {
+  const format::XattrNames& m = format::names(opt_.rootless ? format::XattrNamespace::kUser
+                                                            : format::XattrNamespace::kTrusted);
+  std::string redirect = store::Layout::object_redirect(d);
+  if (::fsetxattr(fd, m.metacopy.data(), "", 0, 0) < 0) fail_errno("mark metacopy", errno);
+  if (::fsetxattr(fd, m.redirect.data(), redirect.data(), redirect.size(), 0) < 0)
+    fail_errno("mark redirect", errno);
+}
+
+void TreeWriter::apply_lazy(archive_entry* e, const Digest* content) {
+  lazy_ = true;
+  lazy_content_ = content;
+  try {
+    apply(nullptr, e);
+  } catch (...) {
+    lazy_ = false;
+    throw;
+  }
+  lazy_ = false;
+}
+
+void TreeWriter::apply_lazy_file(archive_entry* e, const std::string& path,
+                                 const std::string& parent, const std::string& base) {
+  int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+  if (size < 0 || static_cast<uint64_t>(size) > opt_.limits.max_bytes)
+    fail("file size " + std::to_string(size) + " exceeds the limit");
+  if (size > 0 && (!lazy_content_ || opt_.objects_dir < 0))
+    fail("a file with content but no content object");
+  if (size > 0 && lazy_content_->algorithm != "sha256")
+    fail("content digest " + lazy_content_->str() + " is not sha256");
+  const mode_t perm = archive_entry_perm(e) & 07777;
+  const mode_t create_mode = perm & 0777;
+  bool need_chmod = mode_unknown_ || (perm & 07000) != 0 || (create_mode & umask_) != 0;
+  UniqueFd fd = create_file(path, parent, base, create_mode);
+  if (size > 0) {
+    if (::ftruncate(fd.get(), size) < 0) fail_errno("truncate", errno);
+    mark_metacopy(fd.get(), *lazy_content_);
+    objects_.insert(*lazy_content_);
+    object_bytes_ += static_cast<uint64_t>(size);
+    file_bytes_ += static_cast<uint64_t>(size);
+  }
+  if (opt_.record_digests) {
+    if (size > 0)
+      digests_[path] = *lazy_content_;
+    else
+      digests_[path] = Hasher::of(std::string_view());
+  }
+  finish_file(fd.get(), e, parent, true, need_chmod);
 }
 
 }  // namespace layer::unpack

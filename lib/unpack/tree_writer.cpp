@@ -222,7 +222,8 @@ void TreeWriter::apply(archive* a, archive_entry* e) {
   }
   if (base.starts_with(kWhiteoutPrefix)) return apply_whiteout(parent, base);
   if (hardlink) return apply_hardlink(path, parent, base, hardlink);
-  if (type == AE_IFREG) return apply_file(a, e, path, parent, base);
+  if (type == AE_IFREG)
+    return lazy_ ? apply_lazy_file(e, path, parent, base) : apply_file(a, e, path, parent, base);
 
   Dir p = open_parent(parent, true);
   switch (type) {

@@ -37,6 +37,12 @@ class TreeWriter {
 
   // Applies one entry, reading its data from `a`. Throws Error naming the entry.
   void apply(archive* a, archive_entry* e);
+  // Applies one entry whose data is not at hand (lazy pull: from a layer's
+  // table of contents). A regular file with content becomes a metadata-only
+  // entry naming object `content` (REQUIRES Options::objects_dir, and
+  // `content` for every non-empty regular file), whatever its size; the
+  // object need not exist. Every other entry is applied as apply() does.
+  void apply_lazy(archive_entry* e, const Digest* content);
   // Converts the collected whiteouts and opaque markers, then sets directory
   // modes and times. Call once, after the last entry.
   void finish();
@@ -77,6 +83,14 @@ class TreeWriter {
   void apply_dir(archive_entry* e, const std::string& path, int parent, const std::string& base);
   void apply_file(archive* a, archive_entry* e, const std::string& path, const std::string& parent,
                   const std::string& base);
+  // A regular file whose content is object lazy_content_ (apply_lazy).
+  void apply_lazy_file(archive_entry* e, const std::string& path, const std::string& parent,
+                       const std::string& base);
+  // Marks `fd` metadata-only, its data object d.
+  void mark_metacopy(int fd, const Digest& d) const;
+  // Owner, mode, xattrs and times of a regular file just written.
+  void finish_file(int fd, archive_entry* e, const std::string& parent, bool new_inode,
+                   bool need_chmod);
   // Creates the regular file `path` (O_EXCL, replacing what make_room allows).
   UniqueFd create_file(const std::string& path, const std::string& parent,
                        const std::string& base, mode_t create_mode);
@@ -118,6 +132,9 @@ class TreeWriter {
   uint64_t object_bytes_ = 0;
   uint64_t new_object_bytes_ = 0;
   uint64_t temp_seq_ = 0;  // names of temporary objects in the staging dir
+  // apply_lazy: set for the one entry being applied.
+  bool lazy_ = false;
+  const Digest* lazy_content_ = nullptr;
 };
 
 }  // namespace layer::unpack

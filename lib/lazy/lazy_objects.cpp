@@ -1,0 +1,174 @@
+#include "lazy/lazy_objects.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lazy/range_fetcher.hpp"
+#include "registry/reference.hpp"
+#include "registry/registry_client.hpp"
+#include "registry/registry_source.hpp"
+#include "store/layout.hpp"
+#include "util/error.hpp"
+#include "util/sys.hpp"
+
+namespace layer::lazy {
+
+namespace {
+
+// objects/<alg>/<2 hex> and <rest>, relative to objects/.
+std::string fanout_of(const Digest& d) {
+  return d.algorithm + "/" + d.hex.substr(0, 2);
+}
+
+}  // namespace
+
+bool ObjectDir::has(const Digest& d) {
+  struct stat st;
+  std::string rel = store::Layout::object_redirect(d).substr(1);
+  return ::fstatat(dir_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+void ObjectDir::put(const Digest& d, const std::function<void(const Sink&)>& produce) {
+  std::string what = "object " + d.str();
+  std::string fan = fanout_of(d);
+  if (::mkdirat(dir_, d.algorithm.c_str(), 0755) < 0 && errno != EEXIST) throw Error(what, errno);
+  if (::mkdirat(dir_, fan.c_str(), 0755) < 0 && errno != EEXIST) throw Error(what, errno);
+  UniqueFd fanfd = sys::xopen_at(dir_, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, what);
+  // Nameless until complete, verified and durable: a crash leaves nothing.
+  UniqueFd fd = sys::xopen_at(fanfd.get(), ".", O_TMPFILE | O_WRONLY, 0444, what);
+  produce([&](const char* p, size_t n) {
+    if (auto w = sys::write_all(fd.get(), p, n); !w) throw Error(what, w.error());
+  });
+  std::lock_guard g(mu_);
+  pending_[std::this_thread::get_id()].push_back(
+      Pending{std::move(fd), std::move(fanfd), d.hex.substr(2), what});
+}
+
+void ObjectDir::flush() {
+  std::vector<Pending> mine;
+  {
+    std::lock_guard g(mu_);
+    auto it = pending_.find(std::this_thread::get_id());
+    if (it == pending_.end()) return;
+    mine = std::move(it->second);
+    pending_.erase(it);
+  }
+  if (mine.empty()) return;
+  // The data is on disk before any name: a name only ever holds verified bytes.
+  if (::syncfs(dir_) < 0) throw Error("syncfs of the objects", errno);
+  for (Pending& p : mine) {
+    std::string proc = "/proc/self/fd/" + std::to_string(p.file.get());
+    if (::linkat(AT_FDCWD, proc.c_str(), p.fanout.get(), p.name.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
+        errno != EEXIST)
+      throw Error(p.what, errno);
+  }
+}
+
+struct LazyObjects::Layer {
+  std::string dir;  // the layer directory, for messages
+  LazyLayer ll;
+  std::once_flag connect;
+  std::unique_ptr<registry::RegistryClient> client;  // made at the first fetch
+  std::unique_ptr<BlobRanges> ranges;
+  std::unique_ptr<Fetcher> fetcher;
+  std::exception_ptr connect_error;
+};
+
+LazyObjects::LazyObjects(const std::vector<std::string>& lowerdirs, int objects_dir, Log log)
+    : objects_(objects_dir), log_(std::move(log)) {
+  for (const std::string& lower : lowerdirs) {
+    std::string dir = lower;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    auto slash = dir.rfind('/');
+    if (slash == std::string::npos) continue;
+    dir = dir.substr(0, slash);
+    auto fd = sys::open_at(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (!fd || !sys::exists_at(fd->get(), store::Layout::kLazyJson)) continue;
+    auto l = std::make_unique<Layer>();
+    l->dir = dir;
+    l->ll = read_lazy_layer(fd->get(), dir);
+    const Toc& toc = l->ll.toc;
+    for (size_t i = 0; i < toc.entries.size(); ++i) {
+      const Entry& e = toc.entries[i];
+      if (e.type == EntryType::Reg && e.digest && !e.chunks.empty())
+        by_digest_.emplace(*e.digest, std::make_pair(l.get(), i));
+    }
+    layers_.push_back(std::move(l));
+  }
+}
+
+LazyObjects::~LazyObjects() = default;
+
+Result<void> LazyObjects::fetch(const Digest& d) {
+  auto it = by_digest_.find(d);
+  if (it == by_digest_.end()) return Errno{ENOENT};
+  Layer& l = *it->second.first;
+  try {
+    fetcher_of(l).ensure(it->second.second);
+    return {};
+  } catch (const std::bad_alloc&) {
+    return Errno{ENOMEM};
+  } catch (const std::exception& e) {
+    if (log_) {
+      std::string why = e.what();
+      if (auto* err = dynamic_cast<const Error*>(&e)) why = err->line();
+      log_("lazy fetch of " + d.str() + " ('" + l.ll.toc.entries[it->second.second].path +
+           "', layer " + l.dir + "): " + why);
+    }
+    return Errno{EIO};
+  }
+}
+
+Fetcher& LazyObjects::fetcher_of(Layer& l) {
+  std::call_once(l.connect, [&] {
+    try {
+      registry::RegistryLocator loc = registry::parse_locator(l.ll.record.locator);
+      l.client = std::make_unique<registry::RegistryClient>(
+          registry::Reference::parse(loc.repository), loc.options);
+      l.ranges = std::make_unique<BlobRanges>(*l.client, l.ll.record.blob);
+      l.fetcher = std::make_unique<Fetcher>(l.ll.toc, *l.ranges, objects_);
+    } catch (...) {
+      l.connect_error = std::current_exception();
+    }
+  });
+  if (l.connect_error) std::rethrow_exception(l.connect_error);
+  return *l.fetcher;
+}
+
+size_t LazyObjects::fetch_all(const std::atomic<bool>& stop) {
+  size_t done = 0;
+  for (auto& l : layers_) {
+    if (stop.load()) break;
+    try {
+      Fetcher& f = fetcher_of(*l);
+      f.complete({}, stop);
+      if (f.missing() == 0) ++done;
+    } catch (const std::exception& e) {
+      if (log_) {
+        std::string why = e.what();
+        if (auto* err = dynamic_cast<const Error*>(&e)) why = err->line();
+        log_("lazy background fetch of layer " + l->dir + ": " + why);
+      }
+    } catch (...) {
+      if (log_) log_("lazy background fetch of layer " + l->dir + ": unknown error");
+    }
+  }
+  return done;
+}
+
+FetchStats LazyObjects::stats() {
+  FetchStats sum;
+  for (auto& l : layers_) {
+    // fetcher is set once, under the call_once, before any fetch uses it.
+    if (!l->fetcher) continue;
+    FetchStats s = l->fetcher->stats();
+    sum.on_demand_requests += s.on_demand_requests;
+    sum.background_requests += s.background_requests;
+    sum.bytes += s.bytes;
+    sum.objects += s.objects;
+  }
+  return sum;
+}
+
+}  // namespace layer::lazy

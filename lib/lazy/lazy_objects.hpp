@@ -1,0 +1,87 @@
+// LazyObjects: what a daemon serving lazily pulled layers asks for an object
+// its lower entries name but objects/ lacks (store::MissingObjects). It
+// knows every lazy layer of the mount (its lazy.json and TOC, read and
+// verified at startup), fetches the object's frames with a Range request
+// (with small missing neighbours) through a Fetcher per layer, checks the
+// sha256 against the TOC and publishes it under objects/ atomically
+// (O_TMPFILE per object; after each request one syncfs, then linkat of
+// each: a name only ever holds verified, durable bytes).
+// Registry credentials: the recorded locator's options without --creds,
+// so the auth files a pull would read (--authfile, $REGISTRY_AUTH_FILE,
+// XDG, docker config). Thread-safe; fetch() never throws.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lazy/fetcher.hpp"
+#include "lazy/lazy_record.hpp"
+#include "store/object_ref.hpp"
+#include "util/unique_fd.hpp"
+
+namespace layer::registry {
+class RegistryClient;
+}
+
+namespace layer::lazy {
+
+// Objects as the store keeps them, written in place by a daemon.
+// put() leaves each object a nameless O_TMPFILE; flush() makes this
+// thread's pending ones durable with one syncfs and links them in.
+class ObjectDir : public ObjectStore {
+ public:
+  explicit ObjectDir(int objects_dir) : dir_(objects_dir) {}
+  bool has(const Digest& d) override;
+  void put(const Digest& d, const std::function<void(const Sink&)>& produce) override;
+  void flush() override;
+
+ private:
+  struct Pending {
+    UniqueFd file;    // the object's data, nameless
+    UniqueFd fanout;  // objects/<alg>/<2 hex>
+    std::string name;
+    std::string what;
+  };
+  int dir_;  // borrowed: the store's objects/
+  std::mutex mu_;  // guards pending_
+  std::map<std::thread::id, std::vector<Pending>> pending_;
+};
+
+class LazyObjects : public store::MissingObjects {
+ public:
+  using Log = std::function<void(const std::string& line)>;
+  // The lazy layers among `lowerdirs` (a layer's diff/ whose layer directory
+  // holds lazy.json); `objects_dir` is the store's objects/ (borrowed).
+  // Throws Error naming a layer whose record or TOC does not verify. `log`
+  // gets one line per failed fetch.
+  LazyObjects(const std::vector<std::string>& lowerdirs, int objects_dir, Log log);
+  ~LazyObjects() override;
+
+  size_t layers() const { return layers_.size(); }
+  Result<void> fetch(const Digest& d) override;
+  // Fetches every missing object of every lazy layer (Fetcher::complete:
+  // the eStargz prefetch landmark first, then blob order, yielding to
+  // on-demand fetches) until done or `stop`; a layer that fails gets one
+  // log line and is left for the on-demand path. Returns the layers whose
+  // objects are all present. Never throws.
+  size_t fetch_all(const std::atomic<bool>& stop);
+  // What the fetches so far did, summed over the layers.
+  FetchStats stats();
+
+ private:
+  struct Layer;
+  // Layer l's registry client and Fetcher, made at the first use (after the
+  // daemon forked). Throws the Error that kept them from being made.
+  Fetcher& fetcher_of(Layer& l);
+  ObjectDir objects_;
+  Log log_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::map<Digest, std::pair<Layer*, size_t>> by_digest_;  // constant after construction
+};
+
+}  // namespace layer::lazy
