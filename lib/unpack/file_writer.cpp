@@ -127,8 +127,6 @@ void TreeWriter::apply_file(archive* a, archive_entry* e, const std::string& pat
   // fchmod below, after the fchown that would clear them.
   const mode_t create_mode = perm & 0777;
   bool need_chmod = mode_unknown_ || (perm & 07000) != 0 || (create_mode & umask_) != 0;
-  const uid_t uid = static_cast<uid_t>(archive_entry_uid(e));
-  const gid_t gid = static_cast<gid_t>(archive_entry_gid(e));
   // Where the data goes: the entry itself, a memory buffer or a temporary
   // file that may become a content object.
   const bool shared = opt_.objects_dir >= 0 && size > static_cast<int64_t>(opt_.inline_max);
