@@ -91,7 +91,7 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
       }
       seen.emplace(name);
       uint64_t ino = resolver_.map_ino(ld.layer, st, ld.fd.get(), e->d_name, origins);
-      out->entries.push_back(DirEntry{std::string(name), ino, type});
+      out->entries.push_back(DirEntry{std::string(name), ino, type, 0, ld.layer});
       if (type == DT_DIR) ++out->subdirs;
     }
     for (auto& h : hidden_below) seen.insert(std::move(h));
