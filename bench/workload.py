@@ -22,6 +22,8 @@ Groups, each on a fresh mount and upper:
   read  fio 1 MiB psync sequential reads of the 1 GiB lower file, cold, warm
 
 LAYERFS=/path/to/layerfs (default: build/fuse/layerfs of this checkout);
+LAYERFS_BASE=/path/to/an older layerfs for the engine layerfs-base (before and
+after a change, side by side);
 LAYERFS_OPTS: extra -o options (e.g. uring=1); BENCH_CACHE: bench/images.sh's
 cache. Writes bench/RESULTS.md's "## workload" with --results.
 """
@@ -42,7 +44,7 @@ CACHE = os.environ.get("BENCH_CACHE", os.path.join(BENCH, "cache"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(BENCH, "out"))
 W = os.path.join(OUT, "wl")
 LOGS = os.path.join(OUT, "logs")
-ENGINES = ("kernel", "fuse-overlayfs", "layerfs")
+ENGINES = ("kernel", "fuse-overlayfs", "layerfs", "layerfs-base")
 GROUPS = ("work", "list", "read")
 PY = "/usr/bin/python3"
 WORK = ("untar", "compileall", "git", "make", "touch", "chmod", "rm")
@@ -94,6 +96,9 @@ class Workload:
         self.layerfs = os.environ.get("LAYERFS") or os.path.join(REPO, "build/fuse/layerfs")
         if "layerfs" in self.engines and not os.access(self.layerfs, os.X_OK):
             overlay.die(f"no layerfs at {self.layerfs} (LAYERFS=...)")
+        self.layerfs_base = os.environ.get("LAYERFS_BASE", "")
+        if "layerfs-base" in self.engines and not os.access(self.layerfs_base, os.X_OK):
+            overlay.die("engine layerfs-base needs LAYERFS_BASE=/path/to/an older layerfs")
         layers = os.path.join(CACHE, "layers")
         self.lowers = [os.path.join(layers, f"L{i}") for i in (4, 3, 2, 1, 0)]
         if not all(os.path.isdir(l) for l in self.lowers):
@@ -125,13 +130,14 @@ class Workload:
         elif engine == "fuse-overlayfs":
             run(["fuse-overlayfs", "-o", dirs, m], log_to=f"{LOGS}/fuse-overlayfs.log")
         else:
+            binary = self.layerfs if engine == "layerfs" else self.layerfs_base
             # What tools/container_mount.cpp gives the daemon, and a log for
             # the counters.
             self.daemon_log = os.path.join(LOGS, "layerfs-workload.log")
             open(self.daemon_log, "w").close()
             o = (f"{dirs},redirect_dir=on,nosuid,nodev,fsname=layerfs-bench,"
                  f"log={self.daemon_log}" + ("," + self.layerfs_opts if self.layerfs_opts else ""))
-            run([self.layerfs, "-o", o, m], log_to=f"{LOGS}/layerfs.log")
+            run([binary, "-o", o, m], log_to=f"{LOGS}/layerfs.log")
         return m
 
     def unmount(self):
@@ -149,7 +155,7 @@ class Workload:
     # ---- layerfs's counters
     def counters(self, engine):
         """The daemon's request counts by opcode now (SIGUSR1 makes it log them)."""
-        if engine != "layerfs":
+        if not engine.startswith("layerfs"):
             return None
         pid = daemon_of(os.path.join(W, "m"))
         if not pid:
@@ -177,7 +183,7 @@ class Workload:
         self.times.setdefault((metric, engine), []).append(value)
         if c0 is not None and c1 is not None:
             delta = {k: c1[k] - c0.get(k, 0) for k in c1 if c1[k] - c0.get(k, 0) > 0}
-            self.counts.setdefault(metric, []).append(delta)
+            self.counts.setdefault((metric, engine), []).append(delta)
         log(f"  {engine} {metric} = {value:.3f}")
         os.sync()
 
@@ -270,6 +276,8 @@ class Workload:
                             log(f"FAILED: {g} on {e} (run {r}): {ex}")
                             for mp in overlay.mounts_under(W + "/"):
                                 umount(mp)
+                with open(os.path.join(OUT, "workload-partial.md"), "w") as f:
+                    f.write(self.report())
         finally:
             for mp in overlay.mounts_under(W + "/"):
                 umount(mp)
@@ -287,7 +295,8 @@ class Workload:
                    if g in self.groups for x in ms]
         med = {k: statistics.median(v) for k, v in self.times.items()}
         head = ["workload"] + [e for e in ENGINES if e in self.engines]
-        cmp_ = [e for e in ("fuse-overlayfs", "layerfs") if e in self.engines and "kernel" in self.engines]
+        cmp_ = [e for e in ("fuse-overlayfs", "layerfs", "layerfs-base")
+                if e in self.engines and "kernel" in self.engines]
         head += [f"{e} / kernel" for e in cmp_]
         if "layerfs" in self.engines and "fuse-overlayfs" in self.engines:
             head.append("fuse-overlayfs / layerfs")
@@ -300,22 +309,27 @@ class Workload:
                 cells.append("-" if v is None else f"{v:.3f}" if unit == "s" else f"{v:.0f}")
             for e in cmp_:
                 a, k = med.get((mt, e)), med.get((mt, "kernel"))
+                if unit != "s":
+                    a, k = k, a  # throughput: engine / kernel as a speed ratio
                 cells.append("-" if not a or not k else f"{a / k:.2f}x")
             if "fuse-overlayfs / layerfs" in head:
                 a, b = med.get((mt, "fuse-overlayfs")), med.get((mt, "layerfs"))
+                if unit != "s":
+                    a, b = b, a
                 cells.append("-" if not a or not b else f"{a / b:.2f}x")
             rows.append("| " + " | ".join(cells) + " |")
         reqs = ["", "layerfs's FUSE requests per workload (medians over the runs, by opcode):", "",
-                "| workload | total | by opcode |", "|---|---|---|"]
+                "| workload | engine | total | by opcode |", "|---|---|---|---|"]
         for mt in metrics:
-            runs = self.counts.get(mt)
-            if not runs:
-                continue
-            ops = sorted({k for c in runs for k in c})
-            m = {k: int(statistics.median([c.get(k, 0) for c in runs])) for k in ops}
-            tot = sum(m.values())
-            by = ", ".join(f"{k} {v}" for k, v in sorted(m.items(), key=lambda kv: -kv[1]) if v)
-            reqs.append(f"| {mt} | {tot} | {by} |")
+            for e in ("layerfs-base", "layerfs"):
+                runs = self.counts.get((mt, e))
+                if not runs:
+                    continue
+                ops = sorted({k for c in runs for k in c})
+                m = {k: int(statistics.median([c.get(k, 0) for c in runs])) for k in ops}
+                tot = sum(m.values())
+                by = ", ".join(f"{k} {v}" for k, v in sorted(m.items(), key=lambda kv: -kv[1]) if v)
+                reqs.append(f"| {mt} | {e} | {tot} | {by} |")
         notes = (f"Commit {commit}, {time.strftime('%Y-%m-%d', time.gmtime())}; medians of "
                  f"{self.runs}; kernel {os.uname().release} overlayfs with its defaults here "
                  f"(metacopy={open('/sys/module/overlay/parameters/metacopy').read().strip()}); "
@@ -323,7 +337,8 @@ class Workload:
                  f"{', ' + self.layerfs_opts if self.layerfs_opts else ''}; lower layers "
                  f"bench/images.sh's L0..L4; untar of {self.tar_files} files. "
                  "Seconds (lower is better) except reads (MiB/s, higher is better); ratios: "
-                 "engine / kernel (for reads: of throughput), and fuse-overlayfs / layerfs. "
+                 "engine / kernel and fuse-overlayfs / layerfs, as times (for reads: kernel / "
+                 "engine, so above 1 is slower there too). "
                  "Produced by bench/workload.py; 2 cores shared with other builds (noisy).")
         return "\n".join([notes, ""] + rows + reqs) + "\n"
 
