@@ -38,7 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import overlay  # noqa: E402  (its helpers: run, umount, daemon_of, drop_caches...)
-from overlay import BENCH, REPO, Failed, log, run, umount, daemon_of, alive, drop_caches  # noqa
+from overlay import BENCH, REPO, Failed, log, run, umount, daemon_of, drop_caches  # noqa
 
 CACHE = os.environ.get("BENCH_CACHE", os.path.join(BENCH, "cache"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(BENCH, "out"))
@@ -141,16 +141,7 @@ class Workload:
         return m
 
     def unmount(self):
-        m = os.path.join(W, "m")
-        pid = daemon_of(m)
-        if not umount(m, lazy_fallback=False):
-            log(f"umount {m} failed")
-            umount(m)
-        if pid:
-            for _ in range(600):
-                if not alive(pid):
-                    break
-                time.sleep(0.1)
+        overlay.stop_mount(os.path.join(W, "m"))
 
     # ---- layerfs's counters
     def counters(self, engine):
