@@ -235,8 +235,10 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
     // READDIRPLUS resolves every entry: a file's attributes cost a LOOKUP
     // round trip each when a stat-heavy reader (ls -l, after a find has
     // filled the kernel's cache of the listing) gets to it, while resolving
-    // it here costs a stat in each layer down to it.
-    if (!plus) {
+    // it here costs a stat in the upper and one in its layer. Not a file the
+    // kernel holds already: an entry with attributes makes it drop the
+    // file's cached ACLs, which a reader then asks for again.
+    if (!plus || (ent.type != DT_DIR && d.ov().has_node(n, ent.name))) {
       e.attr.st_ino = ent.ino;
       e.attr.st_mode = static_cast<mode_t>(DTTOIF(ent.type));
       if (!add(ent.name.c_str(), e.attr, &e, next)) break;
