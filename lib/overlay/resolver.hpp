@@ -42,9 +42,12 @@ class Resolver {
  public:
   // roots[0] is the upper directory (invalid: read-only), roots[1..] the
   // lowers, top first. `origin_xattr`: where a copy-up keeps its original
-  // inode number; `impure_xattr`: the mark of an upper directory that holds
-  // such copies (or held them).
-  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string impure_xattr);
+  // inode number; `handle_xattr`: where the kernel's overlayfs keeps its
+  // origin's file handle (format::origin_handle), for its own copy-ups;
+  // `impure_xattr`: the mark of an upper directory that holds such copies
+  // (or held them); empty: every upper directory may hold them.
+  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr = {},
+           std::string impure_xattr = {});
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
@@ -67,7 +70,9 @@ class Resolver {
   Result<bool> lower_has(const DirStack& parent, std::string_view name) const;
 
   // The inode number in the mount of (dirfd, name) in `layer` with stat st;
-  // an upper copy-up keeps its origin's number if `upper_origin`.
+  // an upper copy-up keeps its origin's number if `upper_origin` (a
+  // multiply linked copy-up made by the kernel's overlayfs too, as the
+  // kernel shows it, when its origin handle can be opened).
   uint64_t map_ino(int layer, const struct stat& st, int dirfd, const char* name,
                    bool upper_origin) const;
   uint64_t map_ino_raw(dev_t dev, ino_t ino) const;
@@ -82,6 +87,7 @@ class Resolver {
   const std::vector<UniqueFd> roots_;
   std::vector<dev_t> devs_;  // distinct st_dev of the layers; index = ino tag. Constant.
   const std::string origin_xattr_;
+  const std::string handle_xattr_;
   const std::string impure_xattr_;
 };
 
