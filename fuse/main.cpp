@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
       if (daemon->ov().user_xattrs() && !opts.core.userxattr)
         fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
       StatsOnSignal stats_signal(daemon->hook().stats());
-      stats_signal.start();  // before any other thread
+      stats_signal.start();             // before any other thread
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       if (single) {
         ret = fuse_session_loop(se);

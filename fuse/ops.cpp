@@ -159,11 +159,12 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name
     struct stat st;
     Node* src = node_of(d, ino);
     auto r = d.ov().link(src, node_of(d, parent), name, &st);
-    bool ok = r.ok();
-    reply_node(req, d, std::move(r), st);
     // The new name is a node of its own: the source's cached link count is
-    // stale now. (Only attributes are dropped, which takes no inode lock.)
-    if (ok && d.session()) fuse_lowlevel_notify_inval_inode(d.session(), ino, -1, 0);
+    // stale now. Dropped before the reply, so that no stat after link(2)
+    // returns sees the old count; only attributes are dropped, which takes
+    // no inode lock (the kernel holds the source's during the LINK).
+    if (r.ok() && d.session()) fuse_lowlevel_notify_inval_inode(d.session(), ino, -1, 0);
+    reply_node(req, d, std::move(r), st);
   });
 }
 

@@ -44,8 +44,7 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
     struct stat dst;
     if (::fstat(dfd.value().get(), &dst) != 0) return last_errno();
     std::vector<std::string> hidden_below;  // names this layer's OCI whiteouts remove
-    const bool origins =
-        ld.layer == kUpper && resolver_.may_hold_origins(stack, dfd.value().get());
+    const bool origins = ld.layer == kUpper && resolver_.may_hold_origins(stack, dfd.value().get());
     // Regular files are stat'ed only where they may be xattr whiteouts: a
     // lower directory marked for them (see LayerDir::xwhiteouts), an upper
     // one with lower directories under it or opaque (a whiteout hides a
