@@ -127,6 +127,19 @@ def alive(pid):
         return False
 
 
+def stop_mount(m):
+    """Unmounts M and waits for its FUSE daemon (if any) to exit."""
+    pid = daemon_of(m)
+    if not umount(m, lazy_fallback=False):
+        log(f"umount {m} failed")
+        umount(m)
+    if pid:
+        for _ in range(600):
+            if not alive(pid):
+                break
+            time.sleep(0.1)
+
+
 def copy_up_wait(path):
     """Milliseconds until the upper copy of PATH is complete: layerfs copies a
     lower file's data up in the background after the first write, and removes
@@ -300,16 +313,7 @@ class Bench:
 
     def stop(self, name):
         """Unmounts NAME and waits for its daemon to exit."""
-        m = os.path.join(OVL, name, "m")
-        pid = daemon_of(m)
-        if not umount(m, lazy_fallback=False):
-            log(f"umount {m} failed")
-            umount(m)
-        if pid:
-            for _ in range(600):
-                if not alive(pid):
-                    break
-                time.sleep(0.1)
+        stop_mount(os.path.join(OVL, name, "m"))
 
     def unmount(self, name):
         self.stop(name)

@@ -85,6 +85,7 @@ void CompatChannelHook::inspect(char* msg, size_t len) {
   if (len < sizeof(fuse_in_header)) return;
   fuse_in_header in;
   std::memcpy(&in, msg, sizeof in);
+  stats_.count(in.opcode);
   if (killpriv_v2_.load(std::memory_order_relaxed)) t_kill = asks_kill(in.opcode, msg, len);
   if (in.opcode == FUSE_TMPFILE) {
     // libfuse 3.14 has no tmpfile op: an O_TMPFILE open comes in as a CREATE

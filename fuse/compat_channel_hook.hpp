@@ -33,6 +33,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "request_stats.hpp"
+
 namespace layer::fuse {
 
 class Uring;
@@ -58,6 +60,8 @@ class CompatChannelHook {
   void inspect(char* msg, size_t len);
   // The kernel's INIT flags2 (0 before INIT or without FUSE_INIT_EXT).
   uint32_t kernel_flags2() const { return kernel_flags2_.load(std::memory_order_relaxed); }
+  // The requests inspect() has seen, by opcode.
+  const RequestStats& stats() const { return stats_; }
 
   // In the INIT handler, with `passthrough` on: the INIT reply adds
   // FUSE_HANDLE_KILLPRIV_V2 (if the kernel offers it) and, before libfuse
@@ -83,6 +87,7 @@ class CompatChannelHook {
 
   int devfd_ = -1;
   Uring* uring_ = nullptr;
+  RequestStats stats_;
   std::atomic<bool> installed_{false};
   std::atomic<bool> saw_init_{false};
   std::atomic<uint32_t> kernel_flags_{0};

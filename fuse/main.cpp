@@ -6,16 +6,18 @@
 // mount until it is unmounted or gets SIGTERM/SIGINT/SIGHUP (it unmounts
 // first).
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <atomic>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "daemon.hpp"
@@ -61,6 +63,10 @@ constexpr const char* kUsage =
     "  -o relatime, strictatime, noatime, atime, norelatime, nostrictatime, diratime,\n"
     "     nodiratime: when reads update access times in the upper layer, as for the\n"
     "     kernel's mount (default relatime; lower layers: never)\n"
+    "\n"
+    "The daemon counts the FUSE requests it gets by opcode and logs the counts at\n"
+    "unmount, and whenever it gets SIGUSR1 (kill -USR1 PID) while mounted.\n"
+    "\n"
     "  -o allow_other, allow_root, default_permissions, suid, nosuid, dev, nodev, exec,\n"
     "     noexec, fsname=, subtype=, context=...  (passed to FUSE)\n";
 
@@ -77,6 +83,37 @@ void raise_fd_limit() {
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
 }
+
+// Logs the request counts on SIGUSR1, from a thread of its own that waits
+// for the signal; start() blocks it in the calling thread, so every thread
+// started after that (the loop's, the overlay's) leaves it to this one.
+class StatsOnSignal {
+ public:
+  explicit StatsOnSignal(const layer::fuse::RequestStats& s) : stats_(s) {}
+  ~StatsOnSignal() { stop(); }
+  void start() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) return;
+    thread_ = std::thread([this, set] {
+      int sig = 0;
+      while (sigwait(&set, &sig) == 0 && !stop_.load())
+        layer::fuse::log_info("%s", stats_.summary().c_str());
+    });
+  }
+  void stop() {
+    if (!thread_.joinable()) return;
+    stop_ = true;
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+
+ private:
+  const layer::fuse::RequestStats& stats_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -189,6 +226,8 @@ int main(int argc, char** argv) {
       fuse::log_info("mounted on %s", mountpoint.c_str());
       if (daemon->ov().user_xattrs() && !opts.core.userxattr)
         fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
+      StatsOnSignal stats_signal(daemon->hook().stats());
+      stats_signal.start();             // before any other thread
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       std::atomic<bool> stop_fetch{false};
       std::thread fetch_all;
@@ -226,6 +265,8 @@ int main(int argc, char** argv) {
                        static_cast<unsigned long long>(ls.bytes),
                        static_cast<unsigned long long>(ls.on_demand_requests));
       }
+      stats_signal.stop();
+      fuse::log_info("%s", daemon->hook().stats().summary().c_str());
       fuse::log_info("unmounted %s; exiting", mountpoint.c_str());
     }
     fuse_remove_signal_handlers(se);

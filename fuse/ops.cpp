@@ -159,11 +159,12 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name
     struct stat st;
     Node* src = node_of(d, ino);
     auto r = d.ov().link(src, node_of(d, parent), name, &st);
-    bool ok = r.ok();
-    reply_node(req, d, std::move(r), st);
     // The new name is a node of its own: the source's cached link count is
-    // stale now. (Only attributes are dropped, which takes no inode lock.)
-    if (ok && d.session()) fuse_lowlevel_notify_inval_inode(d.session(), ino, -1, 0);
+    // stale now. Dropped before the reply, so that no stat after link(2)
+    // returns sees the old count; only attributes are dropped, which takes
+    // no inode lock (the kernel holds the source's during the LINK).
+    if (r.ok() && d.session()) fuse_lowlevel_notify_inval_inode(d.session(), ino, -1, 0);
+    reply_node(req, d, std::move(r), st);
   });
 }
 
@@ -232,19 +233,20 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
     fuse_entry_param e{};
     const auto& ent = *it;
     const off_t next = static_cast<off_t>(ent.off);
-    // READDIRPLUS resolves directories only: a walk (find, ls -R, du of
-    // names) descends into them, so the kernel would look each up anyway,
-    // while resolving every file would stat it in each layer. A file goes
-    // out as name, type and d_ino with node id 0, which the kernel emits
-    // without making a dentry; stat-heavy readers (ls -l) look it up.
-    if (!plus || (ent.type != DT_DIR && ent.type != DT_UNKNOWN)) {
+    // READDIRPLUS resolves every entry: a file's attributes cost a LOOKUP
+    // round trip each when a stat-heavy reader (ls -l, after a find has
+    // filled the kernel's cache of the listing) gets to it, while resolving
+    // it here costs a stat in the upper and one in its layer. Not a file the
+    // kernel holds already: an entry with attributes makes it drop the
+    // file's cached ACLs, which a reader then asks for again.
+    if (!plus || (ent.type != DT_DIR && d.ov().has_node(n, ent.name))) {
       e.attr.st_ino = ent.ino;
       e.attr.st_mode = static_cast<mode_t>(DTTOIF(ent.type));
       if (!add(ent.name.c_str(), e.attr, &e, next)) break;
       continue;
     }
     struct stat st;
-    auto found = d.ov().lookup(n, ent.name, &st);
+    auto found = d.ov().lookup_listed(n, ent, &st);
     if (!found) {
       if (found.error() == ENOENT) continue;  // removed since the listing
       if (used == 0) return reply_err(req, found.error());

@@ -44,6 +44,15 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
     struct stat dst;
     if (::fstat(dfd.value().get(), &dst) != 0) return last_errno();
     std::vector<std::string> hidden_below;  // names this layer's OCI whiteouts remove
+    const bool origins = ld.layer == kUpper && resolver_.may_hold_origins(stack, dfd.value().get());
+    // Regular files are stat'ed only where they may be xattr whiteouts: a
+    // lower directory marked for them (see LayerDir::xwhiteouts), an upper
+    // one with lower directories under it or opaque (a whiteout hides a
+    // lower name; a directory with none holds none). A new directory's
+    // files cost no syscall each.
+    const bool xwhiteouts = ld.layer != kUpper
+                                ? ld.may_hold_xwhiteouts()
+                                : stack.size() > 1 || format::is_opaque(dfd.value().get());
     // getdents64 straight into a buffer: no DIR stream and its extra calls.
     alignas(struct dirent64) char buf[32768];
     ssize_t len = 0, pos = 0;
@@ -68,9 +77,7 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
       struct stat st;
       st.st_dev = dst.st_dev;
       st.st_ino = e->d_ino;
-      // Regular files are stat'ed only where they may be xattr whiteouts
-      // (see LayerDir::xwhiteouts).
-      if (type == DT_UNKNOWN || type == DT_CHR || (type == DT_REG && ld.may_hold_xwhiteouts())) {
+      if (type == DT_UNKNOWN || type == DT_CHR || (type == DT_REG && xwhiteouts)) {
         if (!stat_at(ld.fd.get(), e->d_name, &st)) {
           if (errno == ENOENT) continue;
           return last_errno();
@@ -82,8 +89,8 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
         }
       }
       seen.emplace(name);
-      uint64_t ino = resolver_.map_ino(ld.layer, st, ld.fd.get(), e->d_name, true);
-      out->entries.push_back(DirEntry{std::string(name), ino, type});
+      uint64_t ino = resolver_.map_ino(ld.layer, st, ld.fd.get(), e->d_name, origins);
+      out->entries.push_back(DirEntry{std::string(name), ino, type, 0, ld.layer});
       if (type == DT_DIR) ++out->subdirs;
     }
     for (auto& h : hidden_below) seen.insert(std::move(h));

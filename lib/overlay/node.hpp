@@ -44,6 +44,7 @@ struct DirEntry {
   uint64_t ino;
   unsigned char type;  // DT_*
   uint64_t off = 0;    // its readdir offset: a hash of the name (see Listing)
+  int layer = -1;      // the layer whose object the name is (kUpper or a lower)
 };
 // A merged directory's entries (no ".", "..", whiteouts or internal names).
 // Immutable once built; any change to the directory drops the cached one.

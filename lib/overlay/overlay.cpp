@@ -1,5 +1,6 @@
 #include "overlay/overlay.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -63,7 +64,7 @@ Overlay::Overlay(const Config& c, Dirs&& d)
       datadir_(std::move(d.data)),
       upper_(std::move(d.upper), std::move(d.work), ns_of(c)),
       resolver_(std::move(d.roots), std::string(upper_.xattrs().layerfs_origin),
-                std::string(upper_.xattrs().origin)),
+                std::string(upper_.xattrs().origin), std::string(upper_.xattrs().impure)),
       nodes_(make_root(resolver_)),
       listings_(resolver_),
       owners_(config_),
@@ -277,6 +278,45 @@ Result<Node*> Overlay::lookup(Node* parent, std::string_view name, struct stat* 
     unref(n.value());
     return Errno{a.error()};
   }
+  return n;
+}
+
+Result<Node*> Overlay::lookup_listed(Node* parent, const DirEntry& e, struct stat* st) {
+  if (e.layer <= kUpper || e.type == DT_DIR || e.type == DT_UNKNOWN)
+    return lookup(parent, e.name, st);
+  auto stack = stack_of(parent);
+  int dirfd = -1;
+  for (const auto& ld : *stack) {
+    if (ld.layer == kUpper) {
+      // A copy-up, a whiteout or a new object of that name since the
+      // listing: the whole lookup decides.
+      struct stat ust;
+      if (stat_at(ld.fd.get(), e.name.c_str(), &ust) || errno != ENOENT)
+        return lookup(parent, e.name, st);
+    } else if (ld.layer == e.layer) {
+      dirfd = ld.fd.get();
+    }
+  }
+  Found f;
+  f.layer = e.layer;
+  // Lower layers never change: the layers above it hide nothing of it, as
+  // the listing found. Hard links need the index's view (getattr); an empty
+  // file or a device may be a whiteout that readdir shows and lookup hides.
+  if (dirfd < 0 || !stat_at(dirfd, e.name.c_str(), &f.st) || S_ISDIR(f.st.st_mode) ||
+      S_ISCHR(f.st.st_mode) || (S_ISREG(f.st.st_mode) && f.st.st_size == 0) || f.st.st_nlink > 1)
+    return lookup(parent, e.name, st);
+  uint64_t ino = resolver_.map_ino(f.layer, f.st, dirfd, e.name.c_str(), true);
+  const struct stat got_st = f.st;
+  Node* n = adopt(parent, e.name, f, ino);
+  if (n->layer.load() != e.layer || n->shared.load()) {  // an older node, changed since
+    if (auto a = getattr(n, -1, st); !a) {
+      unref(n);
+      return Errno{a.error()};
+    }
+    return n;
+  }
+  *st = got_st;
+  fix_stat(n, st);
   return n;
 }
 

@@ -116,6 +116,18 @@ class Overlay {
   void unref(Node* n, uint64_t count = 1) { nodes_.unref(n, count); }
 
   Result<Node*> lookup(Node* parent, std::string_view name, struct stat* st);
+  // lookup() of `e`, an entry of parent's listing (READDIRPLUS), with less
+  // work where the listing did it: a lower non-directory of one link is
+  // stat'ed in its own layer only, once the upper is seen not to have taken
+  // the name since the listing was made. Anything else is a lookup().
+  Result<Node*> lookup_listed(Node* parent, const DirEntry& e, struct stat* st);
+  // Whether parent's child `name` has a node now: the kernel holds it (or an
+  // open file does), so it knows the name and its attributes already.
+  bool has_node(Node* parent, std::string_view name) {
+    Node* c = nodes_.find_child(parent, name);
+    if (c) nodes_.unref(c);
+    return c != nullptr;
+  }
   // `fd` is an open file of n or -1.
   Result<void> getattr(Node* n, int fd, struct stat* st);
   Result<void> setattr(Node* n, int fd, const SetAttr& a, const Caller& c, struct stat* st);

@@ -42,10 +42,12 @@ bool valid_name(std::string_view name) {
          name != format::kOpaqueMarker;  // a mark in every layer, never a name
 }
 
-Resolver::Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr)
+Resolver::Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr,
+                   std::string impure_xattr)
     : roots_(std::move(roots)),
       origin_xattr_(std::move(origin_xattr)),
-      handle_xattr_(std::move(handle_xattr)) {
+      handle_xattr_(std::move(handle_xattr)),
+      impure_xattr_(std::move(impure_xattr)) {
   for (const auto& r : roots_) {
     struct stat st;
     if (!r.valid() || ::fstat(r.get(), &st) != 0) continue;
@@ -98,6 +100,12 @@ uint64_t Resolver::map_ino(int layer, const struct stat& st, int dirfd, const ch
     }
   }
   return map_ino_raw(st.st_dev, st.st_ino);
+}
+
+bool Resolver::may_hold_origins(const DirStack& stack, int upper_fd) const {
+  if (stack.size() > 1 || impure_xattr_.empty()) return true;
+  char v;
+  return XattrPath(upper_fd, nullptr).get(impure_xattr_.c_str(), &v, 1) >= 0 || errno != ENODATA;
 }
 
 Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv,

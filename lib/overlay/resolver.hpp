@@ -43,8 +43,11 @@ class Resolver {
   // roots[0] is the upper directory (invalid: read-only), roots[1..] the
   // lowers, top first. `origin_xattr`: where a copy-up keeps its original
   // inode number; `handle_xattr`: where the kernel's overlayfs keeps its
-  // origin's file handle (format::origin_handle), for its own copy-ups.
-  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr = {});
+  // origin's file handle (format::origin_handle), for its own copy-ups;
+  // `impure_xattr`: the mark of an upper directory that holds such copies
+  // (or held them); empty: every upper directory may hold them.
+  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr = {},
+           std::string impure_xattr = {});
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
@@ -73,12 +76,19 @@ class Resolver {
   uint64_t map_ino(int layer, const struct stat& st, int dirfd, const char* name,
                    bool upper_origin) const;
   uint64_t map_ino_raw(dev_t dev, ino_t ino) const;
+  // Whether entries of the upper directory `upper_fd` of `stack` may keep
+  // an origin's inode number: the directory has lower layers (a copy-up
+  // lands there), or carries the impure mark (a copy was renamed or linked
+  // into it: UpperDir::mark_impure, as the kernel marks them). Otherwise
+  // every entry's number is its own, as for the kernel's pure upper dirs.
+  bool may_hold_origins(const DirStack& stack, int upper_fd) const;
 
  private:
   const std::vector<UniqueFd> roots_;
   std::vector<dev_t> devs_;  // distinct st_dev of the layers; index = ino tag. Constant.
   const std::string origin_xattr_;
   const std::string handle_xattr_;
+  const std::string impure_xattr_;
 };
 
 }  // namespace layer::overlay

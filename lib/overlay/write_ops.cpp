@@ -246,6 +246,13 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
       return Errno{e};
     }
   }
+  // A copy-up keeps its origin's inode number: a directory holding a link to
+  // one is marked, for readdir's d_ino (Resolver::may_hold_origins).
+  uint64_t origin = 0;
+  if (anon_path.empty() &&
+      XattrPath(loc.dirfd, loc.name.c_str())
+              .get(upper_.xattrs().layerfs_origin.data(), &origin, sizeof origin) == sizeof origin)
+    upper_.mark_impure(ufd);
   listings_.invalidate(parent);
   src->shared = true;
   auto r = lookup(parent, name, st);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the layerfs daemon itself: option errors before mounting,
-# read-only mounts, background start with a log file, SIGTERM unmounts and
-# exits cleanly, `umount` ends the daemon.
+# read-only mounts, background start with a log file, request counts on
+# SIGUSR1 and at unmount, SIGTERM unmounts and exits cleanly, `umount` ends
+# the daemon.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh" daemon
 mkdir -p "$t/l1" "$t/l2" "$t/u" "$t/w" "$t/mnt"
@@ -49,12 +50,23 @@ mounted
 echo three >"$t/mnt/h"
 pid=$(pgrep -f "layerfs -o lowerdir=$t/l1:$t/l2,upperdir=$t/u" | head -1)
 [ -n "$pid" ]
+# SIGUSR1 logs the request counts by opcode while mounted (the daemon lives
+# on), and the unmount logs them again.
+stat "$t/mnt/nothing-here" 2>/dev/null || true
+kill -USR1 "$pid"
+for _ in $(seq 50); do grep -q "requests: " "$t/log" && break; sleep 0.1; done
+grep "requests: " "$t/log" | grep -q "LOOKUP [1-9]" ||
+  { echo "no request counts with LOOKUP in the log after SIGUSR1:"; cat "$t/log"; exit 1; }
+kill -0 "$pid"
+mounted
 kill -TERM "$pid"
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$pid" 2>/dev/null; then echo "daemon ignored SIGTERM"; exit 1; fi
 if mounted; then echo "still mounted after SIGTERM"; exit 1; fi
 [ "$(cat "$t/u/h")" = three ]
 grep -q "mounted on" "$t/log"
+[ "$(grep -c "requests: .*CREATE 1" "$t/log")" = 2 ] ||
+  { echo "expected the counts (CREATE 1) on SIGUSR1 and at unmount:"; cat "$t/log"; exit 1; }
 
 # Foreground mode: the daemon stays attached; umount ends it with status 0.
 "$LAYERFS" -f -o "lowerdir=$t/l1:$t/l2,upperdir=$t/u,workdir=$t/w" "$t/mnt" 2>"$t/fg.log" &
