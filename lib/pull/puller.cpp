@@ -92,6 +92,26 @@ KnownBlobs known_blobs(const std::vector<store::LayerInfo>& layers) {
 // against what the store verified instead. A compressed form the store has
 // never seen cannot contradict it (the content is the diff_id's, which the
 // config's digest vouches for).
+// Whether layer diff_id, present lazily, must be completed (its blob fetched
+// whole and checked against its tree) before this pull may use it. A lazy
+// layer's tree is what its TOC says, and nothing has yet checked that the TOC
+// belongs to a blob of this diff_id: another image naming the diff_id gets it
+// as it is only from the same blob and TOC (digest, size, annotations).
+bool must_complete(const store::Store& store, const Options& opt, const Digest& diff_id,
+                   const oci::Descriptor& d) {
+  if (!store.is_lazy_layer(diff_id)) return false;
+  if (!opt.lazy) return true;
+  const std::string dir = store.root() + "/" + store::Layout::layer_dir(diff_id);
+  oci::Descriptor rec;
+  try {
+    UniqueFd fd = sys::xopen_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0, dir);
+    rec = lazy::read_lazy_layer(fd.get(), dir).record.blob;
+  } catch (const Error&) {
+    return true;  // completed meanwhile, or unreadable: completion sorts it out
+  }
+  return !(rec.digest == d.digest && rec.size == d.size && rec.annotations == d.annotations);
+}
+
 void check_reuse(const KnownBlobs& known, size_t i, const oci::Descriptor& d,
                  const Digest& diff_id) {
   auto it = known.find(d.digest);
@@ -311,11 +331,7 @@ class Ingestor {
   void ingest(size_t i) {
     const oci::Descriptor& d = m_.layers[i];
     const Digest& diff_id = cfg_.diff_ids[i];
-    // A lazy layer's tree is what its TOC says, and nothing has yet checked
-    // that the TOC belongs to a blob of this diff_id: another image naming
-    // the diff_id gets it as it is only from the same blob and TOC (digest
-    // and annotations); otherwise the layer is completed (verified) first.
-    if (store_.is_lazy_layer(diff_id) && (!opt_.lazy || !same_lazy_blob(i))) return complete(i);
+    if (must_complete(store_, opt_, diff_id, d)) return complete(i);
     // Another process may have published it since the pull began.
     if (store_.has_layer(diff_id)) {
       check_present(i);
@@ -443,19 +459,6 @@ class Ingestor {
 
   // Layer i was published by another pull meanwhile: check the descriptor
   // against its record.
-  bool same_lazy_blob(size_t i) {
-    const std::string dir = store_.root() + "/" + store::Layout::layer_dir(cfg_.diff_ids[i]);
-    oci::Descriptor rec;
-    try {
-      UniqueFd fd = sys::xopen_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0, dir);
-      rec = lazy::read_lazy_layer(fd.get(), dir).record.blob;
-    } catch (const Error&) {
-      return false;  // completed meanwhile, or unreadable: complete() sorts it out
-    }
-    const oci::Descriptor& d = m_.layers[i];
-    return rec.digest == d.digest && rec.size == d.size && rec.annotations == d.annotations;
-  }
-
   void check_present(size_t i) {
     std::vector<store::LayerInfo> info;
     if (auto l = store_.layer_info(cfg_.diff_ids[i])) info.push_back(std::move(*l));
@@ -534,7 +537,7 @@ Result pull(store::Store& store, oci::ImageSource& source, const std::string& na
   std::vector<size_t> duplicates;
   std::optional<KnownBlobs> known;  // read once, if any layer is present
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
-    const bool to_complete = !opt.lazy && store.is_lazy_layer(cfg.diff_ids[i]);
+    const bool to_complete = must_complete(store, opt, cfg.diff_ids[i], manifest.layers[i]);
     if (store.has_layer(cfg.diff_ids[i]) && !to_complete) {
       try {
         if (!known) known = known_blobs(store.layers());

@@ -6,6 +6,8 @@ usage: hostile_toc.py http://127.0.0.1:PORT REPO SRC_TAG DEST_TAG MODE
   bad-digest       the toc.digest annotation names other bytes
   path-escape      a regular file's name climbs out with '..'
   offset-past-end  a regular file's content offset lies far past the blob's end
+  poison           a consistent TOC that swaps two files' names (a tree unlike
+                   the blob's), under the diff_id the config claims
 """
 import gzip, hashlib, io, json, sys, tarfile, urllib.request
 
@@ -45,7 +47,11 @@ else:
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob[off:-51]))) as t:
         toc = json.load(t.extractfile("stargz.index.json"))
     reg = next(e for e in toc["entries"] if e["type"] == "reg" and e.get("size", 0) > 0)
-    if mode == "path-escape":
+    if mode == "poison":
+        other = next(e for e in toc["entries"] if e["type"] == "reg" and e.get("size", 0) > 0
+                     and e.get("digest") != reg.get("digest"))
+        reg["name"], other["name"] = other["name"], reg["name"]
+    elif mode == "path-escape":
         reg["name"] = "../../escaped"
     elif mode == "offset-past-end":
         reg["offset"] = len(blob) + (1 << 30)

@@ -145,6 +145,21 @@ for mode in bad-digest path-escape offset-past-end; do
 done
 [ -z "$(ls "$LAYERFS_ROOT/images" 2>/dev/null)" ] || fail "a hostile image was recorded"
 
+step "a lazy layer serves another image only from the same blob and TOC"
+# The poisoned image claims the layer's diff_id with a TOC of its own; a lazy
+# pull of the real image must not be served that tree: it is completed
+# (the real blob unpacked and compared) and refused.
+export LAYERFS_ROOT="$WORK/poison"
+"$PY" "$HERE/hostile_toc.py" "http://$R" app/esgz 1 poison poison || fail "make poison image"
+"$LAYERCTL" pull -q --lazy "$R/app/esgz:poison" >/dev/null || fail "lazy pull of the poisoned image"
+set +e
+"$LAYERCTL" pull --lazy "$R/app/esgz:1" >"$WORK/out" 2>"$WORK/err"
+rc=$?
+set -e
+[ "$rc" = 1 ] && [ "$(wc -l <"$WORK/err")" = 1 ] && grep -q "does not unpack to the tree" "$WORK/err" ||
+  fail "the real image was served the poisoned tree: rc $rc: $(cat "$WORK/out" "$WORK/err")"
+echo "  ok: $(cat "$WORK/err")"
+
 step "mount --fetch-all fetches every missing object in the background"
 export LAYERFS_ROOT="$WORK/lazy-all"
 "$LAYERCTL" pull -q --lazy "$R/app/zc:1" >/dev/null || fail "lazy pull"
