@@ -91,11 +91,18 @@ class StatsOnSignal {
  public:
   explicit StatsOnSignal(const layer::fuse::RequestStats& s) : stats_(s) {}
   ~StatsOnSignal() { stop(); }
+  // SIGUSR1 is blocked in every thread from before the mount appears (its
+  // default action would end the daemon): block() first, start() later.
+  static bool block() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    return pthread_sigmask(SIG_BLOCK, &set, nullptr) == 0;
+  }
   void start() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
-    if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) return;
     thread_ = std::thread([this, set] {
       int sig = 0;
       while (sigwait(&set, &sig) == 0 && !stop_.load())
@@ -211,6 +218,7 @@ int main(int argc, char** argv) {
   if (fuse_set_signal_handlers(se) != 0) {
     std::fprintf(stderr, "layerfs: cannot install signal handlers\n");
   } else {
+    const bool usr1_blocked = StatsOnSignal::block();
     if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
       std::fprintf(stderr, "layerfs: cannot mount on '%s'\n", mountpoint.c_str());
     } else {
@@ -227,7 +235,7 @@ int main(int argc, char** argv) {
       if (daemon->ov().user_xattrs() && !opts.core.userxattr)
         fuse::log_info("overlay markers in user.overlay.* (no CAP_SYS_ADMIN for trusted.* xattrs, now or at an earlier mount of this upper)");
       StatsOnSignal stats_signal(daemon->hook().stats());
-      stats_signal.start();             // before any other thread
+      if (usr1_blocked) stats_signal.start();
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       std::atomic<bool> stop_fetch{false};
       std::thread fetch_all;

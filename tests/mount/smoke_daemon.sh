@@ -48,8 +48,14 @@ if pgrep -f "layerfs -o lowerdir=$t/l1:$t/l2,ro" >/dev/null; then echo "daemon o
 "$LAYERFS" -o "lowerdir=$t/l1:$t/l2,upperdir=$t/u,workdir=$t/w,log=$t/log,fsync=0" "$t/mnt"
 mounted
 echo three >"$t/mnt/h"
-pid=$(pgrep -f "layerfs -o lowerdir=$t/l1:$t/l2,upperdir=$t/u" | head -1)
-[ -n "$pid" ]
+# The daemon's pid: once the parent that daemonized it has exited, one is left.
+for _ in $(seq 50); do
+  pids=$(pgrep -f "layerfs -o lowerdir=$t/l1:$t/l2,upperdir=$t/u" || true)
+  [ "$(echo "$pids" | wc -w)" = 1 ] && break
+  sleep 0.1
+done
+pid=$pids
+[ "$(echo "$pid" | wc -w)" = 1 ] || { echo "not one daemon: '$pid'"; exit 1; }
 # SIGUSR1 logs the request counts by opcode while mounted (the daemon lives
 # on), and the unmount logs them again.
 stat "$t/mnt/nothing-here" 2>/dev/null || true
