@@ -62,7 +62,7 @@ Overlay::Overlay(const Config& c, Dirs&& d)
     : config_(c),
       datadir_(std::move(d.data)),
       upper_(std::move(d.upper), std::move(d.work), ns_of(c)),
-      resolver_(std::move(d.roots), std::string(upper_.xattrs().layerfs_origin)),
+      resolver_(std::move(d.roots), std::string(upper_.xattrs().layerfs_origin), c.metacopy),
       nodes_(make_root(resolver_)),
       listings_(resolver_),
       owners_(config_),
@@ -190,13 +190,18 @@ Result<Overlay::Real> Overlay::real_of(Node* n) {
   return r;
 }
 
-Result<Overlay::Located> Overlay::locate(Node* n) {
+Result<Overlay::Located> Overlay::locate(Node* n, bool data) {
   // The layer can move from lower to upper between reading it and reading the
   // parent's stack (a copy-up); the upper entry is then in the stack too, or
   // the stack was rebuilt, and a second pass sees the new layer.
   for (int attempt = 0; attempt < 3; ++attempt) {
     Located loc;
     int layer = n->layer.load();
+    if (data) {
+      int below = n->data_layer.load();
+      if (below < 0) return Errno{EIO};  // a metadata-only copy without its data
+      if (below > 0) layer = below;
+    }
     Node* p = nodes_.parent_of(n, &loc.name);
     if (!p) return Errno{EINVAL};
     NodeRef hold(&nodes_, p);
@@ -240,6 +245,7 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
 
 Node* Overlay::adopt(Node* parent, std::string_view name, Found& f, uint64_t ino) {
   Node* fresh = new Node(f.st.st_mode, ino);
+  fresh->data_layer = f.data_layer;
   fresh->layer = f.layer;
   fresh->stack = std::move(f.stack);
   if (S_ISREG(f.st.st_mode) && f.st.st_nlink > 1) {

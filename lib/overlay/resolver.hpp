@@ -36,6 +36,9 @@ struct Found {
   struct stat st {};
   std::shared_ptr<const DirStack> stack;  // directories, when asked for
   bool opaque = false;
+  // An upper regular file that is a metadata-only copy: the lower layer
+  // holding its data under the same name, or -1 if none does (Node::data_layer).
+  int data_layer = 0;
 };
 
 class Resolver {
@@ -43,7 +46,8 @@ class Resolver {
   // roots[0] is the upper directory (invalid: read-only), roots[1..] the
   // lowers, top first. `origin_xattr`: where a copy-up keeps its original
   // inode number.
-  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr);
+  // `lower_metacopy`: follow metacopy files in lower layers too (Config::metacopy).
+  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, bool lower_metacopy);
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
@@ -61,6 +65,11 @@ class Resolver {
   //                         until an opaque directory, a whiteout or a
   //                         non-directory
   //   any other errno    -> stop and return it
+  // A metadata-only file (the metacopy marker in the upper; in a lower layer
+  // with metacopy=on) goes on to the same name below for its data: the first
+  // regular file that is not itself metadata-only, unless a whiteout or
+  // another type comes first, as the kernel's path-based lookup does. One
+  // with a redirect of its own (a kernel rename) is not followed: EIO.
   Result<Found> resolve(const DirStack& parent, std::string_view name, bool want_stack) const;
   // Whether a lower layer of `parent` has `name` (whiteouts respected).
   Result<bool> lower_has(const DirStack& parent, std::string_view name) const;
@@ -75,6 +84,12 @@ class Resolver {
   const std::vector<UniqueFd> roots_;
   std::vector<dev_t> devs_;  // distinct st_dev of the layers; index = ino tag. Constant.
   const std::string origin_xattr_;
+  const bool lower_metacopy_;
+  // Whether (dirfd, name) with stat st is a metadata-only file in `layer`
+  // whose data is further down (not a store entry's object redirect);
+  // *redirect: it has a redirect of its own (renamed by the kernel).
+  bool metacopy_below(int layer, int dirfd, const char* name, const struct stat& st,
+                      bool* redirect) const;
 };
 
 }  // namespace layer::overlay
