@@ -145,9 +145,24 @@ std::unique_ptr<Overlay> Overlay::open(const Config& opts) {
     if (!dup) throw Error("upperdir '" + opts.upperdir + "'", dup.error());
     d.roots[0] = std::move(dup).value();
   }
+  // One clone for every lower layer it reaches (a store's layers share a
+  // mount): each mount_setattr costs milliseconds (it waits for an RCU grace
+  // period), which was most of a mount's start. A layer it does not reach
+  // gets a clone of its own.
+  std::string common;
+  for (const auto& l : opts.lowerdirs) common = common.empty() ? l : common_ancestor(common, l);
+  AtimeMount lowers = opts.lowerdirs.size() > 1 && !common.empty()
+                          ? AtimeMount::clone(common, Atime::kNoatime, true)
+                          : AtimeMount();
   for (const auto& l : opts.lowerdirs) {
-    through = AtimeMount::clone(l, Atime::kNoatime, true);
-    UniqueFd fd = open_layer(l, "lowerdir");
+    auto shared = lowers.open_below(l);
+    UniqueFd fd;
+    if (shared) {
+      fd = std::move(shared).value();
+    } else {
+      through = AtimeMount::clone(l, Atime::kNoatime, true);
+      fd = open_layer(l, "lowerdir");
+    }
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) throw Error("lowerdir '" + l + "'", errno);
     d.roots.push_back(std::move(fd));
