@@ -346,6 +346,8 @@ Result<void> Copier::copy_data_in(Node* n, CopyData data) {
   if (ust.st_size >= LazyCopy::kMinSize && lazy_.enabled()) {
     auto reserved = reserve_fill(src.value().get(), ud, ust.st_size);
     if (!reserved) return Errno{reserved.error()};
+    struct timespec kept[2] = {ust.st_atim, ust.st_mtim};  // fallocate changes them
+    if (::futimens(ud, kept) != 0) return last_errno();
     if (reserved.value()) {
       std::string rel = nodes_.path_of(p);
       rel += rel.empty() ? name : "/" + name;
