@@ -203,14 +203,8 @@ Result<void> Copier::make_work_copy(Job& j, CopyData data) {
         if (!reserved) return Errno{reserved.error()};
         if (!reserved.value())  // no reservation that reads as holes: copy it all now
           return copy_data(src.value().get(), j.data.get(), j.st.st_size);
-        std::string rel = nodes_.path_of(j.parent);
-        rel += rel.empty() ? j.name : "/" + j.name;
-        std::string marker = std::to_string(j.st.st_size);
-        marker += '\0';
-        marker += c_.lowerdirs.at(static_cast<size_t>(j.dlayer - 1));
-        marker += '\0';
-        marker += rel;
-        j.partial = lazy_.make(std::move(src).value(), j.st.st_size, std::move(marker));
+        j.partial = lazy_.make(std::move(src).value(), j.st.st_size,
+                               lazy_marker(j.parent, j.name, j.dlayer, j.st.st_size));
         return {};
       }
       return copy_data(src.value().get(), j.data.get(), j.st.st_size);
@@ -304,6 +298,17 @@ Result<void> Copier::publish(Job& j) {
   return {};
 }
 
+std::string Copier::lazy_marker(Node* parent, const std::string& name, int layer, off_t size) {
+  std::string rel = nodes_.path_of(parent);
+  rel += rel.empty() ? name : "/" + name;
+  std::string m = std::to_string(size);
+  m += '\0';
+  m += c_.lowerdirs.at(static_cast<size_t>(layer - 1));
+  m += '\0';
+  m += rel;
+  return m;
+}
+
 Result<void> Copier::copy_data_in(Node* n, CopyData data) {
   if (data == CopyData::kMeta || n->data_layer.load() == 0) return {};
   std::lock_guard<std::mutex> g(n->copy_mu);
@@ -349,14 +354,8 @@ Result<void> Copier::copy_data_in(Node* n, CopyData data) {
     struct timespec kept[2] = {ust.st_atim, ust.st_mtim};  // fallocate changes them
     if (::futimens(ud, kept) != 0) return last_errno();
     if (reserved.value()) {
-      std::string rel = nodes_.path_of(p);
-      rel += rel.empty() ? name : "/" + name;
-      std::string m = std::to_string(ust.st_size);
-      m += '\0';
-      m += c_.lowerdirs.at(static_cast<size_t>(dl - 1));
-      m += '\0';
-      m += rel;
-      auto partial = lazy_.make(std::move(src).value(), ust.st_size, std::move(m));
+      auto partial = lazy_.make(std::move(src).value(), ust.st_size,
+                                lazy_marker(p, name, dl, ust.st_size));
       // Marked partial before it stops being metadata-only: a crash between
       // the two leaves a file that recovery fills and the marker still
       // reads from below, the same bytes.

@@ -61,6 +61,8 @@ class Copier {
   // for a big file), then the marker removed: a crash before that leaves the
   // metadata-only copy, whose data is still below.
   Result<void> copy_data_in(Node* n, CopyData data);
+  // A lazy copy's partial marker: its size, lowerdir and path (LazyCopy::recover).
+  std::string lazy_marker(Node* parent, const std::string& name, int layer, off_t size);
 
   const Config& c_;
   NodeTable& nodes_;
