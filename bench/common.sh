@@ -35,7 +35,7 @@ bench_args() {
 # Installs the Debian packages the benchmarks use (only those missing).
 bench_install_deps() {
   local pkgs=(debootstrap fio fuse-overlayfs fuse3 umoci zstd gzip tar python3 gcc libc6-dev
-              gnuplot-nox util-linux procps psmisc attr)
+              gnuplot-nox util-linux procps psmisc attr containerd)
   local missing=() p
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

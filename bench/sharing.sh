@@ -9,22 +9,39 @@
 # store), and the page cache added by reading the ~100 largest shared
 # libraries through a mount of image 2 after reading them through a mount of
 # image 1 (memory cgroup of the readers and daemons). Medians of N runs.
-# Not yet compared: podman's c/storage overlay and containerd (see RESULTS.md).
+# The layer-level peers, disk only, each in a fresh root of its own: podman
+# (containers/storage, overlay driver) pulls the two images; containerd (its
+# own daemon, overlayfs snapshotter) imports them with `ctr images import`
+# (counted: its snapshots, plus its content store of compressed blobs).
 #
-#   bench/sharing.sh [--runs N] [--no-results]
+# --fs host (default) keeps the stores on the filesystem of bench/out; --fs
+# ext4 or --fs xfs puts them on a fresh loop filesystem of that type made with
+# its default options (ext4: 256-byte inodes, where a metadata-only entry's
+# xattrs need a block of their own; xfs: 512-byte inodes, where they fit in
+# the inode).
+#
+#   bench/sharing.sh [--runs N] [--fs host|ext4|xfs] [--no-results]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=3
-bench_args sharing.sh "" "$@"
+runs=3 fs=host
+bench_args sharing.sh "fs" "$@"
+case $fs in host|ext4|xfs) ;; *) die "sharing.sh: --fs: '$fs' is not host, ext4 or xfs" ;; esac
 [ -f "$cache_dir/rootfs.complete" ] || bash "$bench_dir/images.sh"
 bench_build || die "layerctl does not build"
 layerctl=$BUILD/tools/layerctl
 mkimage=$BUILD/tests/fixtures/mkimage
 [ -x "$mkimage" ] || die "no $mkimage (build the tests)"
 work=$out_dir/sharing-work
+for m in "$work"/mnt1 "$work"/mnt2 "$work"; do mountpoint -q "$m" && umount -l "$m"; done
 rm -rf "$work"
+mkdir -p "$work"
+if [ "$fs" != host ]; then
+  truncate -s 8G "$out_dir/sharing-$fs.img"
+  "mkfs.$fs" -q "$out_dir/sharing-$fs.img" >/dev/null 2>&1 || "mkfs.$fs" -f -q "$out_dir/sharing-$fs.img" >/dev/null
+  mount -o loop "$out_dir/sharing-$fs.img" "$work"
+fi
 mkdir -p "$work/mnt1" "$work/mnt2"
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   cg=/sys/fs/cgroup/bench-sharing-$$ key=file
@@ -34,7 +51,46 @@ fi
 cleanup() {
   for m in "$work/mnt1" "$work/mnt2"; do mountpoint -q "$m" && umount -l "$m"; done
   [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
+  if [ -d "$work/podman" ]; then podman_store system reset -f >/dev/null 2>&1 || true; fi
+  containerd_stop
+  rm -rf "${work:?}"/*
+  if [ "$fs" != host ]; then umount "$work"; rm -f "$out_dir/sharing-$fs.img"; fi
   rm -rf "$work"
+}
+containerd_stop() {
+  [ -n "${ctrd_pid:-}" ] || return 0
+  kill "$ctrd_pid" 2>/dev/null; wait "$ctrd_pid" 2>/dev/null
+  ctrd_pid=
+  grep -o " $work/containerd/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l
+}
+# OCI-archive tar of one tag of a layout (its index entry and the blobs it
+# names), for ctr images import.
+oci_tar() {  # LAYOUT TAG OUT
+  python3 - "$@" <<'PY'
+import io, json, os, sys, tarfile
+layout, tag, out = sys.argv[1:4]
+ix = json.load(open(os.path.join(layout, "index.json")))
+ix["manifests"] = [m for m in ix["manifests"]
+                   if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+blob = lambda d: os.path.join("blobs", *d.split(":"))
+names = set()
+for m in ix["manifests"]:
+    names.add(blob(m["digest"]))
+    man = json.load(open(os.path.join(layout, blob(m["digest"]))))
+    names.update(blob(d["digest"]) for d in [man["config"]] + man["layers"])
+with tarfile.open(out, "w") as t:
+    t.add(os.path.join(layout, "oci-layout"), "oci-layout")
+    data = json.dumps(ix).encode()
+    info = tarfile.TarInfo("index.json")
+    info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+    for n in sorted(names):
+        t.add(os.path.join(layout, n), n)
+PY
+}
+podman_store() {
+  podman --root "$work/podman/root" --runroot "$work/podman/run" --storage-driver overlay \
+    --storage-opt overlay.mount_program= "$@"
 }
 trap cleanup EXIT
 
@@ -47,6 +103,7 @@ img1="oci:$cache_dir/images/debian-gzip:latest" img2="oci:$work/img2:latest"
 
 store_bytes() { du -s --block-size=1 "$1" | cut -f1; }
 declare -A t1 d1 d2 pc
+pd1="" pd2="" cd1="" cd2="" cb1="" cb2=""
 for ((r = 1; r <= runs; r++)); do
   for fmt in 2 1; do
     root=$work/store-$fmt
@@ -69,8 +126,9 @@ for ((r = 1; r <= runs; r++)); do
       echo $BASHPID >"$cg/cgroup.procs"
       "$layerctl" --root "$root" mount --read-only "$img1" "$work/mnt1" >/dev/null
       "$layerctl" --root "$root" mount --read-only "$img2" "$work/mnt2" >/dev/null
+      # (awk, not head: head would end sort with SIGPIPE, fatal under pipefail)
       (cd "$work/mnt1" && find usr/lib -name '*.so*' -type f -printf '%s %p\n' | sort -rn |
-        head -100 | cut -d' ' -f2) >"$work/libs"
+        awk "NR <= 100" | cut -d" " -f2) >"$work/libs"
       sync
       drop_caches
       (cd "$work/mnt1" && xargs cat <"$work/libs" >/dev/null)
@@ -86,6 +144,61 @@ for ((r = 1; r <= runs; r++)); do
   done
 done
 
+# Peer: podman (containers/storage, overlay driver, its own fresh root).
+if command -v podman >/dev/null; then
+  for ((r = 1; r <= runs; r++)); do
+    podman_store system reset -f >/dev/null 2>&1 || true
+    rm -rf "$work/podman"
+    mkdir -p "$work/podman"
+    podman_store pull -q "$img1" >/dev/null
+    a=$(store_bytes "$work/podman/root")
+    podman_store pull -q "$img2" >/dev/null
+    b=$(store_bytes "$work/podman/root")
+    pd1+="$a " pd2+="$((b - a)) "
+    log "run $r podman: image 1 $a B, image 2 adds $((b - a)) B"
+  done
+  podman_store system reset -f >/dev/null 2>&1 || true
+  rm -rf "$work/podman"
+fi
+
+# Peer: containerd (overlayfs snapshotter, its own daemon and root).
+if command -v containerd >/dev/null && command -v ctr >/dev/null; then
+  oci_tar "$cache_dir/images/debian-gzip" latest "$work/img1.tar"
+  oci_tar "$work/img2" latest "$work/img2.tar"
+  c=$work/containerd
+  for ((r = 1; r <= runs; r++)); do
+    rm -rf "$c"
+    mkdir -p "$c"
+    printf 'version = 2\n' >"$c/config.toml"
+    containerd -c "$c/config.toml" --root "$c/root" --state "$c/state" --address "$c/sock" \
+      >"$c.log" 2>&1 &
+    ctrd_pid=$!
+    for _ in $(seq 50); do [ -S "$c/sock" ] && break; sleep 0.1; done
+    ctr_bytes() {
+      du -s --block-size=1 "$c/root/io.containerd.snapshotter.v1.overlayfs" | cut -f1
+      du -s --block-size=1 "$c/root/io.containerd.content.v1.content" | cut -f1
+    }
+    # Each under a name of its own: both tags are "latest", and an import
+    # under the default name would replace image 1 (and let its layers go).
+    ctr -a "$c/sock" -n bench images import --base-name docker.io/bench/img1 "$work/img1.tar" >/dev/null
+    read -r a ab < <(ctr_bytes | paste -sd' ')
+    ctr -a "$c/sock" -n bench images import --base-name docker.io/bench/img2 "$work/img2.tar" >/dev/null
+    read -r b bb < <(ctr_bytes | paste -sd' ')
+    cd1+="$a " cd2+="$((b - a)) " cb1+="$ab " cb2+="$((bb - ab)) "
+    log "run $r containerd: image 1 $a B (+$ab B blobs), image 2 adds $((b - a)) B (+$((bb - ab)) B blobs)"
+    containerd_stop
+  done
+  rm -rf "$c" "$work/img1.tar" "$work/img2.tar"
+fi
+
+# What image 2's tree costs at least, whatever the form: a file of up to the
+# inline threshold (4 KiB) takes a data block; a larger one is a metadata-only
+# entry, whose two xattrs take a block of their own where they do not fit in
+# the inode (ext4's default 256-byte inodes; xfs's 512-byte ones hold them).
+small_files=$(find "$cache_dir/rootfs" -type f -size +0 -size -4097c | wc -l)
+large_files=$(find "$cache_dir/rootfs" -type f -size +4096c | wc -l)
+block=$(stat -f -c %S "$work")
+
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
 table="| store | first pull (image 1) | image 1 on disk | image 2 adds | page cache, 100 libs via image 2 |
 |---|---|---|---|---|"
@@ -95,6 +208,19 @@ for fmt in 2 1; do
   table+="
 | format $fmt | $(awk -v u="$tp" 'BEGIN {printf "%.2f s", u / 1e6}') | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | $(mib "$p") |"
 done
+if [ -n "$pd1" ]; then
+  a=$(median <<<"$pd1") b=$(median <<<"$pd2")
+  table+="
+| podman (c/storage overlay) | | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | |"
+fi
+if [ -n "$cd1" ]; then
+  a=$(median <<<"$cd1") b=$(median <<<"$cd2")
+  table+="
+| containerd (overlayfs snapshotter) | | $(mib "$a") (+$(mib "$(median <<<"$cb1")") blobs) | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}'); +$(mib "$(median <<<"$cb2")") blobs) | |"
+fi
+table+="
+
+Filesystem of the stores: $([ "$fs" = host ] && echo "the host's ($(stat -f -c %T "$out_dir"))" || echo "a fresh loop $fs, default mkfs options"). Image 2 has $small_files non-empty files of at most 4 KiB (inline, a $block-byte block each: $(mib $((small_files * block)))) and $large_files larger ones (metadata-only entries; where their xattrs need a block of their own: $(mib $((large_files * block))))."
 echo "$table"
-[ "$write_results" = 1 ] && write_results_section sharing "$table"
+[ "$write_results" = 1 ] && write_results_section "sharing$([ "$fs" = host ] || echo " ($fs)")" "$table"
 exit 0

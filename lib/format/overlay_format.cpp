@@ -1,12 +1,18 @@
 #include "format/overlay_format.hpp"
 
+#include <endian.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/ioctl.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 
+#include "util/sys.hpp"
 #include "util/xattr_path.hpp"
 
 namespace layer::format {
@@ -150,6 +156,110 @@ bool is_metacopy(int dirfd, const char* name) {
   for (const XattrNames* ns : kNamespaces)
     if (p.get(ns->metacopy.data(), nullptr, 0) >= 0) return true;
   return false;
+}
+
+// ---------------------------------------------------------------- index
+
+namespace {
+
+// FS_IOC_GETFSUUID (Linux 6.5; bookworm's headers predate it).
+struct FsUuid {
+  uint8_t len;
+  uint8_t uuid[16];
+};
+constexpr unsigned long kGetFsUuid = _IOR(0x15, 0, FsUuid);
+
+// The uuid the kernel puts in a handle of a file on the filesystem of `fd`
+// (its super block's s_uuid): null when the filesystem (or kernel) tells none.
+void fs_uuid(int fd, uint8_t out[16]) {
+  FsUuid u{};
+  int r = ::ioctl(fd, kGetFsUuid, &u);
+  if (r != 0 && errno == EBADF) {  // an O_PATH fd: ask an open of the same directory
+    int dup = ::open(sys::proc_path(fd).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup >= 0) {
+      r = ::ioctl(dup, kGetFsUuid, &u);
+      ::close(dup);
+    }
+  }
+  std::memset(out, 0, 16);
+  if (r == 0 && u.len == 16) std::memcpy(out, u.uuid, 16);
+}
+
+// struct ovl_fb, the kernel's on-disk handle header (fs/overlayfs/overlayfs.h).
+constexpr uint8_t kFhVersion = 0;
+constexpr uint8_t kFhMagic = 0xfb;
+constexpr uint8_t kFhBigEndian = 1 << 0;
+constexpr size_t kFhHeader = 5 + 16;  // version, magic, len, flags, type, uuid
+
+}  // namespace
+
+Result<std::string> origin_handle(int dirfd, const char* name) {
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  if (::name_to_handle_at(dirfd, name, fh, &mount_id, 0) != 0)
+    return errno == ENOTSUP || errno == EOVERFLOW ? Errno{EOPNOTSUPP} : last_errno();
+  if (fh->handle_type < 0 || fh->handle_type >= 0xff || kFhHeader + fh->handle_bytes > 0xff)
+    return Errno{EOPNOTSUPP};
+  std::string out(kFhHeader + fh->handle_bytes, '\0');
+  auto* p = reinterpret_cast<uint8_t*>(out.data());
+  p[0] = kFhVersion;
+  p[1] = kFhMagic;
+  p[2] = static_cast<uint8_t>(out.size());
+  p[3] = __BYTE_ORDER == __BIG_ENDIAN ? kFhBigEndian : 0;
+  p[4] = static_cast<uint8_t>(fh->handle_type);
+  fs_uuid(dirfd, p + 5);
+  std::memcpy(p + kFhHeader, fh->f_handle, fh->handle_bytes);
+  return out;
+}
+
+Result<UniqueFd> open_origin(std::string_view handle, int mount_fd) {
+  const auto* p = reinterpret_cast<const uint8_t*>(handle.data());
+  if (handle.size() <= kFhHeader || handle.size() - kFhHeader > MAX_HANDLE_SZ ||
+      p[0] != kFhVersion || p[1] != kFhMagic || p[2] != handle.size())
+    return Errno{EINVAL};
+  uint8_t uuid[16];
+  fs_uuid(mount_fd, uuid);
+  if (std::memcmp(uuid, p + 5, 16) != 0) return Errno{EXDEV};
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = static_cast<unsigned>(handle.size() - kFhHeader);
+  fh->handle_type = p[4];
+  std::memcpy(fh->f_handle, p + kFhHeader, fh->handle_bytes);
+  int fd = ::open_by_handle_at(mount_fd, fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return last_errno();
+  return UniqueFd(fd);
+}
+
+std::string index_name(std::string_view handle) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(handle.size() * 2);
+  for (unsigned char c : handle) {
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+  }
+  return out;
+}
+
+std::string nlink_value(int upper_diff) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "U%+d", upper_diff);
+  return buf;
+}
+
+std::optional<NlinkDiff> parse_nlink(std::string_view v) {
+  // "U+N", "U-N", "L+N" or "L-N", N decimal (what the kernel's kstrtoint takes).
+  if (v.size() < 3 || v.size() > 12 || (v[0] != 'U' && v[0] != 'L') || (v[1] != '+' && v[1] != '-'))
+    return std::nullopt;
+  int n = 0;
+  for (char c : v.substr(2)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+    if (n > 1 << 24) return std::nullopt;
+  }
+  return NlinkDiff{v[0] == 'L', v[1] == '-' ? -n : n};
 }
 
 }  // namespace layer::format

@@ -18,6 +18,9 @@
 #include <string>
 #include <string_view>
 
+#include "util/result.hpp"
+#include "util/unique_fd.hpp"
+
 namespace layer {
 class XattrPath;
 }
@@ -50,7 +53,7 @@ struct XattrNames {
   std::string_view upper;                // the kernel's index: the upper's file handle
   std::string_view own;                  // layerfs's names below the prefix start with this
   std::string_view layerfs_origin;       // a copy-up's original inode number
-  std::string_view layerfs_lower_names;  // index entry: names still only below
+  std::string_view layerfs_lower_names;  // old layerfs-index entry: names still only below
   std::string_view layerfs_partial;      // a lazy copy-up not yet filled
   std::string_view layerfs_probe;        // set and removed once to test trusted.*
 };
@@ -115,6 +118,41 @@ bool is_escaped_xattr(std::string_view stored, XattrNamespace ns);
 // The name a stored xattr has for a program (or in a tar): the escaped form
 // is "<prefix>X" again; any other "<prefix>..." is the format's own (nullopt).
 std::optional<std::string> unescape_xattr_name(std::string_view stored);
+
+// ---------------------------------------------------------------- index
+
+// The kernel's index=on, which layerfs keeps the same way: a lower file with
+// several names, copied up through one, gets the entry
+// workdir/<kIndexDir>/<index_name(origin)>, a hard link to its upper copy.
+// The copy (so the entry too, one inode) carries the origin handle in the
+// origin xattr and the link count every name sees in the nlink xattr.
+inline constexpr const char* kIndexDir = "index";
+// layerfs's own index before it took the kernel's format: entries named
+// after the origin's inode number; read only to move them into kIndexDir.
+inline constexpr const char* kLegacyIndexDir = "layerfs-index";
+
+// The kernel's encoded origin file handle (struct ovl_fb: version 0, magic
+// 0xfb, length, flags, handle type, the uuid of the file's filesystem, then
+// the handle's bytes from name_to_handle_at) of the object (dirfd, name).
+// The uuid is FS_IOC_GETFSUUID's; a filesystem (or kernel, before 6.5)
+// without one gets the null uuid, as the kernel's own handles then have.
+// EOPNOTSUPP: the filesystem has no file handles (nothing can be indexed).
+Result<std::string> origin_handle(int dirfd, const char* name);
+// The object an encoded handle names, opened O_PATH through `mount_fd` (any
+// fd on its filesystem): EXDEV when the handle is of another filesystem (its
+// uuid), EINVAL when it is not a handle; needs CAP_DAC_READ_SEARCH (EPERM).
+Result<UniqueFd> open_origin(std::string_view handle, int mount_fd);
+// The index entry name of an encoded handle: its bytes in lower-case hex.
+std::string index_name(std::string_view handle);
+// The nlink xattr: the link count of the overlay file relative to the upper
+// inode's ("U+1": one more than the upper inode has) or, during the kernel's
+// own copy-up, to the lower's ("L-1"). The kernel's format.
+std::string nlink_value(int upper_diff);
+struct NlinkDiff {
+  bool lower;  // relative to the lower inode
+  int diff;
+};
+std::optional<NlinkDiff> parse_nlink(std::string_view value);
 
 // ---------------------------------------------------------------- whiteouts
 

@@ -33,7 +33,7 @@ Result<RealFile> Overlay::open_real(Node* n, int flags) {
     return reopen(kept->get());
   if (!write) {
     // Another name was copied up: read that copy, and write nothing.
-    auto copy = index_.indexed_copy(n);
+    auto copy = indexed_copy(n);
     if (!copy) return Errno{copy.error()};
     if (copy->valid()) return reopen(copy->get());
   } else {

@@ -93,6 +93,7 @@ struct Copier::Job {
   struct stat st {};   // the lower object
   struct stat pst {};  // the upper parent, whose times a copy-up keeps
   bool indexed = false;
+  IndexKey key;                             // while indexed
   std::unique_lock<std::mutex> index_lock;  // held while indexed
   std::string tmp;                          // its name in work/
   UniqueFd data;                            // a regular file's work copy
@@ -144,10 +145,18 @@ Result<void> Copier::copy_locked(Node* n, Node* p, const std::string& name, Copy
 
   // A lower file with several names: if another name was copied up already,
   // this one becomes a link to that copy.
-  j.indexed = S_ISREG(j.st.st_mode) && j.st.st_nlink > 1 && index_.valid();
+  // (A file system without file handles has no index: its names part.)
+  if (S_ISREG(j.st.st_mode) && j.st.st_nlink > 1 && index_.valid()) {
+    auto k = index_.key_of(n->ino, j.sfd, name.c_str());
+    if (!k && k.error() != EOPNOTSUPP) return Errno{k.error()};
+    if (k) {
+      j.key = std::move(k).value();
+      j.indexed = true;
+    }
+  }
   if (j.indexed) {
     j.index_lock = std::unique_lock<std::mutex>(index_.mu());
-    auto l = index_.link_to(n->ino, j.ufd, name.c_str());
+    auto l = index_.link_to(j.key, j.ufd, name.c_str());
     if (l) {
       struct timespec pts[2] = {j.pst.st_atim, j.pst.st_mtim};
       ::futimens(j.ufd, pts);
@@ -268,7 +277,7 @@ Result<void> Copier::publish(Job& j) {
   }
   upper_.mark_impure(j.ufd);
   if (j.indexed) {
-    index_.record(j.n->ino, j.ufd, nm, j.st.st_nlink);
+    index_.record(j.key, j.ufd, nm, j.st.st_nlink);
     j.index_lock.unlock();
   }
   if (j.partial) lazy_.publish(j.n, j.partial);

@@ -1,15 +1,20 @@
-// LinkIndex: workdir/layerfs-index, so that hard links survive copy-up (the
-// kernel's index=on idea). When a lower file with several names is copied up
-// through one name, an entry named after its inode number records the upper
-// copy (by file handle: it survives renames and adds no link the kernel
-// would count) and, in an xattr, how many of its names are still only
-// below; each other name then becomes a link to that copy when it changes,
-// and reads of it go to the copy at once (indexed_copy).
+// LinkIndex: workdir/index, so that hard links survive copy-up, in the
+// format of the kernel's overlayfs with index=on (format::kIndexDir), so
+// that the kernel mounting the upper afterwards links the names as layerfs
+// does. When a lower file with several names is copied up through one, the
+// entry named after its origin handle becomes a hard link to the copy; each
+// other name becomes a link to that copy when it changes, and reads of it go
+// to the copy at once (copy_of). The nlink xattr on the copy keeps the link
+// count every name sees, relative to the upper inode's ("U+N"), so linking
+// or removing an upper name leaves it alone.
 //
-// Thread-safe. mu_ serializes each read-modify-write of an entry's name
-// count, and is held across a copy-up of a multiply linked file (see
-// Copier): after Node::copy_mu, before the leaf locks (lock order:
-// overlay.hpp).
+// Entries of layerfs's older index (workdir/layerfs-index, named after the
+// origin's inode number) move into the new one the first time their lower
+// file is looked at (key_of).
+//
+// Thread-safe. mu_ serializes the changes of an entry and is held across a
+// copy-up of a multiply linked file (see Copier): after Node::copy_mu,
+// before the leaf locks (lock order: overlay.hpp).
 #pragma once
 
 #include <sys/stat.h>
@@ -17,8 +22,8 @@
 
 #include <cstdint>
 #include <mutex>
+#include <string>
 
-#include "overlay/node.hpp"
 #include "util/result.hpp"
 #include "util/thread_annotations.hpp"
 #include "util/unique_fd.hpp"
@@ -26,54 +31,58 @@
 namespace layer::overlay {
 
 class UpperDir;
-struct IndexEntry;
+
+// A lower file's place in the index.
+struct IndexKey {
+  std::string handle;  // its encoded origin handle (format::origin_handle)
+  std::string name;    // the entry's name: the handle in hex
+};
 
 class LinkIndex {
  public:
   // `dir` is invalid for a read-only mount: then nothing is indexed.
-  // `upper` (for work/ and file handles) is borrowed for the index's life.
-  LinkIndex(UniqueFd dir, UpperDir& upper, const char* names_xattr)
-      : dir_(std::move(dir)), upper_(upper), names_xattr_(names_xattr) {}
+  // `legacy`: workdir/layerfs-index when it exists. `upper` (for work/ and
+  // the xattr names) is borrowed for the index's life.
+  LinkIndex(UniqueFd dir, UniqueFd legacy, UpperDir& upper)
+      : dir_(std::move(dir)), legacy_(std::move(legacy)), upper_(upper) {}
 
   bool valid() const { return dir_.valid(); }
   std::mutex& mu() { return mu_; }
 
-  // Links the upper copy that the entry of `ino` names to (dirfd, name);
-  // ENOENT when there is none.
-  Result<void> link_to(uint64_t ino, int dirfd, const char* name) REQUIRES(mu_);
-  // After a copy-up of `ino` (with `lower_nlink` names below) published at
-  // (dirfd, name): records it for the other names. Without the entry the
-  // other names would get copies of their own: a broken link, not a broken
-  // file, so a failure is not reported.
-  void record(uint64_t ino, int dirfd, const char* name, nlink_t lower_nlink) REQUIRES(mu_);
+  // The key of the lower file (dirfd, name), overlay inode `ino`, after
+  // moving its entry of the older index into this one. EOPNOTSUPP: its
+  // filesystem has no file handles, so it cannot be indexed.
+  Result<IndexKey> key_of(uint64_t ino, int dirfd, const char* name) EXCLUDES(mu_);
+  // Links the upper copy that entry `k` holds to (dirfd, name); ENOENT when
+  // there is none.
+  Result<void> link_to(const IndexKey& k, int dirfd, const char* name) REQUIRES(mu_);
+  // After a copy-up of the file `k` (with `lower_nlink` names below)
+  // published at (dirfd, name): marks its origin and links it into the
+  // index for the other names. Without the entry the other names would get
+  // copies of their own: a broken link, not a broken file, so a failure is
+  // not reported.
+  void record(const IndexKey& k, int dirfd, const char* name, nlink_t lower_nlink) REQUIRES(mu_);
 
-  // The upper copy of a lower node whose other name was copied up, as an
-  // O_PATH fd; an invalid fd when there is none. Reads of the node use it,
-  // so they see the copy without writing the upper.
-  Result<UniqueFd> indexed_copy(Node* n);
-  // Whether `ino` has an entry (a copy, or a count only).
-  bool has(uint64_t ino);
-  // The names of `ino` still only below (UINT32_MAX: no entry).
-  uint32_t count(uint64_t ino);
-  // Names of an indexed file still only in a lower layer; UINT32_MAX when
-  // upper_st is not an indexed copy.
-  uint32_t lower_names(uint64_t ino, const struct stat& upper_st);
-  // The link count of an indexed upper copy `upper_st` as every name sees it.
-  nlink_t indexed_nlink(uint64_t ino, const struct stat& upper_st);
-  // A lower-only name of a multiply linked file is removed.
-  Result<void> forget_lower_name(uint64_t ino, nlink_t lower_nlink) EXCLUDES(mu_);
-  // The last upper name of a copy whose other names are still below is
-  // removed: the index keeps the inode (and its data) for them.
-  Result<void> keep_last_link(uint64_t ino, int dirfd, const char* name) EXCLUDES(mu_);
+  // The upper copy entry `k` holds, as an O_PATH fd; an invalid fd when there
+  // is none. Reads of a lower name use it, so they see the copy without
+  // writing the upper.
+  Result<UniqueFd> copy_of(const IndexKey& k);
+  // The link count that every name of the upper object (dirfd, name) (name
+  // null: dirfd itself), whose stat is `st`, shows: an indexed copy's from
+  // its nlink xattr, any other object's own.
+  nlink_t union_nlink(int dirfd, const char* name, const struct stat& st);
+  // Before the upper name (dirfd, name) of an indexed copy is removed: when
+  // it is the file's last name, the entry goes too (the kernel's
+  // ovl_cleanup_index), else the entry keeps the copy for the names left.
+  void forget(int dirfd, const char* name) EXCLUDES(mu_);
 
  private:
-  Result<void> write(uint64_t ino, int dirfd, const char* name, uint32_t others);
-  Result<void> write_entry(uint64_t ino, const IndexEntry& e, uint32_t others);
-  Result<UniqueFd> open_entry(uint64_t ino, uint64_t* upper_ino);
+  void migrate(uint64_t ino, const IndexKey& k) EXCLUDES(mu_);
+  Result<void> set_nlink(int dirfd, const char* name, int upper_diff);
 
   const UniqueFd dir_;
+  const UniqueFd legacy_;
   UpperDir& upper_;
-  const char* const names_xattr_;
   std::mutex mu_;
 };
 

@@ -54,7 +54,7 @@ format::XattrNamespace ns_of(const Config& c) {
 
 // What open() prepared; each invalid for a read-only mount.
 struct Overlay::Dirs {
-  UniqueFd upper, work, index, partial, data;
+  UniqueFd upper, work, index, legacy_index, partial, data;
   std::vector<UniqueFd> roots;  // [0] upper (may be invalid), [1..] lowers
 };
 
@@ -62,11 +62,12 @@ Overlay::Overlay(const Config& c, Dirs&& d)
     : config_(c),
       datadir_(std::move(d.data)),
       upper_(std::move(d.upper), std::move(d.work), ns_of(c)),
-      resolver_(std::move(d.roots), std::string(upper_.xattrs().layerfs_origin), c.metacopy),
+      resolver_(std::move(d.roots), std::string(upper_.xattrs().layerfs_origin),
+                std::string(upper_.xattrs().origin), c.metacopy),
       nodes_(make_root(resolver_)),
       listings_(resolver_),
       owners_(config_),
-      index_(std::move(d.index), upper_, upper_.xattrs().layerfs_lower_names.data()),
+      index_(std::move(d.index), std::move(d.legacy_index), upper_),
       lazy_(std::move(d.partial), upper_.xattrs().layerfs_partial.data(), c.fsync, datadir_.get()),
       copier_(config_, nodes_, upper_, index_, lazy_, datadir_.get()) {}
 
@@ -138,9 +139,14 @@ std::unique_ptr<Overlay> Overlay::open(const Config& opts) {
     if (::mkdirat(wd.get(), "work", 0700) != 0)
       throw Error("workdir '" + opts.workdir + "/work'", errno);
     d.work = open_layer(opts.workdir + "/work", "workdir");
-    if (::mkdirat(wd.get(), "layerfs-index", 0700) != 0 && errno != EEXIST)
-      throw Error("workdir '" + opts.workdir + "/layerfs-index'", errno);
-    d.index = open_layer(opts.workdir + "/layerfs-index", "workdir");
+    // The kernel's index dir (index=on), and layerfs's older one while it
+    // still holds entries to move (LinkIndex::key_of).
+    const std::string index_dir = opts.workdir + "/" + format::kIndexDir;
+    if (::mkdirat(wd.get(), format::kIndexDir, 0700) != 0 && errno != EEXIST)
+      throw Error("workdir '" + index_dir + "'", errno);
+    d.index = open_layer(index_dir, "workdir");
+    if (::unlinkat(wd.get(), format::kLegacyIndexDir, AT_REMOVEDIR) != 0 && errno == ENOTEMPTY)
+      d.legacy_index = open_layer(opts.workdir + "/" + format::kLegacyIndexDir, "workdir");
     auto dup = sys::open_at(d.upper.get(), ".", O_RDONLY | O_DIRECTORY);
     if (!dup) throw Error("upperdir '" + opts.upperdir + "'", dup.error());
     d.roots[0] = std::move(dup).value();
@@ -185,7 +191,7 @@ Result<Overlay::Real> Overlay::real_of(Node* n) {
     r.dirfd = r.own.get();
     return r;
   }
-  auto copy = index_.indexed_copy(n);
+  auto copy = indexed_copy(n);
   if (!copy) return Errno{copy.error()};
   if (copy->valid()) {
     r.own = std::move(copy).value();
@@ -203,6 +209,16 @@ Result<Overlay::Real> Overlay::real_of(Node* n) {
   r.dirfd = l->dirfd;
   r.name = std::move(l->name);
   return r;
+}
+
+Result<UniqueFd> Overlay::indexed_copy(Node* n) {
+  if (n->type != S_IFREG || !n->shared.load() || n->layer.load() == kUpper || !index_.valid())
+    return UniqueFd();
+  auto loc = locate(n);
+  if (!loc || loc->layer == kUpper) return UniqueFd();  // the caller's own locate tells
+  auto k = index_.key_of(n->ino, loc->dirfd, loc->name.c_str());
+  if (!k) return k.error() == EOPNOTSUPP ? Result<UniqueFd>(UniqueFd()) : Errno{k.error()};
+  return index_.copy_of(k.value());
 }
 
 Result<Overlay::Located> Overlay::locate(Node* n, bool data) {
@@ -302,7 +318,7 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
     if (::fstat(fd, st) != 0) return last_errno();
     // An open of a lower name may be of the indexed upper copy (open_file).
     if (S_ISREG(st->st_mode) && n->layer.load() != kUpper && n->shared.load() && index_.valid())
-      st->st_nlink = index_.indexed_nlink(n->ino, *st);
+      st->st_nlink = index_.union_nlink(fd, nullptr, *st);
   } else if (n->is_dir()) {
     auto stack = stack_of(n);
     if (::fstat(stack->front().fd.get(), st) != 0) return last_errno();
@@ -318,32 +334,26 @@ Result<void> Overlay::getattr(Node* n, int fd, struct stat* st) {
   } else if (auto kept = orphan_of(n)) {
     if (::fstat(kept->get(), st) != 0) return last_errno();
   } else {
-    auto copy = index_.indexed_copy(n);
+    auto copy = indexed_copy(n);
     if (!copy) return Errno{copy.error()};
     if (copy->valid()) {
       if (::fstat(copy->get(), st) != 0) return last_errno();
-      st->st_nlink = index_.indexed_nlink(n->ino, *st);
+      st->st_nlink = index_.union_nlink(copy->get(), nullptr, *st);
       fix_stat(n, st);
       return {};
     }
     auto loc = locate(n);
     if (!loc) return Errno{loc.error()};
     if (!stat_at(loc->dirfd, loc->name.c_str(), st)) return last_errno();
-    if (loc->layer != kUpper && n->shared.load() && index_.valid()) {
-      // Some of its names were removed: the entry counts the names left, all
-      // below (there is no upper copy, or indexed_copy would have found it).
-      uint32_t c = index_.count(n->ino);
-      if (c != UINT32_MAX) st->st_nlink = c > 0 ? c : 1;
-    }
+    // A copy-up of a multiply linked lower file: maybe indexed, its link
+    // count (the entry's link and the names still below) in an xattr.
+    if (S_ISREG(st->st_mode) && loc->layer == kUpper && st->st_nlink > 1 && index_.valid())
+      st->st_nlink = index_.union_nlink(loc->dirfd, loc->name.c_str(), *st);
   }
   if (S_ISREG(st->st_mode) && n->layer.load() == kUpper && index_.valid()) {
     // Its link in layerfs-partial is not a name (an unlinked one has no other).
     if (st->st_nlink > 0 && lazy_.partial_of(n) && (st->st_nlink > 1 || nodes_.unlinked(n)))
       --st->st_nlink;
-    if (n->ino != resolver_.map_ino_raw(st->st_dev, st->st_ino)) {  // a copy-up: maybe indexed
-      uint32_t lower = index_.lower_names(n->ino, *st);
-      if (lower != UINT32_MAX) st->st_nlink += lower;
-    }
   }
   fix_stat(n, st);
   return {};

@@ -187,6 +187,11 @@ class Overlay {
     UniqueFd own;  // the object itself, when it has no name of its own (indexed copy)
   };
   Result<Real> real_of(Node* n);
+  // The upper copy another name of n's lower file made (LinkIndex), as an
+  // O_PATH fd; an invalid fd when there is none or n is not such a name.
+  Result<UniqueFd> indexed_copy(Node* n);
+  // Before a name of n goes (unlink, a rename over it): the index's part.
+  Result<void> unindex_name(Node* n);
   // The umask to apply to what the caller makes in parent: none where the
   // parent has a default ACL.
   mode_t umask_for(Node* parent, const Caller& c);

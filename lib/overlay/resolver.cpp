@@ -43,9 +43,11 @@ bool valid_name(std::string_view name) {
          name != format::kOpaqueMarker;  // a mark in every layer, never a name
 }
 
-Resolver::Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, bool lower_metacopy)
+Resolver::Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr,
+                   bool lower_metacopy)
     : roots_(std::move(roots)),
       origin_xattr_(std::move(origin_xattr)),
+      handle_xattr_(std::move(handle_xattr)),
       lower_metacopy_(lower_metacopy) {
   for (const auto& r : roots_) {
     struct stat st;
@@ -86,6 +88,17 @@ uint64_t Resolver::map_ino(int layer, const struct stat& st, int dirfd, const ch
     XattrPath p(dirfd, name);
     uint64_t v = 0;
     if (p.get(origin_xattr_.c_str(), &v, sizeof(v)) == sizeof(v) && v != 0) return v;
+    // The kernel's copy of a hard-linked lower file (index=on): its names
+    // below show the lower's number, so it must too.
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !handle_xattr_.empty()) {
+      char h[256];
+      ssize_t n = p.get(handle_xattr_.c_str(), h, sizeof(h));
+      for (size_t i = 1; n > 0 && i < roots_.size(); ++i) {
+        auto fd = format::open_origin(std::string_view(h, static_cast<size_t>(n)), roots_[i].get());
+        struct stat ost;
+        if (fd && ::fstat(fd.value().get(), &ost) == 0) return map_ino_raw(ost.st_dev, ost.st_ino);
+      }
+    }
   }
   return map_ino_raw(st.st_dev, st.st_ino);
 }

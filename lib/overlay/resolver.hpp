@@ -45,9 +45,11 @@ class Resolver {
  public:
   // roots[0] is the upper directory (invalid: read-only), roots[1..] the
   // lowers, top first. `origin_xattr`: where a copy-up keeps its original
-  // inode number.
+  // inode number; `handle_xattr`: where the kernel's overlayfs keeps its
+  // origin's file handle (format::origin_handle), for its own copy-ups;
   // `lower_metacopy`: follow metacopy files in lower layers too (Config::metacopy).
-  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, bool lower_metacopy);
+  Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr = {},
+           bool lower_metacopy = false);
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
@@ -75,7 +77,9 @@ class Resolver {
   Result<bool> lower_has(const DirStack& parent, std::string_view name) const;
 
   // The inode number in the mount of (dirfd, name) in `layer` with stat st;
-  // an upper copy-up keeps its origin's number if `upper_origin`.
+  // an upper copy-up keeps its origin's number if `upper_origin` (a
+  // multiply linked copy-up made by the kernel's overlayfs too, as the
+  // kernel shows it, when its origin handle can be opened).
   uint64_t map_ino(int layer, const struct stat& st, int dirfd, const char* name,
                    bool upper_origin) const;
   uint64_t map_ino_raw(dev_t dev, ino_t ino) const;
@@ -84,6 +88,7 @@ class Resolver {
   const std::vector<UniqueFd> roots_;
   std::vector<dev_t> devs_;  // distinct st_dev of the layers; index = ino tag. Constant.
   const std::string origin_xattr_;
+  const std::string handle_xattr_;
   const bool lower_metacopy_;
   // Whether (dirfd, name) with stat st is a metadata-only file in `layer`
   // whose data is further down (not a store entry's object redirect);

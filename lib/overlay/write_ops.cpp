@@ -27,10 +27,6 @@ std::string to_string(std::string_view s) {
   return std::string(s);
 }
 
-bool stat_at_nofollow(int dirfd, const char* name, struct stat* st) {
-  return ::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 }  // namespace
 
 // Before making `name` in `parent`: EEXIST if the merged view has it, else
@@ -231,6 +227,14 @@ Result<Node*> Overlay::link(Node* src, Node* parent, std::string_view name, stru
   std::string nm = to_string(name);
   auto wh = upper_.is_whiteout(ufd, nm.c_str());
   if (!wh) return Errno{wh.error()};
+  // A copy-up linked into another directory makes it impure, as the
+  // kernel's link does: its readdir then gives the copy's origin inode number.
+  if (anon_path.empty()) {
+    XattrPath sp(loc.dirfd, loc.name.c_str());
+    if (sp.get(upper_.xattrs().origin.data(), nullptr, 0) > 0 ||
+        sp.get(upper_.xattrs().layerfs_origin.data(), nullptr, 0) > 0)
+      upper_.mark_impure(ufd);
+  }
   if (!wh.value()) {
     if (link_src(ufd, nm.c_str()) != 0) return last_errno();
   } else {
@@ -266,6 +270,17 @@ void Overlay::set_orphan(Node* n, std::shared_ptr<const UniqueFd> kept) {
   n->orphan = std::move(kept);
 }
 
+Result<void> Overlay::unindex_name(Node* n) {
+  if (!n->shared.load() || !index_.valid() || n->type != S_IFREG) return {};
+  // A lower name of a multiply linked file is copied up (into the index, or
+  // linked to the copy another name made) before it goes, as the kernel
+  // does with index=on: the index then counts the names left below.
+  if (auto r = copy_up(n); !r) return r;
+  if (auto loc = locate(n); loc && loc->layer == kUpper)
+    index_.forget(loc->dirfd, loc->name.c_str());
+  return {};
+}
+
 Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   if (!writable()) return Errno{EROFS};
   auto nr = lookup_node(parent, name);
@@ -273,26 +288,7 @@ Result<void> Overlay::unlink(Node* parent, std::string_view name) {
   NodeRef n(&nodes_, nr.value());
   if (n.get()->is_dir()) return Errno{EISDIR};
   if (auto r = copy_up(parent); !r) return r;
-  if (n.get()->shared.load() && index_.valid()) {
-    // Another name of this lower file was copied up since this one was looked
-    // up: this name becomes a link to that copy too (reads leave the upper
-    // alone, see LinkIndex::indexed_copy).
-    if (n.get()->layer.load() != kUpper && index_.has(n.get()->ino)) {
-      if (auto r = copy_up(n.get()); !r) return r;
-    }
-    if (n.get()->layer.load() != kUpper) {
-      // One name of a lower file with several leaves: the others count one less.
-      struct stat lst;
-      auto loc = locate(n.get());
-      if (loc && stat_at_nofollow(loc->dirfd, loc->name.c_str(), &lst))
-        (void)index_.forget_lower_name(n.get()->ino, lst.st_nlink);
-    } else {
-      auto loc = locate(n.get());
-      struct stat ust;
-      if (loc && stat_at_nofollow(loc->dirfd, loc->name.c_str(), &ust) && ust.st_nlink == 1)
-        (void)index_.keep_last_link(n.get()->ino, loc->dirfd, loc->name.c_str());
-    }
-  }
+  if (auto r = unindex_name(n.get()); !r) return r;
   std::shared_ptr<const DirStack> pstack;
   auto ufd_r = upper_fd(parent, &pstack);
   if (!ufd_r) return Errno{ufd_r.error()};
@@ -472,6 +468,8 @@ Result<void> Overlay::rename(Node* p1, std::string_view n1, Node* p2, std::strin
   }
   if (exchange) {
     if (auto r = d->is_dir() ? copy_up_tree(d) : copy_up(d); !r) return r;
+  } else if (d) {
+    if (auto r = unindex_name(d); !r) return r;  // its name goes, as in unlink
   }
   std::shared_ptr<const DirStack> k1, k2;
   auto u1r = upper_fd(p1, &k1);

@@ -148,6 +148,15 @@ int read_xattrs(int dirfd, const std::string& name, std::map<std::string, std::s
     std::string xn = names.c_str() + at;
     at += xn.size() + 1;
     if (xn.empty()) continue;
+    // Most values are short: one call reads them; a longer one is sized first.
+    char small[256];
+    ssize_t got = get(xn.c_str(), small, sizeof small);
+    if (got >= 0) {
+      out[xn] = std::string(small, static_cast<size_t>(got));
+      continue;
+    }
+    if (errno == ENODATA) continue;
+    if (errno != ERANGE) return errno;
     std::string value;
     for (;;) {
       ssize_t n = get(xn.c_str(), nullptr, 0);

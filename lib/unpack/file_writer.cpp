@@ -30,8 +30,8 @@ namespace {
 // the kernel, writeback would start only at that syncfs (dirty limits are far
 // above a layer's size), and the disk would sit idle while the tar is
 // decompressed and written. So the writer starts writeback itself, without
-// waiting for it, for every file when its data is complete and every
-// kWritebackChunk bytes of a large file: the disk then works alongside
+// waiting for it, every kWritebackChunk bytes of a large file and for the
+// rest of it when it is complete: the disk then works alongside
 // decompression and the final syncfs has little left. `flushed` moves to `to`.
 constexpr int64_t kWritebackChunk = 8 << 20;
 
@@ -78,20 +78,22 @@ UniqueFd TreeWriter::create_file(const std::string& path, const std::string& par
   }
 }
 
+// Whether object d is in the store already (published by an earlier pull).
 bool TreeWriter::object_present(const Digest& d) const {
   struct stat st;
   std::string rel = store::Layout::object_redirect(d).substr(1);
-  return ::fstatat(opt_.objects_dir, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ||
-         ::fstatat(opt_.object_staging, d.hex.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  return ::fstatat(opt_.objects_dir, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 // Stages object d from `data` (in memory) or from the temporary file `temp`
 // in the staging dir, unless it is present already; then the temporary goes.
 void TreeWriter::stage_object(const Digest& d, std::string_view data, const std::string& temp,
                               int temp_fd, uint64_t size) {
-  objects_.insert(d);
+  // Staged by this layer already (objects_ is what its staging dir holds),
+  // or in the store.
+  const bool staged = !objects_.insert(d).second;
   object_bytes_ += size;
-  if (object_present(d)) {
+  if (staged || object_present(d)) {
     if (!temp.empty() && ::unlinkat(opt_.object_staging, temp.c_str(), 0) < 0)
       fail_errno("remove temporary object", errno);
     return;
@@ -103,9 +105,10 @@ void TreeWriter::stage_object(const Digest& d, std::string_view data, const std:
     if (!fd) fail_errno("create object " + d.str(), fd.error());
     if (auto w = sys::write_all(fd->get(), data.data(), data.size()); !w)
       fail_errno("write object " + d.str(), w.error());
-    if (::fchmod(fd->get(), 0444) < 0) fail_errno("chmod object", errno);
-    int64_t flushed = 0;
-    if (opt_.sync) start_writeback(fd->get(), flushed, static_cast<int64_t>(data.size()));
+    // Created 0444 unless the umask takes bits from that. No writeback hint:
+    // like a small inline file, it goes to disk with the rest of the layer
+    // at the syncfs before publishing.
+    if ((umask_ & 0444) != 0 && ::fchmod(fd->get(), 0444) < 0) fail_errno("chmod object", errno);
     return;
   }
   if (::fchmod(temp_fd, 0444) < 0) fail_errno("chmod object", errno);

@@ -153,6 +153,11 @@ fsops_on() {  # OUT MNT ARGS...: fsops with a time limit; a hang is a failure
 }
 
 tree_of() { sed -n '/^== tree$/,$p' "$1"; }
+same_tree() {  # RUN-OUT TREE-OUT LABEL LABEL: RUN-OUT's tree is TREE-OUT, else the diff shows
+  diff -u --label "$3" --label "$4" <(tree_of "$1") "$2" > "$2.diff" && return 0
+  head -40 "$2.diff"
+  return 1
+}
 
 fail=0
 note() { echo "$*"; }
@@ -233,7 +238,22 @@ for path, (t, e) in eng.items():
 PY
 }
 if [[ "$better$kopts" == *index=on* ]]; then
-  note "skipped: the kernel over $engine's upper (index=on semantics)"
+  # layerfs keeps its index in the kernel's format (workdir/index): the
+  # kernel with index=on, mounted read-write over the same lowers, upper and
+  # workdir, links the names as layerfs did and shows the same tree.
+  if [ "$engine" = layerfs ]; then
+    mkdir -p "$T/xk/mnt"
+    mount -t overlay overlay -o "lowerdir=$(lowers "$T/engine"),upperdir=$T/engine/upper,workdir=$T/engine/work,index=on" \
+      "$T/xk/mnt" || failure "the kernel with index=on does not mount $engine's upper"
+    mounts+=("$T/xk/mnt")
+    fsops_on "$T/xk.out" "$T/xk/mnt" --role kernel ||
+      failure "fsops failed on the kernel (index=on) over $engine's upper"
+    umount "$T/xk/mnt"
+    same_tree "$T/engine.out" "$T/xk.out" "$engine" "kernel (index=on) over $engine's upper" ||
+      failure "the kernel's overlayfs with index=on shows $engine's upper differently"
+  else
+    note "skipped: the kernel over $engine's upper (index=on semantics)"
+  fi
 else
 mkdir -p "$T/xk/mnt"
 follow=redirect_dir=follow,metacopy=on  # layerfs writes metacopy files for metadata changes
@@ -256,17 +276,25 @@ fi
 # --- and the other way round: the engine shows the kernel's upper (read-only
 # mount). Not with index=on: the kernel's upper then relies on its index dir.
 if [[ "$better$kopts" == *index=on* ]]; then
-  note "skipped: $engine over the kernel's upper (the kernel used index=on)"
+  # The kernel's index is layerfs's format too: layerfs, mounted read-write
+  # over the kernel's upper and workdir, shows the kernel's tree.
+  if [ "$engine" = layerfs ]; then
+    mount_engine kernel
+    fsops_on "$T/xe.out" "$T/kernel/mnt" --role engine ||
+      failure "fsops failed on $engine over the kernel's upper and index"
+    umount_engine "$T/kernel/mnt"
+    same_tree "$T/kernel.out" "$T/xe.out" kernel "$engine over the kernel's upper and index" ||
+      failure "$engine shows the kernel's upper and index differently"
+  else
+    note "skipped: $engine over the kernel's upper (the kernel used index=on)"
+  fi
 else
 mkdir -p "$T/xe/mnt"
 mount_engine xe ro "$T/kernel/upper:$(lowers "$T/kernel")"
 fsops_on "$T/xe.out" "$T/xe/mnt" --role engine || failure "fsops failed on $engine over the kernel's upper"
 umount_engine "$T/xe/mnt"
-if ! diff -u --label "kernel" --label "$engine over the kernel's upper" <(tree_of "$T/kernel.out") \
-     "$T/xe.out" > "$T/xe.diff"; then
-  head -40 "$T/xe.diff"
+same_tree "$T/kernel.out" "$T/xe.out" kernel "$engine over the kernel's upper" ||
   failure "$engine shows the kernel's upper differently"
-fi
 fi
 
 if [ $fail = 0 ]; then

@@ -89,8 +89,10 @@ c = json.load(open(f"{sys.argv[1]}/containers/{sys.argv[2]}/container.json"))
 ids = c.get("diff_ids") or c.get("layers")
 print(" ".join(reversed([d.split(":")[1] for d in ids])))
 PY
-); do lower="$lower${lower:+:}$LAYERFS_ROOT/layers/sha256/$d/diff"; done
-mount -t overlay overlay -o "lowerdir=$lower,upperdir=$LAYERFS_ROOT/containers/$id/upper,workdir=$T/kwork" "$T/kmnt"
+); do lower="${lower}lowerdir+=$LAYERFS_ROOT/layers/sha256/$d/diff,"; done
+# Store format 2: a layer's files are metadata-only entries whose data is the
+# store's content objects, a data-only lower layer (docs/store-format-2.md).
+mount -t overlay overlay -o "${lower}datadir+=$LAYERFS_ROOT/objects,metacopy=on,redirect_dir=on,upperdir=$LAYERFS_ROOT/containers/$id/upper,workdir=$T/kwork" "$T/kmnt"
 [ "$(chroot "$T/kmnt" /usr/bin/hello)" = "Hello, world!" ] || fail "hello does not run on the kernel's overlayfs"
 chroot "$T/kmnt" /usr/bin/dpkg -s hello | grep -q '^Status: install ok installed' || fail "kernel view: hello"
 [ ! -e "$T/kmnt/usr/bin/tree" ] || fail "kernel view: tree is back"

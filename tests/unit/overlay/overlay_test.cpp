@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "format/overlay_format.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -435,6 +436,69 @@ TEST_CASE("a copied-up hard link keeps its other names", "[root]") {
   CHECK(a.st_nlink == 2);
   CHECK(b.st_nlink == 2);
   CHECK(L.read("l1/two") == "same");
+}
+
+TEST_CASE("the hard-link index is the kernel's: workdir/index/<hex origin handle>", "[root]") {
+  Layers L;
+  L.write("l1/one", "same");
+  REQUIRE(::link(L.p("l1/one").c_str(), L.p("l1/two").c_str()) == 0);
+  REQUIRE(::link(L.p("l1/one").c_str(), L.p("l1/three").c_str()) == 0);
+  auto handle = format::origin_handle(AT_FDCWD, L.p("l1/one").c_str());
+  REQUIRE(handle.ok());
+  const std::string& h = handle.value();
+  REQUIRE(h.size() > 21);
+  CHECK(h[0] == 0);                                       // version
+  CHECK(static_cast<unsigned char>(h[1]) == 0xfb);        // magic
+  CHECK(static_cast<unsigned char>(h[2]) == h.size());    // length
+  CHECK(h[3] == (__BYTE_ORDER == __BIG_ENDIAN ? 1 : 0));  // flags
+  std::string entry = "w/index/" + format::index_name(h);
+  CHECK(format::index_name(std::string("\x00\xfb\x1d", 3)) == "00fb1d");
+  auto ov = L.mount();
+  {
+    Held one(*ov, "one");
+    one.overwrite("new!");
+  }
+  struct stat u, e;
+  REQUIRE(::lstat(L.p("u/one").c_str(), &u) == 0);
+  REQUIRE(::lstat(L.p(entry).c_str(), &e) == 0);
+  CHECK(u.st_ino == e.st_ino);  // the entry is a link to the copy
+  CHECK(u.st_nlink == 2);
+  char buf[64];
+  ssize_t n = ::lgetxattr(L.p("u/one").c_str(), "trusted.overlay.origin", buf, sizeof(buf));
+  CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == h);
+  n = ::lgetxattr(L.p("u/one").c_str(), "trusted.overlay.nlink", buf, sizeof(buf));
+  CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == "U+1");  // 3 names, 2 links
+  {
+    UniqueFd l1(::open(L.p("l1").c_str(), O_RDONLY | O_CLOEXEC));
+    auto o = format::open_origin(h, l1.get());
+    REQUIRE(o.ok());
+    struct stat lst, ost;
+    REQUIRE(::lstat(L.p("l1/one").c_str(), &lst) == 0);
+    REQUIRE(::fstat(o.value().get(), &ost) == 0);
+    CHECK(lst.st_ino == ost.st_ino);
+  }
+  // Removing a lower name links it up first, then counts one name less.
+  Held two_h(*ov, "two");
+  REQUIRE(ov->unlink(ov->root(), "three").ok());
+  struct stat two;
+  REQUIRE(ov->getattr(two_h.n, -1, &two).ok());
+  CHECK(two.st_nlink == 2);
+  REQUIRE(::lstat(L.p("u/one").c_str(), &u) == 0);
+  n = ::lgetxattr(L.p("u/one").c_str(), "trusted.overlay.nlink", buf, sizeof(buf));
+  CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == "U+0");
+}
+
+TEST_CASE("the kernel's nlink xattr values") {
+  auto v = format::parse_nlink("U+1");
+  REQUIRE(v.has_value());
+  CHECK((!v->lower && v->diff == 1));
+  v = format::parse_nlink("L-2");
+  REQUIRE(v.has_value());
+  CHECK((v->lower && v->diff == -2));
+  for (const char* bad : {"", "U", "U+", "X+1", "U1", "U+1x", "U+99999999999"})
+    CHECK_FALSE(format::parse_nlink(bad).has_value());
+  CHECK(format::nlink_value(-1) == "U-1");
+  CHECK(format::nlink_value(0) == "U+0");
 }
 
 // What a program can observe of a directory in the upper layer: its names
