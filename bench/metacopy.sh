@@ -46,15 +46,23 @@ data=$(find "$cache_dir/layers"/L{0,1,2,3}/usr -type f -printf '%s\n' | awk '{s 
 raw=$W/raw.tsv
 : >"$raw"
 
+# upper_of NAME: the upper directory of the container called NAME.
+upper_of() {
+  local c
+  for c in "$LAYERFS_ROOT"/containers/*/; do
+    grep -q "\"name\": \"$1\"" "$c/container.json" && { echo "${c}upper"; return; }
+  done
+}
+
 # run_one ENGINE: prints "SECONDS UPPER_BYTES" for one fresh container.
 run_one() {
   local e=$1 mnt=$W/mnt/$1 upper t0 t1
   mkdir -p "$mnt"
   case $e in
     layerfs) L mount "oci:$layout:latest" "$mnt" --name mc-$e
-             upper=$LAYERFS_ROOT/containers/$(ls "$LAYERFS_ROOT/containers")/upper ;;
+             upper=$(upper_of mc-$e) ;;
     kernel) L mount --kernel "oci:$layout:latest" "$mnt" --name mc-$e
-            upper=$LAYERFS_ROOT/containers/$(ls "$LAYERFS_ROOT/containers")/upper ;;
+            upper=$(upper_of mc-$e) ;;
     fuse-overlayfs) rm -rf "$W/fo" && mkdir -p "$W/fo/upper" "$W/fo/work"
                     fuse-overlayfs -o "lowerdir=$lowers,upperdir=$W/fo/upper,workdir=$W/fo/work" "$mnt"
                     upper=$W/fo/upper ;;
