@@ -50,7 +50,7 @@ raw=$W/raw.tsv
 upper_of() {
   local c
   for c in "$LAYERFS_ROOT"/containers/*/; do
-    grep -q "\"name\": \"$1\"" "$c/container.json" && { echo "${c}upper"; return; }
+    grep -qs "\"name\": \"$1\"" "$c/container.json" && { echo "${c}upper"; return; }
   done
 }
 
