@@ -83,7 +83,7 @@ constexpr const char* kIgnoredFlags[] = {
 // Kernel overlayfs options that podman or containers/storage may pass; they
 // describe behaviour layerfs always has (or never needs), so they are accepted.
 constexpr const char* kIgnoredValued[] = {
-    "index", "metacopy", "xino", "nfs_export", "uuid", "fast_ino",
+    "index", "xino", "nfs_export", "uuid", "fast_ino",
 };
 
 }  // namespace
@@ -149,6 +149,10 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "noacl") {
       no_value();
       acl = false;
+    } else if (name == "metacopy") {
+      if (value != "on" && value != "off")
+        throw Error("option 'metacopy': '" + value + "' is not on or off");
+      core.metacopy = value == "on";
     } else if (name == "redirect_dir") {
       need_value();
       if (value != "on" && value != "off" && value != "follow" && value != "nofollow")

@@ -145,6 +145,19 @@ bool is_opaque(int fd) {
   return false;
 }
 
+std::optional<std::string> file_redirect(int dirfd, const char* name) {
+  std::string r = read_redirect(XattrPath(dirfd, name));
+  if (r.empty()) return std::nullopt;
+  return r;
+}
+
+bool is_metacopy(int dirfd, const char* name) {
+  XattrPath p(dirfd, name);
+  for (const XattrNames* ns : kNamespaces)
+    if (p.get(ns->metacopy.data(), nullptr, 0) >= 0) return true;
+  return false;
+}
+
 // ---------------------------------------------------------------- index
 
 namespace {

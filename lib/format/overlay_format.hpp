@@ -191,4 +191,20 @@ DirMarks read_dir_marks(int fd);
 // Just the opaque mark ("y") of directory fd, either namespace.
 bool is_opaque(int fd);
 
+// ---------------------------------------------------------------- metadata-only files
+
+// Whether a file with stat `st` can be a metadata-only copy (the kernel's
+// metacopy): a regular file of at most one block (its xattrs), which one
+// holding all of its data of more than a block never is. Cheap: it decides
+// whether is_metacopy is worth a getxattr.
+inline bool may_be_metacopy(const struct stat& st) {
+  return S_ISREG(st.st_mode) && st.st_size > 0 && st.st_blocks <= 8;
+}
+// Whether (dirfd, name) carries the metacopy marker, in either namespace
+// (its value is empty, or the kernel's versioned struct with a digest).
+bool is_metacopy(int dirfd, const char* name);
+// The redirect of (dirfd, name), either namespace, checked as a directory's
+// is; nullopt if it has none (or an unusable one).
+std::optional<std::string> file_redirect(int dirfd, const char* name);
+
 }  // namespace layer::format

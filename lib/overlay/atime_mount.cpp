@@ -66,18 +66,25 @@ AtimeMount AtimeMount::clone(const std::string& dir, Atime atime, bool nodiratim
 }
 
 Result<UniqueFd> AtimeMount::open_dir(const std::string& path) const {
+  auto through = open_below(path);
+  if (through) return through;
+  return sys::open_at(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY);
+}
+
+Result<UniqueFd> AtimeMount::open_below(const std::string& path) const {
+  if (!root_.valid()) return Errno{EXDEV};
   auto plain = sys::open_at(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY);
-  if (!plain || !root_.valid()) return plain;
+  if (!plain) return plain;
   std::string rp = real_path(path);
   bool below = rp.compare(0, base_.size(), base_) == 0 &&
                (rp.size() == base_.size() || base_ == "/" || rp[base_.size()] == '/');
-  if (!below) return plain;
+  if (!below) return Errno{EXDEV};
   std::string rel =
       rp.size() == base_.size() ? "." : rp.substr(base_.size() + (base_ == "/" ? 0 : 1));
   auto through = sys::open_at(root_.get(), rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   // Another mount on the way (the clone holds one mount, not those below
-  // it) shows a different directory there: keep the plain one.
-  if (!through || !same_dir(through.value().get(), plain.value().get())) return plain;
+  // it) shows a different directory there.
+  if (!through || !same_dir(through.value().get(), plain.value().get())) return Errno{EXDEV};
   return through;
 }
 

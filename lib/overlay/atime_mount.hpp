@@ -28,6 +28,9 @@ class AtimeMount {
   // through the clone when it reaches the same directory there; else
   // plainly (O_RDONLY | O_DIRECTORY).
   Result<UniqueFd> open_dir(const std::string& path) const;
+  // The same through the clone only: EXDEV where the clone does not reach
+  // `path` (no clone, not below `dir`, another mount on the way).
+  Result<UniqueFd> open_below(const std::string& path) const;
   bool cloned() const { return root_.valid(); }
 
  private:

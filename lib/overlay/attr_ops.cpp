@@ -47,7 +47,7 @@ Result<RealFile> Overlay::open_real(Node* n, int flags) {
       }
     }
   }
-  auto loc = locate(n);
+  auto loc = locate(n, !write);  // a metadata-only copy reads from below
   if (!loc) return Errno{loc.error()};
   auto fd = open_in_layer(loc->layer, loc->dirfd, loc->name.c_str(),
                           (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW);
@@ -64,8 +64,11 @@ Result<RealFile> Overlay::open_real(Node* n, int flags) {
 Result<void> Overlay::setattr(Node* n, int fd, const SetAttr& a, const Caller& c, struct stat* st) {
   (void)c;
   if (!writable()) return Errno{EROFS};
-  bool to_zero = (a.valid & SetAttr::kSize) && a.size == 0 && n->type == S_IFREG;
-  if (auto r = copy_up(n, to_zero ? CopyData::kNone : CopyData::kAll); !r) return r;
+  // A change of metadata alone copies no data (the kernel's metacopy).
+  CopyData data = CopyData::kMeta;
+  if (a.valid & SetAttr::kSize)
+    data = a.size == 0 && n->type == S_IFREG ? CopyData::kNone : CopyData::kAll;
+  if (auto r = copy_up(n, data); !r) return r;
   // The real object: a directory by its fd, anything else by (dirfd, name).
   auto real = real_of(n);
   if (!real) return Errno{real.error()};
@@ -187,7 +190,7 @@ Result<void> Overlay::setxattr(Node* n, const char* name, const void* value, siz
   std::string_view nm(name);
   // The overlay's own xattrs cannot be set from inside (as in the kernel).
   if (upper_.hides(nm)) return Errno{EPERM};
-  if (auto r = copy_up(n); !r) return r;
+  if (auto r = copy_up(n, CopyData::kMeta); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};
   XattrPath t_path(t->dirfd, t->name.empty() ? nullptr : t->name.c_str());
@@ -204,7 +207,7 @@ Result<void> Overlay::removexattr(Node* n, const char* name) {
     auto g = getxattr(n, name, nullptr, 0);
     return Errno{g ? EPERM : ENODATA};
   }
-  if (auto r = copy_up(n); !r) return r;
+  if (auto r = copy_up(n, CopyData::kMeta); !r) return r;
   auto t = real_of(n);
   if (!t) return Errno{t.error()};
   XattrPath t_path(t->dirfd, t->name.empty() ? nullptr : t->name.c_str());

@@ -54,6 +54,13 @@ struct Config {
   // commit) do not follow redirects. `layerctl mount` turns it on; its commit
   // follows them.
   bool redirect_dir = false;
+  // metacopy=on: a lower layer's metadata-only file (the kernel's metacopy,
+  // without the store's object redirect: an upper the kernel wrote, used as
+  // a lower) reads its data from the same name further down, as the
+  // kernel's metacopy=on follows it. Off: such files are read as they are
+  // (sparse), and cost no extra xattr read at lookup. An upper's metacopy
+  // files are always followed, and metadata changes always make them.
+  bool metacopy = false;
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   bool userxattr = false;  // the markers in the user namespace instead of trusted
   bool read_only = false;

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <vector>
 
+#include "format/overlay_format.hpp"
 #include "overlay/config.hpp"
 #include "overlay/lazy_copy.hpp"
 #include "overlay/link_index.hpp"
@@ -87,6 +88,8 @@ struct Copier::Job {
   int ufd = -1;                            // the parent's upper directory
   int sfd = -1;                            // the parent's directory in n's layer
   int layer = 0;
+  int dfd = -1;        // a regular file's data: the directory in its layer
+  int dlayer = 0;      // (a metadata-only lower file's is further down)
   struct stat st {};   // the lower object
   struct stat pst {};  // the upper parent, whose times a copy-up keeps
   bool indexed = false;
@@ -95,10 +98,11 @@ struct Copier::Job {
   std::string tmp;                          // its name in work/
   UniqueFd data;                            // a regular file's work copy
   std::shared_ptr<Partial> partial;         // a lazy copy's state
+  bool meta = false;                        // a metadata-only copy (kMeta)
 };
 
 Result<void> Copier::copy_up(Node* n, CopyData data) {
-  if (n->layer.load() == kUpper) return {};
+  if (n->layer.load() == kUpper) return copy_data_in(n, data);
   if (!upper_.valid()) return Errno{EROFS};
   std::string name;
   Node* p = nodes_.parent_of(n, &name);
@@ -106,15 +110,19 @@ Result<void> Copier::copy_up(Node* n, CopyData data) {
   NodeRef hold(&nodes_, p);
   auto pr = copy_up(p, CopyData::kAll);  // parents first, each with its metadata
   if (!pr) return pr;
-  std::lock_guard<std::mutex> g(n->copy_mu);
-  if (n->layer.load() == kUpper) return {};
-  // A lower file whose name is gone (fchmod of an open file after unlink):
-  // copying it up would bring its name back over the whiteout or the file
-  // that replaced it. The kernel's overlayfs fails the same way.
-  if (!n->is_dir() && nodes_.unlinked(n)) return Errno{EEXIST};
-  // Renames copy up before they move a node, so the name read before taking
-  // copy_mu is still this node's name.
-  return copy_locked(n, p, name, data);
+  {
+    std::lock_guard<std::mutex> g(n->copy_mu);
+    if (n->layer.load() != kUpper) {
+      // A lower file whose name is gone (fchmod of an open file after unlink):
+      // copying it up would bring its name back over the whiteout or the file
+      // that replaced it. The kernel's overlayfs fails the same way.
+      if (!n->is_dir() && nodes_.unlinked(n)) return Errno{EEXIST};
+      // Renames copy up before they move a node, so the name read before
+      // taking copy_mu is still this node's name.
+      if (auto r = copy_locked(n, p, name, data); !r) return r;
+    }
+  }
+  return copy_data_in(n, data);  // another thread's metadata-only copy
 }
 
 Result<void> Copier::copy_locked(Node* n, Node* p, const std::string& name, CopyData data) {
@@ -126,6 +134,12 @@ Result<void> Copier::copy_locked(Node* n, Node* p, const std::string& name, Copy
   for (const auto& ld : *j.pstack)
     if (ld.layer == j.layer) j.sfd = ld.fd.get();
   if (j.sfd < 0) return Errno{EIO};
+  j.dlayer = n->data_layer.load();
+  if (j.dlayer < 0 && data != CopyData::kMeta) return Errno{EIO};  // no data found below
+  if (j.dlayer <= 0) j.dlayer = j.layer;
+  for (const auto& ld : *j.pstack)
+    if (ld.layer == j.dlayer) j.dfd = ld.fd.get();
+  if (j.dfd < 0) return Errno{EIO};
   if (::fstatat(j.sfd, name.c_str(), &j.st, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
   if (::fstat(j.ufd, &j.pst) != 0) return last_errno();
 
@@ -173,7 +187,16 @@ Result<void> Copier::make_work_copy(Job& j, CopyData data) {
       if (::mkdirat(wfd, tn, 0700) != 0) return last_errno();
       return {};
     case S_IFREG: {
-      auto opened = open_in_layer(j.layer, j.sfd, nm, O_RDONLY | O_NOFOLLOW);
+      if (data == CopyData::kMeta && j.st.st_size > 0 && !j.indexed && j.st.st_nlink == 1) {
+        // Metadata only: a sparse file of the lower's size (as the kernel's
+        // metacopy and the store's own entries are), marked in copy_metadata.
+        auto dst = sys::open_at(wfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+        if (!dst) return Errno{dst.error()};
+        if (::ftruncate(dst.value().get(), j.st.st_size) != 0) return last_errno();
+        j.meta = true;
+        return {};
+      }
+      auto opened = open_in_layer(j.dlayer, j.dfd, nm, O_RDONLY | O_NOFOLLOW);
       if (!opened) return Errno{opened.error()};
       // A content object's data (fetched first if it is a lazy layer's, missing).
       auto src = store::data_of(std::move(opened).value(), datadir_, c_.missing_objects);
@@ -190,14 +213,8 @@ Result<void> Copier::make_work_copy(Job& j, CopyData data) {
         if (!reserved) return Errno{reserved.error()};
         if (!reserved.value())  // no reservation that reads as holes: copy it all now
           return copy_data(src.value().get(), j.data.get(), j.st.st_size);
-        std::string rel = nodes_.path_of(j.parent);
-        rel += rel.empty() ? j.name : "/" + j.name;
-        std::string marker = std::to_string(j.st.st_size);
-        marker += '\0';
-        marker += c_.lowerdirs.at(static_cast<size_t>(j.layer - 1));
-        marker += '\0';
-        marker += rel;
-        j.partial = lazy_.make(std::move(src).value(), j.st.st_size, std::move(marker));
+        j.partial = lazy_.make(std::move(src).value(), j.st.st_size,
+                               lazy_marker(j.parent, j.name, j.dlayer, j.st.st_size));
         return {};
       }
       return copy_data(src.value().get(), j.data.get(), j.st.st_size);
@@ -231,10 +248,13 @@ Result<void> Copier::copy_metadata(Job& j) {
           0 &&
       !S_ISLNK(st.st_mode))
     return last_errno();
+  if (j.meta && XattrPath(wfd, tn).set(upper_.xattrs().metacopy.data(), "", 0, 0) != 0)
+    return last_errno();
   struct timespec ts[2] = {st.st_atim, st.st_mtim};
   if (::utimensat(wfd, tn, ts, AT_SYMLINK_NOFOLLOW) != 0) return last_errno();
   // (A partial file needs no fsync: its data is still the lower's, and the
-  // marker lets the next mount finish it.)
+  // marker lets the next mount finish it. A metadata-only copy has no data:
+  // the journal orders its xattrs before the rename that publishes it.)
   if (j.data.valid() && c_.fsync && !j.partial) return sys::fsync_fd(j.data.get());
   return {};
 }
@@ -281,8 +301,99 @@ Result<void> Copier::publish(Job& j) {
     j.n->layer = kUpper;
     return {};
   }
+  // Before the layer: readers look at both. A metadata-only lower file's
+  // copy keeps the data layer it had.
+  if (j.meta && j.n->data_layer.load() == 0) j.n->data_layer = j.layer;
   j.n->layer = kUpper;
   return {};
+}
+
+std::string Copier::lazy_marker(Node* parent, const std::string& name, int layer, off_t size) {
+  std::string rel = nodes_.path_of(parent);
+  rel += rel.empty() ? name : "/" + name;
+  std::string m = std::to_string(size);
+  m += '\0';
+  m += c_.lowerdirs.at(static_cast<size_t>(layer - 1));
+  m += '\0';
+  m += rel;
+  return m;
+}
+
+Result<void> Copier::copy_data_in(Node* n, CopyData data) {
+  if (data == CopyData::kMeta || n->data_layer.load() == 0) return {};
+  std::lock_guard<std::mutex> g(n->copy_mu);
+  int dl = n->data_layer.load();
+  if (dl == 0) return {};
+  if (dl < 0) return Errno{EIO};  // no lower data was found for it
+  // Renames and links copy the data in before they move or link a node, so
+  // its name is still the lower data's name in the parent's stack.
+  std::string name;
+  Node* p = nodes_.parent_of(n, &name);
+  if (!p) return Errno{EIO};
+  NodeRef hold(&nodes_, p);
+  auto pstack = stack_of(p);
+  int ufd = -1, sfd = -1;
+  for (const auto& ld : *pstack) {
+    if (ld.layer == kUpper) ufd = ld.fd.get();
+    if (ld.layer == dl) sfd = ld.fd.get();
+  }
+  if (ufd < 0 || sfd < 0) return Errno{EIO};
+  const char* nm = name.c_str();
+  auto up = sys::open_at(ufd, nm, O_RDWR | O_NOFOLLOW);
+  if (!up) return Errno{up.error()};
+  int ud = up.value().get();
+  auto unmark = [&]() -> Result<void> {
+    for (const format::XattrNames* ns : format::kNamespaces)
+      if (::fremovexattr(ud, ns->metacopy.data()) != 0 && errno != ENODATA) return last_errno();
+    n->data_layer = 0;
+    return {};
+  };
+  if (data == CopyData::kNone) {  // truncated to zero: none of the data is needed
+    if (::ftruncate(ud, 0) != 0) return last_errno();
+    return unmark();
+  }
+  struct stat ust;
+  if (::fstat(ud, &ust) != 0) return last_errno();
+  auto opened = open_in_layer(dl, sfd, nm, O_RDONLY | O_NOFOLLOW);
+  if (!opened) return Errno{opened.error()};
+  auto src = store::data_of(std::move(opened).value(), datadir_);
+  if (!src) return Errno{src.error()};
+  if (ust.st_size >= LazyCopy::kMinSize && lazy_.enabled()) {
+    auto reserved = reserve_fill(src.value().get(), ud, ust.st_size);
+    if (!reserved) return Errno{reserved.error()};
+    struct timespec kept[2] = {ust.st_atim, ust.st_mtim};  // fallocate changes them
+    if (::futimens(ud, kept) != 0) return last_errno();
+    if (reserved.value()) {
+      auto partial = lazy_.make(std::move(src).value(), ust.st_size,
+                                lazy_marker(p, name, dl, ust.st_size));
+      // Marked partial before it stops being metadata-only: a crash between
+      // the two leaves a file that recovery fills and the marker still
+      // reads from below, the same bytes.
+      if (auto r = lazy_.mark(ufd, nm, ud, *partial); !r) return r;
+      if (auto r = unmark(); !r) {
+        (void)lazy_.complete(*partial);
+        return r;
+      }
+      lazy_.publish(n, partial);
+      return {};
+    }
+  }
+  // Writing drops security.capability (and, without CAP_FSETID, set-id
+  // bits): the metadata the copy already has is put back.
+  char cap[1024];
+  ssize_t caplen = ::fgetxattr(ud, "security.capability", cap, sizeof cap);
+  if (auto r = copy_data(src.value().get(), ud, ust.st_size); !r) return r;
+  if (caplen >= 0 && ::fsetxattr(ud, "security.capability", cap, static_cast<size_t>(caplen), 0) != 0)
+    return last_errno();
+  struct stat now;
+  if (::fstat(ud, &now) != 0) return last_errno();
+  if (now.st_mode != ust.st_mode && ::fchmod(ud, ust.st_mode & 07777) != 0) return last_errno();
+  struct timespec ts[2] = {ust.st_atim, ust.st_mtim};
+  if (::futimens(ud, ts) != 0) return last_errno();
+  if (c_.fsync) {
+    if (auto r = sys::fsync_fd(ud); !r) return r;
+  }
+  return unmark();
 }
 
 Result<void> Copier::copy_xattrs(int sfd, const char* sname, int dfd, const char* dname) {

@@ -3,7 +3,10 @@
 // upper directory: a crash leaves either no upper copy or the whole one.
 // Parents are copied up first. A lower file with several names becomes a
 // link to the copy another name made (LinkIndex); a big regular file is
-// copied with its metadata only, its data following lazily (LazyCopy).
+// copied with its metadata only, its data following lazily (LazyCopy). A
+// metadata change (chmod, chown, utimens, xattrs) of a lower regular file
+// copies no data at all: the upper file is a metadata-only copy in the
+// kernel's metacopy format, whose data stays below until it is written.
 //
 // Thread-safe. Node::copy_mu serializes the copy-up of one node and is held
 // across its syscalls; LinkIndex::mu() is taken after it for a multiply
@@ -27,6 +30,8 @@ class UpperDir;
 enum class CopyData {
   kAll,   // everything now (small files), or the rest in the background (big ones)
   kNone,  // nothing: the file is about to be truncated to zero
+  kMeta,  // a regular file's metadata only, for a metadata change; the data
+          // stays below (Node::data_layer) until a kAll or kNone copy-up
 };
 
 class Copier {
@@ -37,7 +42,8 @@ class Copier {
          int datadir)
       : c_(c), nodes_(nodes), upper_(upper), index_(index), lazy_(lazy), datadir_(datadir) {}
 
-  // Copies n (and its parents) up if it is not in the upper layer yet.
+  // Copies n (and its parents) up if it is not in the upper layer yet, and
+  // the data of a metadata-only copy unless `data` is kMeta.
   Result<void> copy_up(Node* n, CopyData data);
 
  private:
@@ -51,6 +57,12 @@ class Copier {
   // Into the upper directory; the index, the lazy fill and the node learn of it.
   Result<void> publish(Job& j);
   Result<void> copy_xattrs(int sfd, const char* sname, int dfd, const char* dname);
+  // The data of n, a metadata-only copy, into its upper file (by range, lazily
+  // for a big file), then the marker removed: a crash before that leaves the
+  // metadata-only copy, whose data is still below.
+  Result<void> copy_data_in(Node* n, CopyData data);
+  // A lazy copy's partial marker: its size, lowerdir and path (LazyCopy::recover).
+  std::string lazy_marker(Node* parent, const std::string& name, int layer, off_t size);
 
   const Config& c_;
   NodeTable& nodes_;

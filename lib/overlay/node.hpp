@@ -80,6 +80,12 @@ struct Node {
   // Topmost layer holding the object. Written under mu (after copy-up), read
   // without a lock: once 0 (upper) it never changes again.
   std::atomic<int> layer{0};
+  // A metadata-only copy-up (the kernel's metacopy): the upper object has the
+  // metadata, its data is still the same name's in this lower layer of the
+  // parent's stack; -1 where no lower data was found (opens fail with EIO).
+  // 0 otherwise. Set before `layer` becomes 0 by the copy-up, back to 0 (and
+  // never set again) once the data has been copied in.
+  std::atomic<int> data_layer{0};
   // A regular file with other names (each name is a Node of its own): the
   // kernel must not cache its attributes or data across opens.
   std::atomic<bool> shared{false};

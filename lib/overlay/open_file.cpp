@@ -48,7 +48,7 @@ Result<std::unique_ptr<OpenFile>> OpenFile::open(Overlay& ov, Node* n, int flags
     if (auto p = lazy.unfilled_of(n))
       if (auto r = lazy.fill(*p); !r && may_write(flags)) return Errno{r.error()};
   int real_flags = flags;
-  if (n->layer.load() == kUpper && !lazy.unfilled_of(n))
+  if (n->layer.load() == kUpper && n->data_layer.load() == 0 && !lazy.unfilled_of(n))
     real_flags = create_flags(flags, shareable);
   auto r = ov.open_real(n, real_flags);
   if (!r && real_flags != flags && r.error() != ENOENT)  // read-write refused: as asked
@@ -63,7 +63,7 @@ std::unique_ptr<OpenFile> OpenFile::created(Overlay& ov, Node* n, int flags, Uni
 
 int OpenFile::current_fd() {
   std::lock_guard<std::mutex> g(mu_);
-  if (lower_ && node_->layer.load() == kUpper) {
+  if (lower_ && node_->layer.load() == kUpper && node_->data_layer.load() == 0) {
     auto loc = ov_.locate(node_);
     if (loc) {
       auto r = sys::open_at(loc->dirfd, loc->name.c_str(),

@@ -64,7 +64,8 @@ Overlay::Overlay(const Config& c, Dirs&& d)
       datadir_(std::move(d.data)),
       upper_(std::move(d.upper), std::move(d.work), ns_of(c)),
       resolver_(std::move(d.roots), std::string(upper_.xattrs().layerfs_origin),
-                std::string(upper_.xattrs().origin), std::string(upper_.xattrs().impure)),
+                std::string(upper_.xattrs().origin), std::string(upper_.xattrs().impure),
+                c.metacopy),
       nodes_(make_root(resolver_)),
       listings_(resolver_),
       owners_(config_),
@@ -152,9 +153,24 @@ std::unique_ptr<Overlay> Overlay::open(const Config& opts) {
     if (!dup) throw Error("upperdir '" + opts.upperdir + "'", dup.error());
     d.roots[0] = std::move(dup).value();
   }
+  // One clone for every lower layer it reaches (a store's layers share a
+  // mount): each mount_setattr costs milliseconds (it waits for an RCU grace
+  // period), which was most of a mount's start. A layer it does not reach
+  // gets a clone of its own.
+  std::string common;
+  for (const auto& l : opts.lowerdirs) common = common.empty() ? l : common_ancestor(common, l);
+  AtimeMount lowers = opts.lowerdirs.size() > 1 && !common.empty()
+                          ? AtimeMount::clone(common, Atime::kNoatime, true)
+                          : AtimeMount();
   for (const auto& l : opts.lowerdirs) {
-    through = AtimeMount::clone(l, Atime::kNoatime, true);
-    UniqueFd fd = open_layer(l, "lowerdir");
+    auto shared = lowers.open_below(l);
+    UniqueFd fd;
+    if (shared) {
+      fd = std::move(shared).value();
+    } else {
+      through = AtimeMount::clone(l, Atime::kNoatime, true);
+      fd = open_layer(l, "lowerdir");
+    }
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) throw Error("lowerdir '" + l + "'", errno);
     d.roots.push_back(std::move(fd));
@@ -207,13 +223,18 @@ Result<UniqueFd> Overlay::indexed_copy(Node* n) {
   return index_.copy_of(k.value());
 }
 
-Result<Overlay::Located> Overlay::locate(Node* n) {
+Result<Overlay::Located> Overlay::locate(Node* n, bool data) {
   // The layer can move from lower to upper between reading it and reading the
   // parent's stack (a copy-up); the upper entry is then in the stack too, or
   // the stack was rebuilt, and a second pass sees the new layer.
   for (int attempt = 0; attempt < 3; ++attempt) {
     Located loc;
     int layer = n->layer.load();
+    if (data) {
+      int below = n->data_layer.load();
+      if (below < 0) return Errno{EIO};  // a metadata-only copy without its data
+      if (below > 0) layer = below;
+    }
     Node* p = nodes_.parent_of(n, &loc.name);
     if (!p) return Errno{EINVAL};
     NodeRef hold(&nodes_, p);
@@ -257,6 +278,7 @@ Result<Node*> Overlay::lookup_node(Node* parent, std::string_view name) {
 
 Node* Overlay::adopt(Node* parent, std::string_view name, Found& f, uint64_t ino) {
   Node* fresh = new Node(f.st.st_mode, ino);
+  fresh->data_layer = f.data_layer;
   fresh->layer = f.layer;
   fresh->stack = std::move(f.stack);
   if (S_ISREG(f.st.st_mode) && f.st.st_nlink > 1) {

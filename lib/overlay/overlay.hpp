@@ -190,7 +190,8 @@ class Overlay {
     std::string name;
     int layer = 0;
   };
-  Result<Located> locate(Node* n);
+  // `data`: where n's data is, which for a metadata-only copy is below.
+  Result<Located> locate(Node* n, bool data = false);
   struct Real {                            // a node's real object, for calls that take a path
     std::shared_ptr<const DirStack> keep;  // keeps dirfd open
     std::string name;                      // empty for a directory (dirfd is the object)

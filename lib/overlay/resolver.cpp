@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "format/overlay_format.hpp"
+#include "store/layout.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 #include "util/xattr_path.hpp"
@@ -43,11 +44,12 @@ bool valid_name(std::string_view name) {
 }
 
 Resolver::Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr,
-                   std::string impure_xattr)
+                   std::string impure_xattr, bool lower_metacopy)
     : roots_(std::move(roots)),
       origin_xattr_(std::move(origin_xattr)),
       handle_xattr_(std::move(handle_xattr)),
-      impure_xattr_(std::move(impure_xattr)) {
+      impure_xattr_(std::move(impure_xattr)),
+      lower_metacopy_(lower_metacopy) {
   for (const auto& r : roots_) {
     struct stat st;
     if (!r.valid() || ::fstat(r.get(), &st) != 0) continue;
@@ -131,6 +133,22 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
     break;
   }
   if (i == parent.size()) return Errno{ENOENT};
+  bool moved = false;
+  if (metacopy_below(f.layer, parent[i].fd.get(), name, f.st, &moved)) {
+    f.data_layer = -1;
+    for (size_t j = i + 1; j < parent.size() && !moved; ++j) {
+      struct stat st;
+      if (!stat_at(parent[j].fd.get(), name, &st)) {
+        if (errno != ENOENT) return last_errno();
+        if (format::has_oci_whiteout(parent[j].fd.get(), name_sv)) break;
+        continue;
+      }
+      if (!S_ISREG(st.st_mode) || format::is_whiteout(parent[j].fd.get(), name, st)) break;
+      if (metacopy_below(parent[j].layer, parent[j].fd.get(), name, st, &moved)) continue;
+      if (!moved) f.data_layer = parent[j].layer;
+      break;
+    }
+  }
   if (!S_ISDIR(f.st.st_mode) || !want_stack) return f;
 
   auto stack = std::make_shared<DirStack>();
@@ -193,6 +211,18 @@ Result<Found> Resolver::resolve(const DirStack& parent, std::string_view name_sv
   }
   f.stack = std::move(stack);
   return f;
+}
+
+bool Resolver::metacopy_below(int layer, int dirfd, const char* name, const struct stat& st,
+                              bool* redirect) const {
+  if ((layer != kUpper && !lower_metacopy_) || !format::may_be_metacopy(st) ||
+      !format::is_metacopy(dirfd, name))
+    return false;
+  // A store entry's redirect names its object (store::data_of): its data.
+  auto r = format::file_redirect(dirfd, name);
+  if (r && layer != kUpper && store::Layout::parse_object_redirect(*r)) return false;
+  *redirect = r.has_value();
+  return true;
 }
 
 Result<bool> Resolver::lower_has(const DirStack& parent, std::string_view name_sv) const {

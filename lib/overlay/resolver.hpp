@@ -36,6 +36,9 @@ struct Found {
   struct stat st {};
   std::shared_ptr<const DirStack> stack;  // directories, when asked for
   bool opaque = false;
+  // An upper regular file that is a metadata-only copy: the lower layer
+  // holding its data under the same name, or -1 if none does (Node::data_layer).
+  int data_layer = 0;
 };
 
 class Resolver {
@@ -46,8 +49,9 @@ class Resolver {
   // origin's file handle (format::origin_handle), for its own copy-ups;
   // `impure_xattr`: the mark of an upper directory that holds such copies
   // (or held them); empty: every upper directory may hold them.
+  // `lower_metacopy`: follow metacopy files in lower layers too (Config::metacopy).
   Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr = {},
-           std::string impure_xattr = {});
+           std::string impure_xattr = {}, bool lower_metacopy = false);
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
@@ -65,6 +69,11 @@ class Resolver {
   //                         until an opaque directory, a whiteout or a
   //                         non-directory
   //   any other errno    -> stop and return it
+  // A metadata-only file (the metacopy marker in the upper; in a lower layer
+  // with metacopy=on) goes on to the same name below for its data: the first
+  // regular file that is not itself metadata-only, unless a whiteout or
+  // another type comes first, as the kernel's path-based lookup does. One
+  // with a redirect of its own (a kernel rename) is not followed: EIO.
   Result<Found> resolve(const DirStack& parent, std::string_view name, bool want_stack) const;
   // Whether a lower layer of `parent` has `name` (whiteouts respected).
   Result<bool> lower_has(const DirStack& parent, std::string_view name) const;
@@ -89,6 +98,12 @@ class Resolver {
   const std::string origin_xattr_;
   const std::string handle_xattr_;
   const std::string impure_xattr_;
+  const bool lower_metacopy_;
+  // Whether (dirfd, name) with stat st is a metadata-only file in `layer`
+  // whose data is further down (not a store entry's object redirect);
+  // *redirect: it has a redirect of its own (renamed by the kernel).
+  bool metacopy_below(int layer, int dirfd, const char* name, const struct stat& st,
+                      bool* redirect) const;
 };
 
 }  // namespace layer::overlay

@@ -428,10 +428,11 @@ Ingest Store::ingest_tree(const unpack::LayerSpec& spec, const unpack::Options& 
 }
 
 // Writes a small record file atomically (through a staging dir).
-void Store::write_record(const std::string& path, const std::string& text) {
+void Store::write_record(const std::string& path, const std::string& text, Publish how) {
   Staging st = make_staging("record-");
   try {
-    sys::xwrite_file_atomic(st.fd.get(), "record", root_fd_.get(), path, text, 0644);
+    sys::xwrite_file_atomic(st.fd.get(), "record", root_fd_.get(), path, text, 0644,
+                            how == Publish::kDurable);
   } catch (...) {
     sys::xremove_tree(tmp_fd_.get(), st.name);
     throw;
@@ -568,10 +569,10 @@ std::optional<ContainerRecord> Store::find_container(const std::string& id_or_na
   return found;
 }
 
-void Store::put_container(const ContainerRecord& rec) {
+void Store::put_container(const ContainerRecord& rec, Publish how) {
   check_container_id(rec.id);
   mkdir_at(root_fd_.get(), Layout::container_dir(rec.id), 0700);
-  write_record(Layout::container_json(rec.id), container_to_json(rec).dump(2) + "\n");
+  write_record(Layout::container_json(rec.id), container_to_json(rec).dump(2) + "\n", how);
 }
 
 void Store::remove_container(const std::string& id) {

@@ -230,7 +230,12 @@ class Store {
   // Containers (written by layerctl mount; read by rmi/gc).
   std::vector<ContainerRecord> containers() const;
   std::optional<ContainerRecord> find_container(const std::string& id_or_name) const;
-  void put_container(const ContainerRecord& rec);  // container.json, atomically
+  // How a record is published. kDurable: it survives a crash once written.
+  // kAtomic: a crash may leave the record before it (whole), for state a
+  // crash makes stale anyway (a daemon's pid), saving a directory fsync.
+  enum class Publish { kDurable, kAtomic };
+  // container.json, atomically
+  void put_container(const ContainerRecord& rec, Publish how = Publish::kDurable);
   void remove_container(const std::string& id);    // its dir, upper included
 
   // A fresh private directory under tmp/ (flock'ed while the fd is open, so a
@@ -247,7 +252,8 @@ class Store {
   // Removes (or, with dry_run, only lists) tmp/ entries no live process holds.
   std::vector<GcItem> sweep_tmp(bool dry_run = false) const;
   std::string quarantine(const std::string& from, const std::string& kind, const Digest& d);
-  void write_record(const std::string& path, const std::string& text);
+  void write_record(const std::string& path, const std::string& text,
+                    Publish how = Publish::kDurable);
   static Store open_impl(const std::string& root, LockMode mode, bool sweep, bool for_migration);
   void migrate_layer(const Digest& diff_id);
 

@@ -148,7 +148,8 @@ std::string xread_file(int dirfd, const std::string& path, size_t max, const std
 }
 
 void xwrite_file_atomic(int tmpdir, const std::string& tmpname, int dstdir,
-                        const std::string& dstname, std::string_view data, mode_t mode) {
+                        const std::string& dstname, std::string_view data, mode_t mode,
+                        bool sync_dir) {
   UniqueFd fd =
       xopen_at(tmpdir, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode, tmpname);
   try {
@@ -162,7 +163,7 @@ void xwrite_file_atomic(int tmpdir, const std::string& tmpname, int dstdir,
     ::unlinkat(tmpdir, tmpname.c_str(), 0);
     throw;
   }
-  xfsync(dstdir, dstname + " (directory)");
+  if (sync_dir) xfsync(dstdir, dstname + " (directory)");
 }
 
 namespace {

@@ -62,9 +62,11 @@ std::string xread_file(int dirfd, const std::string& path, size_t max, const std
 
 // Writes `data` into tmpdir/tmpname, fsyncs it, renames it to dstdir/dstname
 // and fsyncs dstdir: after return the file is whole and durable, and a crash
-// at any point leaves either the old state or the new one.
+// at any point leaves either the old state or the new one. `sync_dir` false:
+// dstdir is not fsynced, so a crash may still leave the old state (whole).
 void xwrite_file_atomic(int tmpdir, const std::string& tmpname, int dstdir,
-                        const std::string& dstname, std::string_view data, mode_t mode = 0644);
+                        const std::string& dstname, std::string_view data, mode_t mode = 0644,
+                        bool sync_dir = true);
 
 // Entry names of directory `name` beneath dirfd (not followed if a symlink),
 // sorted, without . and ..; a missing directory is empty.

@@ -256,7 +256,7 @@ if [[ "$better$kopts" == *index=on* ]]; then
   fi
 else
 mkdir -p "$T/xk/mnt"
-follow=redirect_dir=follow
+follow=redirect_dir=follow,metacopy=on  # layerfs writes metacopy files for metadata changes
 mount -t overlay overlay -o "lowerdir=$T/engine/upper:$(lowers "$T/engine"),$follow" "$T/xk/mnt"
 mounts+=("$T/xk/mnt")
 fsops_on "$T/xk.out" "$T/xk/mnt" --role kernel || failure "fsops failed on the kernel over $engine's upper"

@@ -124,13 +124,14 @@ std::string letters(size_t n, char first) {
   return s;
 }
 
-// chmod 0600: a metadata change, which copies a big lower file up lazily.
+// chmod 0600 (a metadata change: a metadata-only copy-up), then the data
+// copy-up an open for writing makes, which copies a big lower file lazily.
 bool chmod_600(Overlay& ov, Node* n, struct stat* st) {
   SetAttr a;
   a.valid = SetAttr::kMode;
   a.mode = 0600;
   Caller c;
-  return ov.setattr(n, -1, a, c, st).ok();
+  return ov.setattr(n, -1, a, c, st).ok() && ov.copy_up(n, CopyData::kAll).ok();
 }
 
 // A big lower file copied up lazily by chmod_600: its partial state.
@@ -778,6 +779,38 @@ TEST_CASE("open refuses unusable directories by name") {
   CHECK_THROWS_AS(Overlay::open(same), Error);
 }
 
+TEST_CASE("a metadata change copies no data; a write then copies it", "[root]") {
+  Layers L;
+  std::string big = letters(3 << 20, 'm');
+  L.write("l1/big", big);
+  auto ov = L.mount();
+  Held f(*ov, "big");
+  SetAttr a;
+  a.valid = SetAttr::kMode;
+  a.mode = 0640;
+  Caller c;
+  struct stat st;
+  REQUIRE(ov->setattr(f.n, -1, a, c, &st).ok());
+  CHECK((st.st_mode & 07777) == 0640);
+  CHECK(st.st_size == static_cast<off_t>(big.size()));
+  CHECK(f.n->layer.load() == kUpper);
+  CHECK(f.n->data_layer.load() == 1);
+  CHECK_FALSE(ov->lazy().partial_of(f.n));
+  struct stat ust;
+  REQUIRE(::stat(L.p("u/big").c_str(), &ust) == 0);
+  CHECK(ust.st_blocks <= 8);
+  CHECK(::getxattr(L.p("u/big").c_str(), "trusted.overlay.metacopy", nullptr, 0) == 0);
+  auto r = ov->open_real(f.n, O_RDONLY);
+  REQUIRE(r.ok());
+  std::string got(big.size(), '?');
+  REQUIRE(::pread(r->fd.get(), got.data(), got.size(), 0) == static_cast<ssize_t>(big.size()));
+  CHECK(got == big);
+  REQUIRE(ov->copy_up(f.n, CopyData::kAll).ok());
+  CHECK(f.n->data_layer.load() == 0);
+  CHECK(::getxattr(L.p("u/big").c_str(), "trusted.overlay.metacopy", nullptr, 0) < 0);
+  CHECK(ov->lazy().partial_of(f.n));  // big: the data follows lazily
+}
+
 TEST_CASE("big files are copied up lazily, and completed after a crash", "[root]") {
   Layers L;
   std::string big = letters(3 << 20, 'a');
@@ -829,7 +862,7 @@ TEST_CASE("big files are copied up lazily, and completed after a crash", "[root]
     a.mtime = {1, 0};
     Caller c;
     struct stat st;
-    ::_exit(ov->setattr(n.value(), -1, a, c, &st).ok() ? 0 : 2);
+    ::_exit(ov->setattr(n.value(), -1, a, c, &st).ok() && ov->copy_up(n.value()).ok() ? 0 : 2);
   }
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
