@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "util/digest.hpp"
 #include "util/sys.hpp"
 #include "util/xattr_path.hpp"
 
@@ -232,16 +233,7 @@ Result<UniqueFd> open_origin(std::string_view handle, int mount_fd) {
   return UniqueFd(fd);
 }
 
-std::string index_name(std::string_view handle) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(handle.size() * 2);
-  for (unsigned char c : handle) {
-    out += kHex[c >> 4];
-    out += kHex[c & 0xf];
-  }
-  return out;
-}
+std::string index_name(std::string_view handle) { return hex_encode(handle); }
 
 std::string nlink_value(int upper_diff) {
   char buf[16];

@@ -323,9 +323,11 @@ Result<Node*> Overlay::lookup_listed(Node* parent, const DirEntry& e, struct sta
   f.layer = e.layer;
   // Lower layers never change: the layers above it hide nothing of it, as
   // the listing found. Hard links need the index's view (getattr); an empty
-  // file or a device may be a whiteout that readdir shows and lookup hides.
+  // file or a device may be a whiteout that readdir shows and lookup hides;
+  // with metacopy=on a lower file may be metadata-only, its data further down.
   if (dirfd < 0 || !stat_at(dirfd, e.name.c_str(), &f.st) || S_ISDIR(f.st.st_mode) ||
-      S_ISCHR(f.st.st_mode) || (S_ISREG(f.st.st_mode) && f.st.st_size == 0) || f.st.st_nlink > 1)
+      S_ISCHR(f.st.st_mode) || (S_ISREG(f.st.st_mode) && f.st.st_size == 0) || f.st.st_nlink > 1 ||
+      (resolver_.follows_lower_metacopy() && format::may_be_metacopy(f.st)))
     return lookup(parent, e.name, st);
   uint64_t ino = resolver_.map_ino(f.layer, f.st, dirfd, e.name.c_str(), true);
   const struct stat got_st = f.st;

@@ -52,6 +52,8 @@ class Resolver {
   // `lower_metacopy`: follow metacopy files in lower layers too (Config::metacopy).
   Resolver(std::vector<UniqueFd> roots, std::string origin_xattr, std::string handle_xattr = {},
            std::string impure_xattr = {}, bool lower_metacopy = false);
+  // Whether a lower file may be a metadata-only one whose data is below it.
+  bool follows_lower_metacopy() const { return lower_metacopy_; }
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 

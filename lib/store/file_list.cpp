@@ -16,6 +16,7 @@
 
 #include "store/layout.hpp"
 #include "format/overlay_format.hpp"
+#include "util/digest.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -68,17 +69,6 @@ FileType type_from_name(const std::string& s, const std::string& what) {
   for (size_t i = 0; i < std::size(kTypeNames); ++i)
     if (s == kTypeNames[i]) return static_cast<FileType>(i);
   throw Error(what + ": unknown file type '" + s + "'");
-}
-
-std::string hex_encode(std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size() * 2);
-  for (unsigned char c : s) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
 }
 
 std::string hex_decode(const std::string& s, const std::string& what) {

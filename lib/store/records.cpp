@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "util/digest.hpp"
 #include "util/error.hpp"
 #include "util/sys.hpp"
 
@@ -52,13 +53,7 @@ std::string random_hex(size_t bytes) {
     }
     got += static_cast<size_t>(r);
   }
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out += kHex[raw[i] >> 4];
-    out += kHex[raw[i] & 15];
-  }
-  return out;
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(raw), n));
 }
 
 void mkdir_at(int dirfd, const std::string& path, mode_t mode) {

@@ -48,13 +48,18 @@ Digest Hasher::finish() {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   EVP_DigestFinal_ex(ctx_.get(), md, &n);
-  static const char* kHex = "0123456789abcdef";
-  std::string hex(n * 2, '0');
-  for (unsigned i = 0; i < n; ++i) {
-    hex[2 * i] = kHex[md[i] >> 4];
-    hex[2 * i + 1] = kHex[md[i] & 15];
+  return Digest{algorithm_, hex_encode(std::string_view(reinterpret_cast<const char*>(md), n))};
+}
+
+std::string hex_encode(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
   }
-  return Digest{algorithm_, hex};
+  return out;
 }
 
 Digest Hasher::of(std::string_view data, std::string_view algorithm) {

@@ -43,4 +43,7 @@ class Hasher {
   std::string algorithm_;
 };
 
+// Lowercase hex of raw bytes (digests, file handles, random names).
+std::string hex_encode(std::string_view bytes);
+
 }  // namespace layer
