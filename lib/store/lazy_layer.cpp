@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "format/overlay_format.hpp"
 #include "store/file_list.hpp"
 #include "store/layout.hpp"
 #include "store/records.hpp"
@@ -41,7 +42,8 @@ bool Store::complete_lazy_layer(const unpack::LayerSpec& spec, ByteSource& src,
     for (const FileEntry& e : got.entries) {
       bool whiteout = (e.type == FileType::CharDevice && e.rdev_major == 0 && e.rdev_minor == 0);
       for (const auto& [name, value] : e.xattrs)
-        whiteout = whiteout || name.find("overlay.whiteout") != std::string::npos;
+        for (const format::XattrNames* ns : format::kNamespaces)
+          whiteout = whiteout || name == ns->whiteout;
       if (whiteout || e.path == "." ||
           (info->implicit_dirs.count(e.path) && stats.implicit_dirs.count(e.path)))
         untimed.insert(e.path);
