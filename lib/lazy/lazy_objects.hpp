@@ -21,6 +21,7 @@
 
 #include "lazy/fetcher.hpp"
 #include "lazy/lazy_record.hpp"
+#include "lazy/lazy_service.hpp"
 #include "store/object_ref.hpp"
 #include "util/unique_fd.hpp"
 
@@ -52,7 +53,7 @@ class ObjectDir : public ObjectStore {
   std::map<std::thread::id, std::vector<Pending>> pending_;
 };
 
-class LazyObjects : public store::MissingObjects {
+class LazyObjects : public LazyService {
  public:
   using Log = std::function<void(const std::string& line)>;
   // The lazy layers among `lowerdirs` (a layer's diff/ whose layer directory
@@ -62,16 +63,16 @@ class LazyObjects : public store::MissingObjects {
   LazyObjects(const std::vector<std::string>& lowerdirs, int objects_dir, Log log);
   ~LazyObjects() override;
 
-  size_t layers() const { return layers_.size(); }
+  size_t layers() const override { return layers_.size(); }
   Result<void> fetch(const Digest& d) override;
   // Fetches every missing object of every lazy layer (Fetcher::complete:
   // the eStargz prefetch landmark first, then blob order, yielding to
   // on-demand fetches) until done or `stop`; a layer that fails gets one
   // log line and is left for the on-demand path. Returns the layers whose
   // objects are all present. Never throws.
-  size_t fetch_all(const std::atomic<bool>& stop);
+  size_t fetch_all(const std::atomic<bool>& stop) override;
   // What the fetches so far did, summed over the layers.
-  FetchStats stats();
+  FetchStats stats() override;
 
  private:
   struct Layer;
