@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "daemon.hpp"
-#include "lazy/lazy_objects.hpp"
+#include "lazy_loader.hpp"
 #include "log.hpp"
 #include "mount_options.hpp"
 #include "overlay/overlay.hpp"
@@ -134,7 +134,7 @@ class StatsOnSignal {
 // The lazy layers' background work: their completion (with
 // -o lazy_fetch_all), and the access lists saved every few seconds, so that
 // a daemon killed mid-run leaves most of its list, until `stop`.
-void lazy_background(layer::lazy::LazyObjects& lazy, const layer::fuse::MountOptions& opts,
+void lazy_background(layer::lazy::LazyService& lazy, const layer::fuse::MountOptions& opts,
                      const std::atomic<bool>& stop) {
   using namespace std::chrono;
   if (opts.lazy_fetch_all) {
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
 
   // Declared before the daemon, which borrows them.
   UniqueFd objects_dir;
-  std::unique_ptr<lazy::LazyObjects> lazy_objects;
+  std::unique_ptr<lazy::LazyService> lazy_objects;
   std::unique_ptr<fuse::Daemon> daemon;
   try {
     struct stat st;
@@ -209,10 +209,10 @@ int main(int argc, char** argv) {
     if (opts.lazy) {
       objects_dir = sys::xopen_at(AT_FDCWD, opts.core.datadir, O_RDONLY | O_DIRECTORY, 0,
                                   "datadir '" + opts.core.datadir + "'");
-      lazy_objects = std::make_unique<lazy::LazyObjects>(
+      lazy_objects = fuse::open_lazy_layers(
           opts.core.lowerdirs, objects_dir.get(),
           [](const std::string& line) { fuse::log_error("%s", line.c_str()); });
-      if (lazy_objects->layers() > 0) opts.core.missing_objects = lazy_objects.get();
+      if (lazy_objects) opts.core.missing_objects = lazy_objects.get();
     }
     daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);

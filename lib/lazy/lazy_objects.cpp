@@ -69,17 +69,11 @@ void ObjectDir::flush() {
 
 LazyObjects::LazyObjects(const std::vector<std::string>& lowerdirs, int objects_dir, Log log)
     : objects_(objects_dir), log_(std::move(log)) {
-  for (const std::string& lower : lowerdirs) {
-    std::string dir = lower;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    auto slash = dir.rfind('/');
-    if (slash == std::string::npos) continue;
-    dir = dir.substr(0, slash);
-    auto fd = sys::open_at(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY);
-    if (!fd || !sys::exists_at(fd->get(), store::Layout::kLazyJson)) continue;
+  for (const std::string& dir : lazy_layer_dirs(lowerdirs)) {
+    UniqueFd fd = sys::xopen_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0, "layer '" + dir + "'");
     auto l = std::make_unique<Layer>();
     l->dir = dir;
-    l->ll = read_lazy_layer(fd->get(), dir);
+    l->ll = read_lazy_layer(fd.get(), dir);
     // <root>/layers/<alg>/<hex>: the store, for the access list and the
     // completion; anything else is served on demand only.
     auto up = [](std::string& p) {

@@ -27,6 +27,7 @@
 
 #include "lazy/fetcher.hpp"
 #include "lazy/lazy_record.hpp"
+#include "lazy/lazy_service.hpp"
 #include "store/object_ref.hpp"
 #include "util/unique_fd.hpp"
 
@@ -58,16 +59,7 @@ class ObjectDir : public ObjectStore {
   std::map<std::thread::id, std::vector<Pending>> pending_;
 };
 
-struct BackgroundOptions {
-  // The completion stream's bytes a second (0: no limit). On-demand fetches
-  // pre-empt it whatever the rate.
-  uint64_t rate = 0;
-  // And it keeps quiet this long after each one (a container's start opens
-  // file after file: the stream waits until it settles).
-  std::chrono::milliseconds quiet{1000};
-};
-
-class LazyObjects : public store::MissingObjects {
+class LazyObjects : public LazyService {
  public:
   using Log = std::function<void(const std::string& line)>;
   // The lazy layers among `lowerdirs` (a layer's diff/ whose layer directory
@@ -77,7 +69,7 @@ class LazyObjects : public store::MissingObjects {
   LazyObjects(const std::vector<std::string>& lowerdirs, int objects_dir, Log log);
   ~LazyObjects() override;
 
-  size_t layers() const { return layers_.size(); }
+  size_t layers() const override { return layers_.size(); }
   Result<void> fetch(const Digest& d) override;
   // The background completion: first the objects each layer's access list
   // (recorded by earlier mounts of the same blob) names, then the prefetch
@@ -86,13 +78,13 @@ class LazyObjects : public store::MissingObjects {
   // verified, the tree compared, the missing objects stored: the layer
   // becomes an ordinary one). Until done or `stop`; a layer that fails gets
   // one log line and stays lazy. Returns the layers completed. Never throws.
-  size_t complete_all(const BackgroundOptions& opt, const std::atomic<bool>& stop);
+  size_t complete_all(const BackgroundOptions& opt, const std::atomic<bool>& stop) override;
   // Writes the access list of each layer that had on-demand fetches since
   // the last save (access/ in the store: an ordering hint only, never
   // trusted for content). Never throws; a failure is logged once.
-  void save_access_lists();
+  void save_access_lists() override;
   // What the fetches so far did, summed over the layers.
-  FetchStats stats();
+  FetchStats stats() override;
 
  private:
   struct Layer;
