@@ -2,6 +2,10 @@
 // (docs/lazy-pull.md, "Background completion").
 #include <unistd.h>
 
+#include <algorithm>
+#include <thread>
+#include <vector>
+
 #include "lazy/access_list.hpp"
 #include "lazy/lazy_objects.hpp"
 #include "lazy/lazy_objects_layer.hpp"
@@ -12,6 +16,12 @@
 #include "util/error.hpp"
 
 namespace layer::lazy {
+
+namespace {
+
+constexpr size_t kStreams = 3;  // layers completed at once
+
+}  // namespace
 
 void LazyObjects::log_failure(const std::string& what, std::exception_ptr e) {
   if (!log_) return;
@@ -46,20 +56,33 @@ size_t LazyObjects::complete_all(const BackgroundOptions& opt, const std::atomic
     }
   }
   save_access_lists();
-  size_t done = 0;
-  for (auto& l : layers_) {
-    if (stop.load()) break;
-    if (!l->root.valid()) continue;
-    try {
-      complete_layer(*l, opt, stop);
-      ++done;
-    } catch (...) {
-      if (!stop.load())
-        log_failure("lazy completion of layer " + l->dir + " (it stays lazy)",
-                    std::current_exception());
+  // The layers' streams side by side, as a pull unpacks its layers (most of
+  // the time goes to creating the staging trees' inodes), at most
+  // kStreams at once, sharing the rate.
+  std::vector<Layer*> todo;
+  for (auto& l : layers_)
+    if (l->root.valid()) todo.push_back(l.get());
+  const size_t streams = std::min(todo.size(), kStreams);
+  BackgroundOptions each = opt;
+  if (streams > 0) each.rate = opt.rate / streams + (opt.rate > 0 && opt.rate < streams ? 1 : 0);
+  std::atomic<size_t> next{0}, done{0};
+  auto worker = [&] {
+    for (size_t k; !stop.load() && (k = next++) < todo.size();) {
+      try {
+        complete_layer(*todo[k], each, stop);
+        ++done;
+      } catch (...) {
+        if (!stop.load())
+          log_failure("lazy completion of layer " + todo[k]->dir + " (it stays lazy)",
+                      std::current_exception());
+      }
     }
-  }
-  return done;
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < streams; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  return done.load();
 }
 
 bool LazyObjects::complete_layer(Layer& l, const BackgroundOptions& opt,
