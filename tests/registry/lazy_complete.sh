@@ -10,15 +10,7 @@
 # and the daemon complete the same layers without harm; Bearer tokens that
 # expire within a second are refreshed during a long completion.
 source "$SRCDIR/tests/registry/lib.sh"
-[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (trusted.* markers, FUSE allow_other)"; exit 77; }
-
-MOUNTS=()
-unmount_all() {
-  local m
-  for m in "${MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
-}
-trap 'unmount_all; cleanup' EXIT
+mount_test
 listing() { (cd "$1" && "$PY" "$HERE/tree_list.py" .); }
 # object_of FILE: the store path of FILE's content object.
 object_of() {

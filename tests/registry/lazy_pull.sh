@@ -8,17 +8,7 @@
 # that does not match, a path escaping the layer, an offset past the blob's
 # end) are refused with one line.
 source "$SRCDIR/tests/registry/lib.sh"
-[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (trusted.* markers, FUSE allow_other)"; exit 77; }
-
-MOUNTS=()
-unmount_all() {
-  local m
-  for m in "${MOUNTS[@]}"; do
-    umount -l "$m" 2>/dev/null || true
-  done
-}
-trap 'unmount_all; cleanup' EXIT
+mount_test
 listing() { (cd "$1" && "$PY" "$HERE/tree_list.py" .); }
 objects_bytes() { du -sb "$1/objects" | cut -f1; }
 
