@@ -12,15 +12,15 @@
 # eager and lazy alternating, medians of N runs. Writes bench/RESULTS.md's
 # "## lazy completion".
 #
-#   BUILD=DIR bench/lazy_complete.sh [--runs N] [--fetch-rate R] [--no-results]
-#     --fetch-rate R   mount's --fetch-rate for the completion runs (default:
+#   BUILD=DIR bench/lazy_complete.sh [--runs N] [--ratelimit R] [--no-results]
+#     --ratelimit R    mount's --fetch-rate for all the runs (default:
 #                      mount's own default)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=3 fetch_rate=""
-bench_args lazy_complete.sh "fetch_rate" "$@"
+runs=3 ratelimit=""
+bench_args lazy_complete.sh "ratelimit" "$@"
 for p in docker-registry skopeo curl; do
   command -v "$p" >/dev/null || die "$p is not installed"
 done
@@ -77,7 +77,7 @@ image_bytes=$(curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
   python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
 log "image: $ref ($source_name), $image_bytes bytes of layers"
 rate_flag=()
-[ -n "$fetch_rate" ] && rate_flag=(--fetch-rate "$fetch_rate")
+[ -n "$ratelimit" ] && rate_flag=(--fetch-rate "$ratelimit")
 
 # wait_complete ROOT: until the daemon logs its completion (300 s).
 wait_complete() {
@@ -164,7 +164,7 @@ for ((r = 0; r < runs; r++)); do
   done
 done
 
-table=$(python3 - "$raw" "$lat" "$image_bytes" "$runs" "$source_name" "${fetch_rate:-default (64M)}" <<'PY'
+table=$(python3 - "$raw" "$lat" "$image_bytes" "$runs" "$source_name" "${ratelimit:-default (64M)}" <<'PY'
 import statistics, sys
 raw, lat, image_bytes, runs, source, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 t = {}

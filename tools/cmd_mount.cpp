@@ -29,6 +29,13 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
   if (!name.empty() && !valid_container_name(name))
     throw UsageError("bad --name '" + name + "' (letters, digits, '_', '.', '-'; at most 64)");
 
+  // --fetch-all: the default now, accepted as before.
+  LazyFetch fetch;
+  fetch.background = opts.count("no-fetch") == 0;
+  if (opts.count("no-fetch") && (opts.count("fetch-all") || opts.count("fetch-rate")))
+    throw UsageError("--no-fetch with --fetch-all or --fetch-rate");
+  if (opts.count("fetch-rate")) fetch.rate = parse_size("--fetch-rate", opts["fetch-rate"], true);
+
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) throw Error("'" + args[1] + "'", errno);
   if (!S_ISDIR(st.st_mode)) throw Error("'" + args[1] + "'", ENOTDIR);
@@ -38,12 +45,7 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
   req.suid = opts.count("suid") > 0;
   req.dev = opts.count("dev") > 0;
   req.kernel = opts.count("kernel") > 0;
-  // --fetch-all: the default now, accepted as before.
-  req.fetch.background = opts.count("no-fetch") == 0;
-  if (opts.count("fetch-rate"))
-    req.fetch.rate = parse_size("--fetch-rate", opts["fetch-rate"], true);
-  if (opts.count("no-fetch") && (opts.count("fetch-all") || opts.count("fetch-rate")))
-    throw UsageError("--no-fetch with --fetch-all or --fetch-rate");
+  req.fetch = fetch;
   store::ContainerRecord rec = mount_container(store, req);
   const pid_t pid = rec.pid;
   if (g.json) {

@@ -58,18 +58,17 @@ size_t LazyObjects::complete_all(const BackgroundOptions& opt, const std::atomic
   save_access_lists();
   // The layers' streams side by side, as a pull unpacks its layers (most of
   // the time goes to creating the staging trees' inodes), at most
-  // kStreams at once, sharing the rate.
+  // kStreams at once, sharing one rate limit.
   std::vector<Layer*> todo;
   for (auto& l : layers_)
     if (l->root.valid()) todo.push_back(l.get());
   const size_t streams = std::min(todo.size(), kStreams);
-  BackgroundOptions each = opt;
-  if (streams > 0) each.rate = opt.rate / streams + (opt.rate > 0 && opt.rate < streams ? 1 : 0);
+  RateLimit limit(opt.rate);
   std::atomic<size_t> next{0}, done{0};
   auto worker = [&] {
     for (size_t k; !stop.load() && (k = next++) < todo.size();) {
       try {
-        complete_layer(*todo[k], each, stop);
+        complete_layer(*todo[k], opt, limit, stop);
         ++done;
       } catch (...) {
         if (!stop.load())
@@ -85,7 +84,7 @@ size_t LazyObjects::complete_all(const BackgroundOptions& opt, const std::atomic
   return done.load();
 }
 
-bool LazyObjects::complete_layer(Layer& l, const BackgroundOptions& opt,
+bool LazyObjects::complete_layer(Layer& l, const BackgroundOptions& opt, RateLimit& limit,
                                  const std::atomic<bool>& stop) {
   fetcher_of(l);  // the registry client
   // A shared store lock for the stream only: gc waits for it as for a pull.
@@ -96,7 +95,7 @@ bool LazyObjects::complete_layer(Layer& l, const BackgroundOptions& opt,
     return on_demand_.load() > 0 || std::chrono::steady_clock::now().time_since_epoch().count() <
                                         last_on_demand_.load() + quiet;
   };
-  ThrottledSource src(blob, opt.rate, yield, stop);
+  ThrottledSource src(blob, limit, yield, stop);
   unpack::LayerSpec spec;
   spec.media_type = l.ll.record.blob.media_type;
   spec.digest = l.ll.record.blob.digest;

@@ -37,6 +37,8 @@ class RegistryClient;
 
 namespace layer::lazy {
 
+class RateLimit;
+
 // Objects as the store keeps them, written in place by a daemon.
 // put() leaves each object a nameless O_TMPFILE; flush() makes this
 // thread's pending ones durable with one syncfs and links them in.
@@ -93,7 +95,8 @@ class LazyObjects : public LazyService {
   Fetcher& fetcher_of(Layer& l);
   // Streams layer l's blob through Store::complete_lazy_layer. True if it
   // completed it (false: someone else did).
-  bool complete_layer(Layer& l, const BackgroundOptions& opt, const std::atomic<bool>& stop);
+  bool complete_layer(Layer& l, const BackgroundOptions& opt, RateLimit& limit,
+                      const std::atomic<bool>& stop);
   void log_failure(const std::string& what, std::exception_ptr e);
   ObjectDir objects_;
   std::atomic<bool> save_failed_{false};  // logged once

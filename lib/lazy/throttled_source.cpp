@@ -12,37 +12,33 @@ namespace {
 // Small reads, so that a pause for an on-demand fetch starts soon and the
 // rate is kept over short stretches.
 constexpr size_t kChunk = 64 << 10;
+constexpr auto kBurst = std::chrono::milliseconds(100);
 
 }  // namespace
 
-ThrottledSource::ThrottledSource(ByteSource& in, uint64_t rate, std::function<bool()> yield,
+std::chrono::steady_clock::time_point RateLimit::take(size_t n) {
+  using namespace std::chrono;
+  auto now = steady_clock::now();
+  if (rate_ == 0) return now;
+  std::lock_guard g(mu_);
+  next_ = std::max(next_, now - kBurst) +
+          duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(n) / rate_));
+  return next_;
+}
+
+ThrottledSource::ThrottledSource(ByteSource& in, RateLimit& limit, std::function<bool()> yield,
                                  const std::atomic<bool>& stop)
-    : in_(in),
-      rate_(rate),
-      yield_(std::move(yield)),
-      stop_(stop),
-      start_(std::chrono::steady_clock::now()) {}
+    : in_(in), limit_(limit), yield_(std::move(yield)), stop_(stop) {}
 
 size_t ThrottledSource::read(void* buf, size_t n) {
   using namespace std::chrono;
+  while (yield_() && !stop_.load()) std::this_thread::sleep_for(milliseconds(2));
   if (stop_.load()) throw Error("background fetch stopped");
-  if (yield_()) {
-    auto t0 = steady_clock::now();
-    while (yield_() && !stop_.load()) std::this_thread::sleep_for(milliseconds(2));
-    paused_ += steady_clock::now() - t0;  // the rate is over the time we ran
-    if (stop_.load()) throw Error("background fetch stopped");
-  }
   size_t got = in_.read(buf, std::min(n, kChunk));
-  bytes_ += got;
-  if (rate_ > 0) {
-    auto due = start_ + paused_ +
-               duration_cast<steady_clock::duration>(
-                   duration<double>(static_cast<double>(bytes_) / rate_));
-    // In slices, so that a stop or an on-demand fetch is seen within 50 ms.
-    while (steady_clock::now() < due && !stop_.load() && !yield_())
-      std::this_thread::sleep_for(
-          std::min<steady_clock::duration>(due - steady_clock::now(), milliseconds(50)));
-  }
+  // In slices, so that a stop is seen within 50 ms.
+  for (auto due = limit_.take(got); steady_clock::now() < due && !stop_.load();)
+    std::this_thread::sleep_for(
+        std::min<steady_clock::duration>(due - steady_clock::now(), milliseconds(50)));
   return got;
 }
 
