@@ -118,13 +118,13 @@ run_one() {
 # median open+read milliseconds of the files read before the completion
 # ended (bg) or of all (nofetch), and how many counted.
 latency_one() {
-  local mode=$1 root=$work/root m=$work/m-lat flag=--no-fetch
-  [ "$mode" = bg ] && flag=
+  local mode=$1 root=$work/root m=$work/m-lat flags=(--no-fetch)
+  [ "$mode" = bg ] && flags=("${rate_flag[@]}")
   rm -rf "$root"
   mkdir -p "$m"
   "$layerctl" --root "$root" pull -q --lazy "$ref" >/dev/null
   drop_caches
-  "$layerctl" --root "$root" mount --read-only $flag "${rate_flag[@]}" "$ref" "$m" >/dev/null
+  "$layerctl" --root "$root" mount --read-only "${flags[@]}" "$ref" "$m" >/dev/null
   python3 - "$m" "$work/files" "$root" <<'PY'
 import glob, statistics, sys, time
 m, files, root = sys.argv[1:4]
