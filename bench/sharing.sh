@@ -9,6 +9,9 @@
 # store), and the page cache added by reading the ~100 largest shared
 # libraries through a mount of image 2 after reading them through a mount of
 # image 1 (memory cgroup of the readers and daemons). Medians of N runs.
+# The first pull's floor: the same rootfs written by `benchtool tree` in the
+# shape of each format (no decompression, no hashing, data from memory), on
+# the same file system, in the same runs.
 # The layer-level peers, disk only, each in a fresh root of its own: podman
 # (containers/storage, overlay driver) pulls the two images; containerd (its
 # own daemon, overlayfs snapshotter) imports them with `ctr images import`
@@ -103,7 +106,9 @@ rm -rf "$work/rootfs2"
 img1="oci:$cache_dir/images/debian-gzip:latest" img2="oci:$work/img2:latest"
 
 store_bytes() { du -s --block-size=1 "$1" | cut -f1; }
-declare -A t1 d1 d2 pc
+benchtool=$work/benchtool
+cc -O2 -Wall -o "$benchtool" "$bench_dir/tools/benchtool.c"
+declare -A t1 d1 d2 pc tf
 pd1="" pd2="" cd1="" cd2="" cb1="" cb2=""
 for ((r = 1; r <= runs; r++)); do
   for fmt in 2 1; do
@@ -140,8 +145,14 @@ for ((r = 1; r <= runs; r++)); do
       "$layerctl" --root "$root" umount "$work/mnt1" "$work/mnt2" >/dev/null
     )
     pc[$fmt]+="$(cat "$work/pc") "
+    # The floor of the first pull's file system work in this format's shape.
+    rm -rf "$work/tree" "$work/tree".*
+    sync
+    drop_caches
+    tf[$fmt]+="$("$benchtool" tree "$cache_dir/rootfs" "$work/tree" $fmt | sed -n 's/^seconds=\([0-9.]*\).*/\1/p') "
+    rm -rf "$work/tree" "$work/tree".*
     rmdir "$cg" 2>/dev/null || true
-    log "run $r format $fmt: first pull $(( $(echo ${t1[$fmt]} | awk '{print $NF}') / 1000 )) ms, image 1 $a B, image 2 adds $((b - a)) B, page cache +$(cat "$work/pc") B"
+    log "run $r format $fmt: first pull $(( $(echo ${t1[$fmt]} | awk '{print $NF}') / 1000 )) ms, tree floor $(echo ${tf[$fmt]} | awk '{print $NF}') s, image 1 $a B, image 2 adds $((b - a)) B, page cache +$(cat "$work/pc") B"
   done
 done
 
@@ -219,7 +230,11 @@ if [ -n "$cd1" ]; then
   table+="
 | containerd (overlayfs snapshotter) | | $(mib "$a") (+$(mib "$(median <<<"$cb1")") blobs) | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}'); +$(mib "$(median <<<"$cb2")") blobs) | |"
 fi
+f1=$(median <<<"${tf[1]}") f2=$(median <<<"${tf[2]}")
+p1=$(median <<<"${t1[1]}") p2=$(median <<<"${t1[2]}")
 table+="
+
+First pull, format 2 against format 1: layerctl $(awk -v a="$p2" -v b="$p1" 'BEGIN {printf "%.2fx", a / b}'); the floor of the same trees' file system work (\`benchtool tree\`: each format's shape written from memory, no decompression or hashing, synced) $(awk -v a="$f2" -v b="$f1" 'BEGIN {printf "%.2fx (%.2f s against %.2f s)", a / b, a, b}'). Runs of the floor: format 2 ${tf[2]% }; format 1 ${tf[1]% }.
 
 Filesystem of the stores: $([ "$fs" = host ] && echo "the host's ($(findmnt -no FSTYPE -T "$out_dir"))" || echo "a fresh loop $fs, default mkfs options"). Image 2 has $small_files non-empty files of at most 4 KiB (inline, a $block-byte block each: $(mib $((small_files * block)))) and $large_files larger ones (metadata-only entries; where their xattrs need a block of their own: $(mib $((large_files * block))))."
 echo "$table"
