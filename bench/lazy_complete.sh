@@ -8,7 +8,8 @@
 # The image is bench/images.sh's debian-gzip:latest if it is cached, else
 # the test cache's debootstrap rootfs (/var/cache/layerfs-test) in three
 # layers; pushed by `layerctl push --compression zstd:chunked` to a local
-# CNCF registry (127.0.0.1, plain HTTP). Fresh stores, caches dropped,
+# CNCF registry (127.0.0.1, plain HTTP). Each run's store on an ext4 made
+# afresh (a loop device), caches dropped,
 # eager and lazy alternating, medians of N runs. Writes bench/RESULTS.md's
 # "## lazy completion".
 #
@@ -32,11 +33,25 @@ work=$out_dir/lazy-complete-work
 rm -rf "$work"
 mkdir -p "$work"
 reg_pid=
+st=$work/st  # the timed stores: a fresh ext4 for each run
+fs_img=$out_dir/lazy-complete-ext4.img
+mkdir -p "$st"
 cleanup() {
   local m
   for m in "$work"/m-*; do umount -l "$m" 2>/dev/null || true; done
+  mountpoint -q "$st" && umount -l "$st"
+  rm -f "$fs_img"
   [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && { wait "$reg_pid" 2>/dev/null || true; }
   rm -rf "$work"
+}
+# fresh_fs: an empty ext4 at $st (an ext4 that held the last run's deleted
+# store makes inode creation slower: bench/sharing.sh).
+fresh_fs() {
+  if mountpoint -q "$st"; then umount "$st"; fi
+  rm -f "$fs_img"
+  truncate -s 4G "$fs_img"
+  mkfs.ext4 -q "$fs_img" >/dev/null
+  mount -o loop "$fs_img" "$st"
 }
 trap cleanup EXIT
 
@@ -91,8 +106,8 @@ wait_complete() {
 
 # run_one eager|lazy: seconds from the pull command to a whole image.
 run_one() {
-  local tool=$1 root=$work/root m=$work/m-$1 t0 t1
-  rm -rf "$root"
+  local tool=$1 root=$st/root m=$work/m-$1 t0 t1
+  fresh_fs
   mkdir -p "$m"
   drop_caches
   t0=$(now_us)
@@ -108,7 +123,7 @@ run_one() {
     [ -z "$(ls "$root"/layers/sha256/*/lazy.json 2>/dev/null)" ] || die "layers still lazy"
     "$layerctl" --root "$root" umount "$m" >/dev/null
   fi
-  rm -rf "$root"
+  umount "$st"
   bench_seconds "$t0" "$t1"
 }
 
@@ -118,9 +133,9 @@ run_one() {
 # median open+read milliseconds of the files read before the completion
 # ended (bg) or of all (nofetch), and how many counted.
 latency_one() {
-  local mode=$1 root=$work/root m=$work/m-lat flags=(--no-fetch)
+  local mode=$1 root=$st/root m=$work/m-lat flags=(--no-fetch)
   [ "$mode" = bg ] && flags=("${rate_flag[@]}")
-  rm -rf "$root"
+  fresh_fs
   mkdir -p "$m"
   "$layerctl" --root "$root" pull -q --lazy "$ref" >/dev/null
   drop_caches
@@ -147,7 +162,7 @@ for f in open(files).read().split("\n"):
 print("%.1f %d" % (statistics.median(ms) if ms else float("nan"), len(ms)))
 PY
   "$layerctl" --root "$root" umount "$m" >/dev/null
-  rm -rf "$root"
+  umount "$st"
 }
 
 raw=$work/raw.tsv
@@ -177,7 +192,8 @@ for line in open(lat):
     if ms != "nan":
         l.setdefault(mode, []).append((float(ms), int(n)))
 e, z = statistics.median(t["eager"]), statistics.median(t["lazy"])
-out = ["Time from the pull command to a whole image, fresh store, caches dropped,",
+out = ["Time from the pull command to a whole image, a fresh store on an ext4",
+       "made afresh for each run (loop device), caches dropped,",
        "medians of %s runs (eager and lazy alternating). Image: %s," % (runs, source),
        "pushed by `layerctl push --compression zstd:chunked` (%.1f MiB of layers)." % (image_bytes / 1048576),
        "Eager: `layerctl pull`. Lazy: `pull --lazy` + `mount` (background",
