@@ -9,7 +9,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,13 +20,24 @@
 
 namespace layer::lazy {
 
+struct BackgroundOptions {
+  // The completion stream's bytes a second (0: no limit). On-demand fetches
+  // pre-empt it whatever the rate.
+  uint64_t rate = 0;
+  // And it keeps quiet this long after each one (a container's start opens
+  // file after file: the stream waits until it settles).
+  std::chrono::milliseconds quiet{1000};
+};
+
 class LazyService : public store::MissingObjects {
  public:
   // How many of the lower layers are lazy.
   virtual size_t layers() const = 0;
-  // Fetches every missing object of every lazy layer until done or `stop`;
-  // returns the layers whose objects are all present. Never throws.
-  virtual size_t fetch_all(const std::atomic<bool>& stop) = 0;
+  // Completes every lazy layer in the background until done or `stop`;
+  // returns the layers completed (LazyObjects::complete_all). Never throws.
+  virtual size_t complete_all(const BackgroundOptions& opt, const std::atomic<bool>& stop) = 0;
+  // Records what was fetched on demand, for the next mount (LazyObjects).
+  virtual void save_access_lists() = 0;
   // What the fetches so far did, summed over the layers.
   virtual FetchStats stats() = 0;
 };
