@@ -210,7 +210,12 @@ class Bench:
             shutil.rmtree(store, ignore_errors=True)
             pull_log = os.path.join(LOGS, "pull.log")
             open(pull_log, "w").close()
-            r = run([self.layerctl, "--root", store, "pull",
+            # --inline-files: every file's data in its layer (store format 1's
+            # shape), so the kernel with its default options and fuse-overlayfs
+            # read the same trees; format 2's metadata-only entries need the
+            # kernel's metacopy=on with data-only layers, which fuse-overlayfs
+            # lacks (it would read their sparse zeros).
+            r = run([self.layerctl, "--root", store, "pull", "--inline-files",
                      f"oci:{CACHE}/images/debian-zstd:big"], log_to=pull_log, check=False)
             last = (open(pull_log).read().strip().split("\n") or [""])[-1]
             if r.returncode == 0:
@@ -648,10 +653,12 @@ class Bench:
             metacopy = open("/sys/module/overlay/parameters/metacopy").read().strip()
         except OSError:
             metacopy = "?"
-        src = "a layerctl store" if self.layer_src == "store" else "bench/cache/layers (GNU tar)"
+        src = ("a layerctl store (pulled with --inline-files)" if self.layer_src == "store"
+               else "bench/cache/layers (GNU tar)")
         notes = (f"Engines: {' '.join(self.engines)}; layerfs options: "
                  f"{self.layerfs_opts or 'the defaults'} (layerfs-uring: and uring=1, with the kernel's "
-                 "fuse.enable_uring on for the run); lower layers from {src}, 5 layers; {fovl}; kernel {os.uname().release} "
+                 f"fuse.enable_uring on for the run); lower layers from {src}, 5 layers; {fovl}; "
+                 f"kernel {os.uname().release} "
                  f"overlayfs with default options (metacopy={metacopy}); {os.cpu_count()} cores "
                  "shared with other builds (noisy).")
         if self.quick:
