@@ -8,9 +8,12 @@
 # and pushed back by `layerctl push --compression zstd:chunked` to a local
 # CNCF registry (docker-registry, 127.0.0.1, plain HTTP). Each timed run
 # starts from a fresh store with caches dropped; eager and lazy alternate;
-# medians of N runs. --rate R (e.g. 100mbit) adds a run with the registry's
-# traffic on lo shaped by tc to R (its own prio band: other loopback
-# traffic is not slowed). Writes bench/RESULTS.md's "## lazy pull".
+# medians of N runs. --rate R (e.g. 100mbit) adds a run through
+# bench/tools/throttle.py, a userspace token-bucket TCP proxy on loopback in
+# front of the registry (this kernel has no prio qdisc, so tc cannot shape
+# the registry's port alone). Completion: `pull --lazy` followed by a plain
+# `pull` (which fetches and verifies the rest) against the eager pull alone.
+# Writes bench/RESULTS.md's "## lazy pull".
 #
 #   BUILD=DIR bench/lazy.sh [--runs N] [--rate 100mbit] [--no-results]
 set -euo pipefail
@@ -30,12 +33,11 @@ mkdir -p "$out_dir"
 work=$out_dir/lazy-work
 rm -rf "$work"
 mkdir -p "$work"
-reg_pid=
-shaped=0
+reg_pid= proxy_pid=
 cleanup() {
   local m
   for m in "$work"/m-*; do umount -l "$m" 2>/dev/null || true; done
-  if [ "$shaped" = 1 ]; then tc qdisc del dev lo root 2>/dev/null || true; fi
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null && { wait "$proxy_pid" 2>/dev/null || true; }
   [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && { wait "$reg_pid" 2>/dev/null || true; }
   rm -rf "$work"
 }
@@ -48,7 +50,8 @@ skopeo copy -q --dest-tls-verify=false "oci:$cache_dir/images/debian-gzip:latest
 "$layerctl" --root "$work/seed" push -q "$R/bench/python:gz" "$R/bench/python:zc" \
   --compression zstd:chunked >/dev/null
 rm -rf "$work/seed"
-ref=$R/bench/python:zc
+direct_ref=$R/bench/python:zc
+ref=$direct_ref
 image_bytes=$(curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
   "http://$R/v2/bench/python/manifests/zc" |
   python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
@@ -56,16 +59,28 @@ log "image: $ref, $image_bytes bytes of layers"
 
 raw=$work/raw.tsv
 : >"$raw"
-# run_one eager|lazy LINK: one timed pull + mount + first python output; also
-# appends "LINK<tab>TOOL<tab>fetched<tab>stored" to $work/bytes.tsv.
+# run_one eager|lazy|complete LINK: eager and lazy: one timed pull + mount +
+# first python output; also appends "LINK<tab>TOOL<tab>fetched<tab>stored" to
+# $work/bytes.tsv, and eager the pull's own seconds to $work/pull.tsv.
+# complete: `pull --lazy` then a plain `pull` (the completion), no mount.
 run_one() {
-  local tool=$1 link=$2 root=$work/root m=$work/m-$1 t0 t1 out fetched stored flag=
+  local tool=$1 link=$2 root=$work/root m=$work/m-$1 t0 t1 tp out fetched stored flag=
   [ "$tool" = lazy ] && flag=--lazy
   rm -rf "$root"
   mkdir -p "$m"
   drop_caches
   t0=$(now_us)
+  if [ "$tool" = complete ]; then
+    "$layerctl" --root "$root" pull -q --lazy "$ref" >/dev/null
+    "$layerctl" --root "$root" pull -q "$ref" >/dev/null
+    t1=$(now_us)
+    rm -rf "$root"
+    bench_seconds "$t0" "$t1"
+    return
+  fi
   out=$("$layerctl" --root "$root" --json pull $flag "$ref")
+  tp=$(now_us)
+  [ "$tool" = eager ] && printf '%s\t%s\n' "$link" "$(bench_seconds "$t0" "$tp")" >>"$work/pull.tsv"
   "$layerctl" --root "$root" mount --read-only "$ref" "$m" >/dev/null
   [ "$(chroot "$m" /usr/bin/python3 -c 'import json, email, http.client; print("ok")')" = ok ] ||
     die "$tool: python did not print ok"
@@ -86,29 +101,30 @@ run_one() {
 }
 
 links=(loopback)
-bench_rounds "$raw" "$runs" "eager lazy" loopback
+bench_rounds "$raw" "$runs" "eager lazy complete" loopback
 if [ -n "$rate" ]; then
-  # The registry's answers (source port) in a band of their own, shaped.
-  # Without the prio qdisc (sch_prio) the run is skipped: shaping all of lo
-  # would slow everything else on the machine.
-  port=${R##*:}
-  if tc qdisc add dev lo root handle 1: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1; then
-    shaped=1
-    tc qdisc add dev lo parent 1:4 handle 40: tbf rate "$rate" burst 64kb latency 100ms
-    tc filter add dev lo protocol ip parent 1:0 prio 1 u32 match ip sport "$port" 0xffff flowid 1:4
-    links+=("$rate")
-    bench_rounds "$raw" "$runs" "eager lazy" "$rate"
-    tc qdisc del dev lo root
-    shaped=0
-  else
-    log "tc has no prio qdisc here: the $rate run is skipped"
-  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 "$bench_dir/tools/throttle.py" --listen "$port" --to "$R" --rate "$rate" >"$work/proxy.out" 2>&1 &
+  proxy_pid=$!
+  for _ in $(seq 50); do grep -q ready "$work/proxy.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$work/proxy.out" || die "throttle.py did not start: $(cat "$work/proxy.out")"
+  ref=127.0.0.1:$port/bench/python:zc
+  links+=("$rate")
+  bench_rounds "$raw" "$runs" "eager lazy complete" "$rate"
+  kill "$proxy_pid"
+  wait "$proxy_pid" 2>/dev/null || true
+  proxy_pid=
+  ref=$direct_ref
 fi
 
-table=$(python3 - "$raw" "$work/bytes.tsv" "$image_bytes" "$runs" "${links[@]}" <<'PY'
+table=$(python3 - "$raw" "$work/bytes.tsv" "$work/pull.tsv" "$image_bytes" "$runs" "${links[@]}" <<'PY'
 import statistics, sys
-raw, bytes_tsv, image_bytes, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-links = sys.argv[5:]
+raw, bytes_tsv, pull_tsv, image_bytes, runs = sys.argv[1:4] + [int(sys.argv[4]), sys.argv[5]]
+links = sys.argv[6:]
+pull = {}
+for line in open(pull_tsv):
+    link, s = line.rstrip("\n").split("\t")
+    pull.setdefault(link, []).append(float(s))
 t, b = {}, {}
 for line in open(raw):
     link, tool, _, s = line.rstrip("\n").split("\t")
@@ -134,6 +150,12 @@ for link in links:
     out.append("| %s | %.2f s | %.2f s | %.2f | %s | %s (%.0f%%) | %s | %s (%.0f%%) |" % (
         link, e, l, l / e, mib(fe), mib(fl), 100 * fl / image_bytes, mib(se), mib(sl),
         100 * sl / se))
+out += ["", "Completion: `pull --lazy` then a plain `pull` (fetches and verifies the",
+        "rest, no mount) against the eager `pull` alone (same runs as above).", "",
+        "| link | eager pull | lazy pull + pull | ratio |", "|---|---|---|---|"]
+for link in links:
+    e, c = statistics.median(pull[link]), statistics.median(t[(link, "complete")])
+    out.append("| %s | %.2f s | %.2f s | %.2f |" % (link, e, c, c / e))
 print("\n".join(out))
 PY
 )
