@@ -13,6 +13,8 @@
 # front of the registry (this kernel has no prio qdisc, so tc cannot shape
 # the registry's port alone). Completion: `pull --lazy` followed by a plain
 # `pull` (which fetches and verifies the rest) against the eager pull alone.
+# Peer: podman 4.3's partial pull (enable_partial_images, its own storage.conf
+# and graphroot) + `podman run` of the same python (runc), where installed.
 # Writes bench/RESULTS.md's "## lazy pull".
 #
 #   BUILD=DIR bench/lazy.sh [--runs N] [--rate 100mbit] [--no-results]
@@ -26,6 +28,8 @@ bench_args lazy.sh "rate" "$@"
 for p in docker-registry skopeo curl; do
   command -v "$p" >/dev/null || die "$p is not installed"
 done
+have_podman=0
+if command -v podman >/dev/null && [ -x /usr/sbin/runc ]; then have_podman=1; fi
 [ -d "$cache_dir/images/debian-gzip" ] || bash "$bench_dir/images.sh"
 bench_build || die "layerctl does not build"
 layerctl=$BUILD/tools/layerctl
@@ -70,6 +74,29 @@ run_one() {
   mkdir -p "$m"
   drop_caches
   t0=$(now_us)
+  if [ "$tool" = podman ]; then
+    # podman 4.3's partial pull of the same zstd:chunked image (own storage.conf
+    # with enable_partial_images, own graphroot), then the same python in a
+    # container (runc; see shared notes on runtimes).
+    [ "$have_podman" = 1 ] || return 0
+    local pd=$work/podman
+    rm -rf "$pd"
+    mkdir -p "$pd"
+    printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/graph"\nrunroot = "%s/run"\n[storage.options]\npull_options = {enable_partial_images = "true"}\n' \
+      "$pd" "$pd" >"$pd/storage.conf"
+    printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' \
+      "${ref%%/*}" >"$pd/registries.conf"
+    t0=$(now_us)
+    out=$(CONTAINERS_STORAGE_CONF=$pd/storage.conf CONTAINERS_REGISTRIES_CONF=$pd/registries.conf \
+      podman run --rm --pull always --runtime /usr/sbin/runc --network none \
+      --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+      "$ref" /usr/bin/python3 -c 'import json, email, http.client; print("ok")' 2>"$pd/err")
+    t1=$(now_us)
+    [ "$out" = ok ] || die "podman: python did not print ok: $(tail -1 "$pd/err")"
+    rm -rf "$pd"
+    bench_seconds "$t0" "$t1"
+    return
+  fi
   if [ "$tool" = complete ]; then
     "$layerctl" --root "$root" pull -q --lazy "$ref" >/dev/null
     "$layerctl" --root "$root" pull -q "$ref" >/dev/null
@@ -101,7 +128,7 @@ run_one() {
 }
 
 links=(loopback)
-bench_rounds "$raw" "$runs" "eager lazy complete" loopback
+bench_rounds "$raw" "$runs" "eager lazy complete podman" loopback
 if [ -n "$rate" ]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   python3 "$bench_dir/tools/throttle.py" --listen "$port" --to "$R" --rate "$rate" >"$work/proxy.out" 2>&1 &
@@ -110,7 +137,7 @@ if [ -n "$rate" ]; then
   grep -q ready "$work/proxy.out" || die "throttle.py did not start: $(cat "$work/proxy.out")"
   ref=127.0.0.1:$port/bench/python:zc
   links+=("$rate")
-  bench_rounds "$raw" "$runs" "eager lazy complete" "$rate"
+  bench_rounds "$raw" "$runs" "eager lazy complete podman" "$rate"
   kill "$proxy_pid"
   wait "$proxy_pid" 2>/dev/null || true
   proxy_pid=
@@ -139,16 +166,20 @@ out = ["Time from the pull command to python's first output in a chroot of the",
        "by `layerctl push --compression zstd:chunked` (%s of layers)." % mib(image_bytes),
        "Fetched: bytes read from the registry (pull + the daemon's on-demand",
        "fetches); stored: the store's disk usage at that point.", "",
-       "| link | eager | lazy | lazy/eager | fetched eager | fetched lazy | stored eager | stored lazy |",
-       "|---|---|---|---|---|---|---|---|"]
+       "podman: podman 4.3 pull (enable_partial_images) + run of the same",
+       "python with runc, own graphroot; `-` where podman or runc is missing.", "",
+       "| link | eager | lazy | lazy/eager | podman | fetched eager | fetched lazy | stored eager | stored lazy |",
+       "|---|---|---|---|---|---|---|---|---|"]
 for link in links:
     e, l = statistics.median(t[(link, "eager")]), statistics.median(t[(link, "lazy")])
     fe = statistics.median(x[0] for x in b[(link, "eager")])
     fl = statistics.median(x[0] for x in b[(link, "lazy")])
     se = statistics.median(x[1] for x in b[(link, "eager")])
     sl = statistics.median(x[1] for x in b[(link, "lazy")])
-    out.append("| %s | %.2f s | %.2f s | %.2f | %s | %s (%.0f%%) | %s | %s (%.0f%%) |" % (
-        link, e, l, l / e, mib(fe), mib(fl), 100 * fl / image_bytes, mib(se), mib(sl),
+    p = t.get((link, "podman"))
+    p = "%.2f s" % statistics.median(p) if p else "-"
+    out.append("| %s | %.2f s | %.2f s | %.2f | %s | %s | %s (%.0f%%) | %s | %s (%.0f%%) |" % (
+        link, e, l, l / e, p, mib(fe), mib(fl), 100 * fl / image_bytes, mib(se), mib(sl),
         100 * sl / se))
 out += ["", "Completion: `pull --lazy` then a plain `pull` (fetches and verifies the",
         "rest, no mount) against the eager `pull` alone (same runs as above).", "",
