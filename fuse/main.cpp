@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -21,7 +22,7 @@
 #include <vector>
 
 #include "daemon.hpp"
-#include "lazy/lazy_objects.hpp"
+#include "lazy_loader.hpp"
 #include "log.hpp"
 #include "mount_options.hpp"
 #include "overlay/overlay.hpp"
@@ -47,7 +48,12 @@ constexpr const char* kUsage =
     "                     metacopy/redirect markers read their data from D\n"
     "  -o lazy            with datadir: fetch the content objects of lazily pulled\n"
     "                     layers (layerctl pull --lazy) from their registry on open\n"
-    "  -o lazy_fetch_all  -o lazy, and fetch all the rest in the background too\n"
+    "  -o lazy_fetch_all  -o lazy, and complete those layers in the background: what\n"
+    "                     earlier mounts opened first, the eStargz landmark, then each\n"
+    "                     whole blob, verified as a pull does (the layer becomes an\n"
+    "                     ordinary one); opens pre-empt it\n"
+    "  -o lazy_rate=N     the background completion's bytes a second (default 64 MiB,\n"
+    "                     0: no limit)\n"
     "  -o metacopy=on|off also follow the kernel's metadata-only files in lower layers\n"
     "                     (default off; chmod, chown, touch -h and xattrs of a lower\n"
     "                     file always copy its metadata only, data follows on write)\n"
@@ -125,6 +131,26 @@ class StatsOnSignal {
   std::thread thread_;
 };
 
+// The lazy layers' background work: their completion (with
+// -o lazy_fetch_all), and the access lists saved every few seconds, so that
+// a daemon killed mid-run leaves most of its list, until `stop`.
+void lazy_background(layer::lazy::LazyService& lazy, const layer::fuse::MountOptions& opts,
+                     const std::atomic<bool>& stop) {
+  using namespace std::chrono;
+  if (opts.lazy_fetch_all) {
+    auto t0 = steady_clock::now();
+    size_t done = lazy.complete_all({opts.lazy_rate}, stop);
+    if (!stop.load())
+      layer::fuse::log_info(
+          "lazy: background completion done in %.1f s, %zu of %zu layers complete",
+          duration<double>(steady_clock::now() - t0).count(), done, lazy.layers());
+  }
+  for (int tick = 1; !stop.load(); ++tick) {
+    std::this_thread::sleep_for(milliseconds(100));
+    if (tick % 20 == 0) lazy.save_access_lists();
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,7 +197,7 @@ int main(int argc, char** argv) {
 
   // Declared before the daemon, which borrows them.
   UniqueFd objects_dir;
-  std::unique_ptr<lazy::LazyObjects> lazy_objects;
+  std::unique_ptr<lazy::LazyService> lazy_objects;
   std::unique_ptr<fuse::Daemon> daemon;
   try {
     struct stat st;
@@ -183,10 +209,10 @@ int main(int argc, char** argv) {
     if (opts.lazy) {
       objects_dir = sys::xopen_at(AT_FDCWD, opts.core.datadir, O_RDONLY | O_DIRECTORY, 0,
                                   "datadir '" + opts.core.datadir + "'");
-      lazy_objects = std::make_unique<lazy::LazyObjects>(
+      lazy_objects = fuse::open_lazy_layers(
           opts.core.lowerdirs, objects_dir.get(),
           [](const std::string& line) { fuse::log_error("%s", line.c_str()); });
-      if (lazy_objects->layers() > 0) opts.core.missing_objects = lazy_objects.get();
+      if (lazy_objects) opts.core.missing_objects = lazy_objects.get();
     }
     daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
@@ -241,14 +267,9 @@ int main(int argc, char** argv) {
       if (usr1_blocked) stats_signal.start();
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       std::atomic<bool> stop_fetch{false};
-      std::thread fetch_all;
-      if (opts.lazy_fetch_all && opts.core.missing_objects)
-        fetch_all = std::thread([&] {
-          size_t done = lazy_objects->fetch_all(stop_fetch);
-          if (!stop_fetch.load())
-            fuse::log_info("lazy: background fetch done, %zu of %zu layers complete", done,
-                           lazy_objects->layers());
-        });
+      std::thread background;
+      if (opts.core.missing_objects)
+        background = std::thread([&] { lazy_background(*lazy_objects, opts, stop_fetch); });
       if (single) {
         ret = fuse_session_loop(se);
       } else {
@@ -265,11 +286,12 @@ int main(int argc, char** argv) {
       // copy-ups still need them, and are finished first (seldom any left).
       fuse_session_unmount(se);
       stop_fetch.store(true);
-      if (fetch_all.joinable()) fetch_all.join();
+      if (background.joinable()) background.join();
       daemon->uring().stop();
       daemon->ov().finish_partials();
       daemon->close_layers();
       if (opts.core.missing_objects) {
+        lazy_objects->save_access_lists();
         lazy::FetchStats ls = lazy_objects->stats();
         fuse::log_info("lazy: %llu objects, %llu bytes fetched in %llu requests",
                        static_cast<unsigned long long>(ls.objects),
