@@ -6,9 +6,9 @@
 # bytes fetched from the registry and stored at that point. The image is
 # bench/images.sh's debian-gzip:latest (bookworm minbase + python3: layers
 # L0..L3), pulled once and pushed back by `layerctl push --compression
-# zstd:chunked` to a local CNCF registry (docker-registry, 127.0.0.1, plain HTTP). Each timed run
-# starts from a fresh store with caches dropped; eager and lazy alternate;
-# medians of N runs. --rate R (e.g. 100mbit) adds a run through
+# zstd:chunked` to a local CNCF registry (docker-registry, 127.0.0.1, plain
+# HTTP). Each timed run starts from a fresh store with caches dropped; the
+# tools alternate; medians of N runs. --rate R (e.g. 100mbit) adds a run through
 # bench/tools/throttle.py, a userspace token-bucket TCP proxy on loopback in
 # front of the registry (this kernel has no prio qdisc, so tc cannot shape
 # the registry's port alone). Completion: `pull --lazy` followed by a plain
