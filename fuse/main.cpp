@@ -6,6 +6,7 @@
 // mount until it is unmounted or gets SIGTERM/SIGINT/SIGHUP (it unmounts
 // first).
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -21,7 +23,9 @@
 #include <vector>
 
 #include "daemon.hpp"
+#ifdef LAYERFS_WITH_LAZY
 #include "lazy/lazy_objects.hpp"
+#endif
 #include "log.hpp"
 #include "mount_options.hpp"
 #include "overlay/overlay.hpp"
@@ -125,6 +129,28 @@ class StatsOnSignal {
   std::thread thread_;
 };
 
+#ifndef LAYERFS_WITH_LAZY
+// -o lazy: the registry client that fetches the missing objects needs
+// libcurl and its thirty libraries, whose loading was most of a daemon's
+// start; this layerfs is built without it and runs layerfs-lazy (the same
+// daemon with it: beside this binary in a build tree, else LAYERFS_LAZY)
+// with the same argv.
+[[noreturn]] void run_lazy_daemon(char** argv) {
+  std::string lazy = LAYERFS_LAZY;
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    std::string self(buf, static_cast<size_t>(n));
+    std::string beside = self.substr(0, self.rfind('/')) + "/layerfs-lazy";
+    if (::access(beside.c_str(), X_OK) == 0) lazy = beside;
+  }
+  ::execv(lazy.c_str(), argv);
+  std::fprintf(stderr, "layerfs: -o lazy: cannot run '%s': %s\n", lazy.c_str(),
+               std::strerror(errno));
+  std::exit(1);
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,12 +192,17 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     return usage_error(e.line());
   }
+#ifndef LAYERFS_WITH_LAZY
+  if (opts.lazy) run_lazy_daemon(argv);
+#endif
   if (!opts.threaded) single = true;
   if (opts.debug) debug = true;  // logs every request; still daemonizes
 
   // Declared before the daemon, which borrows them.
+#ifdef LAYERFS_WITH_LAZY
   UniqueFd objects_dir;
   std::unique_ptr<lazy::LazyObjects> lazy_objects;
+#endif
   std::unique_ptr<fuse::Daemon> daemon;
   try {
     struct stat st;
@@ -180,6 +211,7 @@ int main(int argc, char** argv) {
     if (!S_ISDIR(st.st_mode)) throw Error("mount point '" + mountpoint + "'", ENOTDIR);
     raise_fd_limit();
     ::umask(0);
+#ifdef LAYERFS_WITH_LAZY
     if (opts.lazy) {
       objects_dir = sys::xopen_at(AT_FDCWD, opts.core.datadir, O_RDONLY | O_DIRECTORY, 0,
                                   "datadir '" + opts.core.datadir + "'");
@@ -188,6 +220,7 @@ int main(int argc, char** argv) {
           [](const std::string& line) { fuse::log_error("%s", line.c_str()); });
       if (lazy_objects->layers() > 0) opts.core.missing_objects = lazy_objects.get();
     }
+#endif
     daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
   } catch (const Error& e) {
@@ -242,6 +275,7 @@ int main(int argc, char** argv) {
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       std::atomic<bool> stop_fetch{false};
       std::thread fetch_all;
+#ifdef LAYERFS_WITH_LAZY
       if (opts.lazy_fetch_all && opts.core.missing_objects)
         fetch_all = std::thread([&] {
           size_t done = lazy_objects->fetch_all(stop_fetch);
@@ -249,6 +283,7 @@ int main(int argc, char** argv) {
             fuse::log_info("lazy: background fetch done, %zu of %zu layers complete", done,
                            lazy_objects->layers());
         });
+#endif
       if (single) {
         ret = fuse_session_loop(se);
       } else {
@@ -269,6 +304,7 @@ int main(int argc, char** argv) {
       daemon->uring().stop();
       daemon->ov().finish_partials();
       daemon->close_layers();
+#ifdef LAYERFS_WITH_LAZY
       if (opts.core.missing_objects) {
         lazy::FetchStats ls = lazy_objects->stats();
         fuse::log_info("lazy: %llu objects, %llu bytes fetched in %llu requests",
@@ -276,6 +312,7 @@ int main(int argc, char** argv) {
                        static_cast<unsigned long long>(ls.bytes),
                        static_cast<unsigned long long>(ls.on_demand_requests));
       }
+#endif
       stats_signal.stop();
       fuse::log_info("%s", daemon->hook().stats().summary().c_str());
       fuse::log_info("unmounted %s; exiting", mountpoint.c_str());
