@@ -202,14 +202,18 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
                   "markers in the trusted namespace only for root; use layerfs rootless)");
     rec.engine = store::kEngineKernel;
   }
-  st.put_container(rec);
   try {
     using store::Layout;
+    // The record is written (and made durable: two fsyncs) while the daemon
+    // starts; the daemon needs only the directories.
+    if (::mkdirat(st.root_fd(), Layout::container_dir(rec.id).c_str(), 0700) != 0)
+      throw_errno(root + "/" + Layout::container_dir(rec.id));
     if (!req.read_only) {
       for (const auto& p : {Layout::container_upper(rec.id), Layout::container_work(rec.id)})
         if (::mkdirat(st.root_fd(), p.c_str(), 0755) != 0) throw_errno(root + "/" + p);
     }
-    start_daemon(st, rec, req.fetch_all);
+    if (req.kernel) st.put_container(rec);
+    start_daemon(st, rec, req.fetch_all, [&] { st.put_container(rec); });
   } catch (...) {
     try {
       st.remove_container(rec.id);
@@ -220,7 +224,8 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
   return rec;
 }
 
-void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all) {
+void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all,
+                  const std::function<void()>& while_starting) {
   using store::Layout;
   if (rec.engine == store::kEngineKernel) return mount_kernel(st, rec);
   const std::string& dir = rec.mountpoint;
@@ -256,6 +261,7 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all)
     if (::fstat(log.get(), &sb) != 0) throw_errno("container log");
     const auto log_start = static_cast<size_t>(sb.st_size);
     pid = spawn_daemon({layerfs_binary(), "-f", "-o", o, dir}, log.get());
+    if (while_starting) while_starting();
 
     // Ready when the mount table shows layerfs at dir and it answers a stat.
     // Polled every millisecond at first: a mount takes a few (a coarser poll

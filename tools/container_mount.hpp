@@ -4,6 +4,7 @@
 // from a command; the Store is the caller's.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "store/store.hpp"
@@ -44,7 +45,11 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
 // untouched; the Error carries the daemon's own message (libfuse's reason).
 // `fetch_all`: the daemon fetches the missing objects of lazily pulled
 // layers in the background too (-o lazy_fetch_all), not only on open.
-void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all = false);
+// `while_starting` runs once the daemon is started, before waiting for its
+// mount (work that overlaps the daemon's start); if it throws, the daemon is
+// stopped and the exception passed on.
+void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all = false,
+                  const std::function<void()>& while_starting = {});
 
 // Unmounts a mounted container (or cleans up after its dead daemon), waits
 // for the daemon to exit and records it stopped. Throws Error (EBUSY for a
