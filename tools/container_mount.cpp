@@ -204,8 +204,8 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
   }
   try {
     using store::Layout;
-    // The record is written (and made durable: two fsyncs) while the daemon
-    // starts; the daemon needs only the directories.
+    // The record, with the daemon's pid, is written (and made durable: two
+    // fsyncs) while the daemon starts; the daemon needs only the directories.
     if (::mkdirat(st.root_fd(), Layout::container_dir(rec.id).c_str(), 0700) != 0)
       throw_errno(root + "/" + Layout::container_dir(rec.id));
     if (!req.read_only) {
@@ -261,10 +261,13 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all,
     if (::fstat(log.get(), &sb) != 0) throw_errno("container log");
     const auto log_start = static_cast<size_t>(sb.st_size);
     pid = spawn_daemon({layerfs_binary(), "-f", "-o", o, dir}, log.get());
-    if (while_starting) while_starting();
+    if (while_starting) {
+      rec.pid = pid;
+      while_starting();
+    }
 
     // Ready when the mount table shows layerfs at dir and it answers a stat.
-    // Polled every millisecond at first: a mount takes a few (a coarser poll
+    // Polled every 250 us at first: a mount takes a few ms (a coarser poll
     // was most of `layerctl mount`'s time), then every 10 ms.
     auto deadline = std::chrono::steady_clock::now() + kMountTimeout;
     for (int round = 0;; ++round) {
@@ -278,10 +281,12 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all,
       if (mount_type_at(dir) == "fuse.layerfs" && ::stat(dir.c_str(), &sb) == 0) break;
       if (std::chrono::steady_clock::now() > deadline)
         throw Error("'" + dir + "': layerfs did not answer within 30 s");
-      std::this_thread::sleep_for(std::chrono::milliseconds(round < 200 ? 1 : 10));
+      std::this_thread::sleep_for(std::chrono::microseconds(round < 800 ? 250 : 10000));
     }
-    rec.pid = pid;
-    st.put_container(rec, store::Store::Publish::kAtomic);  // a crash ends the daemon too
+    if (!while_starting) {
+      rec.pid = pid;
+      st.put_container(rec, store::Store::Publish::kAtomic);  // a crash ends the daemon too
+    }
   } catch (...) {
     if (pid > 0) {
       if (mount_type_at(dir) == "fuse.layerfs") ::umount2(dir.c_str(), MNT_DETACH);

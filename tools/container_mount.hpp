@@ -45,8 +45,9 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
 // untouched; the Error carries the daemon's own message (libfuse's reason).
 // `fetch_all`: the daemon fetches the missing objects of lazily pulled
 // layers in the background too (-o lazy_fetch_all), not only on open.
-// `while_starting` runs once the daemon is started, before waiting for its
-// mount (work that overlaps the daemon's start); if it throws, the daemon is
+// `while_starting` runs once the daemon is started (rec.pid set), before
+// waiting for its mount: it records rec then, and start_daemon does not
+// (work that overlaps the daemon's start); if it throws, the daemon is
 // stopped and the exception passed on.
 void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all = false,
                   const std::function<void()>& while_starting = {});
