@@ -35,7 +35,10 @@ CACHE = os.environ.get("BENCH_CACHE", os.path.join(BENCH, "cache"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(BENCH, "out"))
 OVL = os.path.join(OUT, "ovl")
 LOGS = os.path.join(OUT, "logs")
-ENGINES = ("layerfs", "fuse-overlayfs", "kernel", "plain")
+# layerfs with its default options (what layerctl mount and podman use: the
+# main figure) and layerfs-uring (uring=1, the kernel's fuse.enable_uring on
+# while it mounts), beside it.
+ENGINES = ("layerfs", "layerfs-uring", "fuse-overlayfs", "kernel", "plain")
 GROUPS = ("read", "cow", "write", "meta", "metafresh", "tree", "pagecache")
 BIG_REL = "data/big.bin"
 URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
@@ -165,7 +168,7 @@ class Bench:
             self.read_size, self.runtime, self.seqw_size = "1G", 5, "1G"
             self.fsync_size, self.meta_n, self.pc_mib = "4M", 10000, 100
         self.meta_size, self.pc_mounts = 1024, 10
-        self.layerfs_opts = os.environ.get("LAYERFS_OPTS", "uring=1")
+        self.layerfs_opts = os.environ.get("LAYERFS_OPTS", "")
         self.uring_old = None
         self.raw = os.path.join(OUT, "overlay-raw.tsv")
         self.benchtool = os.path.join(OUT, "benchtool")
@@ -184,8 +187,10 @@ class Bench:
                 self.layerctl = os.path.join(build, "tools/layerctl")
         self.engines = []
         for e in self.args.engines.split(","):
-            if e == "layerfs":
-                if self.layerfs_bin and os.access(self.layerfs_bin, os.X_OK):
+            if e in ("layerfs", "layerfs-uring"):
+                if e == "layerfs-uring" and not os.access(URING_PARAM, os.W_OK):
+                    log(f"no FUSE over io_uring in this kernel ({URING_PARAM}): no layerfs-uring")
+                elif self.layerfs_bin and os.access(self.layerfs_bin, os.X_OK):
                     self.engines.append(e)
                 else:
                     log(f"no layerfs daemon ({self.layerfs_bin or 'not built'}): running without it")
@@ -205,7 +210,12 @@ class Bench:
             shutil.rmtree(store, ignore_errors=True)
             pull_log = os.path.join(LOGS, "pull.log")
             open(pull_log, "w").close()
-            r = run([self.layerctl, "--root", store, "pull",
+            # --inline-files: every file's data in its layer (store format 1's
+            # shape), so the kernel with its default options and fuse-overlayfs
+            # read the same trees; format 2's metadata-only entries need the
+            # kernel's metacopy=on with data-only layers, which fuse-overlayfs
+            # lacks (it would read their sparse zeros).
+            r = run([self.layerctl, "--root", store, "pull", "--inline-files",
                      f"oci:{CACHE}/images/debian-zstd:big"], log_to=pull_log, check=False)
             last = (open(pull_log).read().strip().split("\n") or [""])[-1]
             if r.returncode == 0:
@@ -233,9 +243,11 @@ class Bench:
             umount(m)
 
     def set_uring(self):
-        """layerfs runs with FUSE over io_uring (LAYERFS_OPTS= for /dev/fuse):
-        the kernel's fuse.enable_uring is turned on for the run, restored after."""
-        if "uring=1" in self.layerfs_opts.split(",") and os.access(URING_PARAM, os.W_OK):
+        """For layerfs-uring, the kernel's fuse.enable_uring is on for the run
+        (the kernel checks it when the daemon registers its rings, after the
+        mount), restored after. layerfs's default is uring=0, so the layerfs
+        engine still uses /dev/fuse."""
+        if "layerfs-uring" in self.engines:
             self.uring_old = open(URING_PARAM).read().strip()
             with open(URING_PARAM, "w") as f:
                 f.write("Y\n")
@@ -305,9 +317,13 @@ class Bench:
             run(["mount", "-t", "overlay", "overlay", "-o", dirs, f"{d}/m"])
         elif e == "fuse-overlayfs":
             run(["fuse-overlayfs", "-o", dirs, f"{d}/m"], log_to=f"{LOGS}/fuse-overlayfs.log")
-        elif e == "layerfs":
+        elif e in ("layerfs", "layerfs-uring"):
             opts = dirs + ("," + self.layerfs_opts if self.layerfs_opts else "")
-            run([self.layerfs_bin, "-o", opts, f"{d}/m"], log_to=f"{LOGS}/layerfs.log")
+            if e == "layerfs-uring":
+                run([self.layerfs_bin, "-o", opts + ",uring=1", f"{d}/m"],
+                    log_to=f"{LOGS}/layerfs.log")
+            else:
+                run([self.layerfs_bin, "-o", opts, f"{d}/m"], log_to=f"{LOGS}/layerfs.log")
         else:
             run(["mount", "--bind", self.plain, f"{d}/m"])
 
@@ -472,6 +488,7 @@ class Bench:
         # dropped it): this measures the engine, not the disk.
         run(["ls", "/"], stdout=subprocess.DEVNULL)
         warm = {"layerfs": [self.layerfs_bin, "--version"],
+                "layerfs-uring": [self.layerfs_bin, "--version"],
                 "fuse-overlayfs": ["fuse-overlayfs", "--version"]}.get(self.engine, ["mount", "--version"])
         subprocess.run(warm, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.prep_instance("f")
@@ -636,10 +653,12 @@ class Bench:
             metacopy = open("/sys/module/overlay/parameters/metacopy").read().strip()
         except OSError:
             metacopy = "?"
-        uring = " (kernel fuse.enable_uring=Y for the run)" if self.uring_old is not None else ""
-        src = "a layerctl store" if self.layer_src == "store" else "bench/cache/layers (GNU tar)"
-        notes = (f"Engines: {' '.join(self.engines)}; layerfs options: {self.layerfs_opts or 'none'}"
-                 f"{uring}; lower layers from {src}, 5 layers; {fovl}; kernel {os.uname().release} "
+        src = ("a layerctl store (pulled with --inline-files)" if self.layer_src == "store"
+               else "bench/cache/layers (GNU tar)")
+        notes = (f"Engines: {' '.join(self.engines)}; layerfs options: "
+                 f"{self.layerfs_opts or 'the defaults'} (layerfs-uring: and uring=1, with the kernel's "
+                 f"fuse.enable_uring on for the run); lower layers from {src}, 5 layers; {fovl}; "
+                 f"kernel {os.uname().release} "
                  f"overlayfs with default options (metacopy={metacopy}); {os.cpu_count()} cores "
                  "shared with other builds (noisy).")
         if self.quick:

@@ -9,23 +9,31 @@
 # store), and the page cache added by reading the ~100 largest shared
 # libraries through a mount of image 2 after reading them through a mount of
 # image 1 (memory cgroup of the readers and daemons). Medians of N runs.
+# The first pull's floor: the same rootfs written by `benchtool tree` in the
+# shape of each format (no decompression, no hashing, data from memory), on
+# the same file system, in the same runs.
 # The layer-level peers, disk only, each in a fresh root of its own: podman
 # (containers/storage, overlay driver) pulls the two images; containerd (its
 # own daemon, overlayfs snapshotter) imports them with `ctr images import`
 # (counted: its snapshots, plus its content store of compressed blobs).
 #
-# --fs host (default) keeps the stores on the filesystem of bench/out; --fs
-# ext4 or --fs xfs puts them on a fresh loop filesystem of that type made with
-# its default options (ext4: 256-byte inodes, where a metadata-only entry's
-# xattrs need a block of their own; xfs: 512-byte inodes, where they fit in
-# the inode).
+# --fs ext4 (default) or --fs xfs puts the stores on a loop filesystem of
+# that type made with its default options (ext4: 256-byte inodes, where a
+# metadata-only entry's xattrs need a block of their own; xfs: 512-byte
+# inodes, where they fit in the inode), made afresh for every pull and every
+# floor measured: ext4's inode allocator slows down over inodes deleted in the
+# last minutes (recently_deleted() in find_inode_bit: perf showed it on top),
+# which an rm -rf of the previous run's store leaves by the thousand, so a
+# reused filesystem times the previous run's deletions too (format 2, with more
+# inodes, more so: 2.06x format 1 there against 1.2x on fresh ones). --fs host
+# keeps the stores in a directory of bench/out, emptied between runs.
 #
-#   bench/sharing.sh [--runs N] [--fs host|ext4|xfs] [--no-results]
+#   bench/sharing.sh [--runs N] [--fs ext4|xfs|host] [--no-results]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 
-runs=3 fs=host
+runs=3 fs=ext4
 bench_args sharing.sh "fs" "$@"
 case $fs in host|ext4|xfs) ;; *) die "sharing.sh: --fs: '$fs' is not host, ext4 or xfs" ;; esac
 [ -f "$cache_dir/rootfs.complete" ] || bash "$bench_dir/images.sh"
@@ -34,15 +42,23 @@ layerctl=$BUILD/tools/layerctl
 mkimage=$BUILD/tests/fixtures/mkimage
 [ -x "$mkimage" ] || die "no $mkimage (build the tests)"
 work=$out_dir/sharing-work
-for m in "$work"/mnt1 "$work"/mnt2 "$work"; do mountpoint -q "$m" && umount -l "$m"; done
+st=$work/st  # the stores, the peers' roots and the floor's trees
+fs_img=$out_dir/sharing-$fs.img
+for m in "$work"/mnt1 "$work"/mnt2 "$st"; do mountpoint -q "$m" && umount -l "$m"; done
 rm -rf "$work"
-mkdir -p "$work"
-if [ "$fs" != host ]; then
-  truncate -s 8G "$out_dir/sharing-$fs.img"
-  "mkfs.$fs" -q "$out_dir/sharing-$fs.img" >/dev/null 2>&1 || "mkfs.$fs" -f -q "$out_dir/sharing-$fs.img" >/dev/null
-  mount -o loop "$out_dir/sharing-$fs.img" "$work"
-fi
-mkdir -p "$work/mnt1" "$work/mnt2"
+mkdir -p "$work/mnt1" "$work/mnt2" "$st"
+# fresh_fs: an empty filesystem (--fs host: an emptied directory) at $st.
+fresh_fs() {
+  if [ "$fs" = host ]; then
+    rm -rf "${st:?}"/*
+    return
+  fi
+  if mountpoint -q "$st"; then umount "$st"; fi
+  rm -f "$fs_img"
+  truncate -s 8G "$fs_img"
+  "mkfs.$fs" -q "$fs_img" >/dev/null 2>&1 || "mkfs.$fs" -f -q "$fs_img" >/dev/null
+  mount -o loop "$fs_img" "$st"
+}
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   cg=/sys/fs/cgroup/bench-sharing-$$ key=file
 else
@@ -51,10 +67,11 @@ fi
 cleanup() {
   for m in "$work/mnt1" "$work/mnt2"; do mountpoint -q "$m" && umount -l "$m"; done
   [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
-  if [ -d "$work/podman" ]; then podman_store system reset -f >/dev/null 2>&1 || true; fi
+  if [ -d "$st/podman" ]; then podman_store system reset -f >/dev/null 2>&1 || true; fi
   containerd_stop
-  rm -rf "${work:?}"/*
-  if [ "$fs" != host ]; then umount "$work"; rm -f "$out_dir/sharing-$fs.img"; fi
+  rm -rf "${st:?}"/*
+  if mountpoint -q "$st"; then umount "$st"; fi
+  rm -f "$fs_img"
   rm -rf "$work"
 }
 containerd_stop() {
@@ -62,7 +79,7 @@ containerd_stop() {
   kill "$ctrd_pid" 2>/dev/null || true
   wait "$ctrd_pid" 2>/dev/null || true  # its status is the SIGTERM
   ctrd_pid=
-  { grep -o " $work/containerd/[^ ]*" /proc/self/mounts || true; } | sort -r | xargs -r -n1 umount -l
+  { grep -o " $st/containerd/[^ ]*" /proc/self/mounts || true; } | sort -r | xargs -r -n1 umount -l
 }
 # OCI-archive tar of one tag of a layout (its index entry and the blobs it
 # names), for ctr images import.
@@ -90,7 +107,7 @@ with tarfile.open(out, "w") as t:
 PY
 }
 podman_store() {
-  podman --root "$work/podman/root" --runroot "$work/podman/run" --storage-driver overlay \
+  podman --root "$st/podman/root" --runroot "$st/podman/run" --storage-driver overlay \
     --storage-opt overlay.mount_program= "$@"
 }
 trap cleanup EXIT
@@ -103,12 +120,14 @@ rm -rf "$work/rootfs2"
 img1="oci:$cache_dir/images/debian-gzip:latest" img2="oci:$work/img2:latest"
 
 store_bytes() { du -s --block-size=1 "$1" | cut -f1; }
-declare -A t1 d1 d2 pc
+benchtool=$work/benchtool
+cc -O2 -Wall -o "$benchtool" "$bench_dir/tools/benchtool.c"
+declare -A t1 t2 d1 d2 pc tf
 pd1="" pd2="" cd1="" cd2="" cb1="" cb2=""
 for ((r = 1; r <= runs; r++)); do
   for fmt in 2 1; do
-    root=$work/store-$fmt
-    rm -rf "$root"
+    fresh_fs
+    root=$st/store-$fmt
     flags=(--drop-blobs)
     [ $fmt = 1 ] && flags+=(--inline-files)
     sync
@@ -117,7 +136,11 @@ for ((r = 1; r <= runs; r++)); do
     "$layerctl" --root "$root" -q pull "${flags[@]}" "$img1" >/dev/null
     t1[$fmt]+="$(( $(now_us) - s )) "
     a=$(store_bytes "$root")
+    sync
+    drop_caches
+    s=$(now_us)
     "$layerctl" --root "$root" -q pull "${flags[@]}" "$img2" >/dev/null
+    t2[$fmt]+="$(( $(now_us) - s )) "
     b=$(store_bytes "$root")
     d1[$fmt]+="$a " d2[$fmt]+="$((b - a)) "
     # Page cache: the 100 largest .so files, read through image 1's mount,
@@ -140,8 +163,13 @@ for ((r = 1; r <= runs; r++)); do
       "$layerctl" --root "$root" umount "$work/mnt1" "$work/mnt2" >/dev/null
     )
     pc[$fmt]+="$(cat "$work/pc") "
+    # The floor of the first pull's file system work in this format's shape.
+    fresh_fs
+    sync
+    drop_caches
+    tf[$fmt]+="$("$benchtool" tree "$cache_dir/rootfs" "$st/tree" $fmt | sed -n 's/^seconds=\([0-9.]*\).*/\1/p') "
     rmdir "$cg" 2>/dev/null || true
-    log "run $r format $fmt: first pull $(( $(echo ${t1[$fmt]} | awk '{print $NF}') / 1000 )) ms, image 1 $a B, image 2 adds $((b - a)) B, page cache +$(cat "$work/pc") B"
+    log "run $r format $fmt: first pull $(( $(echo ${t1[$fmt]} | awk '{print $NF}') / 1000 )) ms, second pull $(( $(echo ${t2[$fmt]} | awk '{print $NF}') / 1000 )) ms, tree floor $(echo ${tf[$fmt]} | awk '{print $NF}') s, image 1 $a B, image 2 adds $((b - a)) B, page cache +$(cat "$work/pc") B"
   done
 done
 
@@ -149,26 +177,26 @@ done
 if command -v podman >/dev/null; then
   for ((r = 1; r <= runs; r++)); do
     podman_store system reset -f >/dev/null 2>&1 || true
-    rm -rf "$work/podman"
-    mkdir -p "$work/podman"
+    fresh_fs
+    mkdir -p "$st/podman"
     podman_store pull -q "$img1" >/dev/null
-    a=$(store_bytes "$work/podman/root")
+    a=$(store_bytes "$st/podman/root")
     podman_store pull -q "$img2" >/dev/null
-    b=$(store_bytes "$work/podman/root")
+    b=$(store_bytes "$st/podman/root")
     pd1+="$a " pd2+="$((b - a)) "
     log "run $r podman: image 1 $a B, image 2 adds $((b - a)) B"
   done
   podman_store system reset -f >/dev/null 2>&1 || true
-  rm -rf "$work/podman"
+  rm -rf "$st/podman"
 fi
 
 # Peer: containerd (overlayfs snapshotter, its own daemon and root).
 if command -v containerd >/dev/null && command -v ctr >/dev/null; then
   oci_tar "$cache_dir/images/debian-gzip" latest "$work/img1.tar"
   oci_tar "$work/img2" latest "$work/img2.tar"
-  c=$work/containerd
+  c=$st/containerd
   for ((r = 1; r <= runs; r++)); do
-    rm -rf "$c"
+    fresh_fs
     mkdir -p "$c"
     printf 'version = 2\n' >"$c/config.toml"
     containerd -c "$c/config.toml" --root "$c/root" --state "$c/state" --address "$c/sock" \
@@ -198,30 +226,34 @@ fi
 # the inode (ext4's default 256-byte inodes; xfs's 512-byte ones hold them).
 small_files=$(find "$cache_dir/rootfs" -type f -size +0 -size -4097c | wc -l)
 large_files=$(find "$cache_dir/rootfs" -type f -size +4096c | wc -l)
-block=$(stat -f -c %S "$work")
+block=$(stat -f -c %S "$st")
 
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
-table="| store | first pull (image 1) | image 1 on disk | image 2 adds | page cache, 100 libs via image 2 |
-|---|---|---|---|---|"
+table="| store | first pull (image 1) | second pull (image 2) | image 1 on disk | image 2 adds | page cache, 100 libs via image 2 |
+|---|---|---|---|---|---|"
 for fmt in 2 1; do
-  tp=$(median <<<"${t1[$fmt]}") a=$(median <<<"${d1[$fmt]}")
+  tp=$(median <<<"${t1[$fmt]}") tq=$(median <<<"${t2[$fmt]}") a=$(median <<<"${d1[$fmt]}")
   b=$(median <<<"${d2[$fmt]}") p=$(median <<<"${pc[$fmt]}")
   table+="
-| format $fmt | $(awk -v u="$tp" 'BEGIN {printf "%.2f s", u / 1e6}') | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | $(mib "$p") |"
+| format $fmt | $(awk -v u="$tp" 'BEGIN {printf "%.2f s", u / 1e6}') | $(awk -v u="$tq" 'BEGIN {printf "%.2f s", u / 1e6}') | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | $(mib "$p") |"
 done
 if [ -n "$pd1" ]; then
   a=$(median <<<"$pd1") b=$(median <<<"$pd2")
   table+="
-| podman (c/storage overlay) | | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | |"
+| podman (c/storage overlay) | | | $(mib "$a") | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}')) | |"
 fi
 if [ -n "$cd1" ]; then
   a=$(median <<<"$cd1") b=$(median <<<"$cd2")
   table+="
-| containerd (overlayfs snapshotter) | | $(mib "$a") (+$(mib "$(median <<<"$cb1")") blobs) | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}'); +$(mib "$(median <<<"$cb2")") blobs) | |"
+| containerd (overlayfs snapshotter) | | | $(mib "$a") (+$(mib "$(median <<<"$cb1")") blobs) | $(mib "$b") ($(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f%%", 100 * b / a}'); +$(mib "$(median <<<"$cb2")") blobs) | |"
 fi
+f1=$(median <<<"${tf[1]}") f2=$(median <<<"${tf[2]}")
+p1=$(median <<<"${t1[1]}") p2=$(median <<<"${t1[2]}")
 table+="
 
-Filesystem of the stores: $([ "$fs" = host ] && echo "the host's ($(findmnt -no FSTYPE -T "$out_dir"))" || echo "a fresh loop $fs, default mkfs options"). Image 2 has $small_files non-empty files of at most 4 KiB (inline, a $block-byte block each: $(mib $((small_files * block)))) and $large_files larger ones (metadata-only entries; where their xattrs need a block of their own: $(mib $((large_files * block))))."
+First pull, format 2 against format 1: layerctl $(awk -v a="$p2" -v b="$p1" 'BEGIN {printf "%.2fx", a / b}') (runs: format 2 ${t1[2]% }; format 1 ${t1[1]% } us); the floor of the same trees' file system work (\`benchtool tree\`: each format's shape written from memory, no decompression or hashing, synced) $(awk -v a="$f2" -v b="$f1" 'BEGIN {printf "%.2fx (%.2f s against %.2f s)", a / b, a, b}'). Runs of the floor: format 2 ${tf[2]% }; format 1 ${tf[1]% }.
+
+Filesystem of the stores: $([ "$fs" = host ] && echo "a directory on the host's ($(findmnt -no FSTYPE -T "$out_dir")), emptied between runs" || echo "a loop $fs made afresh (default mkfs options) for every pull and floor"). Image 2 has $small_files non-empty files of at most 4 KiB (inline, a $block-byte block each: $(mib $((small_files * block)))) and $large_files larger ones (metadata-only entries; where their xattrs need a block of their own: $(mib $((large_files * block))))."
 echo "$table"
-[ "$write_results" = 1 ] && write_results_section "sharing$([ "$fs" = host ] || echo " ($fs)")" "$table"
+[ "$write_results" = 1 ] && write_results_section "sharing$([ "$fs" = ext4 ] || echo " ($fs)")" "$table"
 exit 0

@@ -6,7 +6,6 @@
 // mount until it is unmounted or gets SIGTERM/SIGINT/SIGHUP (it unmounts
 // first).
 #include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -14,7 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -23,9 +22,7 @@
 #include <vector>
 
 #include "daemon.hpp"
-#ifdef LAYERFS_WITH_LAZY
-#include "lazy/lazy_objects.hpp"
-#endif
+#include "lazy_loader.hpp"
 #include "log.hpp"
 #include "mount_options.hpp"
 #include "overlay/overlay.hpp"
@@ -51,7 +48,12 @@ constexpr const char* kUsage =
     "                     metacopy/redirect markers read their data from D\n"
     "  -o lazy            with datadir: fetch the content objects of lazily pulled\n"
     "                     layers (layerctl pull --lazy) from their registry on open\n"
-    "  -o lazy_fetch_all  -o lazy, and fetch all the rest in the background too\n"
+    "  -o lazy_fetch_all  -o lazy, and complete those layers in the background: what\n"
+    "                     earlier mounts opened first, the eStargz landmark, then each\n"
+    "                     whole blob, verified as a pull does (the layer becomes an\n"
+    "                     ordinary one); opens pre-empt it\n"
+    "  -o lazy_rate=N     the background completion's bytes a second (default 64 MiB,\n"
+    "                     0: no limit)\n"
     "  -o metacopy=on|off also follow the kernel's metadata-only files in lower layers\n"
     "                     (default off; chmod, chown, touch -h and xattrs of a lower\n"
     "                     file always copy its metadata only, data follows on write)\n"
@@ -129,27 +131,25 @@ class StatsOnSignal {
   std::thread thread_;
 };
 
-#ifndef LAYERFS_WITH_LAZY
-// -o lazy: the registry client that fetches the missing objects needs
-// libcurl and its thirty libraries, whose loading was most of a daemon's
-// start; this layerfs is built without it and runs layerfs-lazy (the same
-// daemon with it: beside this binary in a build tree, else LAYERFS_LAZY)
-// with the same argv.
-[[noreturn]] void run_lazy_daemon(char** argv) {
-  std::string lazy = LAYERFS_LAZY;
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n > 0) {
-    std::string self(buf, static_cast<size_t>(n));
-    std::string beside = self.substr(0, self.rfind('/')) + "/layerfs-lazy";
-    if (::access(beside.c_str(), X_OK) == 0) lazy = beside;
+// The lazy layers' background work: their completion (with
+// -o lazy_fetch_all), and the access lists saved every few seconds, so that
+// a daemon killed mid-run leaves most of its list, until `stop`.
+void lazy_background(layer::lazy::LazyService& lazy, const layer::fuse::MountOptions& opts,
+                     const std::atomic<bool>& stop) {
+  using namespace std::chrono;
+  if (opts.lazy_fetch_all) {
+    auto t0 = steady_clock::now();
+    size_t done = lazy.complete_all({opts.lazy_rate}, stop);
+    if (!stop.load())
+      layer::fuse::log_info(
+          "lazy: background completion done in %.1f s, %zu of %zu layers complete",
+          duration<double>(steady_clock::now() - t0).count(), done, lazy.layers());
   }
-  ::execv(lazy.c_str(), argv);
-  std::fprintf(stderr, "layerfs: -o lazy: cannot run '%s': %s\n", lazy.c_str(),
-               std::strerror(errno));
-  std::exit(1);
+  for (int tick = 1; !stop.load(); ++tick) {
+    std::this_thread::sleep_for(milliseconds(100));
+    if (tick % 20 == 0) lazy.save_access_lists();
+  }
 }
-#endif
 
 }  // namespace
 
@@ -192,17 +192,12 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     return usage_error(e.line());
   }
-#ifndef LAYERFS_WITH_LAZY
-  if (opts.lazy) run_lazy_daemon(argv);
-#endif
   if (!opts.threaded) single = true;
   if (opts.debug) debug = true;  // logs every request; still daemonizes
 
   // Declared before the daemon, which borrows them.
-#ifdef LAYERFS_WITH_LAZY
   UniqueFd objects_dir;
-  std::unique_ptr<lazy::LazyObjects> lazy_objects;
-#endif
+  std::unique_ptr<lazy::LazyService> lazy_objects;
   std::unique_ptr<fuse::Daemon> daemon;
   try {
     struct stat st;
@@ -211,16 +206,14 @@ int main(int argc, char** argv) {
     if (!S_ISDIR(st.st_mode)) throw Error("mount point '" + mountpoint + "'", ENOTDIR);
     raise_fd_limit();
     ::umask(0);
-#ifdef LAYERFS_WITH_LAZY
     if (opts.lazy) {
       objects_dir = sys::xopen_at(AT_FDCWD, opts.core.datadir, O_RDONLY | O_DIRECTORY, 0,
                                   "datadir '" + opts.core.datadir + "'");
-      lazy_objects = std::make_unique<lazy::LazyObjects>(
+      lazy_objects = fuse::open_lazy_layers(
           opts.core.lowerdirs, objects_dir.get(),
           [](const std::string& line) { fuse::log_error("%s", line.c_str()); });
-      if (lazy_objects->layers() > 0) opts.core.missing_objects = lazy_objects.get();
+      if (lazy_objects) opts.core.missing_objects = lazy_objects.get();
     }
-#endif
     daemon = std::make_unique<fuse::Daemon>(overlay::Overlay::open(opts.core), opts);
     if (!opts.log_file.empty()) fuse::log_open(fuse::LogTarget::File, opts.log_file, debug);
   } catch (const Error& e) {
@@ -274,16 +267,9 @@ int main(int argc, char** argv) {
       if (usr1_blocked) stats_signal.start();
       daemon->ov().start_background();  // threads only after fuse_daemonize's fork
       std::atomic<bool> stop_fetch{false};
-      std::thread fetch_all;
-#ifdef LAYERFS_WITH_LAZY
-      if (opts.lazy_fetch_all && opts.core.missing_objects)
-        fetch_all = std::thread([&] {
-          size_t done = lazy_objects->fetch_all(stop_fetch);
-          if (!stop_fetch.load())
-            fuse::log_info("lazy: background fetch done, %zu of %zu layers complete", done,
-                           lazy_objects->layers());
-        });
-#endif
+      std::thread background;
+      if (opts.core.missing_objects)
+        background = std::thread([&] { lazy_background(*lazy_objects, opts, stop_fetch); });
       if (single) {
         ret = fuse_session_loop(se);
       } else {
@@ -300,19 +286,18 @@ int main(int argc, char** argv) {
       // copy-ups still need them, and are finished first (seldom any left).
       fuse_session_unmount(se);
       stop_fetch.store(true);
-      if (fetch_all.joinable()) fetch_all.join();
+      if (background.joinable()) background.join();
       daemon->uring().stop();
       daemon->ov().finish_partials();
       daemon->close_layers();
-#ifdef LAYERFS_WITH_LAZY
       if (opts.core.missing_objects) {
+        lazy_objects->save_access_lists();
         lazy::FetchStats ls = lazy_objects->stats();
         fuse::log_info("lazy: %llu objects, %llu bytes fetched in %llu requests",
                        static_cast<unsigned long long>(ls.objects),
                        static_cast<unsigned long long>(ls.bytes),
                        static_cast<unsigned long long>(ls.on_demand_requests));
       }
-#endif
       stats_signal.stop();
       fuse::log_info("%s", daemon->hook().stats().summary().c_str());
       fuse::log_info("unmounted %s; exiting", mountpoint.c_str());

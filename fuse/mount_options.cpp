@@ -1,5 +1,6 @@
 #include "mount_options.hpp"
 
+#include <climits>
 #include <cstdlib>
 
 #include "util/error.hpp"
@@ -175,6 +176,9 @@ void MountOptions::parse(const std::string& opts) {
     } else if (name == "lazy") {
       no_value();
       lazy = true;
+    } else if (name == "lazy_rate") {
+      need_value();
+      lazy_rate = static_cast<uint64_t>(parse_long(name, value, 0, LONG_MAX));
     } else if (name == "userxattr") {
       no_value();
       core.userxattr = true;

@@ -31,9 +31,14 @@ struct MountOptions {
   // -o lazy (with datadir): lower layers pulled lazily (their layer directory
   // holds lazy.json) get their missing content objects fetched on open.
   bool lazy = false;
-  // -o lazy_fetch_all: and fetch all the rest in the background (yielding to
-  // on-demand fetches).
+  // -o lazy_fetch_all: and complete the lazy layers in the background
+  // (LazyObjects::complete_all: access lists, landmarks, then each whole
+  // blob, verified; on-demand fetches pre-empt it).
   bool lazy_fetch_all = false;
+  // -o lazy_rate=BYTES: the background completion's bytes a second (0: no
+  // limit).
+  uint64_t lazy_rate = kDefaultLazyRate;
+  static constexpr uint64_t kDefaultLazyRate = 64 << 20;
   std::string log_file;  // empty: syslog (background) or stderr (foreground)
   // Generic mount options handed to libfuse (allow_other, nosuid, ...).
   std::vector<std::string> fuse_options;

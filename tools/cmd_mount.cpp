@@ -9,6 +9,7 @@
 #include "command.hpp"
 #include "container_mount.hpp"
 #include "container_state.hpp"
+#include "format.hpp"
 #include "store/store.hpp"
 #include "util/error.hpp"
 
@@ -18,7 +19,7 @@ namespace {
 int run_mount(Globals& g, std::vector<std::string>& args) {
   auto opts = parse_options(
       args, {{"name", true}, {"read-only", false}, {"suid", false}, {"dev", false}, {"kernel", false},
-             {"fetch-all", false}},
+             {"fetch-all", false}, {"no-fetch", false}, {"fetch-rate", true}},
       g);
   if (args.size() != 2) throw UsageError("wants IMAGE and DIR (see 'layerctl mount --help')");
   const std::string image = args[0];
@@ -27,6 +28,13 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
   std::string name = opts.count("name") ? opts["name"] : "";
   if (!name.empty() && !valid_container_name(name))
     throw UsageError("bad --name '" + name + "' (letters, digits, '_', '.', '-'; at most 64)");
+
+  // --fetch-all: the default now, accepted as before.
+  LazyFetch fetch;
+  fetch.background = opts.count("no-fetch") == 0;
+  if (opts.count("no-fetch") && (opts.count("fetch-all") || opts.count("fetch-rate")))
+    throw UsageError("--no-fetch with --fetch-all or --fetch-rate");
+  if (opts.count("fetch-rate")) fetch.rate = parse_size("--fetch-rate", opts["fetch-rate"], true);
 
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) throw Error("'" + args[1] + "'", errno);
@@ -37,7 +45,7 @@ int run_mount(Globals& g, std::vector<std::string>& args) {
   req.suid = opts.count("suid") > 0;
   req.dev = opts.count("dev") > 0;
   req.kernel = opts.count("kernel") > 0;
-  req.fetch_all = opts.count("fetch-all") > 0;
+  req.fetch = fetch;
   store::ContainerRecord rec = mount_container(store, req);
   const pid_t pid = rec.pid;
   if (g.json) {
@@ -54,7 +62,7 @@ const Command::Register kRegister({
     "mount",
     "create a container from an image and mount it at a directory",
     "Usage: layerctl mount IMAGE DIR [--name NAME] [--read-only] [--suid] [--dev] [--kernel]\n"
-    "                    [--fetch-all]\n"
+    "                    [--no-fetch | --fetch-rate RATE]\n"
     "\n"
     "Creates a container from IMAGE (its own copy-on-write upper directory in the\n"
     "store) and serves the image's layers under it at DIR with a layerfs daemon.\n"
@@ -67,9 +75,14 @@ const Command::Register kRegister({
     "  --kernel       serve it with the kernel's overlayfs instead of layerfs, over the\n"
     "                 same layers and content objects (root, Linux 6.5+: data-only\n"
     "                 lower layers); umount, ps, rm and commit work the same\n"
-    "  --fetch-all    for an image pulled with --lazy: the daemon fetches every\n"
-    "                 missing file in the background too, not only when opened (a\n"
-    "                 later 'layerctl pull' still verifies the layers as whole)\n"
+    "  --no-fetch     for an image pulled with --lazy: fetch only the files that are\n"
+    "                 opened. By default the daemon also completes the image in the\n"
+    "                 background: first what earlier mounts of it opened first, then\n"
+    "                 the eStargz landmark, then each whole layer, verified as a\n"
+    "                 pull does, after which the layer is an ordinary one\n"
+    "  --fetch-rate RATE  the background completion's bytes a second (K, M, G:\n"
+    "                 KiB, MiB, GiB; default 64M; 0: no limit); opens always go first\n"
+    "  --fetch-all    the default (accepted for scripts written before it was)\n"
     "  --json         print id, name, image, mount point and daemon pid as JSON\n"
     "\n"
     "Any host user who can reach DIR can use the mount: by default it is nosuid\n"

@@ -15,25 +15,6 @@
 namespace layer::cli {
 namespace {
 
-uint64_t parse_size(const std::string& v) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-  std::string unit = end ? end : "";
-  uint64_t mul = 1;
-  if (unit == "k" || unit == "K" || unit == "KiB")
-    mul = 1ull << 10;
-  else if (unit == "m" || unit == "M" || unit == "MiB")
-    mul = 1ull << 20;
-  else if (unit == "g" || unit == "G" || unit == "GiB")
-    mul = 1ull << 30;
-  else if (!unit.empty())
-    mul = 0;
-  if (v.empty() || errno || mul == 0 || n == 0)
-    throw UsageError("--chunk-size wants a size like 5242880, 512K or 16M, not '" + v + "'");
-  return n * mul;
-}
-
 const char* state_word(push::BlobState s) {
   switch (s) {
     case push::BlobState::Checking:
@@ -105,7 +86,7 @@ int run_push(Globals& g, std::vector<std::string>& args) {
   }
   push::Options po;
   po.registry = registry_options(opts);
-  if (opts.count("chunk-size")) po.chunk_size = parse_size(opts["chunk-size"]);
+  if (opts.count("chunk-size")) po.chunk_size = parse_size("--chunk-size", opts["chunk-size"]);
   if (opts.count("compression")) {
     const std::string& c = opts["compression"];
     if (c == "estargz")

@@ -213,7 +213,7 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
         if (::mkdirat(st.root_fd(), p.c_str(), 0755) != 0) throw_errno(root + "/" + p);
     }
     if (req.kernel) st.put_container(rec);
-    start_daemon(st, rec, req.fetch_all, [&] { st.put_container(rec); });
+    start_daemon(st, rec, req.fetch, [&] { st.put_container(rec); });
   } catch (...) {
     try {
       st.remove_container(rec.id);
@@ -224,7 +224,7 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
   return rec;
 }
 
-void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all,
+void start_daemon(store::Store& st, store::ContainerRecord& rec, const LazyFetch& fetch,
                   const std::function<void()>& while_starting) {
   using store::Layout;
   if (rec.engine == store::kEngineKernel) return mount_kernel(st, rec);
@@ -251,7 +251,8 @@ void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all,
     for (const auto& d : rec.diff_ids)
       if (st.is_lazy_layer(d)) {
         o += ",lazy";  // fetch what lazily pulled layers still lack (pull --lazy)
-        if (fetch_all) o += ",lazy_fetch_all";
+        if (fetch.background) o += ",lazy_fetch_all";  // complete them, verified
+        if (fetch.rate) o += ",lazy_rate=" + std::to_string(*fetch.rate);
         break;
       }
     o += ",fsname=layerfs-" + short_id(rec.id);

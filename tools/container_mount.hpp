@@ -4,12 +4,24 @@
 // from a command; the Store is the caller's.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "store/store.hpp"
 
 namespace layer::cli {
+
+// What the daemon does for lazily pulled layers besides fetching on open.
+struct LazyFetch {
+  // Complete them in the background (-o lazy_fetch_all): mount's default,
+  // off with --no-fetch.
+  bool background = true;
+  // The completion's bytes a second (-o lazy_rate); nullopt: the daemon's
+  // default, 0: no limit.
+  std::optional<uint64_t> rate;
+};
 
 struct MountRequest {
   std::string image;  // ref or config digest, as given
@@ -23,8 +35,7 @@ struct MountRequest {
   // Serve with the kernel's overlayfs (lowerdir+=, datadir+=objects,
   // metacopy=on) instead of a layerfs daemon. Root only.
   bool kernel = false;
-  // Lazily pulled layers: fetch every missing object in the background.
-  bool fetch_all = false;
+  LazyFetch fetch;
 };
 
 // True for a usable container name: letters, digits, '_', '.', '-', at most 64.
@@ -43,13 +54,13 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
 // exist) at rec.mountpoint and returns once the mount answers, with rec.pid
 // set and recorded. On failure no daemon or mount is left and the record is
 // untouched; the Error carries the daemon's own message (libfuse's reason).
-// `fetch_all`: the daemon fetches the missing objects of lazily pulled
-// layers in the background too (-o lazy_fetch_all), not only on open.
+// `fetch`: for lazily pulled layers, whether the daemon completes them in
+// the background too, not only fetching what is opened.
 // `while_starting` runs once the daemon is started (rec.pid set), before
 // waiting for its mount: it records rec then, and start_daemon does not
 // (work that overlaps the daemon's start); if it throws, the daemon is
 // stopped and the exception passed on.
-void start_daemon(store::Store& st, store::ContainerRecord& rec, bool fetch_all = false,
+void start_daemon(store::Store& st, store::ContainerRecord& rec, const LazyFetch& fetch = {},
                   const std::function<void()>& while_starting = {});
 
 // Unmounts a mounted container (or cleans up after its dead daemon), waits

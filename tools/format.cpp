@@ -1,7 +1,11 @@
 #include "format.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+
+#include "command.hpp"
 
 namespace layer::cli {
 
@@ -57,6 +61,25 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
     }
     std::printf("%s\n", line.c_str());
   }
+}
+
+uint64_t parse_size(const std::string& option, const std::string& v, bool zero_ok) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+  std::string unit = end ? end : "";
+  uint64_t mul = 1;
+  if (unit == "k" || unit == "K" || unit == "KiB")
+    mul = 1ull << 10;
+  else if (unit == "m" || unit == "M" || unit == "MiB")
+    mul = 1ull << 20;
+  else if (unit == "g" || unit == "G" || unit == "GiB")
+    mul = 1ull << 30;
+  else if (!unit.empty())
+    mul = 0;
+  if (v.empty() || v[0] == '-' || errno || mul == 0 || (n == 0 && !zero_ok) || n > UINT64_MAX / mul)
+    throw UsageError(option + " wants a size like 5242880, 512K or 16M, not '" + v + "'");
+  return n * mul;
 }
 
 }  // namespace layer::cli

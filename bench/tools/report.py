@@ -154,7 +154,7 @@ METRICS = collections.OrderedDict([
     ("pc_first", ("page cache, 1st container reading libs", "MiB", None)),
     ("pc_extra", ("page cache, each extra container", "MiB", None)),
 ])
-ENGINES = ["layerfs", "fuse-overlayfs", "kernel", "plain"]
+ENGINES = ["layerfs", "layerfs-uring", "fuse-overlayfs", "kernel", "plain"]
 
 
 def report_overlay(args):
@@ -253,7 +253,8 @@ def draw(path, engines, chart):
     lo = max(-4, min(-1, math.floor(math.log10(min(vals))))) if vals else -2
     hi = min(5, max(1, math.ceil(math.log10(max(vals))))) if vals else 2
     xtics = ", ".join(f'"{10.0**e:g}" {10.0**e:g}' for e in range(lo, hi + 1))
-    colors = {"layerfs": "#1f77b4", "fuse-overlayfs": "#d62728", "plain": "#7f7f7f"}
+    colors = {"layerfs": "#1f77b4", "layerfs-uring": "#17becf", "fuse-overlayfs": "#d62728",
+              "plain": "#7f7f7f"}
     w = 0.8 / len(engines)
     plots = []
     for i, e in enumerate(engines):

@@ -288,7 +288,8 @@ class Checker {
         else if (r_.damaged_layers.count(d))
           damage(Subject::Container, name, "uses damaged layer " + d.str());
       }
-      if (!is_dir_at(st_.root_fd(), Layout::container_upper(c.id)))
+      // A read-only container has no upper (layerctl mount --read-only).
+      if (!c.read_only && !is_dir_at(st_.root_fd(), Layout::container_upper(c.id)))
         damage(Subject::Container, name, "upper directory is missing");
     }
   }

@@ -31,7 +31,16 @@ class Active {
 }  // namespace
 
 Fetcher::Fetcher(const Toc& toc, RangeReader& blob, ObjectStore& objects, FetchOptions opt)
-    : toc_(toc), blob_(blob), objects_(objects), opt_(opt) {}
+    : toc_(toc), blob_(blob), objects_(objects), opt_(opt) {
+  for (size_t i = 0; i < toc_.entries.size(); ++i)
+    if (has_content(toc_.entries[i])) by_digest_.emplace(*toc_.entries[i].digest, i);
+}
+
+std::optional<size_t> Fetcher::entry_of(const Digest& d) const {
+  auto it = by_digest_.find(d);
+  if (it == by_digest_.end()) return std::nullopt;
+  return it->second;
+}
 
 std::vector<size_t> Fetcher::claim(const std::vector<size_t>& want,
                                    std::shared_ptr<std::promise<void>>& promise) {
@@ -186,7 +195,8 @@ void Fetcher::wait_for(size_t i) {
   if (!objects_.has(d)) ensure(i);  // it was a neighbour that did not make it
 }
 
-void Fetcher::complete(const std::vector<size_t>& first, const std::atomic<bool>& stop) {
+void Fetcher::complete(const std::vector<size_t>& first, const std::atomic<bool>& stop,
+                       bool rest_too) {
   // Three phases, each fetched before the next and never mixed into one
   // request with it: the recorded accesses, the prefetch landmark's
   // entries, the rest in blob order.
@@ -203,7 +213,8 @@ void Fetcher::complete(const std::vector<size_t>& first, const std::atomic<bool>
   std::stable_sort(rest.begin(), rest.end(), [&](size_t a, size_t b) {
     return toc_.blob_range(a).first < toc_.blob_range(b).first;
   });
-  for (size_t i : rest) add(2, i);
+  if (rest_too)
+    for (size_t i : rest) add(2, i);
 
   std::exception_ptr first_error;
   for (const auto& order : phases) {

@@ -19,6 +19,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,9 +67,13 @@ class Fetcher {
 
   // Fetches every missing object, first `first` (entry indexes, e.g. a
   // recorded access list), then the prefetch landmark's entries, then the
-  // rest in blob order. Returns when all are in or `stop` is set; throws the
-  // first Error after trying every span once.
-  void complete(const std::vector<size_t>& first, const std::atomic<bool>& stop);
+  // rest in blob order (only with `rest`: the daemon's background completion
+  // streams the whole blob instead). Returns when all are in or `stop` is
+  // set; throws the first Error after trying every span once.
+  void complete(const std::vector<size_t>& first, const std::atomic<bool>& stop,
+                bool rest = true);
+  // Entry indexes by content digest (the first entry naming each).
+  std::optional<size_t> entry_of(const Digest& d) const;
 
   // Entries with content whose object is missing.
   size_t missing();
@@ -95,6 +100,7 @@ class Fetcher {
 
   std::mutex mu_;  // guards in_flight_, stats_; never held across I/O
   std::map<Digest, std::shared_future<void>> in_flight_;
+  std::map<Digest, size_t> by_digest_;  // constant after construction
   FetchStats stats_;
   std::atomic<int> on_demand_active_{0};
 };

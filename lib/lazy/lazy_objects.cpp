@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lazy/access_list.hpp"
+#include "lazy/lazy_objects_layer.hpp"
 #include "lazy/range_fetcher.hpp"
 #include "registry/reference.hpp"
 #include "registry/registry_client.hpp"
@@ -15,6 +17,8 @@
 namespace layer::lazy {
 
 namespace {
+
+constexpr size_t kFewObjects = 8;  // flushed by fdatasync each, not by one syncfs
 
 // objects/<alg>/<2 hex> and <rest>, relative to objects/.
 std::string fanout_of(const Digest& d) {
@@ -55,8 +59,16 @@ void ObjectDir::flush() {
     pending_.erase(it);
   }
   if (mine.empty()) return;
-  // The data is on disk before any name: a name only ever holds verified bytes.
-  if (::syncfs(dir_) < 0) throw Error("syncfs of the objects", errno);
+  // The data is on disk before any name: a name only ever holds verified
+  // bytes. One syncfs for many objects; an fdatasync each for a few, since a
+  // syncfs also waits for everything else written to the file system (a
+  // background completion's staging tree: hundreds of ms for one open).
+  if (mine.size() <= kFewObjects) {
+    for (Pending& p : mine)
+      if (::fdatasync(p.file.get()) < 0) throw Error(p.what, errno);
+  } else if (::syncfs(dir_) < 0) {
+    throw Error("syncfs of the objects", errno);
+  }
   for (Pending& p : mine) {
     std::string proc = "/proc/self/fd/" + std::to_string(p.file.get());
     if (::linkat(AT_FDCWD, proc.c_str(), p.fanout.get(), p.name.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
@@ -65,29 +77,32 @@ void ObjectDir::flush() {
   }
 }
 
-struct LazyObjects::Layer {
-  std::string dir;  // the layer directory, for messages
-  LazyLayer ll;
-  std::once_flag connect;
-  std::unique_ptr<registry::RegistryClient> client;  // made at the first fetch
-  std::unique_ptr<BlobRanges> ranges;
-  std::unique_ptr<Fetcher> fetcher;
-  std::exception_ptr connect_error;
-};
-
 LazyObjects::LazyObjects(const std::vector<std::string>& lowerdirs, int objects_dir, Log log)
     : objects_(objects_dir), log_(std::move(log)) {
-  for (const std::string& lower : lowerdirs) {
-    std::string dir = lower;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    auto slash = dir.rfind('/');
-    if (slash == std::string::npos) continue;
-    dir = dir.substr(0, slash);
-    auto fd = sys::open_at(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY);
-    if (!fd || !sys::exists_at(fd->get(), store::Layout::kLazyJson)) continue;
+  for (const std::string& dir : lazy_layer_dirs(lowerdirs)) {
+    UniqueFd fd = sys::xopen_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0, "layer '" + dir + "'");
     auto l = std::make_unique<Layer>();
     l->dir = dir;
-    l->ll = read_lazy_layer(fd->get(), dir);
+    l->ll = read_lazy_layer(fd.get(), dir);
+    // <root>/layers/<alg>/<hex>: the store, for the access list and the
+    // completion; anything else is served on demand only.
+    auto up = [](std::string& p) {
+      auto s = p.rfind('/');
+      std::string name = s == std::string::npos ? "" : p.substr(s + 1);
+      p = s == std::string::npos ? "" : p.substr(0, s);
+      return name;
+    };
+    std::string rest = dir, hex = up(rest), alg = up(rest), layers = up(rest);
+    if (store::Layout::layers_dir(alg) == layers + "/" + alg && !rest.empty() &&
+        Digest::valid(alg + ":" + hex)) {
+      if (auto r = sys::open_at(AT_FDCWD, rest.c_str(), O_RDONLY | O_DIRECTORY); r) {
+        l->root = std::move(*r);
+        l->root_path = rest;
+        l->diff_id = Digest::parse(alg + ":" + hex);
+        l->accessed = read_access_list(l->root.get(), l->ll.record.blob.digest);
+        l->listed.insert(l->accessed.begin(), l->accessed.end());
+      }
+    }
     const Toc& toc = l->ll.toc;
     for (size_t i = 0; i < toc.entries.size(); ++i) {
       const Entry& e = toc.entries[i];
@@ -104,6 +119,22 @@ Result<void> LazyObjects::fetch(const Digest& d) {
   auto it = by_digest_.find(d);
   if (it == by_digest_.end()) return Errno{ENOENT};
   Layer& l = *it->second.first;
+  {
+    std::lock_guard g(l.mu);
+    if (l.listed.insert(d).second) {
+      l.accessed.push_back(d);
+      l.dirty = true;
+    }
+  }
+  // The background completion waits while any open waits for the network.
+  ++on_demand_;
+  struct Busy {
+    LazyObjects& o;
+    ~Busy() {
+      o.last_on_demand_.store(std::chrono::steady_clock::now().time_since_epoch().count());
+      --o.on_demand_;
+    }
+  } busy{*this};
   try {
     fetcher_of(l).ensure(it->second.second);
     return {};
@@ -134,27 +165,6 @@ Fetcher& LazyObjects::fetcher_of(Layer& l) {
   });
   if (l.connect_error) std::rethrow_exception(l.connect_error);
   return *l.fetcher;
-}
-
-size_t LazyObjects::fetch_all(const std::atomic<bool>& stop) {
-  size_t done = 0;
-  for (auto& l : layers_) {
-    if (stop.load()) break;
-    try {
-      Fetcher& f = fetcher_of(*l);
-      f.complete({}, stop);
-      if (f.missing() == 0) ++done;
-    } catch (const std::exception& e) {
-      if (log_) {
-        std::string why = e.what();
-        if (auto* err = dynamic_cast<const Error*>(&e)) why = err->line();
-        log_("lazy background fetch of layer " + l->dir + ": " + why);
-      }
-    } catch (...) {
-      if (log_) log_("lazy background fetch of layer " + l->dir + ": unknown error");
-    }
-  }
-  return done;
 }
 
 FetchStats LazyObjects::stats() {

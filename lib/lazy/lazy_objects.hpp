@@ -6,11 +6,17 @@
 // sha256 against the TOC and publishes it under objects/ atomically
 // (O_TMPFILE per object; after each request one syncfs, then linkat of
 // each: a name only ever holds verified, durable bytes).
+// The background completion (complete_all) fetches what the layers' access
+// lists name first, then the eStargz landmarks, then streams each whole blob
+// through Store::complete_lazy_layer (lazy_completion.cpp).
 // Registry credentials: the recorded locator's options without --creds,
 // so the auth files a pull would read (--authfile, $REGISTRY_AUTH_FILE,
 // XDG, docker config). Thread-safe; fetch() never throws.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -21,6 +27,7 @@
 
 #include "lazy/fetcher.hpp"
 #include "lazy/lazy_record.hpp"
+#include "lazy/lazy_service.hpp"
 #include "store/object_ref.hpp"
 #include "util/unique_fd.hpp"
 
@@ -29,6 +36,8 @@ class RegistryClient;
 }
 
 namespace layer::lazy {
+
+class RateLimit;
 
 // Objects as the store keeps them, written in place by a daemon.
 // put() leaves each object a nameless O_TMPFILE; flush() makes this
@@ -52,7 +61,7 @@ class ObjectDir : public ObjectStore {
   std::map<std::thread::id, std::vector<Pending>> pending_;
 };
 
-class LazyObjects : public store::MissingObjects {
+class LazyObjects : public LazyService {
  public:
   using Log = std::function<void(const std::string& line)>;
   // The lazy layers among `lowerdirs` (a layer's diff/ whose layer directory
@@ -62,23 +71,37 @@ class LazyObjects : public store::MissingObjects {
   LazyObjects(const std::vector<std::string>& lowerdirs, int objects_dir, Log log);
   ~LazyObjects() override;
 
-  size_t layers() const { return layers_.size(); }
+  size_t layers() const override { return layers_.size(); }
   Result<void> fetch(const Digest& d) override;
-  // Fetches every missing object of every lazy layer (Fetcher::complete:
-  // the eStargz prefetch landmark first, then blob order, yielding to
-  // on-demand fetches) until done or `stop`; a layer that fails gets one
-  // log line and is left for the on-demand path. Returns the layers whose
-  // objects are all present. Never throws.
-  size_t fetch_all(const std::atomic<bool>& stop);
+  // The background completion: first the objects each layer's access list
+  // (recorded by earlier mounts of the same blob) names, then the prefetch
+  // landmarks, by Range requests; then each layer's whole blob streamed,
+  // throttled, through Store::complete_lazy_layer (its digest and diff_id
+  // verified, the tree compared, the missing objects stored: the layer
+  // becomes an ordinary one). Until done or `stop`; a layer that fails gets
+  // one log line and stays lazy. Returns the layers completed. Never throws.
+  size_t complete_all(const BackgroundOptions& opt, const std::atomic<bool>& stop) override;
+  // Writes the access list of each layer that had on-demand fetches since
+  // the last save (access/ in the store: an ordering hint only, never
+  // trusted for content). Never throws; a failure is logged once.
+  void save_access_lists() override;
   // What the fetches so far did, summed over the layers.
-  FetchStats stats();
+  FetchStats stats() override;
 
  private:
   struct Layer;
   // Layer l's registry client and Fetcher, made at the first use (after the
   // daemon forked). Throws the Error that kept them from being made.
   Fetcher& fetcher_of(Layer& l);
+  // Streams layer l's blob through Store::complete_lazy_layer. True if it
+  // completed it (false: someone else did).
+  bool complete_layer(Layer& l, const BackgroundOptions& opt, RateLimit& limit,
+                      const std::atomic<bool>& stop);
+  void log_failure(const std::string& what, std::exception_ptr e);
   ObjectDir objects_;
+  std::atomic<bool> save_failed_{false};  // logged once
+  std::atomic<int> on_demand_{0};  // fetch() calls under way, which the background yields to
+  std::atomic<int64_t> last_on_demand_{0};  // when the last one ended (steady_clock ns)
   Log log_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::map<Digest, std::pair<Layer*, size_t>> by_digest_;  // constant after construction

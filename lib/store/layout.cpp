@@ -52,6 +52,10 @@ std::string Layout::layer_objects(const Digest& diff_id) {
   return layer_dir(diff_id) + "/objects.list";
 }
 
+std::string Layout::access_list(const Digest& blob) {
+  return access_dir() + "/" + blob.algorithm + "-" + blob.hex;
+}
+
 std::string Layout::layer_lazy(const Digest& diff_id) {
   return layer_dir(diff_id) + "/" + kLazyJson;
 }

@@ -38,6 +38,9 @@ struct Layout {
   // Content objects: objects/<alg>/<2 hex>/<rest hex>, immutable, 0444.
   // objects/ is the kernel's data-only lower layer (datadir+=).
   static std::string objects_dir() { return "objects"; }
+  // Access lists of lazily pulled blobs (docs/lazy-pull.md): hints only.
+  static std::string access_dir() { return "access"; }
+  static std::string access_list(const Digest& blob);  // access/<alg>-<hex>
   static std::string objects_alg_dir(const std::string& algorithm);  // objects/sha256
   static std::string object_fanout(const Digest& d);                 // objects/sha256/ab
   static std::string object(const Digest& d);                        // objects/sha256/ab/cdef...

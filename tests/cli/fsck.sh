@@ -2,7 +2,8 @@
 # fsck: a clean store passes; content changed, mode changed, file deleted and
 # file added in a layer are each reported naming the layer and the path;
 # --repair re-pulls from the image's source, or quarantines and marks the
-# image broken when the source is gone.
+# image broken when the source is gone; a read-only container (no upper) is
+# not damage.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 make_trees
@@ -14,6 +15,15 @@ lc pull "oci:$T/oci2:two" >/dev/null
 out=$(lc fsck) || fail "fsck on a clean store: $out"
 expect_contains "$out" "clean: 3 layers"
 [ "$(lc --json fsck | py "j['damaged']")" = False ] || fail "json damaged"
+
+# A read-only container has no upper directory, and that is not damage.
+if [ "$(id -u)" = 0 ] && [ -c /dev/fuse ]; then
+  mkdir -p "$T/mnt-ro"
+  lc mount --read-only "oci:$T/oci:one" "$T/mnt-ro" >/dev/null
+  out=$(lc fsck) || { lc umount "$T/mnt-ro" >/dev/null; fail "fsck with a read-only container: $out"; }
+  expect_contains "$out" "1 containers"
+  lc umount "$T/mnt-ro" >/dev/null
+fi
 
 base=$(layer_dir "oci:$T/oci:one" 0); app2=$(layer_dir "oci:$T/oci2:two" 1)
 bid=sha256:$(basename "$(dirname "$base")"); a2id=sha256:$(basename "$(dirname "$app2")")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of the layerfs daemon itself: option errors before mounting,
+# no lazy-pull code loaded without lazy layers,
 # read-only mounts, background start with a log file, request counts on
 # SIGUSR1 and at unmount, SIGTERM unmounts and exits cleanly, `umount` ends
 # the daemon.
@@ -56,6 +57,11 @@ for _ in $(seq 50); do
 done
 pid=$pids
 [ "$(echo "$pid" | wc -w)" = 1 ] || { echo "not one daemon: '$pid'"; exit 1; }
+# A mount without lazy layers maps none of the lazy-pull code (the module and
+# the libraries it links: loading them cost every start ~25 ms).
+if grep -E 'liblayerfs-lazy|libcurl|libcrypto|libzstd|libarchive' "/proc/$pid/maps"; then
+  echo "the daemon of a mount without lazy layers loaded the lazy-pull code"; exit 1
+fi
 # SIGUSR1 logs the request counts by opcode while mounted (the daemon lives
 # on), and the unmount logs them again.
 stat "$t/mnt/nothing-here" 2>/dev/null || true

@@ -181,3 +181,16 @@ layer_cat() {
       getfattr --only-values -n user.overlay.redirect "$1" 2>/dev/null) || true
   if [ -n "$r" ]; then cat "${1%%/layers/*}/objects$r"; else cat "$1"; fi
 }
+
+# mount_test: for tests that mount: skips (77) without /dev/fuse or root;
+# mount points added to MOUNTS are lazily unmounted at exit, before cleanup.
+mount_test() {
+  [ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
+  [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (trusted.* markers, FUSE allow_other)"; exit 77; }
+  MOUNTS=()
+  trap 'unmount_all; cleanup' EXIT
+}
+unmount_all() {
+  local m
+  for m in "${MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
+}
