@@ -31,14 +31,8 @@ export LAYERFS=${LAYERFS:-$BUILD/fuse/layerfs}
 W=$out_dir/mount
 mkdir -p "$out_dir/logs"
 logf=$out_dir/logs/mount.log
-cleanup() {
-  local m
-  for m in $(grep -o " $W/[^ ]*" /proc/mounts | sort -r); do
-    umount "$m" 2>/dev/null || umount -l "$m" || true
-  done
-}
-trap cleanup EXIT
-cleanup
+trap 'unmount_under "$W"' EXIT
+unmount_under "$W"
 rm -rf "$W"
 mkdir -p "$W/lmnt" "$W/kmnt"
 samples=$W/samples.tsv
@@ -110,8 +104,4 @@ print("\n".join(out))
 PY
 )
 echo "$table"
-if [ "$write_results" = 1 ]; then
-  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); from report import replace_section; replace_section(sys.argv[2], "mount", sys.argv[3])' \
-    "$bench_dir/tools" "$bench_dir/RESULTS.md" "$table"
-  log "wrote the mount section of $bench_dir/RESULTS.md"
-fi
+if [ "$write_results" = 1 ]; then write_section mount "$table"; fi
