@@ -143,3 +143,18 @@ YML
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
   R=127.0.0.1:$port
 }
+
+# unmount_under DIR: unmounts every mount below DIR, deepest first (lazily if busy).
+unmount_under() {
+  local m
+  for m in $(grep -o " $1/[^ ]*" /proc/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" || true
+  done
+}
+
+# write_section TITLE TEXT: replaces the "## TITLE" section of bench/RESULTS.md.
+write_section() {
+  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); from report import replace_section; replace_section(sys.argv[2], sys.argv[3], sys.argv[4])' \
+    "$bench_dir/tools" "$bench_dir/RESULTS.md" "$1" "$2"
+  log "wrote the $1 section of $bench_dir/RESULTS.md"
+}

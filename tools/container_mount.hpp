@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -55,7 +56,12 @@ store::ContainerRecord mount_container(store::Store& st, const MountRequest& req
 // untouched; the Error carries the daemon's own message (libfuse's reason).
 // `fetch`: for lazily pulled layers, whether the daemon completes them in
 // the background too, not only fetching what is opened.
-void start_daemon(store::Store& st, store::ContainerRecord& rec, const LazyFetch& fetch = {});
+// `while_starting` runs once the daemon is started (rec.pid set), before
+// waiting for its mount: it records rec then, and start_daemon does not
+// (work that overlaps the daemon's start); if it throws, the daemon is
+// stopped and the exception passed on.
+void start_daemon(store::Store& st, store::ContainerRecord& rec, const LazyFetch& fetch = {},
+                  const std::function<void()>& while_starting = {});
 
 // Unmounts a mounted container (or cleans up after its dead daemon), waits
 // for the daemon to exit and records it stopped. Throws Error (EBUSY for a

@@ -1,6 +1,8 @@
 // layerctl: the command-line front end of the layer store and layerfs.
+#include <limits.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -95,6 +97,28 @@ std::map<std::string, std::string> parse_options(std::vector<std::string>& args,
 
 namespace {
 
+#ifdef LAYERCTL_FULL
+// This layerctl holds only the commands that start and stop containers
+// (mount, bundle, umount, rm, start, ps): without the registry, archive and
+// commit code it loads a third of the shared libraries (no libcurl and its
+// thirty), which was most of the time a mount or an unmount took. Every
+// other command, and the full help, is run by the complete layerctl
+// (LAYERCTL_FULL, beside this binary in a build tree), with the same argv.
+[[noreturn]] void run_full(char** argv) {
+  std::string full = LAYERCTL_FULL;
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    std::string self(buf, static_cast<size_t>(n));
+    std::string beside = self.substr(0, self.rfind('/')) + "/layerctl-full";
+    if (::access(beside.c_str(), X_OK) == 0) full = beside;
+  }
+  ::execv(full.c_str(), argv);
+  std::fprintf(stderr, "layerctl: cannot run '%s': %s\n", full.c_str(), std::strerror(errno));
+  std::exit(127);
+}
+#endif
+
 void print_help() {
   std::printf(
       "Usage: layerctl [--root DIR] COMMAND [OPTIONS] [ARGS]\n\n"
@@ -121,6 +145,9 @@ int main(int argc, char** argv) {
   // Global options before the command name.
   while (!args.empty() && args[0].rfind("-", 0) == 0) {
     if (args[0] == "--help" || args[0] == "-h") {
+#ifdef LAYERCTL_FULL
+      run_full(argv);
+#endif
       print_help();
       return 0;
     }
@@ -146,6 +173,9 @@ int main(int argc, char** argv) {
     }
   }
   if (args.empty()) {
+#ifdef LAYERCTL_FULL
+    run_full(argv);
+#endif
     print_help();
     return 2;
   }
@@ -153,6 +183,9 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   // `layerctl help [COMMAND]` is `layerctl [COMMAND] --help`.
   if (name == "help") {
+#ifdef LAYERCTL_FULL
+    if (args.size() != 1 || !Command::all().count(args[0])) run_full(argv);
+#endif
     if (args.empty()) {
       print_help();
       return 0;
@@ -165,6 +198,9 @@ int main(int argc, char** argv) {
     args = {"--help"};
   }
   auto it = Command::all().find(name);
+#ifdef LAYERCTL_FULL
+  if (it == Command::all().end()) run_full(argv);
+#endif
   if (it == Command::all().end()) {
     std::fprintf(stderr, "layerctl: unknown command '%s' (see 'layerctl --help')\n", name.c_str());
     return 2;

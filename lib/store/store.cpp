@@ -330,15 +330,6 @@ class EarlySync {
 
 }  // namespace
 
-Ingest Store::ingest_layer(const unpack::LayerSpec& spec, ByteSource& src,
-                           const unpack::Options& opt, const unpack::ProgressFn& progress,
-                           const BeforePublish& before_publish) {
-  auto produce = [&](int diff, const unpack::Options& uopt) {
-    return unpack::unpack_layer(diff, spec, src, uopt, progress);
-  };
-  return ingest_tree(spec, opt, produce, {}, before_publish);
-}
-
 Ingest Store::ingest_tree(const unpack::LayerSpec& spec, const unpack::Options& opt,
                           const TreeProducer& produce, const ExtraRecords& extra,
                           const BeforePublish& before_publish) {
