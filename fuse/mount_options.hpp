@@ -23,10 +23,12 @@ struct MountOptions {
   bool writeback = false;
   // FUSE passthrough of open files where the kernel and privileges allow it.
   bool passthrough = true;
-  // FUSE over io_uring where the kernel allows it (the fuse module's
-  // enable_uring parameter, off by default in the kernel). Opt-in: the
-  // kernel's side is new (6.14).
-  bool uring = false;
+  // FUSE over io_uring where the kernel allows it: the fuse module's
+  // enable_uring parameter (off by default in the kernel, so an
+  // administrator's choice) makes the kernel offer it at INIT; otherwise,
+  // or with -o uring=0, /dev/fuse. bench/overlay.py's layerfs-uring column
+  // against layerfs: metadata operations 1.3-2.8x faster, the rest equal.
+  bool uring = true;
   bool debug = false;    // -o debug: log every request (as -d, without -f)
   // -o lazy (with datadir): lower layers pulled lazily (their layer directory
   // holds lazy.json) get their missing content objects fetched on open.

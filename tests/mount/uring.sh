@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# FUSE over io_uring (-o uring=1): with the kernel's fuse.enable_uring on, the
+# FUSE over io_uring (the default, -o uring=1): with the kernel's fuse.enable_uring on, the
 # differential scenarios give the kernel's overlayfs results with every
 # request served from the rings (the daemon logs it), processes on every CPU
 # get their answers at once, and the daemon exits cleanly at unmount. With the
-# parameter off the same option falls back to /dev/fuse. The parameter is
-# restored afterwards.
+# parameter off the same option falls back to /dev/fuse; uring=0 turns it
+# off. The parameter is restored afterwards.
 set -euo pipefail
 : "${LAYERFS:?}" "${FSOPS:?}"
 [ -e /dev/fuse ] || { echo "no /dev/fuse"; exit 77; }
@@ -94,3 +94,17 @@ echo new >"$t/m/new"
 ! served "$t/m.log" || fail "served from io_uring with the kernel's parameter off"
 stop_one
 echo "ok: fallback to /dev/fuse"
+
+# 4. The default: the rings wherever the kernel's parameter is on, /dev/fuse
+# with uring=0.
+echo Y >"$param"
+rm -rf "$t/u" "$t/w"
+mount_one ""
+[ "$(cat "$t/m/base/f3")" = "lower 3" ] || fail "default mount reads wrong data"
+served "$t/m.log" || fail "the default did not use io_uring with the kernel's parameter on"
+stop_one
+mount_one ,uring=0
+[ "$(cat "$t/m/base/f3")" = "lower 3" ] || fail "uring=0 mount reads wrong data"
+! served "$t/m.log" || fail "served from io_uring with uring=0"
+stop_one
+echo "ok: io_uring by default where the kernel allows it, off with uring=0"
