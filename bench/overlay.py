@@ -243,14 +243,19 @@ class Bench:
             umount(m)
 
     def set_uring(self):
-        """For layerfs-uring, the kernel's fuse.enable_uring is on for the run
-        (the kernel checks it when the daemon registers its rings, after the
-        mount), restored after. layerfs's default is uring=0, so the layerfs
-        engine still uses /dev/fuse."""
+        """Notes the kernel's fuse.enable_uring, which mount() turns on for
+        layerfs-uring's mounts and back to this value for the others (layerfs
+        uses the rings by default wherever the kernel offers them, so the
+        layerfs engine gets what this kernel gives by default). The kernel
+        checks it when the daemon registers its rings, after the mount
+        returns, so it stays as set until the next mount; restored at the end."""
         if "layerfs-uring" in self.engines:
             self.uring_old = open(URING_PARAM).read().strip()
+
+    def uring_for(self, engine):
+        if self.uring_old is not None:
             with open(URING_PARAM, "w") as f:
-                f.write("Y\n")
+                f.write(("Y" if engine == "layerfs-uring" else self.uring_old) + "\n")
 
     def restore_uring(self):
         if self.uring_old is not None:
@@ -313,6 +318,7 @@ class Bench:
             self.prep_instance(name)
         dirs = f"lowerdir={self.lowerdir},upperdir={d}/u,workdir={d}/w"
         e = self.engine
+        self.uring_for(e)
         if e == "kernel":
             run(["mount", "-t", "overlay", "overlay", "-o", dirs, f"{d}/m"])
         elif e == "fuse-overlayfs":
@@ -657,7 +663,7 @@ class Bench:
                else "bench/cache/layers (GNU tar)")
         notes = (f"Engines: {' '.join(self.engines)}; layerfs options: "
                  f"{self.layerfs_opts or 'the defaults'} (layerfs-uring: and uring=1, with the kernel's "
-                 f"fuse.enable_uring on for the run); lower layers from {src}, 5 layers; {fovl}; "
+                 f"fuse.enable_uring on for its mounts, the kernel's own value for the others); lower layers from {src}, 5 layers; {fovl}; "
                  f"kernel {os.uname().release} "
                  f"overlayfs with default options (metacopy={metacopy}); {os.cpu_count()} cores "
                  "shared with other builds (noisy).")
