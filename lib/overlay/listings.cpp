@@ -39,6 +39,11 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
   auto out = std::make_shared<Listing>();
   std::unordered_set<std::string> seen;  // names decided by an upper layer
   for (const auto& ld : stack) {
+    // Names are unique within one directory: the first layer need not look
+    // in `seen`, the last need not add to it (a new directory, one layer
+    // only, hashes no name).
+    const bool check_seen = &ld != &stack.front();
+    const bool add_seen = &ld != &stack.back();
     auto dfd = open_in_layer(ld.layer, ld.fd.get(), ".", O_RDONLY | O_DIRECTORY);
     if (!dfd) return Errno{dfd.error()};
     struct stat dst;
@@ -72,7 +77,7 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
           hidden_below.emplace_back(name.substr(format::kWhiteoutPrefix.size()));
         continue;
       }
-      if (seen.count(std::string(name))) continue;
+      if (check_seen && seen.count(std::string(name))) continue;
       unsigned char type = e->d_type;
       struct stat st;
       st.st_dev = dst.st_dev;
@@ -84,16 +89,17 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
         }
         type = static_cast<unsigned char>(IFTODT(st.st_mode));
         if (format::is_whiteout(ld.fd.get(), e->d_name, st)) {
-          seen.emplace(name);
+          if (add_seen) seen.emplace(name);
           continue;
         }
       }
-      seen.emplace(name);
+      if (add_seen) seen.emplace(name);
       uint64_t ino = resolver_.map_ino(ld.layer, st, ld.fd.get(), e->d_name, origins);
       out->entries.push_back(DirEntry{std::string(name), ino, type, 0, ld.layer});
       if (type == DT_DIR) ++out->subdirs;
     }
-    for (auto& h : hidden_below) seen.insert(std::move(h));
+    if (add_seen)
+      for (auto& h : hidden_below) seen.insert(std::move(h));
   }
   // Offsets 1 and 2 are "." and ".."; names hash into [3, 2^62 + 3).
   for (auto& e : out->entries) e.off = (std::hash<std::string_view>{}(e.name) >> 2) + 3;
