@@ -102,10 +102,21 @@ Result<std::shared_ptr<const Listing>> Listings::build(const DirStack& stack) {
       for (auto& h : hidden_below) seen.insert(std::move(h));
   }
   // Offsets 1 and 2 are "." and ".."; names hash into [3, 2^62 + 3).
-  for (auto& e : out->entries) e.off = (std::hash<std::string_view>{}(e.name) >> 2) + 3;
-  std::sort(out->entries.begin(), out->entries.end(), [](const DirEntry& a, const DirEntry& b) {
-    return a.off != b.off ? a.off < b.off : a.name < b.name;
+  // Sorted through (offset, index) pairs: cheaper to move than entries.
+  auto& es = out->entries;
+  std::vector<std::pair<uint64_t, uint32_t>> order;
+  order.reserve(es.size());
+  for (size_t i = 0; i < es.size(); ++i) {
+    es[i].off = (std::hash<std::string_view>{}(es[i].name) >> 2) + 3;
+    order.emplace_back(es[i].off, static_cast<uint32_t>(i));
+  }
+  std::sort(order.begin(), order.end(), [&es](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : es[a.second].name < es[b.second].name;
   });
+  std::vector<DirEntry> sorted;
+  sorted.reserve(es.size());
+  for (const auto& o : order) sorted.push_back(std::move(es[o.second]));
+  es = std::move(sorted);
   for (size_t i = 1; i < out->entries.size(); ++i)  // a collision: the next free value
     if (out->entries[i].off <= out->entries[i - 1].off)
       out->entries[i].off = out->entries[i - 1].off + 1;
