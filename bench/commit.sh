@@ -23,9 +23,7 @@ need_root
 runs=3
 bench_args commit.sh "" "$@"
 
-for p in podman skopeo umoci docker-registry curl; do
-  command -v "$p" >/dev/null || die "$p is not installed"
-done
+need_commands podman skopeo umoci docker-registry curl
 bench_build || die "layerctl does not build"
 layerctl=$BUILD/tools/layerctl
 export LAYERFS=$BUILD/fuse/layerfs

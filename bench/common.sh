@@ -10,6 +10,11 @@ die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "run as root"; }
+# need_commands CMD...: dies naming the first one not installed.
+need_commands() {
+  local p
+  for p in "$@"; do command -v "$p" >/dev/null || die "$p is not installed (.ci/install-deps)"; done
+}
 
 # bench_args SCRIPT "NAME..." "$@": the options every benchmark takes
 # (--runs N, --no-results, --help: the script's header comment) and, for each

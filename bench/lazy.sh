@@ -26,9 +26,7 @@ need_root
 runs=3 rate=""
 bench_args lazy.sh "rate" "$@"
 
-for p in docker-registry skopeo curl; do
-  command -v "$p" >/dev/null || die "$p is not installed"
-done
+need_commands docker-registry skopeo curl
 have_podman=0
 if command -v podman >/dev/null && [ -x /usr/sbin/runc ]; then have_podman=1; fi
 [ -d "$cache_dir/images/debian-gzip" ] || bash "$bench_dir/images.sh"

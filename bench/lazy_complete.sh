@@ -22,9 +22,7 @@ need_root
 
 runs=3 ratelimit=""
 bench_args lazy_complete.sh "ratelimit" "$@"
-for p in docker-registry skopeo curl; do
-  command -v "$p" >/dev/null || die "$p is not installed"
-done
+need_commands docker-registry skopeo curl
 bench_build || die "layerctl does not build"
 layerctl=$BUILD/tools/layerctl
 mkimage=$BUILD/tests/fixtures/mkimage

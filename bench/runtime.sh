@@ -24,7 +24,7 @@ bench_args runtime.sh "" "$@"
 [ "$runs" -ge 3 ] || die "--runs: at least 3"
 
 bench_install_deps
-for tool in podman runc; do command -v $tool >/dev/null || die "$tool is not installed (.ci/install-deps)"; done
+need_commands podman runc
 layout=$cache_dir/images/debian-gzip
 [ -f "$layout/index.json" ] || bash "$bench_dir/images.sh"
 tag=latest
@@ -56,7 +56,7 @@ elapsed() {
   t1=$(now_us)
   echo "scale=4; ($t1 - $t0) / 1000000" | bc
 }
-command -v bc >/dev/null || die "bc is not installed"
+need_commands bc
 
 # ---- 1. podman, three storage setups
 podman_for() {  # podman_for ENGINE ARGS...
