@@ -8,14 +8,10 @@
 source "$SRCDIR/tests/registry/lib.sh"
 LAZYFETCH="$BUILDDIR/tests/registry/lazyfetch"
 
-start_registry lazy
-R=127.0.0.1:$REG_lazy_PORT
-make_trees "$WORK/t"
-T=$WORK/t
+lazy_setup
 
 step "build, push and pull a plain image"
-"$MKIMAGE" --out "$WORK/oci" --format oci --compression gzip --tag gz --layer "$T/base" --layer "$T/mid" --layer "$T/top"
-push "$WORK/oci" gz "$R/app/gz:1"
+push_sample_gz
 "$LAYERCTL" pull -q "$R/app/gz:1" >/dev/null || fail "pull the plain image"
 
 # check FORMAT REF: lazyfetch REF, then every regular file of the trees is an object.

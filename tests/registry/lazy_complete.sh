@@ -33,14 +33,10 @@ fsck_clean() {
   "$LAYERCTL" fsck >"$WORK/fsck.out" 2>&1 || fail "$1: fsck: $(cat "$WORK/fsck.out")"
 }
 
-start_registry lazy
-R=127.0.0.1:$REG_lazy_PORT
-make_trees "$WORK/t"
-T=$WORK/t
+lazy_setup
 
 step "a plain image pushed again as zstd:chunked and eStargz"
-"$MKIMAGE" --out "$WORK/oci" --format oci --compression gzip --tag gz --layer "$T/base" --layer "$T/mid" --layer "$T/top"
-push "$WORK/oci" gz "$R/app/gz:1"
+push_sample_gz
 export LAYERFS_ROOT="$WORK/eager"
 "$LAYERCTL" pull -q "$R/app/gz:1" >/dev/null || fail "pull the plain image"
 "$LAYERCTL" push -q "$R/app/gz:1" "$R/app/zc:1" --compression zstd:chunked >/dev/null || fail "push zstd:chunked"

@@ -12,18 +12,14 @@ mount_test
 listing() { (cd "$1" && "$PY" "$HERE/tree_list.py" .); }
 objects_bytes() { du -sb "$1/objects" | cut -f1; }
 
-start_registry lazy
-R=127.0.0.1:$REG_lazy_PORT
-make_trees "$WORK/t"
-T=$WORK/t
+lazy_setup
 # Many small files next to each other, for the coalesced fetches.
 mkdir -p "$T/mid/usr/share/small"
 for i in $(seq 1 60); do seq 1 $((i * 50)) >"$T/mid/usr/share/small/f$i"; done
 ln "$T/mid/usr/lib/lib.so" "$T/mid/usr/lib/lib-link.so"
 
 step "a plain image, pulled, pushed again as zstd:chunked and eStargz"
-"$MKIMAGE" --out "$WORK/oci" --format oci --compression gzip --tag gz --layer "$T/base" --layer "$T/mid" --layer "$T/top"
-push "$WORK/oci" gz "$R/app/gz:1"
+push_sample_gz
 "$LAYERCTL" pull -q "$R/app/gz:1" >/dev/null || fail "pull the plain image"
 "$LAYERCTL" push -q "$R/app/gz:1" "$R/app/zc:1" --compression zstd:chunked >/dev/null || fail "push zstd:chunked"
 "$LAYERCTL" push -q "$R/app/gz:1" "$R/app/esgz:1" --compression estargz >/dev/null || fail "push estargz"

@@ -109,6 +109,22 @@ make_trees() {
   touch "$t/top/.wh.numbers-not-here"
 }
 
+# lazy_setup: the registry "lazy" (R=127.0.0.1:port) and the sample trees
+# in T=$WORK/t, as the lazy-pull tests start.
+lazy_setup() {
+  start_registry lazy
+  R=127.0.0.1:$REG_lazy_PORT
+  make_trees "$WORK/t"
+  T=$WORK/t
+}
+
+# push_sample_gz: the trees as a three-layer gzip image, pushed as $R/app/gz:1.
+push_sample_gz() {
+  "$MKIMAGE" --out "$WORK/oci" --format oci --compression gzip --tag gz \
+    --layer "$T/base" --layer "$T/mid" --layer "$T/top"
+  push "$WORK/oci" gz "$R/app/gz:1"
+}
+
 # push LAYOUT TAG DEST [skopeo flags...]: oci:LAYOUT:TAG → docker://DEST (plain HTTP).
 push() {
   local layout=$1 tag=$2 dest=$3
