@@ -10,6 +10,16 @@ die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "run as root"; }
+# debian_layout: sets layout to bench/images.sh's Debian image (an OCI
+# layout, tag latest), making the images first if they are not cached.
+debian_layout() {
+  layout=$cache_dir/images/debian-gzip
+  [ -f "$layout/index.json" ] || bash "$bench_dir/images.sh"
+}
+
+# need_runs N: dies unless --runs is at least N.
+need_runs() { [ "$runs" -ge "$1" ] || die "--runs: at least $1"; }
+
 # need_commands CMD...: dies naming the first one not installed.
 need_commands() {
   local p

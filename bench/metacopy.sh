@@ -20,8 +20,7 @@ need_root
 runs=3 idle=10
 bench_args metacopy.sh "idle" "$@"
 bench_install_deps
-layout=$cache_dir/images/debian-gzip
-[ -f "$layout/index.json" ] || bash "$bench_dir/images.sh"
+debian_layout
 bench_build || die "layerfs does not build"
 export LAYERFS=${LAYERFS:-$BUILD/fuse/layerfs}
 layerctl=$BUILD/tools/layerctl

@@ -21,10 +21,9 @@ need_root
 
 runs=15
 bench_args mount.sh "" "$@"
-[ "$runs" -ge 3 ] || die "--runs: at least 3"
+need_runs 3
 
-layout=$cache_dir/images/debian-gzip
-[ -f "$layout/index.json" ] || bash "$bench_dir/images.sh"
+debian_layout
 bench_build || die "layerfs does not build"
 layerctl=$BUILD/tools/layerctl
 export LAYERFS=${LAYERFS:-$BUILD/fuse/layerfs}

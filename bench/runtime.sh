@@ -21,12 +21,11 @@ need_root
 
 runs=5
 bench_args runtime.sh "" "$@"
-[ "$runs" -ge 3 ] || die "--runs: at least 3"
+need_runs 3
 
 bench_install_deps
 need_commands podman runc
-layout=$cache_dir/images/debian-gzip
-[ -f "$layout/index.json" ] || bash "$bench_dir/images.sh"
+debian_layout
 tag=latest
 bench_build || die "layerfs does not build"
 layerfs_bin=${LAYERFS:-$BUILD/fuse/layerfs}
