@@ -17,6 +17,18 @@ debian_layout() {
   [ -f "$layout/index.json" ] || bash "$bench_dir/images.sh"
 }
 
+# store_lowerdir IMAGE: the overlay lowerdir (top layer first) of IMAGE's
+# layers in the store $LAYERFS_ROOT, asked of $layerctl.
+store_lowerdir() {
+  local diff_ids i lower=
+  mapfile -t diff_ids < <("$layerctl" inspect --json "$1" |
+    python3 -c 'import json,sys; [print(l["diff_id"].split(":")[1]) for l in json.load(sys.stdin)["layers"]]')
+  for ((i = ${#diff_ids[@]} - 1; i >= 0; i--)); do
+    lower+=${lower:+:}$LAYERFS_ROOT/layers/sha256/${diff_ids[$i]}/diff
+  done
+  echo "$lower"
+}
+
 # need_runs N: dies unless --runs is at least N.
 need_runs() { [ "$runs" -ge "$1" ] || die "--runs: at least $1"; }
 

@@ -40,12 +40,7 @@ printf 'test\tengine\tseconds\n' >"$samples"
 export LAYERFS_ROOT=$W/store
 image="oci:$layout:latest"
 "$layerctl" -q pull "$image" >>"$logf" 2>&1 || die "layerctl pull failed (see $logf)"
-mapfile -t diff_ids < <("$layerctl" inspect --json "$image" |
-  python3 -c 'import json,sys; [print(l["diff_id"].split(":")[1]) for l in json.load(sys.stdin)["layers"]]')
-lower=
-for ((i = ${#diff_ids[@]} - 1; i >= 0; i--)); do
-  lower+=${lower:+:}$LAYERFS_ROOT/layers/sha256/${diff_ids[$i]}/diff
-done
+lower=$(store_lowerdir "$image")
 
 # elapsed CMD...: runs CMD (output to the log), prints its wall time in seconds.
 elapsed() {

@@ -98,12 +98,7 @@ for e in "${engines[@]}"; do podman_for "$e" rmi -af >/dev/null 2>&1 || true; do
 export LAYERFS_ROOT=$W/store
 "$layerctl" -q pull "oci:$layout:$tag" >>"$out_dir/logs/runtime.log" 2>&1 || die "layerctl pull failed"
 image="oci:$layout:$tag"
-mapfile -t diff_ids < <("$layerctl" inspect --json "$image" |
-  python3 -c 'import json,sys; [print(l["diff_id"].split(":")[1]) for l in json.load(sys.stdin)["layers"]]')
-lower=
-for ((i = ${#diff_ids[@]} - 1; i >= 0; i--)); do
-  lower+=${lower:+:}$LAYERFS_ROOT/layers/sha256/${diff_ids[$i]}/diff
-done
+lower=$(store_lowerdir "$image")
 # The kernel's bundle uses the config layerctl writes, with its own root.
 "$layerctl" -q bundle "$image" "$W/ref" --name ref -- /bin/true >/dev/null
 python3 - "$W/ref/config.json" "$W/kb/config.json" "$W/kb/rootfs" <<'PY'
